@@ -1,0 +1,35 @@
+# Two commands do all set-up on a fresh machine: `make demo` and `make test`.
+# Each creates or refreshes .venv itself when it is missing or older than the project files.
+SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -c
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
+DEMO_OUT ?= demo-output
+
+.PHONY: demo test bench venv clean
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@echo "Installing DigitalContrast and its test dependencies into $(VENV) (first run takes a few minutes)..."
+	@$(PIP) install -c constraints.txt 'torch==2.13.0' 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
+	@$(PIP) install -c constraints.txt -e '.[test]' 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
+	@$(BIN)/python -c "import DigitalContrastLib, DigitalContrastReaderLib, torch, monai, slicer" \
+		|| { echo "Set-up failed: the packages above did not install; see the pip output."; exit 1; }
+	@touch $@
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/digital-contrast demo --out $(DEMO_OUT)
+
+test: $(STAMP)
+	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest Testing
+
+bench: $(STAMP)
+	$(BIN)/digital-contrast bench --json
+
+clean:
+	rm -rf $(VENV) $(DEMO_OUT) bench .pytest_cache
