@@ -17,6 +17,7 @@ from DigitalContrastLib.client import (
     WorkerClient,
     WorkerError,
     popen_launcher,
+    probe_worker,
     run_synthesis_job,
 )
 from DigitalContrastLib.errors import EXIT_BAD_INPUT, EXIT_MODEL, EXIT_NO_GPU, InputError, JobError, ModelError
@@ -220,3 +221,31 @@ def test_run_synthesis_job_reports_progress_and_raises_user_errors(ncct, tmp_pat
         run_synthesis_job(tmp_path / "absent.nrrd", tmp_path / "p.nrrd", dummy=True)
     assert caught.value.exit_code == EXIT_BAD_INPUT and "absent.nrrd" in caught.value.message
 
+
+
+def test_probe_worker_reports_the_device_when_torch_is_absent():
+    """What a GUI shows before any job, without importing torch in its own process."""
+    no_torch = ("import sys; sys.modules['torch'] = None; sys.argv[0] = 'worker'; "
+                "from DigitalContrastLib import worker; sys.exit(worker.main(sys.argv[1:]))")
+    launch = popen_launcher([sys.executable, "-c", no_torch])
+    hello = probe_worker(lambda args, env: launch(args, {**env, "PYTHONPATH": worker_env()["PYTHONPATH"]}), timeout_s=60)
+    assert hello["torch"]["imported"] is False and hello["device"]["kind"] == "cpu"
+    assert hello["device"]["free_memory_mb"] > 0 and hello["protocol"] == 1
+
+
+def test_a_segfaulting_worker_is_an_error_with_its_last_words(ncct, tmp_path, work_root):
+    crash = "import ctypes, sys; print('loading weights', file=sys.stderr, flush=True); ctypes.string_at(0)"
+    client = WorkerClient(popen_launcher([sys.executable, "-c", crash]), work_root=work_root)
+    outcome = client.run(make_job(ncct, tmp_path / "o.nrrd"), timeout=30)
+    assert outcome.status == "error" and outcome.error["code"] == "worker_crashed"
+    assert "SIGSEGV" in outcome.error["message"] and outcome.log_tail[-1] == "loading weights"
+    assert not (tmp_path / "o.nrrd").exists() and list(work_root.iterdir()) == []
+
+
+def test_run_with_a_timeout_cancels_the_job(ncct, tmp_path, work_root):
+    client = WorkerClient(dummy=True, dummy_seconds=30, work_root=work_root)
+    started = time.monotonic()
+    outcome = client.run(make_job(ncct, tmp_path / "o.nrrd"), timeout=1.5)
+    assert outcome.status == "cancelled" and "timed out" in outcome.cancel_reason
+    assert time.monotonic() - started < 4
+    assert not (tmp_path / "o.nrrd").exists() and list(work_root.iterdir()) == []

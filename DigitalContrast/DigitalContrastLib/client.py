@@ -555,6 +555,8 @@ class WorkerClient:
                 except queue.Empty:
                     continue
                 self._pending += self._handle(proc, item)
+            else:
+                time.sleep(0.01)
 
     def run(self, job: Mapping[str, Any], on_event: Callable[[Event], None] | None = None,
             timeout: float | None = None) -> JobOutcome:
