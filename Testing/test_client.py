@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
@@ -80,8 +81,21 @@ def test_run_delivers_a_verified_output_with_ordered_events(ncct, tmp_path, work
     assert outcome.result["sha256"] == file_sha256(output)
     assert outcome.result["output"] == str(output)
     assert np.all(read_hu(output)[read_hu(ncct) == BODY_HU] >= BODY_HU + 300)
-    assert sorted(p.name for p in output.parent.iterdir()) == ["synthetic.nrrd"]
+    assert sorted(p.name for p in output.parent.iterdir()) == ["synthetic.nrrd", "synthetic.nrrd.json"]
+    provenance = json.loads((output.parent / "synthetic.nrrd.json").read_text())
+    assert provenance["output"]["path"] == str(output), "the provenance names the delivered file"
+    assert outcome.result["provenance"]["output"]["path"] == str(output)
     assert list(work_root.iterdir()) == [], "the job folder is removed"
+
+
+def test_uncertainty_map_is_delivered_to_its_own_folder(ncct, tmp_path, work_root):
+    output, sd_map = tmp_path / "a" / "synthetic.nii.gz", tmp_path / "b" / "sd.nii.gz"
+    outcome = WorkerClient(dummy=True, work_root=work_root).run(make_job(ncct, output, uncertainty_output=sd_map))
+    assert outcome.ok, outcome
+    assert output.is_file() and sd_map.is_file() and read_hu(sd_map).shape == read_hu(ncct).shape
+    provenance = json.loads(output.with_name("synthetic.nii.gz.json").read_text())
+    assert provenance["uncertainty"]["path"] == str(sd_map)
+    assert list(work_root.iterdir()) == []
 
 
 def test_second_start_while_running_is_refused(ncct, tmp_path, work_root):

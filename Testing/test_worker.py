@@ -53,7 +53,9 @@ def test_dummy_job_streams_ordered_messages_and_writes_the_reported_file(tmp_pat
     assert hu.shape == regions["array"].shape and hu.dtype == np.int16
     assert np.all(hu[regions["soft"]] >= BODY_HU + 300)
     assert np.all(hu[regions["air"]] == -1000) and np.all(hu[regions["bone"]] == BONE_HU)
-    assert not [p for p in output.parent.iterdir() if p != output], "no temporary file left beside the output"
+    beside = sorted(p.name for p in output.parent.iterdir())
+    assert beside == ["synthetic.nrrd", "synthetic.nrrd.json"], "output + provenance, no temporary file left"
+    assert [f["path"] for f in result["files"]] == [str(output), str(output) + ".json"]
 
 
 def test_dummy_worker_never_imports_torch(tmp_path):

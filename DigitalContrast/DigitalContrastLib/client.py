@@ -190,6 +190,18 @@ def probe_worker(launcher: Launcher | None = None, timeout_s: float = 120.0) -> 
     raise WorkerError(f"the worker probe exited with code {popen.returncode} without a hello ({tail}).")
 
 
+def stage_weights(uncertainty: bool = False) -> dict[str, float]:
+    """Stage shares of a worker job, in the order the worker reports them.
+
+    The worker loads (or reuses) the model before reading the input, so ``model`` comes first.
+    Flip test-time augmentation runs the network 3 more times: ``uncertainty`` then weighs
+    3 times ``inference`` (0 without it).
+    """
+    weights = {"model": STAGES["model"], **{k: v for k, v in STAGES.items() if k != "model"}}
+    weights["uncertainty"] = 3 * STAGES["inference"] if uncertainty else 0.0
+    return weights
+
+
 # ---------------------------------------------------------------------------- events, outcomes
 @dataclass(frozen=True)
 class Event:
@@ -384,6 +396,7 @@ class _RunningJob:
     fraction: float = 0.0
     eta_s: float | None = None
     eta_at: float = 0.0
+    renamed: dict[str, str] = field(default_factory=dict)  # job-folder path -> delivered path
 
     @property
     def job_id(self) -> str:
@@ -482,9 +495,7 @@ class WorkerClient:
         worker_job = {**job, "output": str(folder / "out" / Path(job["output"]).name), "options": dict(job["options"])}
         if job["options"]["uncertainty_output"]:
             worker_job["options"]["uncertainty_output"] = str(folder / "unc" / Path(job["options"]["uncertainty_output"]).name)
-        weights = dict(STAGES)
-        if job["options"]["uncertainty_output"]:
-            weights["uncertainty"] = weights["inference"]  # about one more pass of the network
+        weights = stage_weights(uncertainty=bool(job["options"]["uncertainty_output"]))
 
         self._log.clear()
         try:
@@ -718,7 +729,11 @@ class WorkerClient:
         return event
 
     def _deliver(self, job: _RunningJob) -> Path:
-        """Verify every reported file's SHA-256, then move them into place, the main output last."""
+        """Verify every reported file's SHA-256, then move them into place, the main output last.
+
+        JSON files beside the output (the provenance) name the job-folder paths the worker
+        wrote; they are rewritten to name the delivered paths.
+        """
         result = job.result or {}
         main = Path(result.get("output", "")).resolve()
         files = result.get("files") or [{"path": result.get("output"), "sha256": result.get("sha256")}]
@@ -731,10 +746,13 @@ class WorkerClient:
                     f"the worker's output {source.name} is missing or does not match the SHA-256 it reported; "
                     "nothing was delivered.", code="checksum_mismatch")
             moves.append((source == main, source, destination))
+            job.renamed[str(item.get("path"))] = job.renamed[str(source)] = str(destination)
         if not any(is_main for is_main, _, _ in moves):
             raise WorkerError("the worker's result does not list its main output; nothing was delivered.",
                               code="protocol_error")
         for _, source, destination in sorted(moves, key=lambda move: move[0]):
+            if source.suffix == ".json":
+                _rewrite_json_paths(source, job.renamed)
             _move_into_place(source, destination)
         return Path(job.job["output"])
 
@@ -754,11 +772,34 @@ class WorkerClient:
 
 def _final_result(job: _RunningJob) -> dict[str, Any]:
     """The worker's result with the delivered paths in place of the job-folder ones."""
-    result = {k: v for k, v in (job.result or {}).items() if k != "type"}
+    result = _replace_paths({k: v for k, v in (job.result or {}).items() if k != "type"}, job.renamed)
     result["output"] = job.job["output"]
-    result["worker_output"] = (job.result or {}).get("output")
     result["uncertainty_output"] = job.job["options"]["uncertainty_output"]
     return result
+
+
+def _replace_paths(value: Any, renamed: Mapping[str, str]) -> Any:
+    """``value`` (JSON-like) with every string equal to a key of ``renamed`` replaced by its value."""
+    if isinstance(value, str):
+        return renamed.get(value, value)
+    if isinstance(value, dict):
+        return {k: _replace_paths(v, renamed) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_replace_paths(v, renamed) for v in value]
+    return value
+
+
+def _rewrite_json_paths(path: Path, renamed: Mapping[str, str]) -> None:
+    """Rewrite a (verified) JSON file in the job folder so that it names the delivered paths."""
+    import json
+
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError:
+        return  # not JSON after all: deliver it as it is
+    updated = _replace_paths(data, renamed)
+    if updated != data:
+        path.write_text(json.dumps(updated, indent=2) + "\n", encoding="utf-8")
 
 
 def _describe_exit(code: int | None) -> str:

@@ -14,6 +14,7 @@ Never import torch here: a test asserts that a dummy job leaves ``torch`` out of
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -24,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from .atomic import atomic_path
+from .atomic import atomic_path, atomic_write_text
 from .checksum import file_sha256
 from .errors import InputError, ModelError, NoGPUError
 from .progress import ProgressCallback, no_progress
@@ -130,28 +131,34 @@ def synthesize_file(
         progress("postprocess", 1, 1)
 
         progress("write", 0, 1)
-        output_sha256 = _write(synthetic, Path(output_path))
+        output = Path(output_path)
+        output_sha256 = _write(synthetic, output)
         if uncertainty_path:
             _write(volume.with_array(np.zeros(volume.shape_zyx, np.int16)), Path(uncertainty_path))
+        provenance = {
+            "synthetic": True,
+            "dummy": True,
+            "note": "fake synthesis for self-tests (+300 HU in the largest 0..100 HU region); not a model output",
+            "model": {"id": engine.card.id, "version": engine.card.version,
+                      "weights_sha256": engine.card.weights_sha256},
+            "device": engine.device,
+            "input": {"path": os.path.abspath(input_path)},
+            "output": {"path": os.path.abspath(output)},
+            "output_sha256": output_sha256,
+            "uncertainty": {"path": os.path.abspath(uncertainty_path)} if uncertainty_path else None,
+            "overlap": overlap,
+            "series_uid": series_uid,
+            "enhanced_voxels": int(region.sum()),
+            "timings": {"inference_s": inference_s, "synthesis_s": time.perf_counter() - started},
+        }
+        # like the engine: the provenance JSON beside the output, <output>.json
+        atomic_write_text(output.with_name(output.name + ".json"), json.dumps(provenance, indent=2) + "\n")
         progress("write", 1, 1)
     finally:
         if child is not None:
             child.kill()
             child.wait()
-    return {
-        "dummy": True,
-        "note": "fake synthesis for self-tests (+300 HU in the largest 0..100 HU region); not a model output",
-        "model": {"id": engine.card.id, "version": engine.card.version, "weights_sha256": engine.card.weights_sha256},
-        "device": engine.device,
-        "input": os.fspath(input_path),
-        "output": os.fspath(output_path),
-        "output_sha256": output_sha256,
-        "uncertainty_output": os.fspath(uncertainty_path) if uncertainty_path else None,
-        "overlap": overlap,
-        "series_uid": series_uid,
-        "enhanced_voxels": int(region.sum()),
-        "timings": {"inference_s": inference_s, "synthesis_s": time.perf_counter() - started},
-    }
+    return provenance
 
 
 def _largest_soft_tissue_region(array: np.ndarray) -> np.ndarray:

@@ -291,12 +291,17 @@ class JobRunner:
         engine, model_load_s, cache_hit = self._engine(job["model_id"], job["device"], progress)
         module = self._module()
         extra = self._dummy_options if self.dummy else {}
+
+        def progress_after_model(stage: str, done: int, total: int) -> None:
+            if stage != "model":  # reported above; the engine's own "model" step is instant here
+                progress(stage, done, total)
+
         started = time.perf_counter()
         try:
             provenance = module.synthesize_file(
                 job["input"], job["output"], model_id=job["model_id"], device=job["device"],
                 uncertainty_path=options["uncertainty_output"], overlap=options["overlap"],
-                series_uid=options["series_uid"], engine=engine, progress=progress,
+                series_uid=options["series_uid"], engine=engine, progress=progress_after_model,
                 on_warning=on_warning, **extra,
             )
         except OSError as error:
