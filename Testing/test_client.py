@@ -20,10 +20,11 @@ from DigitalContrastLib.client import (
     popen_launcher,
     probe_worker,
     run_synthesis_job,
+    worker_script_launcher,
 )
 from DigitalContrastLib.errors import EXIT_BAD_INPUT, EXIT_MODEL, EXIT_NO_GPU, InputError, JobError, ModelError
 from DigitalContrastLib.protocol import make_job
-from worker_support import BODY_HU, WORKER_SCRIPT, alive, descendants, read_hu, worker_env, write_tiny_ct
+from worker_support import BODY_HU, alive, descendants, read_hu, worker_env, write_tiny_ct
 
 pytestmark = pytest.mark.process
 
@@ -42,11 +43,13 @@ def work_root(tmp_path):
     return root
 
 
-def slicer_like_launcher():
-    """Like PythonSlicer: a launcher process whose child is the real worker (a Python trampoline)."""
-    trampoline = ("import subprocess, sys; "
-                  "sys.exit(subprocess.call([sys.executable, *sys.argv[1:]]))")
-    return popen_launcher([sys.executable, "-c", trampoline, str(WORKER_SCRIPT)])
+def slicer_like_launcher(tmp_path):
+    """Like ``worker_script_launcher(PythonSlicer)``: a launcher process whose child is the real Python."""
+    python_slicer = tmp_path / "PythonSlicer"
+    python_slicer.write_text(f"#!{sys.executable}\nimport subprocess, sys\n"
+                             f"sys.exit(subprocess.call([{sys.executable!r}, *sys.argv[1:]]))\n")
+    python_slicer.chmod(0o755)
+    return worker_script_launcher(python_slicer)
 
 
 def wait_for(client, predicate, timeout=30.0):
@@ -109,7 +112,7 @@ def test_second_start_while_running_is_refused(ncct, tmp_path, work_root):
 
 def test_cancel_mid_inference_kills_the_whole_tree_within_2_s(ncct, tmp_path, work_root):
     output = tmp_path / "out" / "synthetic.nrrd"
-    client = WorkerClient(slicer_like_launcher(), dummy=True, dummy_seconds=30, work_root=work_root,
+    client = WorkerClient(slicer_like_launcher(tmp_path), dummy=True, dummy_seconds=30, work_root=work_root,
                           worker_args=["--dummy-spawn-child"])
     client.start(make_job(ncct, output))
     wait_for(client, lambda e: e.type == "progress" and e.data["stage"] == "inference" and e.data["done"] >= 1)

@@ -24,8 +24,8 @@ How a job runs:
 
 * The worker is launched by an injectable *launcher* ``launcher(args, env) -> Popen`` (stdin,
   stdout and stderr pipes). The default runs ``sys.executable -m DigitalContrastLib.worker`` in
-  its own process group; inside Slicer, pass ``popen_launcher([PythonSlicer,
-  ".../Scripts/DigitalContrastWorker.py"])`` (Slicer's ``sys.executable`` is the application).
+  its own process group; inside Slicer, pass ``worker_script_launcher(PythonSlicer)`` (it runs
+  ``Scripts/DigitalContrastWorker.py``; Slicer's ``sys.executable`` is the application).
   The child alone gets ``PYTHONUNBUFFERED=1``, ``PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True``,
   ``CUDA_VISIBLE_DEVICES=-1`` when the job's device is ``cpu``, and OMP/MKL thread counts.
 * Reader threads put every stdout/stderr line on a queue as it comes (nothing is dropped, nothing
@@ -142,6 +142,18 @@ def default_launcher() -> Launcher:
         return launch(args, env)
 
     return launch_with_path
+
+
+#: The worker's launcher script (a Slicer resource beside this package's folder).
+WORKER_SCRIPT = Path(__file__).resolve().parent.parent / "Scripts" / "DigitalContrastWorker.py"
+
+
+def worker_script_launcher(python: str | os.PathLike) -> Launcher:
+    """Run the worker through its script with another Python: in Slicer ``python`` is ``PythonSlicer``.
+
+    ``PythonSlicer`` is a launcher that starts the real Python as its child; cancel kills both.
+    """
+    return popen_launcher([os.fspath(python), str(WORKER_SCRIPT)])
 
 
 def worker_environment(device: str = "auto", threads: int | None = None,
