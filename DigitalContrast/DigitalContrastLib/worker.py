@@ -71,6 +71,13 @@ _PROCESS_STARTED = time.time()
 
 
 # ---------------------------------------------------------------------------- messages out
+class ClientGone(BaseException):
+    """The reader of our messages closed the pipe (the client died): stop, cleaning up as we unwind.
+
+    A BaseException, so that the ``except Exception`` of a job does not report it as a bug.
+    """
+
+
 class MessageChannel:
     """Writes protocol messages, one whole line at a time, from any thread.
 
@@ -93,7 +100,10 @@ class MessageChannel:
         data = protocol.encode_message(type_, **fields).encode("utf-8")
         with self._lock:
             while data:
-                written = os.write(self._fd, data)
+                try:
+                    written = os.write(self._fd, data)
+                except (BrokenPipeError, ConnectionResetError):
+                    raise ClientGone from None
                 data = data[written:]
 
 
@@ -414,6 +424,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None, stdin: TextIO | None = None) -> int:
     """Run the worker; returns the exit code (see the module docstring)."""
+    try:
+        return _main(argv, stdin)
+    except ClientGone:
+        _log("the client closed its end of the pipe; stopping")
+        return EXIT_INTERNAL
+
+
+def _main(argv: Sequence[str] | None, stdin: TextIO | None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
