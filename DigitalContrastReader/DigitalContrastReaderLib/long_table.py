@@ -56,7 +56,7 @@ def validate_long_table(frame: pd.DataFrame, source: str = "the reading table") 
     """A checked copy of ``frame``: labels as strings, ``truth`` and ``score`` as floats.
 
     Raises ``InputError`` for a missing column, an empty table, a missing or non-numeric score,
-    a truth other than 0/1/empty, a case whose truth differs between rows, or a reader who read
+    a truth other than 0/1/empty, an image (case, modality) whose truth differs between rows, or a reader who read
     the same case in the same modality twice.
     """
     missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
@@ -79,7 +79,7 @@ def validate_long_table(frame: pd.DataFrame, source: str = "the reading table") 
     if bad.any():
         row = int(np.flatnonzero(bad.to_numpy())[0])
         raise InputError(
-            f"{source}: score {out['score'].iloc[row]!r} in data row {row + 1} is not a number; "
+            f"{source}: score '{out['score'].iloc[row]}' in data row {row + 1} is not a number; "
             "every read needs a numeric score (code answers as numbers before the analysis).",
             code="non_numeric_score",
         )
@@ -90,16 +90,17 @@ def validate_long_table(frame: pd.DataFrame, source: str = "the reading table") 
     if bad_truth.any():
         row = int(np.flatnonzero(bad_truth.to_numpy())[0])
         raise InputError(
-            f"{source}: truth {out['truth'].iloc[row]!r} in data row {row + 1} is not 0, 1 or empty; "
+            f"{source}: truth '{out['truth'].iloc[row]}' in data row {row + 1} is not 0, 1 or empty; "
             "use 1 for positive, 0 for negative and leave it empty where there is no truth.",
             code="bad_truth",
         )
     out["truth"] = truth.astype(float)
-    per_case = out.groupby("case_id")["truth"].agg(lambda t: t.dropna().nunique())
-    if (per_case > 1).any():
-        case = per_case.index[per_case.to_numpy() > 1][0]
+    per_image = out.groupby(["case_id", "modality"])["truth"].agg(lambda t: t.dropna().nunique())
+    if (per_image > 1).any():
+        case, modality = per_image.index[per_image.to_numpy() > 1][0]
         raise InputError(
-            f"{source}: case {case!r} has different truth values in different rows; a case has one truth, fix it in every row.",
+            f"{source}: case {case!r} in modality {modality!r} has different truth values in different rows; "
+            "an image has one truth, fix it in every row.",
             code="inconsistent_truth",
         )
     duplicated = out.duplicated(["reader_id", "case_id", "modality"], keep=False)
@@ -174,5 +175,13 @@ def crossed_scores(
             code="unbalanced",
         )
     scores = values.reshape(len(chosen), len(readers), len(cases))
+    per_case = frame.groupby("case_id")["truth"].agg(lambda t: t.dropna().nunique())
+    if (per_case > 1).any():
+        case = per_case.index[per_case.to_numpy() > 1][0]
+        raise InputError(
+            f"{source}: case {case!r} has a different truth in different modalities; a paired analysis needs one truth "
+            "per case (for a Turing test use the Turing analysis).",
+            code="inconsistent_truth",
+        )
     truth = frame.groupby("case_id")["truth"].first().reindex(cases).to_numpy(dtype=float)
     return CrossedScores(scores, truth, tuple(chosen), tuple(readers), tuple(cases))

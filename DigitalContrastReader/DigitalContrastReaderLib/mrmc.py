@@ -392,9 +392,9 @@ class MRMCResult:
                 m: {r: _num(self.reader_fom[i, j]) for j, r in enumerate(self.readers)} for i, m in enumerate(self.modalities)
             },
             "modality_fom": {m: _num(v) for m, v in self.modality_fom.items()},
-            "components": {k: _jsonable(v) for k, v in asdict(self.components).items()},
-            "analyses": {a.name: _jsonable(asdict(a)) for a in (self.rrrc, self.frrc, self.rrfc)},
-            "non_inferiority": _jsonable(asdict(self.non_inferiority)) if self.non_inferiority else None,
+            "components": {k: jsonable(v) for k, v in asdict(self.components).items()},
+            "analyses": {a.name: jsonable(asdict(a)) for a in (self.rrrc, self.frrc, self.rrfc)},
+            "non_inferiority": jsonable(asdict(self.non_inferiority)) if self.non_inferiority else None,
             "notes": list(self.notes),
         }
         return out
@@ -418,13 +418,13 @@ class MRMCResult:
             if analysis.test is not None:
                 t = analysis.test
                 if t.df_denominator is None:
-                    lines.append(f"  chi2({t.df_numerator:g}) = {t.statistic:.4f}, p = {_p(t.p_value)}")
+                    lines.append(f"  chi2({t.df_numerator:g}) = {t.statistic:.4f}, p = {format_p(t.p_value)}")
                 else:
-                    lines.append(f"  F({t.df_numerator:g}, {t.df_denominator:.2f}) = {t.statistic:.4f}, p = {_p(t.p_value)}")
+                    lines.append(f"  F({t.df_numerator:g}, {t.df_denominator:.2f}) = {t.statistic:.4f}, p = {format_p(t.p_value)}")
             if analysis.differences:
                 rows = [
                     [f"{d.modality_a} - {d.modality_b}", f"{d.estimate:.4f}", f"{d.std_error:.4f}", _df(d.df), f"{d.statistic:.3f}",
-                     _p(d.p_value), f"[{d.ci_lower:.4f}, {d.ci_upper:.4f}]"]
+                     format_p(d.p_value), f"[{d.ci_lower:.4f}, {d.ci_upper:.4f}]"]
                     for d in analysis.differences
                 ]
                 lines += ["  " + x for x in format_table(["difference", "estimate", "std.err", "df", "t/z", "p", f"{level} CI"], rows)]
@@ -440,7 +440,7 @@ class MRMCResult:
                 f"Non-inferiority (RRRC): {n.hypothesis}",
                 f"  difference {n.test_modality} - {n.reference_modality} = {n.difference:.4f}, "
                 f"lower {level} limit {n.ci_lower:.4f} vs -margin {-n.margin:.4f}; "
-                f"{n.sidedness} p = {_p(n.p_value)} (level {n.alpha_one_sided:g})",
+                f"{n.sidedness} p = {format_p(n.p_value)} (level {n.alpha_one_sided:g})",
                 f"  conclusion: {'non-inferior' if n.non_inferior else 'non-inferiority not shown'}",
             ]
         for note in self.notes:
@@ -457,11 +457,11 @@ def _num(value) -> float | None:
     return value if math.isfinite(value) else (None if math.isnan(value) else value)
 
 
-def _jsonable(value):
+def jsonable(value):
     if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
+        return {k: jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     if isinstance(value, (float, np.floating)):
         value = float(value)
         if math.isnan(value):
@@ -476,7 +476,7 @@ def _jsonable(value):
     return value
 
 
-def _p(p: float) -> str:
+def format_p(p: float) -> str:
     return "nan" if not np.isfinite(p) else ("<0.0001" if p < 1e-4 else f"{p:.4f}")
 
 
@@ -497,7 +497,7 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[
 # The three analyses
 
 
-def _interval(estimate: float, std_error: float, df: float, alpha: float) -> tuple[float, float, float, float]:
+def interval(estimate: float, std_error: float, df: float, alpha: float) -> tuple[float, float, float, float]:
     """(statistic, two-sided p, lower, upper) for a t (finite df) or z (df = inf) interval."""
     dist = stats.norm if np.isinf(df) else stats.t(df)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -516,13 +516,13 @@ def _differences(theta, labels, se: float, df: float, alpha: float) -> tuple[Dif
     out = []
     for a, b in _pairs(len(labels)):
         estimate = float(mod_mean[a] - mod_mean[b])
-        statistic, p_value, lower, upper = _interval(estimate, se, df, alpha)
+        statistic, p_value, lower, upper = interval(estimate, se, df, alpha)
         out.append(Difference(labels[a], labels[b], estimate, float(se), float(df), statistic, p_value, lower, upper))
     return tuple(out)
 
 
 def _estimate(modality: str, estimate: float, se: float, df: float, alpha: float) -> ModalityEstimate:
-    _, _, lower, upper = _interval(estimate, se, df, alpha)
+    _, _, lower, upper = interval(estimate, se, df, alpha)
     return ModalityEstimate(modality, float(estimate), float(se), float(df), lower, upper)
 
 
@@ -572,7 +572,7 @@ def analyse_fom(
             se = math.sqrt(max(2 * (c.var_error_per_reader[j] - c.cov1_per_reader[j]), 0.0))
             for a, b in _pairs(n_mod):
                 estimate = float(theta[a, j] - theta[b, j])
-                statistic, p, lower, upper = _interval(estimate, se, math.inf, alpha)
+                statistic, p, lower, upper = interval(estimate, se, math.inf, alpha)
                 reader_diffs.append(ReaderDifference(r, modalities[a], modalities[b], estimate, se, statistic, p, lower, upper))
     frrc_mods = []
     for i, m in enumerate(modalities):
