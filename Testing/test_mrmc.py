@@ -7,14 +7,15 @@ Data and reference outputs (both in the RJafroc repository, github.com/dpc10ster
   x 5 readers x 114 cases (45 diseased), 5-point ratings; RJafroc's `dataset02`, file `inst/extdata/RocData.csv`, stored here as
   `Testing/data/reader_study/vandyke_roc.csv` (reader and modality numbered from 1 as in the output).
   Reference: OR-DBM MRMC 2.51 (Schartz, Hillis, Pesce, Berbaum; build 20181028), trapezoidal AUC,
-  jackknife covariances: `inst/Iowa/VanDyke.txt`.
+  jackknife covariances: `inst/Iowa/VanDyke.txt`; the same data restricted to reader 1
+  (`inst/Iowa/VanDyke1R.txt`) and to modality 1 (`inst/Iowa/VanDyke1T.txt`).
 - Federica Zanca ROC data (FROC marks reduced to the highest rating per case): Zanca F et al.,
   "Evaluation of clinical image processing algorithms used in digital mammography", Med Phys 2009;36(3):765-775;
   5 modalities x 4 readers x 200 cases (100 diseased): `inst/JAFROC/FedRoc.xlsx`, stored here as
   `Testing/data/reader_study/fedroc_roc.csv` (reader ids 1, 3, 4, 5 as in the workbook; the output numbers
   them 1-4 in that order). Reference: OR-DBM MRMC 2.51 output `inst/Iowa/FedRoc.txt`.
 
-Every published number (391 of them) is compared at the decimals it was printed with: ours must lie
+Every published number (413 of them) is compared at the decimals it was printed with: ours must lie
 within 0.51 units of the last printed decimal (0.0517 -> within 0.000051; 0.89703704 -> within 5.1e-9).
 The 0.01 above one half covers exact ties (0.036775 printed as 0.03678) and the two FedRoc 8-decimal CI
 limits of modality 5 that differ from ours by 0.5025 units (5e-9). The F and t statistics are printed with
@@ -176,6 +177,30 @@ def test_vandyke_rrfc(vandyke):
         check(m.std_error, se, "RRFC single StdErr")
         check(m.ci_lower, lo, "RRFC single CI lower")
         check(m.ci_upper, hi, "RRFC single CI upper")
+
+
+def test_vandyke_one_reader_and_one_modality_outputs():
+    """OR-DBM MRMC 2.51 on reader 1 only (`inst/Iowa/VanDyke1R.txt`) and modality 1 only (`VanDyke1T.txt`)."""
+    frame = read_long_csv(DATA / "vandyke_roc.csv")
+    one_reader = mrmc_analysis(frame[frame["reader_id"] == "1"])
+    assert one_reader.rrrc.test is None and one_reader.rrfc.test is None  # random readers need >= 2
+    check(one_reader.frrc.test.statistic, "1.22011", "X2")
+    check(one_reader.frrc.test.p_value, "0.2693", "p")
+    d = one_reader.frrc.differences[0]
+    for ours, published in [(d.estimate, "-0.02818"), (d.std_error, "0.02551"), (d.ci_lower, "-0.07818"), (d.ci_upper, "0.02182")]:
+        check(ours, published, "1R FRRC difference")
+    for m, (se, lo, hi) in zip(
+        one_reader.frrc.modalities, [("0.03012552", "0.86060081", "0.97869066"), ("0.02214169", "0.90442917", "0.99122300")]
+    ):
+        for ours, published in [(m.std_error, se), (m.ci_lower, lo), (m.ci_upper, hi)]:
+            check(ours, published, f"1R FRRC single {m.modality}")
+    one_modality = mrmc_analysis(frame[frame["modality"] == "1"])
+    assert one_modality.rrrc.test is None and one_modality.rrrc.differences == ()
+    (rrrc,), (frrc,), (rrfc,) = one_modality.rrrc.modalities, one_modality.frrc.modalities, one_modality.rrfc.modalities
+    for ours, published in [(rrrc.std_error, "0.03317360"), (rrrc.df, "12.74"), (rrrc.ci_lower, "0.82522360"), (rrrc.ci_upper, "0.96885048"),
+                            (frrc.std_error, "0.02428971"), (frrc.ci_lower, "0.84943008"), (frrc.ci_upper, "0.94464399"),
+                            (rrfc.std_error, "0.02482994"), (rrfc.ci_lower, "0.82809808"), (rrfc.ci_upper, "0.96597599")]:
+        check(ours, published, "1T single-modality interval")
 
 
 # --- Federica Zanca ROC: inst/Iowa/FedRoc.txt (5 modalities: all ten pairwise differences) ---------------
