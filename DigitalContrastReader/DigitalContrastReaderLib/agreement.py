@@ -22,7 +22,7 @@ import itertools
 import math
 import warnings
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -30,7 +30,7 @@ import pandas as pd
 from DigitalContrastLib.errors import InputError
 
 from .long_table import validate_long_table
-from .mrmc import format_table, jsonable
+from .mrmc import JsonResult, format_table
 
 WEIGHTS = (None, "linear", "quadratic")
 
@@ -172,7 +172,7 @@ class PairKappa:
 
 
 @dataclass(frozen=True)
-class AgreementResult:
+class AgreementResult(JsonResult):
     """Agreement between readers in one modality."""
 
     modality: str
@@ -184,9 +184,6 @@ class AgreementResult:
     fleiss_kappa: float
     krippendorff: dict[str, float]  # by level
     icc: tuple[ICC, ...]
-
-    def to_dict(self) -> dict:
-        return jsonable(asdict(self))
 
     def summary(self) -> str:
         lines = [

@@ -52,6 +52,13 @@ def read_long_csv(path: str | Path) -> pd.DataFrame:
     return validate_long_table(frame, source=str(path))
 
 
+def _refuse_first(bad: pd.Series, values: pd.Series, source: str, message: str, code: str) -> None:
+    """``InputError`` for the first flagged row; ``message`` may use ``{value}`` and ``{row}`` (1-based)."""
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        raise InputError(f"{source}: " + message.format(value=values.iloc[row], row=row + 1), code=code)
+
+
 def validate_long_table(frame: pd.DataFrame, source: str = "the reading table") -> pd.DataFrame:
     """A checked copy of ``frame``: labels as strings, ``truth`` and ``score`` as floats.
 
@@ -70,30 +77,24 @@ def validate_long_table(frame: pd.DataFrame, source: str = "the reading table") 
         raise InputError(f"{source}: the table has no rows; export the answers of at least one reader.", code="empty")
     out = frame.copy()
     for column in ("reader_id", "case_id", "modality"):
-        if out[column].isna().any():
-            row = int(np.flatnonzero(out[column].isna().to_numpy())[0])
-            raise InputError(f"{source}: empty {column} in data row {row + 1}; fill it in or remove the row.", code="missing_label")
+        _refuse_first(
+            out[column].isna(), out[column], source, f"empty {column} in data row {{row}}; fill it in or remove the row.", "missing_label"
+        )
         out[column] = out[column].astype(str).str.strip()
     score = pd.to_numeric(out["score"], errors="coerce")
     bad = score.isna() | ~np.isfinite(score.to_numpy(dtype=float, na_value=np.nan))
-    if bad.any():
-        row = int(np.flatnonzero(bad.to_numpy())[0])
-        raise InputError(
-            f"{source}: score '{out['score'].iloc[row]}' in data row {row + 1} is not a number; "
-            "every read needs a numeric score (code answers as numbers before the analysis).",
-            code="non_numeric_score",
-        )
+    _refuse_first(
+        bad, out["score"], source, "score '{value}' in data row {row} is not a number; "
+        "every read needs a numeric score (code answers as numbers before the analysis).", "non_numeric_score",
+    )
     out["score"] = score.astype(float)
     truth = pd.to_numeric(out["truth"], errors="coerce")
     given = out["truth"].notna() & (out["truth"].astype(str).str.strip() != "")
     bad_truth = (given & truth.isna()) | (truth.notna() & ~truth.isin([0.0, 1.0]))
-    if bad_truth.any():
-        row = int(np.flatnonzero(bad_truth.to_numpy())[0])
-        raise InputError(
-            f"{source}: truth '{out['truth'].iloc[row]}' in data row {row + 1} is not 0, 1 or empty; "
-            "use 1 for positive, 0 for negative and leave it empty where there is no truth.",
-            code="bad_truth",
-        )
+    _refuse_first(
+        bad_truth, out["truth"], source, "truth '{value}' in data row {row} is not 0, 1 or empty; "
+        "use 1 for positive, 0 for negative and leave it empty where there is no truth.", "bad_truth",
+    )
     out["truth"] = truth.astype(float)
     per_image = out.groupby(["case_id", "modality"])["truth"].agg(lambda t: t.dropna().nunique())
     if (per_image > 1).any():

@@ -476,6 +476,13 @@ def jsonable(value):
     return value
 
 
+class JsonResult:
+    """Mixin for result dataclasses: ``to_dict()`` is ``asdict`` made JSON-ready (NaN → None, inf → "inf")."""
+
+    def to_dict(self) -> dict:
+        return jsonable(asdict(self))
+
+
 def format_p(p: float) -> str:
     return "nan" if not np.isfinite(p) else ("<0.0001" if p < 1e-4 else f"{p:.4f}")
 

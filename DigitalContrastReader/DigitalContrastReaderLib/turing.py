@@ -22,7 +22,7 @@ reported as "indistinguishable".
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -31,7 +31,7 @@ from scipy import stats
 from DigitalContrastLib.errors import InputError
 
 from .long_table import validate_long_table, crossed_scores
-from .mrmc import AUC, analyse_fom, format_p, format_table, jsonable, proportion_correct
+from .mrmc import AUC, JsonResult, analyse_fom, format_p, format_table, proportion_correct
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,7 @@ class PooledEstimate:
 
 
 @dataclass(frozen=True)
-class TuringResult:
+class TuringResult(JsonResult):
     synthetic_label: str
     other_label: str
     threshold: float
@@ -80,9 +80,6 @@ class TuringResult:
     pooled_auc_all_reads: float
     conclusion: str
     notes: tuple[str, ...]
-
-    def to_dict(self) -> dict:
-        return jsonable(asdict(self))
 
     def summary(self) -> str:
         level = f"{100 * (1 - self.alpha):g}%"

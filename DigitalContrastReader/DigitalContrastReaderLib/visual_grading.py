@@ -23,7 +23,7 @@ test modality (e.g. ``synthetic``) and in the reference modality (e.g. ``real``)
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -36,7 +36,7 @@ from .mrmc import (
     MEAN_SCORE,
     NonInferiority,
     interval,
-    jsonable,
+    JsonResult,
     format_p,
     analyse_fom,
     format_table,
@@ -82,7 +82,7 @@ def vgc_leave_one_out(test: np.ndarray, reference: np.ndarray) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class VGCResult:
+class VGCResult(JsonResult):
     """VGC analysis of ``test_modality`` against ``reference_modality``.
 
     ``auc`` is the reader-averaged AUC_VGC; ``std_error``/``df``/``ci_*``/``p_value`` are RRRC
@@ -109,9 +109,6 @@ class VGCResult:
     reader_curves: dict[str, tuple[tuple[float, ...], tuple[float, ...]]]
     alpha: float
     method: str
-
-    def to_dict(self) -> dict:
-        return jsonable(asdict(self))
 
     def summary(self) -> str:
         level = f"{100 * (1 - self.alpha):g}%"
@@ -189,7 +186,7 @@ def vgc_analysis(
 
 
 @dataclass(frozen=True)
-class PairedOrdinalResult:
+class PairedOrdinalResult(JsonResult):
     """Reference × test grade table of all reader × case pairs, with Stuart–Maxwell and Bowker tests."""
 
     test_modality: str
@@ -204,9 +201,6 @@ class PairedOrdinalResult:
     bowker_df: float
     bowker_p: float
     note: str
-
-    def to_dict(self) -> dict:
-        return jsonable(asdict(self))
 
     def summary(self) -> str:
         head = ["ref \\ test", *(f"{g:g}" for g in self.grades)]
@@ -279,7 +273,7 @@ class ReaderMeanDifference:
 
 
 @dataclass(frozen=True)
-class MeanDifferenceResult:
+class MeanDifferenceResult(JsonResult):
     """Mean score test − reference, reader- and case-aware (RRRC), with per-reader differences (fixed reader, z)."""
 
     test_modality: str
@@ -298,9 +292,6 @@ class MeanDifferenceResult:
     non_inferiority: NonInferiority | None
     alpha: float
     method: str
-
-    def to_dict(self) -> dict:
-        return jsonable(asdict(self))
 
     def summary(self) -> str:
         level = f"{100 * (1 - self.alpha):g}%"
