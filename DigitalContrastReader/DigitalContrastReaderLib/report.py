@@ -147,7 +147,7 @@ def _plot_forest(diff: MeanDifferenceResult, margin: float | None):
         ax.axvline(0, color="grey", lw=1)
         if margin is not None:
             ax.axvline(-margin, color="tab:red", lw=1, ls="--", label=f"non-inferiority margin -{margin:g}")
-            ax.legend(fontsize=8, loc="lower right")
+            fig.legend(fontsize=8, loc="outside lower center")
         ax.set_yticks([*ys, y_pooled], [r.reader for r in rows] + ["all readers (RRRC)"])
         ax.set_xlabel(f"mean score difference {diff.test_modality} - {diff.reference_modality}")
         ax.set_title("Per-reader difference with 95% CI")
@@ -176,7 +176,7 @@ def _plot_turing(turing: TuringResult):
         ax.set_xlim(0, 1)
         ax.set_xlabel("accuracy identifying synthetic vs real (95% CI)")
         ax.set_title("Visual Turing test: accuracy per reader")
-        ax.legend(fontsize=8, loc="lower right")
+        fig.legend(fontsize=8, loc="outside lower center")
 
     return draw
 
