@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import html
 import io
-import math
 import re
 from collections.abc import Callable
 from datetime import datetime, timezone
