@@ -123,16 +123,24 @@ def _headers_by_series(folder: Path) -> dict[str, list[tuple[Path, Any]]]:
     return groups
 
 
+def _int_or(value: Any, default: int) -> int:
+    """An integer tag value, or ``default`` when it is absent or not a number."""
+    try:
+        return int(value) if value not in (None, "") else default
+    except (TypeError, ValueError):
+        return default
+
+
 def _series_info(uid: str, members: list[tuple[Path, Any]]) -> DicomSeriesInfo:
     path, ds = members[0]
-    number = ds.get("SeriesNumber", None)
+    number = _int_or(ds.get("SeriesNumber"), -1)
     return DicomSeriesInfo(
         series_uid=uid,
         description=str(ds.get("SeriesDescription", "") or ""),
         modality=str(ds.get("Modality", "") or ""),
         n_files=len(members),
         study_uid=str(ds.get("StudyInstanceUID", "") or ""),
-        series_number=int(number) if number not in (None, "") else None,
+        series_number=number if number >= 0 else None,
         rows=int(ds.Rows),
         columns=int(ds.Columns),
         first_file=str(path),
@@ -365,13 +373,13 @@ def _stack_members(folder: Path, members: list[tuple[Path, Any]]):
         not_localizer = [(p, ds) for p, ds in members if "LOCALIZER" not in [str(v).upper() for v in (ds.get("ImageType") or [])]]
         members = not_localizer or members
     for path, ds in members:
-        frames = ds.get("NumberOfFrames", 1)
-        if frames not in (None, "") and int(frames) > 1:
+        frames = _int_or(ds.get("NumberOfFrames"), 1)
+        if frames > 1:
             raise InputError(
-                f"{path} is a multi-frame (enhanced) DICOM image with {int(frames)} frames, which DigitalContrast does not read; convert it to a classic single-frame series or to NRRD/NIfTI (e.g. with 3D Slicer or dcm2niix) and pass that.",
+                f"{path} is a multi-frame (enhanced) DICOM image with {frames} frames, which DigitalContrast does not read; convert it to a classic single-frame series or to NRRD/NIfTI (e.g. with 3D Slicer or dcm2niix) and pass that.",
                 "multiframe_unsupported",
             )
-        if int(ds.get("SamplesPerPixel", 1) or 1) != 1:
+        if _int_or(ds.get("SamplesPerPixel"), 1) != 1:
             raise InputError(
                 f"{path} is a colour image ({ds.get('PhotometricInterpretation', 'RGB')}), not a 3D scalar CT volume; choose the CT series itself, not a screenshot or secondary capture.",
                 "not_3d_scalar",
@@ -409,8 +417,7 @@ def _stack_members(folder: Path, members: list[tuple[Path, Any]]):
     normal = normal / norm
 
     def order(item):
-        number = item[1].get("InstanceNumber", None)
-        return (float(item[2] @ normal), int(number) if number not in (None, "") else 0)
+        return (float(item[2] @ normal), _int_or(item[1].get("InstanceNumber"), 0))
 
     items.sort(key=order)
     return items, row / np.linalg.norm(row), col / np.linalg.norm(col), normal, spacing0
