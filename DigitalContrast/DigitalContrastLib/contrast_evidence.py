@@ -15,15 +15,19 @@ detector looks for a long, round, bright tube that is *not* bone:
 4. A tube is a contrast-filled lumen when it is long (≥ 50 mm, or 80% of a shorter scan),
    its median HU is 150–800, and it has **no bright rim**: the 90th percentile of a 1-voxel
    shell across its border minus the median of its core (``rim_excess_hu``) is below 100 HU.
-   A lumen fades into its wall (rim below core: measured −25…+22 HU on the real CTA), while
-   trabecular bone is wrapped in brighter cortex (sternum, vertebrae, spinous processes:
-   +88…+280 HU on the same scan).
+   A lumen fades into its wall; trabecular bone is wrapped in brighter cortex. Measured on
+   the real chest CTA (1.5 mm, and rebuilt with 4.5 mm slices): aortic segments −26…+62 HU
+   (one 36 mm thick-slice segment next to the arch +120 HU), sternum +333…+710 HU, vertebral
+   bodies in the 4.5 mm rebuild +88 and +97 HU (the narrow margin, on runs of 27 and 18 mm).
 
 Anatomical position is not used: neither the spine nor the body surface could be located
-reliably on cropped real scans, and the bright-rim test separates the real CTA's aorta from
-its sternum and vertebrae. Known limits: a vertebral column whose discs vanish in thick
-(≥ 5 mm) slices could pass as a tube if its cortex is faint (measured rim excess 88 HU on a
-4.5 mm-slice rebuild of the real CT, on a 36 mm run); a scan shorter than 30 mm is not judged.
+reliably on the cropped real CTA (its crop cuts through the lungs and the back), and the
+bright-rim test separates its aorta from its sternum and vertebrae. Known limits: a vertebral
+column whose discs vanish in thick (≥ 5 mm) slices could pass as a tube when its cortex is
+faint; a calcified aortic wall counts as a bony rim, and a portal-venous aorta near 150 HU sits
+at the band's edge (the real abdominal DICOM series, aorta about 150 HU inside a calcified wall,
+is not found from the image: its Contrast/Bolus Agent tag flags it); positive oral contrast in
+a vertical colon segment would look like a lumen; a scan shorter than 30 mm is not judged.
 """
 
 from __future__ import annotations
