@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from DigitalContrastReaderLib.cli_analysis import main
+from DigitalContrastReaderLib.cli import main
 from DigitalContrastReaderLib.simulated_study import grading_study, turing_study
 
 DATA = Path(__file__).resolve().parent / "data" / "reader_study"
@@ -19,7 +19,7 @@ VANDYKE = DATA / "vandyke_roc.csv"
 
 def run(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "DigitalContrastReaderLib.cli_analysis", *args], capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "DigitalContrastReaderLib.cli", *args], capture_output=True, text=True, timeout=120
     )
 
 
@@ -113,3 +113,26 @@ def test_report_command_writes_html_and_figures(tmp_path):
     assert len(list((out / "figures").glob("*.png"))) == 4
     missing = run("report", str(tmp_path / "nope.csv"), "--out", str(out))
     assert missing.returncode == 2 and "no such file" in missing.stderr
+
+
+def test_report_from_a_study_store_analyses_what_the_readers_answered(tmp_path, capsys):
+    """`report STUDY_DB` builds the grading and Turing tables from the store itself."""
+    from DigitalContrastReaderLib.export import analysis_table
+    from DigitalContrastReaderLib.store import open_store
+
+    assert call(capsys, "example-study", str(tmp_path / "s"), "--cases", "8", "--training", "1", "--readers", "3",
+                "--tasks", "grading,turing")[0] == 0
+    db = tmp_path / "s" / "study.sqlite"
+    assert call(capsys, "init", str(tmp_path / "s" / "study.yaml"), "--db", str(db))[0] == 0
+    assert call(capsys, "simulate", str(db), "--all", "--seed", "3")[0] == 0
+    code, out, err = call(capsys, "report", str(db), "--out", str(tmp_path / "report"))
+    assert code == 0, err
+    html = (tmp_path / "report" / "report.html").read_text()
+    with open_store(db) as store:
+        grades = analysis_table(store, "overall_confidence")
+    assert len(grades) == 3 * 7 * 2  # readers x non-training cases x sources
+    # the mean grade per source printed in the report is the mean of the stored answers
+    for source, mean in grades.groupby("modality")["score"].mean().items():
+        assert f"{source}</td><td>{mean:.3f}" in html.replace(" ", "")
+    assert "Visual Turing test" in html
+    assert len(list((tmp_path / "report" / "figures").glob("*.png"))) >= 3

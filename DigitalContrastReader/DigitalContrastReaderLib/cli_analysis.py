@@ -1,25 +1,23 @@
 """Analysis sub-commands of ``digital-contrast-reader``: ``mrmc`` and ``report``.
 
-``cli.py`` registers them with ``add_mrmc_parser(subparsers)`` / ``add_report_parser(subparsers)``;
-each sets ``func`` on its parser to ``run_mrmc`` / ``run_report`` (``args -> exit code``). Until then
-(and for scripts) this module runs standalone::
+``cli.py`` registers them (``mrmc_arguments``/``run_mrmc``, ``report_arguments``/``run_report``)::
 
-    python -m DigitalContrastReaderLib.cli_analysis mrmc readings.csv --fom auc --json
-    python -m DigitalContrastReaderLib.cli_analysis report grades.csv --turing turing.csv --out report/
+    digital-contrast-reader mrmc readings.csv --fom auc --json
+    digital-contrast-reader report study.sqlite --out report/
+    digital-contrast-reader report grades.csv --turing turing.csv --out report/
 
-Input CSVs are long reading tables (``reader_id, case_id, modality, truth, score``). Errors a user
-can cause print one sentence naming the file and the fix, and exit with their code (2 bad input,
-4 bad option value, 7 output not writable); no traceback.
+Input CSVs are long reading tables (``reader_id, case_id, modality, truth, score``); ``report``
+also takes a study's answer store and builds those tables from it. Errors a user can cause print
+one sentence naming the file and the fix, and exit with their code (2 bad input, 4 bad option
+value, 7 output not writable); no traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
-from collections.abc import Sequence
 
-from DigitalContrastLib.errors import EXIT_USAGE, JobError, UserError
+from DigitalContrastLib.errors import JobError
 
 from .long_table import read_long_csv
 from .mrmc import FOM_NAMES, mrmc_analysis
@@ -37,14 +35,11 @@ equals truth). --margin D adds a one-sided non-inferiority test of H0: test - re
 """
 
 
-def add_mrmc_parser(subparsers) -> argparse.ArgumentParser:
-    """Add the ``mrmc`` sub-command to an argparse sub-parsers object and return its parser."""
-    p = subparsers.add_parser(
-        "mrmc",
-        help="MRMC (Obuchowski-Rockette-Hillis) analysis of a reading-table CSV",
-        description=MRMC_DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+MRMC_HELP = "MRMC (Obuchowski-Rockette-Hillis) analysis of a reading-table CSV"
+
+
+def mrmc_arguments(p: argparse.ArgumentParser) -> None:
+    """Options of the ``mrmc`` sub-command."""
     p.add_argument("csv", metavar="CSV", help="long reading table (reader_id, case_id, modality, truth, score)")
     p.add_argument("--fom", choices=FOM_NAMES, default="auc", help="figure of merit (default auc)")
     p.add_argument("--threshold", type=float, default=None, metavar="T", help="score threshold for proportion / proportion_correct")
@@ -54,8 +49,6 @@ def add_mrmc_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--modalities", nargs="+", default=None, metavar="MODALITY", help="analyse these modalities only, in this order")
     p.add_argument("--alpha", type=float, default=0.05, help="1 - confidence level of the intervals (default 0.05)")
     p.add_argument("--json", action="store_true", help="print the full result as JSON instead of the table")
-    p.set_defaults(func=run_mrmc)
-    return p
 
 
 def run_mrmc(args: argparse.Namespace) -> int:
@@ -78,15 +71,25 @@ def run_mrmc(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_report_parser(subparsers) -> argparse.ArgumentParser:
-    """Add the ``report`` sub-command (reading-table CSVs → HTML report) and return its parser."""
-    p = subparsers.add_parser(
-        "report",
-        help="HTML report (tables and figures) from reading-table CSVs",
-        description="Write an HTML report with figures: score distributions, mean difference with per-reader forest plot, "
-        "VGC, paired grade tests, agreement, and the visual Turing test. A 'clinical_use' column gives one section per use.",
-    )
-    p.add_argument("csv", metavar="CSV", nargs="?", help="long table of image-quality grades (test and reference modality)")
+REPORT_HELP = "HTML report (tables and figures) of a study's answer store or of reading-table CSVs"
+REPORT_DESCRIPTION = """\
+Write an HTML report with figures: score distributions, mean difference with per-reader forest
+plot, VGC, paired grade tests, agreement, and the visual Turing test.
+
+SOURCE is either a study's answer store (.sqlite: the grading table is built from --question of
+the grading task, the Turing table from the Turing task's decision and confidence; training
+items excluded) or a long CSV of grades (a 'clinical_use' column gives one section per use).
+"""
+
+
+def report_arguments(p: argparse.ArgumentParser) -> None:
+    """Options of the ``report`` sub-command."""
+    p.description = REPORT_DESCRIPTION
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.add_argument("source", metavar="SOURCE", nargs="?",
+                   help="study answer store (.sqlite), or a long CSV of image-quality grades")
+    p.add_argument("--question", default="overall_confidence",
+                   help="grading question analysed when SOURCE is a store (default overall_confidence)")
     p.add_argument("--turing", metavar="CSV", default=None, help="long table of a visual Turing test")
     p.add_argument("--out", required=True, metavar="DIR", help="folder for report.html and figures/")
     p.add_argument("--title", default="Reader study report")
@@ -94,18 +97,36 @@ def add_report_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--reference", default="real", metavar="MODALITY", help="reference modality (default real)")
     p.add_argument("--margin", type=float, default=None, help="non-inferiority margin of the mean grade difference")
     p.add_argument("--turing-margin", type=float, default=0.10, help="equivalence margin around 0.5 (default 0.10)")
-    p.add_argument("--turing-threshold", type=float, default=0.5, help="a Turing score >= this is the call 'synthetic'")
-    p.set_defaults(func=run_report)
-    return p
+    p.add_argument("--turing-threshold", type=float, default=0.5,
+                   help="a Turing score >= this is the call 'synthetic' (CSV input; a store sets it itself)")
+
+
+def _tables_from_store(db: str, question: str):
+    """(grading, turing, turing_threshold) long tables from an answer store; None where the study has no such task."""
+    from .export import analysis_table
+    from .store import open_store
+
+    with open_store(db) as store:
+        types = {task.type: task.task_id for task in store.study.tasks}
+        grading = analysis_table(store, question, types["grading"]) if "grading" in types else None
+        turing = analysis_table(store, "rating", types["turing"]) if "turing" in types else None
+        # the derived rating is L + confidence for "synthetic" and L + 1 - confidence for "real":
+        # the call "synthetic" is a rating above L (L = number of confidence levels)
+        levels = turing["score"].max() // 2 if turing is not None and len(turing) else 5
+    return grading, turing, float(levels) + 0.5
 
 
 def run_report(args: argparse.Namespace) -> int:
     from .report import write_report
 
-    if args.csv is None and args.turing is None:
-        raise JobError("give a grading CSV, --turing CSV, or both.")
-    grading = read_long_csv(args.csv) if args.csv else None
-    turing = read_long_csv(args.turing) if args.turing else None
+    if args.source is None and args.turing is None:
+        raise JobError("give a study store, a grading CSV, --turing CSV, or both CSVs.")
+    threshold = args.turing_threshold
+    if args.source and str(args.source).endswith((".sqlite", ".db", ".sqlite3")):
+        grading, turing, threshold = _tables_from_store(args.source, args.question)
+    else:
+        grading = read_long_csv(args.source) if args.source else None
+        turing = read_long_csv(args.turing) if args.turing else None
     path = write_report(
         grading,
         args.out,
@@ -114,37 +135,8 @@ def run_report(args: argparse.Namespace) -> int:
         reference=args.reference,
         turing=turing,
         margin=args.margin,
-        turing_threshold=args.turing_threshold,
+        turing_threshold=threshold,
         turing_margin=args.turing_margin,
     )
     print(path)
     return 0
-
-
-class _Parser(argparse.ArgumentParser):
-    """Usage errors exit 64 (2 means bad input in this project)."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.print_usage(sys.stderr)
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Standalone entry point (``python -m DigitalContrastReaderLib.cli_analysis``)."""
-    parser = _Parser(prog="digital-contrast-reader", description="Reader-study statistics.")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    add_mrmc_parser(sub)
-    add_report_parser(sub)
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return EXIT_USAGE
-    try:
-        return int(args.func(args) or 0)
-    except UserError as error:
-        print(f"digital-contrast-reader {args.command}: {error.message}", file=sys.stderr)
-        return error.exit_code
-
-
-if __name__ == "__main__":
-    sys.exit(main())
