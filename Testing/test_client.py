@@ -24,7 +24,7 @@ from DigitalContrastLib.client import (
 )
 from DigitalContrastLib.errors import EXIT_BAD_INPUT, EXIT_MODEL, EXIT_NO_GPU, InputError, JobError, ModelError
 from DigitalContrastLib.protocol import make_job
-from worker_support import BODY_HU, alive, descendants, read_hu, worker_env, write_tiny_ct
+from worker_support import BODY_HU, alive, descendants, read_hu, worker_env, write_mr_like, write_tiny_ct
 
 pytestmark = pytest.mark.process
 
@@ -164,9 +164,12 @@ def test_kill_9_of_the_worker_is_reported_as_a_crash_within_2_s(ncct, tmp_path, 
 def test_user_errors_come_back_with_their_exit_code_and_one_sentence(ncct, tmp_path, work_root):
     not_ct = tmp_path / "notes.nrrd"
     not_ct.write_text("a text file, not a CT\n")
+    mr_like = tmp_path / "mr.nrrd"
+    write_mr_like(mr_like)
     client = WorkerClient(dummy=True, work_root=work_root)
     for job, code, cls in [
         (make_job(not_ct, tmp_path / "o.nrrd"), EXIT_BAD_INPUT, InputError),
+        (make_job(mr_like, tmp_path / "o.nrrd"), EXIT_BAD_INPUT, InputError),  # refused by the gate
         (make_job(ncct, tmp_path / "o.nrrd", model_id="no-such-model"), EXIT_MODEL, ModelError),
         (make_job(ncct, tmp_path / "o.nrrd", device="cuda"), EXIT_NO_GPU, None),
     ]:

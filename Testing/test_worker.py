@@ -17,7 +17,17 @@ from DigitalContrastLib.errors import (
     EXIT_NO_GPU,
     EXIT_OUTPUT,
 )
-from worker_support import BODY_HU, BONE_HU, WORKER_SCRIPT, job_text, read_hu, run_worker, worker_env, write_tiny_ct
+from worker_support import (
+    BODY_HU,
+    BONE_HU,
+    WORKER_SCRIPT,
+    job_text,
+    read_hu,
+    run_worker,
+    worker_env,
+    write_mr_like,
+    write_tiny_ct,
+)
 
 pytestmark = pytest.mark.process
 
@@ -100,15 +110,19 @@ def test_each_failure_has_its_documented_exit_code(tmp_path):
     write_tiny_ct(ncct)
     not_ct = tmp_path / "notes.nrrd"
     not_ct.write_text("this is a text file, not a CT volume\n")
+    mr_like = tmp_path / "mr.nrrd"
+    write_mr_like(mr_like)
     a_file = tmp_path / "a-file"
     a_file.write_text("x")
     cases = [
         ({"input": str(tmp_path / "missing.nrrd")}, EXIT_BAD_INPUT),
         ({"input": str(not_ct)}, EXIT_BAD_INPUT),
+        ({"input": str(mr_like)}, EXIT_BAD_INPUT),  # readable, refused by the input gate
         ({"input": str(ncct), "model_id": "no-such-model"}, EXIT_MODEL),
         ({"input": str(ncct), "device": "cuda"}, EXIT_NO_GPU),
         ({"input": str(ncct), "output": str(a_file / "sub" / "o.nrrd")}, EXIT_OUTPUT),
     ]
+    codes = []
     for fields, expected in cases:
         job = {"output": str(tmp_path / "o.nrrd"), **fields}
         code, messages, log = run_worker(["--dummy"], job_text(**job))
@@ -116,6 +130,17 @@ def test_each_failure_has_its_documented_exit_code(tmp_path):
         assert messages[-1]["type"] == "error" and messages[-1]["exit_code"] == expected
         assert _one_sentence(messages[-1]["message"]), messages[-1]["message"]
         assert not (tmp_path / "o.nrrd").exists()
+        codes.append(messages[-1]["code"])
+    assert codes[:3] == ["not_found", "unreadable", "not_ct_hu"]
+
+
+def test_gate_warnings_travel_as_warning_messages(tmp_path):
+    write_tiny_ct(tmp_path / "thick.nrrd", spacing_xyz_mm=(0.8, 0.8, 5.0))
+    code, messages, log = run_worker(["--dummy"], job_text(input=str(tmp_path / "thick.nrrd"), output=str(tmp_path / "o.nrrd")))
+    assert code == 0, log
+    warnings = [m for m in messages if m["type"] == "warning"]
+    assert [w["code"] for w in warnings] == ["thick_slices"] and _one_sentence(warnings[0]["message"])
+    assert messages[-1]["type"] == "result"
 
 
 def test_serve_mode_keeps_the_model_and_survives_a_bad_job(tmp_path):

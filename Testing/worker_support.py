@@ -22,8 +22,9 @@ LIB_PARENT = REPO / "DigitalContrast"
 AIR_HU, BODY_HU, VESSEL_HU, BONE_HU = -1000, 40, 45, 900
 
 
-def write_tiny_ct(path: Path, shape_zyx: tuple[int, int, int] = (12, 40, 40)) -> dict[str, np.ndarray]:
-    """Write a small CT (int16 HU, spacing 0.8 x 0.8 x 2 mm) and return its region masks ``[z, y, x]``."""
+def write_tiny_ct(path: Path, shape_zyx: tuple[int, int, int] = (16, 40, 40),
+                  spacing_xyz_mm: tuple[float, float, float] = (0.8, 0.8, 2.0)) -> dict[str, np.ndarray]:
+    """Write a small CT (int16 HU) that passes the input gate; return its region masks ``[z, y, x]``."""
     z, y, x = np.mgrid[: shape_zyx[0], : shape_zyx[1], : shape_zyx[2]]
     cy, cx, r = shape_zyx[1] / 2, shape_zyx[2] / 2, min(shape_zyx[1:]) * 0.42
     body = (y - cy) ** 2 + (x - cx) ** 2 < r**2
@@ -34,11 +35,18 @@ def write_tiny_ct(path: Path, shape_zyx: tuple[int, int, int] = (12, 40, 40)) ->
     array[vessel] = VESSEL_HU
     array[bone] = BONE_HU
     image = sitk.GetImageFromArray(array)
-    image.SetSpacing((0.8, 0.8, 2.0))
+    image.SetSpacing(spacing_xyz_mm)
     image.SetOrigin((-16.0, -20.0, 100.0))
     path.parent.mkdir(parents=True, exist_ok=True)
     sitk.WriteImage(image, str(path))
     return {"array": array, "air": ~body, "soft": body & ~bone, "bone": bone}
+
+
+def write_mr_like(path: Path, shape_zyx: tuple[int, int, int] = (16, 40, 40)) -> None:
+    """A readable volume that is not CT: MR-like intensities 0..1000, no air at -1000 HU."""
+    rng = np.random.default_rng(0)
+    image = sitk.GetImageFromArray(rng.integers(0, 1000, shape_zyx).astype(np.int16))
+    sitk.WriteImage(image, str(path))
 
 
 def read_hu(path: Path) -> np.ndarray:

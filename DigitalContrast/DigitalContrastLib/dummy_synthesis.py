@@ -25,9 +25,11 @@ from typing import Any
 
 import numpy as np
 
-from .atomic import atomic_path, atomic_write_text
+from .atomic import atomic_write_text
 from .checksum import file_sha256
 from .errors import InputError, ModelError, NoGPUError
+from .gate import check_volume
+from .io import read_volume, write_volume
 from .progress import ProgressCallback, no_progress
 from .volume import CTVolume
 
@@ -103,11 +105,11 @@ def synthesize_file(
     child = _spawn_sleeping_child() if spawn_child else None
     try:
         progress("load", 0, 1)
-        volume = _read(Path(input_path))
+        volume = read_volume(input_path, series_uid=series_uid)
         progress("load", 1, 1)
 
         progress("gate", 0, 1)
-        _gate(volume, Path(input_path), on_warning)
+        _gate(volume, on_warning)
         progress("gate", 1, 1)
 
         progress("preprocess", 0, 1)
@@ -132,9 +134,10 @@ def synthesize_file(
 
         progress("write", 0, 1)
         output = Path(output_path)
-        output_sha256 = _write(synthetic, output)
+        write_volume(synthetic, output)
+        output_sha256 = file_sha256(output)
         if uncertainty_path:
-            _write(volume.with_array(np.zeros(volume.shape_zyx, np.int16)), Path(uncertainty_path))
+            write_volume(volume.with_array(np.zeros(volume.shape_zyx, np.int16)), uncertainty_path)
         provenance = {
             "synthetic": True,
             "dummy": True,
@@ -174,42 +177,15 @@ def _largest_soft_tissue_region(array: np.ndarray) -> np.ndarray:
     return labels == int(np.argmax(sizes))
 
 
-def _read(path: Path) -> CTVolume:
-    if not path.exists():
-        raise InputError(f"input {path} does not exist; check the path.", code="input_missing")
-    try:
-        from .io import read_volume
-    except ImportError:  # io.py not merged yet: read single files with SimpleITK
-        import SimpleITK as sitk
-
-        try:
-            image = sitk.ReadImage(str(path))
-        except RuntimeError:
-            raise InputError(
-                f"input {path} cannot be read as a CT volume; give a DICOM folder, .nrrd, .nii(.gz) or .mha file.",
-                code="unreadable",
-            ) from None
-        if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
-            raise InputError(f"input {path} is not a 3D scalar volume; give a CT volume.", code="not_3d")
-        return CTVolume.from_sitk(sitk.Cast(image, sitk.sitkInt16), {"path": str(path)})
-    return read_volume(path)
-
-
-def _gate(volume: CTVolume, path: Path, on_warning: Any) -> None:
-    """Run the input gate when it exists (errors raise InputError; warnings go to ``on_warning``)."""
-    try:
-        from . import gate
-    except ImportError:  # gate.py not merged yet
-        return
-    gate.check(volume)  # adapted to the gate's interface at merge time
-
-
-def _write(volume: CTVolume, path: Path) -> str:
-    import SimpleITK as sitk
-
-    with atomic_path(path) as tmp:
-        sitk.WriteImage(volume.to_sitk(), str(tmp), path.name.endswith(".gz"))
-    return file_sha256(path)
+def _gate(volume: CTVolume, on_warning: Any) -> None:
+    """The input gate, as the engine runs it: the first error raises InputError, warnings go on."""
+    report = check_volume(volume)
+    if not report.ok:
+        first = report.errors[0]
+        raise InputError(first.message, code=first.code)
+    for warning in report.warnings:
+        if on_warning is not None:
+            on_warning(warning.code, warning.message)
 
 
 def _spawn_sleeping_child() -> subprocess.Popen:
