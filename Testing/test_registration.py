@@ -160,11 +160,16 @@ def test_bspline_stage_improves_the_metric_of_a_warped_scan_and_keeps_the_alignm
     warp_mm = 6.0
     truth = _true_transform()
     fixed, moving = _pair(shape=(40, 64, 64), spacing=(5.0, 5.0, 4.0), transform=truth, warp_mm=warp_mm)
-    result = register(fixed, moving, "bspline", bspline_iterations=8, bspline_metric_samples=8000)
+    calls = []
+    result = register(
+        fixed, moving, "bspline", progress=lambda *a: calls.append(a), bspline_iterations=8, bspline_metric_samples=8000
+    )
+    done = [c[1] for c in calls]
+    assert done == sorted(done) and calls[-1][1:] == (3 * 200 + 2 * 8, 3 * 200 + 2 * 8)
 
     metrics = result.stage_metric_values
     assert metrics["bspline"] < metrics["rigid"] < metrics["initial"]
-    assert result.metric_value == metrics["bspline"] and result.method == "bspline"
+    assert result.metric_value == metrics["bspline"] and result.final_stage == "bspline"
     assert result.registered.same_geometry(fixed)
 
     # true fixed → moving map: p -> T(u) with u + warp(u) = p (solved by fixed-point iteration)
