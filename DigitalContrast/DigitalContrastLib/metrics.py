@@ -240,7 +240,7 @@ def masked_ms_ssim(
     sigmas = _ssim_sigmas_vox(spacing_xyz_mm)
     m_float = m.astype(np.float64)
     values = []
-    for scale, _weight in enumerate(weights):
+    for scale in range(len(weights)):
         if min(x.shape) < 2 * SSIM_BORDER_CROP_VOX + 1:
             return float("nan")
         ssim, cs = ssim_map(x, y, DATA_RANGE_HU, sigmas)
