@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import sys
 import textwrap
@@ -269,3 +270,63 @@ def test_run_with_a_timeout_cancels_the_job(ncct, tmp_path, work_root):
     assert outcome.status == "cancelled" and "timed out" in outcome.cancel_reason
     assert time.monotonic() - started < 4
     assert not (tmp_path / "o.nrrd").exists() and list(work_root.iterdir()) == []
+
+
+# ---------------------------------------------------------------------------- the real engine
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    """A tiny random model folder (the engine's test fixture); skips where the engine is absent."""
+    pytest.importorskip("DigitalContrastLib.synthesis", reason="the synthesis engine is not merged")
+    from model_fixtures import write_tiny_model
+
+    folder = tmp_path_factory.mktemp("models") / "tiny-test"
+    write_tiny_model(folder)
+    return folder
+
+
+@pytest.mark.slow
+def test_real_engine_through_a_persistent_worker(tiny_model, tmp_path, work_root):
+    """One warm worker: a real job, a warm second job, a missing model and tampered weights."""
+    from model_fixtures import body_volume
+
+    from DigitalContrastLib.io import write_volume
+
+    ncct = write_volume(body_volume(), tmp_path / "body.nrrd")
+    tampered = tmp_path / "tampered"
+    shutil.copytree(tiny_model, tampered)
+    weights = next(tampered.glob("*.safetensors"))
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 1
+    weights.write_bytes(bytes(data))
+
+    events = []
+    with WorkerClient(persistent=True, work_root=work_root) as client:
+        first = client.run(make_job(ncct, tmp_path / "a.nrrd", model_id=str(tiny_model), device="cpu"),
+                           on_event=events.append, timeout=300)
+        started = time.monotonic()
+        second = client.run(make_job(ncct, tmp_path / "b.nrrd", model_id=str(tiny_model), device="cpu"), timeout=300)
+        second_wall_s = time.monotonic() - started
+        missing = client.run(make_job(ncct, tmp_path / "c.nrrd", model_id="no-such-model", device="cpu"), timeout=300)
+        bad_weights = client.run(make_job(ncct, tmp_path / "d.nrrd", model_id=str(tampered), device="cpu"), timeout=300)
+
+    assert first.ok, first.error
+    kinds = [e.type for e in events if e.type != "log"]
+    assert kinds[0] == "hello" and kinds[-2:] == ["result", "end"] and "error" not in kinds
+    fractions = [e.overall_fraction for e in events if e.type == "progress"]
+    assert fractions == sorted(fractions) and fractions[-1] == pytest.approx(1.0)
+    assert first.result["sha256"] == file_sha256(tmp_path / "a.nrrd")
+    assert first.result["model"]["id"] == "tiny-test" and first.result["torch_imported"] is True
+    provenance = json.loads((tmp_path / "a.nrrd.json").read_text())
+    assert provenance["output"]["path"] == str(tmp_path / "a.nrrd") and provenance["synthetic"] is True
+    assert read_hu(tmp_path / "a.nrrd").shape == read_hu(ncct).shape
+
+    assert second.ok and second.result["timings"]["cache_hit"] is True
+    assert second.result["timings"]["model_load_s"] == 0
+    print(f"warm second job: wall {second_wall_s:.3f} s, in-worker synthesis {second.result['timings']['synthesis_s']:.3f} s")
+    assert second_wall_s - second.result["timings"]["synthesis_s"] < 0.5
+
+    for outcome, code in [(missing, "model_missing"), (bad_weights, "checksum_mismatch")]:
+        assert outcome.status == "error" and outcome.exit_code == EXIT_MODEL and outcome.error["code"] == code
+        assert outcome.error["message"].endswith(".") and "\n" not in outcome.error["message"]
+    assert not (tmp_path / "c.nrrd").exists() and not (tmp_path / "d.nrrd").exists()
+    assert list(work_root.iterdir()) == []

@@ -6,11 +6,15 @@
 * ``cold``: one job in a fresh one-shot worker, as the CLI runs it: time to the worker's
   ``hello`` (process start + imports), to the end of the ``model`` stage (+ model load), and the
   job's wall time, all measured by the client from ``start()``.
-* ``warm``: two jobs in one persistent worker. The second job's wall time (client ``start()`` to
-  delivered output) minus its inference time is the extra cost of running a job through the
-  worker once it is warm; the target is at most ``TARGET_SECOND_JOB_EXTRA_S``. Inference time is
-  the engine's own figure (provenance ``timings.inference_s``) when it reports one, else the time
-  between the ``inference`` stage message and its last progress message.
+* ``warm``: two jobs in one persistent worker. For the second job (model already loaded):
+
+  - ``second_job_extra_s``: its wall time (client ``start()`` to delivered, verified output)
+    minus the time ``synthesize_file`` took inside the worker: what going through the worker
+    adds over calling the warm engine in-process (messages, job folder, hashing, the move).
+    The target is at most ``TARGET_SECOND_JOB_EXTRA_S``.
+  - ``second_job_extra_over_inference_s``: wall time minus the network inference alone (the
+    engine's ``timings_s.inference``, else the span of the ``inference`` stage messages); it also
+    holds the engine's own reading, gating, resampling and writing.
 
 The input is a small synthetic CT (``shape_zyx``), so the figures isolate the worker's overhead.
 """
@@ -54,7 +58,7 @@ def run_worker_bench(dummy: bool | None = None, shape_zyx: tuple[int, int, int] 
             first = _timed_run(client, job("warm-1"))
             second = _timed_run(client, job("warm-2"))
 
-    extra_s = second["wall_s"] - second["inference_s"]
+    extra_s = second["wall_s"] - second["synthesis_s"]
     return {
         "benchmark": "worker",
         "mode": "dummy" if dummy else "engine",
@@ -76,6 +80,7 @@ def run_worker_bench(dummy: bool | None = None, shape_zyx: tuple[int, int, int] 
             "second_job_model_load_s": second["model_load_s"],
             "second_job_cache_hit": second["cache_hit"],
             "second_job_extra_s": extra_s,
+            "second_job_extra_over_inference_s": second["wall_s"] - second["inference_s"],
             "target_extra_s": TARGET_SECOND_JOB_EXTRA_S,
             "meets_target": extra_s <= TARGET_SECOND_JOB_EXTRA_S and second["cache_hit"],
         },
@@ -104,7 +109,7 @@ def _timed_run(client: WorkerClient, job: dict[str, Any]) -> dict[str, Any]:
     outcome.raise_for_error()
     result = outcome.result or {}
     timings = result.get("timings", {})
-    engine_inference_s = (result.get("provenance") or {}).get("timings", {}).get("inference_s")
+    engine_inference_s = ((result.get("provenance") or {}).get("timings_s") or {}).get("inference")
     observed_inference_s = marks.get("inference_end", 0.0) - marks.get("inference_start", 0.0)
     return {
         "wall_s": wall_s,
