@@ -10,7 +10,7 @@ Job (worker stdin, one line, or a JSON file given as the worker's argument)::
      "options": {"uncertainty_output": null, "overlap": null, "series_uid": null}}
 
 ``input`` and ``output`` are required; ``job_id`` defaults to ``"job"``; ``device`` is
-``auto``, ``cpu``, ``cuda`` or ``cuda:N``; ``overlap`` is the sliding-window overlap in
+``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``; ``overlap`` is the sliding-window overlap in
 ``[0, 1)``. Unknown keys are refused, so a typo never passes silently.
 
 Messages (worker stdout): each is ONE line, :data:`PREFIX` then compact JSON with a ``type``:
@@ -57,7 +57,7 @@ MESSAGE_FIELDS: dict[str, tuple[str, ...]] = {
     "error": ("code", "exit_code", "message"),
 }
 
-DEVICE_PATTERN = r"^(auto|cpu|cuda(:[0-9]+)?)$"
+DEVICE_PATTERN = r"^(auto|cpu|mps|cuda(:[0-9]+)?)$"
 
 JOB_SCHEMA: dict[str, Any] = {
     "type": "object",
