@@ -68,7 +68,7 @@ def load_engine(model_id: str | None = None, device: str = "auto", load_seconds:
             f"model {model_id!r} is not available in dummy mode; use model 'dummy' or run the worker without --dummy.",
             code="model_missing",
         )
-    if device.startswith("cuda"):
+    if device.startswith("cuda") or device == "mps":
         raise NoGPUError(
             f"device {device!r} was required but the dummy worker runs on the CPU only; choose device 'auto' or 'cpu'.",
             code="no_gpu",
