@@ -1,0 +1,1553 @@
+"""Paired procedural CT phantoms: non-contrast CT, arterial-phase CT angiogram and a label map.
+
+The phantoms are the project's training data, demo and ground truth. One seed gives one
+patient: the anatomy is drawn in millimetres in the patient's LPS frame (x to the patient's
+left, y posterior, z superior; the grid centre is LPS (0, 0, 0)), then voxelised on the grid
+asked for, so the same seed gives the same anatomy at any size and spacing (only the noise
+depends on the grid). A field of view of about 350 mm in-plane shows the whole body; 400 mm
+craniocaudal spans the lower thorax (lung bases) to the upper pelvis.
+
+One label map, two HU tables (non-contrast and arterial phase), partial-volume blur, then
+independent, spatially correlated noise for each scan. Every sampled value is recorded in
+``PhantomCase.params`` (and ``phantom.json``).
+
+Label codes (``LABELS``; defined here only, int16 on disk; everything inside the body is > 0)
+=============================================================================================
+
+====  ==================  ==================================================================
+code  name                what it is
+====  ==================  ==================================================================
+0     outside             air outside the body
+1     soft_tissue         other soft tissue: skin, spinal canal contents
+2     fat                 subcutaneous, visceral and retroperitoneal fat, renal sinus fat
+3     muscle              abdominal wall, paraspinal, psoas, quadratus, iliacus, gluteal, diaphragm
+4     cortical_bone       cortical shell of vertebrae, ribs, sacrum and pelvis
+5     bone_marrow         cancellous bone inside the shells
+6     liver               liver
+7     kidney_cortex       renal cortex and columns of Bertin
+8     kidney_medulla      renal pyramids
+9     vena_cava           inferior vena cava and common iliac veins
+10    aortic_lumen        flowing lumen of the aorta and the common and external iliac arteries
+11    thrombus            intraluminal thrombus of the aneurysm sac (eccentric crescent)
+12    calcification       calcified plaques in the aortic and iliac wall
+13    aortic_wall         wall of the aorta and the iliac arteries
+14    branch_artery       renal arteries, superior mesenteric, coeliac trunk and its branches,
+                          internal iliac arteries (lumen)
+15    bowel_gas           gas in the stomach, small bowel and colon
+16    bowel               bowel wall and content (stomach, small bowel, colon)
+17    spleen              spleen
+18    lung                lung bases
+19    disc                intervertebral discs
+20    vein                portal, superior mesenteric, splenic and renal veins
+21    pancreas            pancreas
+22    fluid               water-like fluid: urine (bladder, renal pelvis), bile (gallbladder)
+====  ==================  ==================================================================
+
+HU tables (per-case values drawn uniformly in these ranges; ``HU_RANGES``)
+========================================================================
+
+Values are the noise-free level of a label, before blur and noise. "blood" is the case's
+unenhanced blood level, U(30, 50) HU, shared by the aortic lumen, branch arteries and veins.
+
+==================  ====================  ===================================================
+label               non-contrast (HU)     arterial phase (HU)
+==================  ====================  ===================================================
+outside             -1000                 -1000
+soft_tissue         20 ... 40             NC + 0 ... 10
+fat                 -120 ... -80          NC + 0 ... 6 (at most -80)
+muscle              35 ... 55             50 ... 70 (at least NC + 5)
+cortical_bone       750 ... 1800          NC + 0 ... 15
+bone_marrow         200 ... 300           NC + 5 ... 25
+liver               50 ... 65             60 ... 80 (at least NC + 5)
+kidney_cortex       30 ... 40             150 ... 200
+kidney_medulla      cortex - 2 ... 5      70 ... 110
+vena_cava           blood +- 3            NC + 5 ... 15 below the renal veins (unenhanced);
+                                          above them + 30 ... 80 (enhanced renal return)
+aortic_lumen        blood (30 ... 50)     250 ... 450 at every level: mid value L with a
+                                          craniocaudal gradient of g = 0 ... 15 % across the
+                                          aorta, L (1 + g (u - 1/2)), u = 0 ... 1 along it
+thrombus            blood - 6 ... 12      NC + 5 ... 20, clipped to 40 ... 90 (no enhancement)
+calcification       300 ... 1200          the same value
+aortic_wall         40 ... 50             NC + 10 ... 30
+branch_artery       blood                 as the aortic lumen at the same level
+bowel_gas           -1000 ... -900        the same value
+bowel               10 ... 35             NC + 5 ... 20
+spleen              40 ... 50             90 ... 130
+lung                -910 ... -850         NC + 0 ... 20
+disc                70 ... 100            NC + 0 ... 10
+vein                blood +- 3            NC + 30 ... 90
+pancreas            35 ... 50             100 ... 140
+fluid               0 ... 15              NC + 0 ... 5
+==================  ====================  ===================================================
+
+Image formation
+===============
+
+1. The noise-free HU images are the label map through each table (plus the lumen gradient
+   and the caval mixing, which vary with z).
+2. Optional misregistration: the contrast scan's anatomy is moved by a rigid transform
+   (:class:`RigidMisregistration`), resampled with linear interpolation.
+3. Partial-volume blur: a Gaussian of ``blur_voxels`` x spacing mm per axis (U(0.5, 1.0) voxel,
+   shared by both scans: one scanner, one reconstruction).
+4. Noise, independent for each scan: white Gaussian noise shaped in-plane to a noise power
+   spectrum ``NPS(f) ~ f exp(-f^2 / (2 f_peak^2))`` (a filtered-backprojection-like band-pass
+   with its peak at ``f_peak`` = U(0.2, 0.3) mm^-1 where the grid can hold it), smoothed along z
+   by a Gaussian of ``noise_z_sigma_voxels``, then rescaled so that the standard deviation of
+   the whole noise field equals the scan's sampled sigma, U(8, 25) HU.
+5. Rounded and clipped to -1024 ... 3071 HU (the scanner range, inside int16).
+
+Aneurysm: present with probability ``ANEURYSM_PROBABILITY`` (0.7): a fusiform infrarenal sac of
+maximum outer diameter U(35, 80) mm with an eccentric crescent of intraluminal thrombus whose
+thickness and side vary along z, and calcified plaques in the wall.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .atomic import atomic_path, atomic_write_text
+from .errors import InputError, JobError
+from .volume import IDENTITY_DIRECTION, CTVolume
+
+GENERATOR_VERSION = "1.0.0"
+"""Bumped whenever the same seed and grid give different voxels."""
+
+LABELS: dict[str, int] = {
+    "outside": 0,
+    "soft_tissue": 1,
+    "fat": 2,
+    "muscle": 3,
+    "cortical_bone": 4,
+    "bone_marrow": 5,
+    "liver": 6,
+    "kidney_cortex": 7,
+    "kidney_medulla": 8,
+    "vena_cava": 9,
+    "aortic_lumen": 10,
+    "thrombus": 11,
+    "calcification": 12,
+    "aortic_wall": 13,
+    "branch_artery": 14,
+    "bowel_gas": 15,
+    "bowel": 16,
+    "spleen": 17,
+    "lung": 18,
+    "disc": 19,
+    "vein": 20,
+    "pancreas": 21,
+    "fluid": 22,
+}
+
+#: Documented range of each label's noise-free level: ``name -> ((nc_lo, nc_hi), (c_lo, c_hi))``.
+#: The vena cava's contrast range is the unenhanced part below the renal veins.
+HU_RANGES: dict[str, tuple[tuple[float, float], tuple[float, float]]] = {
+    "outside": ((-1000, -1000), (-1000, -1000)),
+    "soft_tissue": ((20, 40), (20, 50)),
+    "fat": ((-120, -80), (-120, -80)),
+    "muscle": ((35, 55), (50, 70)),
+    "cortical_bone": ((750, 1800), (750, 1815)),
+    "bone_marrow": ((200, 300), (205, 325)),
+    "liver": ((50, 65), (60, 80)),
+    "kidney_cortex": ((30, 40), (150, 200)),
+    "kidney_medulla": ((25, 38), (70, 110)),
+    "vena_cava": ((27, 53), (32, 68)),
+    "aortic_lumen": ((30, 50), (250, 450)),
+    "thrombus": ((18, 44), (40, 64)),
+    "calcification": ((300, 1200), (300, 1200)),
+    "aortic_wall": ((40, 50), (50, 80)),
+    "branch_artery": ((30, 50), (250, 450)),
+    "bowel_gas": ((-1000, -900), (-1000, -900)),
+    "bowel": ((10, 35), (15, 55)),
+    "spleen": ((40, 50), (90, 130)),
+    "lung": ((-910, -850), (-910, -830)),
+    "disc": ((70, 100), (70, 110)),
+    "vein": ((27, 53), (57, 143)),
+    "pancreas": ((35, 50), (100, 140)),
+    "fluid": ((0, 15), (0, 20)),
+}
+
+#: Display colours (RGB) of the labels, for previews and legends.
+LABEL_COLORS: dict[int, tuple[int, int, int]] = {
+    0: (0, 0, 0),
+    1: (190, 160, 150),
+    2: (240, 220, 140),
+    3: (200, 95, 95),
+    4: (255, 255, 255),
+    5: (205, 185, 155),
+    6: (140, 70, 30),
+    7: (255, 150, 40),
+    8: (150, 40, 130),
+    9: (30, 60, 210),
+    10: (255, 0, 0),
+    11: (255, 215, 0),
+    12: (0, 255, 255),
+    13: (255, 105, 180),
+    14: (255, 110, 60),
+    15: (60, 60, 60),
+    16: (110, 165, 80),
+    17: (120, 60, 180),
+    18: (70, 95, 140),
+    19: (80, 200, 190),
+    20: (110, 150, 255),
+    21: (235, 175, 205),
+    22: (40, 190, 255),
+}
+
+ANEURYSM_PROBABILITY = 0.7
+HU_CLIP = (-1024, 3071)
+_MAX_VOXELS = 1024 * 1024 * 1024 // 4  # 256 M voxels: several GB of float32 work arrays
+
+
+# ============================================================================ public types
+@dataclass
+class RigidMisregistration:
+    """A rigid motion of the contrast scan's anatomy relative to the non-contrast scan.
+
+    Convention (ITK ``Euler3DTransform`` with the default Z-X-Y order, LPS millimetres):
+    a point ``p`` of the non-contrast anatomy appears in the contrast volume at
+    ``T(p) = R (p - c) + c + t`` with ``R = Rz(rotation_z_deg) @ Rx(rotation_x_deg) @ Ry(rotation_y_deg)``,
+    ``c`` the centre of the grid and ``t = translation_mm`` (x, y, z).
+
+    ``T`` is thus the transform that registers the pair: ``SimpleITK.Resample(contrast,
+    noncontrast, T)`` brings the contrast scan back onto the non-contrast anatomy (ITK transforms
+    map fixed-image points to moving-image points).
+    """
+
+    rotation_z_deg: float = 0.0
+    rotation_x_deg: float = 0.0
+    rotation_y_deg: float = 0.0
+    translation_mm: tuple[float, float, float] = (0.0, 0.0, 0.0)
+
+    @classmethod
+    def random(cls, seed: int, max_rotation_deg: float = 3.0, max_translation_mm: float = 5.0) -> "RigidMisregistration":
+        """A small random motion drawn from ``seed`` (rotations and shifts uniform in +- the maxima)."""
+        rng = np.random.default_rng([int(seed), 101])
+        rz, rx, ry = rng.uniform(-max_rotation_deg, max_rotation_deg, 3)
+        t = rng.uniform(-max_translation_mm, max_translation_mm, 3)
+        return cls(float(rz), float(rx), float(ry), tuple(float(v) for v in t))  # type: ignore[arg-type]
+
+    def rotation_matrix(self) -> np.ndarray:
+        """``R = Rz @ Rx @ Ry`` (3x3)."""
+        az, ax, ay = (math.radians(v) for v in (self.rotation_z_deg, self.rotation_x_deg, self.rotation_y_deg))
+        rz = np.array([[math.cos(az), -math.sin(az), 0], [math.sin(az), math.cos(az), 0], [0, 0, 1]])
+        rx = np.array([[1, 0, 0], [0, math.cos(ax), -math.sin(ax)], [0, math.sin(ax), math.cos(ax)]])
+        ry = np.array([[math.cos(ay), 0, math.sin(ay)], [0, 1, 0], [-math.sin(ay), 0, math.cos(ay)]])
+        return rz @ rx @ ry
+
+    def matrix_4x4(self, center_lps_mm: tuple[float, float, float]) -> np.ndarray:
+        """The homogeneous 4x4 matrix of ``T`` (LPS mm) for rotation centre ``center_lps_mm``."""
+        r = self.rotation_matrix()
+        c = np.asarray(center_lps_mm, dtype=float)
+        m = np.eye(4)
+        m[:3, :3] = r
+        m[:3, 3] = c - r @ c + np.asarray(self.translation_mm, dtype=float)
+        return m
+
+    def to_sitk(self, center_lps_mm: tuple[float, float, float]):
+        """``T`` as a ``SimpleITK.Euler3DTransform`` about ``center_lps_mm``."""
+        import SimpleITK as sitk
+
+        transform = sitk.Euler3DTransform()
+        transform.SetCenter(tuple(float(v) for v in center_lps_mm))
+        transform.SetRotation(
+            math.radians(self.rotation_x_deg), math.radians(self.rotation_y_deg), math.radians(self.rotation_z_deg)
+        )
+        transform.SetTranslation(tuple(float(v) for v in self.translation_mm))
+        return transform
+
+    def to_dict(self, center_lps_mm: tuple[float, float, float]) -> dict[str, Any]:
+        return {
+            "rotation_z_deg": self.rotation_z_deg,
+            "rotation_x_deg": self.rotation_x_deg,
+            "rotation_y_deg": self.rotation_y_deg,
+            "translation_mm": list(self.translation_mm),
+            "center_lps_mm": list(center_lps_mm),
+            "matrix_4x4": self.matrix_4x4(center_lps_mm).round(9).tolist(),
+            "convention": (
+                "ITK Euler3DTransform, ZXY order, LPS mm: a non-contrast point p appears in the contrast "
+                "volume at R (p - c) + c + t with R = Rz Rx Ry; SimpleITK.Resample(contrast, noncontrast, T) "
+                "registers the contrast onto the non-contrast scan"
+            ),
+        }
+
+
+@dataclass
+class PhantomCase:
+    """One paired phantom. All three volumes share one grid (int16, ``[z, y, x]``, LPS).
+
+    Attributes:
+        noncontrast: the non-contrast CT, HU.
+        contrast: the arterial-phase CT angiogram, HU; with a misregistration its anatomy is
+            moved by ``params["misregistration"]``, on the same grid.
+        labels: label codes (:data:`LABELS`) on the non-contrast anatomy.
+        params: every sampled parameter, the seed, label codes, HU tables, noise and blur,
+            geometry and the generator version (JSON-able).
+    """
+
+    noncontrast: CTVolume
+    contrast: CTVolume
+    labels: CTVolume
+    params: dict = field(default_factory=dict)
+
+
+# ============================================================================ grid helpers
+@dataclass
+class _Box:
+    """A sub-block of the grid: its slices and broadcastable LPS coordinates (mm)."""
+
+    sl: tuple[slice, slice, slice]
+    z_index: np.ndarray  # (nzb,) grid z indices
+    Z: np.ndarray  # (nzb, 1, 1)
+    Y: np.ndarray  # (1, nyb, 1)
+    X: np.ndarray  # (1, 1, nxb)
+
+
+class _Grid:
+    """The voxel grid: sizes, spacing, origin, and per-axis LPS coordinates of voxel centres."""
+
+    def __init__(self, size_xyz: tuple[int, int, int], spacing_xyz_mm: tuple[float, float, float]) -> None:
+        self.size_xyz = tuple(int(v) for v in size_xyz)
+        self.spacing = tuple(float(v) for v in spacing_xyz_mm)
+        self.origin = tuple(-(n - 1) / 2.0 * s for n, s in zip(self.size_xyz, self.spacing))
+        nx, ny, nz = self.size_xyz
+        self.x = (self.origin[0] + np.arange(nx) * self.spacing[0]).astype(np.float32)
+        self.y = (self.origin[1] + np.arange(ny) * self.spacing[1]).astype(np.float32)
+        self.z = (self.origin[2] + np.arange(nz) * self.spacing[2]).astype(np.float32)
+        self.shape_zyx = (nz, ny, nx)
+
+    def _range(self, axis: np.ndarray, lo: float, hi: float) -> slice:
+        i0 = int(np.searchsorted(axis, lo, side="left"))
+        i1 = int(np.searchsorted(axis, hi, side="right"))
+        return slice(i0, max(i0, i1))
+
+    def box(self, lo_xyz, hi_xyz) -> _Box | None:
+        """The voxels whose centres lie in the LPS box ``[lo, hi]`` (mm), or None if empty."""
+        sx = self._range(self.x, lo_xyz[0], hi_xyz[0])
+        sy = self._range(self.y, lo_xyz[1], hi_xyz[1])
+        sz = self._range(self.z, lo_xyz[2], hi_xyz[2])
+        if sx.start >= sx.stop or sy.start >= sy.stop or sz.start >= sz.stop:
+            return None
+        zi = np.arange(sz.start, sz.stop)
+        return _Box(
+            (sz, sy, sx), zi, self.z[sz][:, None, None], self.y[sy][None, :, None], self.x[sx][None, None, :]
+        )
+
+    def full(self) -> _Box:
+        return self.box((-1e9,) * 3, (1e9,) * 3)  # type: ignore[return-value]
+
+
+def _smoothstep(t):
+    t = np.clip(t, 0.0, 1.0)
+    return t * t * (3.0 - 2.0 * t)
+
+
+def _u(rng: np.random.Generator, lo: float, hi: float) -> float:
+    return float(rng.uniform(lo, hi))
+
+
+class _Canvas:
+    """The label map being painted; later paint wins, optionally only over given labels."""
+
+    def __init__(self, grid: _Grid) -> None:
+        self.grid = grid
+        self.labels = np.zeros(grid.shape_zyx, dtype=np.int16)
+
+    def paint(self, box: _Box | None, mask: np.ndarray, name: str, over: tuple[str, ...] | None = None) -> None:
+        if box is None:
+            return
+        sub = self.labels[box.sl]
+        mask = np.broadcast_to(mask, sub.shape)
+        if over is not None:
+            allowed = np.zeros(sub.shape, dtype=bool)
+            for other in over:
+                allowed |= sub == LABELS[other]
+            mask = mask & allowed
+        sub[mask] = LABELS[name]
+
+    def ellipsoid(self, center, radii, name: str, rotation: np.ndarray | None = None, clip=None,
+                  over: tuple[str, ...] | None = None) -> None:
+        """Paint an ellipsoid (``rotation`` columns = its axes in LPS); ``clip(box) -> mask`` limits it."""
+        reach = float(max(radii))
+        c = np.asarray(center, dtype=float)
+        box = self.grid.box(c - reach, c + reach)
+        if box is None:
+            return
+        dx, dy, dz = box.X - c[0], box.Y - c[1], box.Z - c[2]
+        if rotation is None:
+            q = (dx / radii[0]) ** 2 + (dy / radii[1]) ** 2 + (dz / radii[2]) ** 2
+        else:
+            q = 0
+            for k in range(3):
+                local = dx * rotation[0, k] + dy * rotation[1, k] + dz * rotation[2, k]
+                q = q + (local / radii[k]) ** 2
+        mask = q <= 1.0
+        if clip is not None:
+            mask = mask & clip(box)
+        self.paint(box, mask, name, over)
+
+    def polyline(self, points, radii, name: str, over: tuple[str, ...] | None = None, clip=None) -> None:
+        """Paint a tube of varying radius along a 3D polyline (capsules between points, mm)."""
+        pts = np.asarray(points, dtype=float)
+        rad = np.broadcast_to(np.asarray(radii, dtype=float), (len(pts),))
+        for p0, p1, r0, r1 in zip(pts[:-1], pts[1:], rad[:-1], rad[1:]):
+            reach = max(r0, r1)
+            box = self.grid.box(np.minimum(p0, p1) - reach, np.maximum(p0, p1) + reach)
+            if box is None or reach <= 0:
+                continue
+            v = p1 - p0
+            vv = float(v @ v) or 1e-9
+            dx, dy, dz = box.X - p0[0], box.Y - p0[1], box.Z - p0[2]
+            t = np.clip((dx * v[0] + dy * v[1] + dz * v[2]) / vv, 0.0, 1.0)
+            d2 = (dx - t * v[0]) ** 2 + (dy - t * v[1]) ** 2 + (dz - t * v[2]) ** 2
+            mask = d2 <= (r0 + t * (r1 - r0)) ** 2
+            if clip is not None:
+                mask = mask & clip(box)
+            self.paint(box, mask, name, over)
+
+
+@dataclass
+class _SliceTube:
+    """A vessel described slice by slice on a fine z lattice (mm): centre, tangent, radii.
+
+    ``lumen_dx/dy`` offset the lumen centre from the outer (sac) centre (eccentric thrombus).
+    ``outer`` <= 0 where the vessel is absent. Evaluated on grid slices by interpolation.
+    """
+
+    z: np.ndarray
+    cx: np.ndarray
+    cy: np.ndarray
+    outer: np.ndarray
+    inner: np.ndarray
+    lumen: np.ndarray
+    lumen_dx: np.ndarray
+    lumen_dy: np.ndarray
+
+    def at(self, zq: np.ndarray) -> dict[str, np.ndarray]:
+        out = {}
+        for name in ("cx", "cy", "outer", "inner", "lumen", "lumen_dx", "lumen_dy"):
+            out[name] = np.interp(zq, self.z, getattr(self, name), left=0.0, right=0.0)
+        out["outer"] = np.where(
+            (zq < self.z[0]) | (zq > self.z[-1]), 0.0, out["outer"]
+        )
+        tx = np.gradient(self.cx, self.z)
+        ty = np.gradient(self.cy, self.z)
+        norm = np.sqrt(1 + tx * tx + ty * ty)
+        out["tx"] = np.interp(zq, self.z, tx / norm)
+        out["ty"] = np.interp(zq, self.z, ty / norm)
+        return out
+
+    def box_and_fields(self, grid: _Grid, margin: float = 0.0):
+        """The grid box holding the tube, and per-slice fields with distances (mm)."""
+        valid = self.outer > 0
+        if not valid.any():
+            return None, None
+        zs, xs, ys, rs = self.z[valid], self.cx[valid], self.cy[valid], self.outer[valid]
+        reach = float(rs.max()) + margin
+        box = grid.box((xs.min() - reach, ys.min() - reach, zs.min()), (xs.max() + reach, ys.max() + reach, zs.max()))
+        if box is None:
+            return None, None
+        f = self.at(grid.z[box.z_index])
+        dx = box.X - f["cx"][:, None, None].astype(np.float32)
+        dy = box.Y - f["cy"][:, None, None].astype(np.float32)
+        tx = f["tx"][:, None, None].astype(np.float32)
+        ty = f["ty"][:, None, None].astype(np.float32)
+        proj = dx * tx + dy * ty
+        d_outer = np.sqrt(np.maximum(dx * dx + dy * dy - proj * proj, 0))
+        lx = dx - f["lumen_dx"][:, None, None].astype(np.float32)
+        ly = dy - f["lumen_dy"][:, None, None].astype(np.float32)
+        proj = lx * tx + ly * ty
+        d_lumen = np.sqrt(np.maximum(lx * lx + ly * ly - proj * proj, 0))
+        f.update(dx=dx, dy=dy, d_outer=d_outer, d_lumen=d_lumen)
+        return box, f
+
+
+def _capped(z: np.ndarray, radius: np.ndarray, z_end: float, below: bool) -> np.ndarray:
+    """Round off a tube's end at ``z_end`` (hemispherical cap): radius per slice beyond the end."""
+    r_end = float(np.interp(z_end, z, radius))
+    dz = (z_end - z) if below else (z - z_end)
+    beyond = dz > 0
+    capped = np.sqrt(np.maximum(r_end * r_end - dz * dz, 0.0))
+    return np.where(beyond, capped, radius)
+
+
+# ============================================================================ the aorta IFU
+_FINE_Z = np.arange(-320.0, 420.0, 1.0)  # the anatomy's z lattice (mm), independent of the grid
+
+
+def _smooth_noise_1d(rng: np.random.Generator, n: int, sigma: float) -> np.ndarray:
+    from scipy.ndimage import gaussian_filter1d
+
+    v = gaussian_filter1d(rng.standard_normal(n), sigma, mode="nearest")
+    return v / (v.std() or 1.0)
+
+
+def _sample_hu_tables(rng: np.random.Generator) -> tuple[dict[str, float], dict[str, float], dict[str, float]]:
+    """Per-case noise-free levels (HU) for both phases, and the z-varying extras."""
+    u = lambda lo, hi: _u(rng, lo, hi)  # noqa: E731
+    blood = u(30, 50)
+    nc: dict[str, float] = {"outside": -1000.0}
+    c: dict[str, float] = {"outside": -1000.0}
+    nc["soft_tissue"] = u(20, 40)
+    c["soft_tissue"] = nc["soft_tissue"] + u(0, 10)
+    nc["fat"] = u(-120, -80)
+    c["fat"] = min(nc["fat"] + u(0, 6), -80.0)
+    nc["muscle"] = u(35, 55)
+    c["muscle"] = max(u(50, 70), nc["muscle"] + 5)
+    nc["cortical_bone"] = u(750, 1800)
+    c["cortical_bone"] = nc["cortical_bone"] + u(0, 15)
+    nc["bone_marrow"] = u(200, 300)
+    c["bone_marrow"] = nc["bone_marrow"] + u(5, 25)
+    nc["liver"] = u(50, 65)
+    c["liver"] = max(u(60, 80), nc["liver"] + 5)
+    nc["kidney_cortex"] = u(30, 40)
+    c["kidney_cortex"] = u(150, 200)
+    nc["kidney_medulla"] = nc["kidney_cortex"] - u(2, 5)
+    c["kidney_medulla"] = u(70, 110)
+    nc["vena_cava"] = blood + u(-3, 3)
+    c["vena_cava"] = nc["vena_cava"] + u(5, 15)
+    gradient = u(0, 0.15)
+    lumen_mid = u(250 * (1 + gradient / 2), 450 * (1 - gradient / 2))
+    nc["aortic_lumen"] = blood
+    c["aortic_lumen"] = lumen_mid
+    thrombus_delta = u(6, 12)
+    nc["thrombus"] = blood - thrombus_delta
+    c["thrombus"] = float(np.clip(nc["thrombus"] + u(5, 20), 40, 90))
+    nc["calcification"] = c["calcification"] = u(300, 1200)
+    nc["aortic_wall"] = u(40, 50)
+    c["aortic_wall"] = nc["aortic_wall"] + u(10, 30)
+    nc["branch_artery"] = blood
+    c["branch_artery"] = lumen_mid
+    nc["bowel_gas"] = c["bowel_gas"] = u(-1000, -900)
+    nc["bowel"] = u(10, 35)
+    c["bowel"] = nc["bowel"] + u(5, 20)
+    nc["spleen"] = u(40, 50)
+    c["spleen"] = u(90, 130)
+    nc["lung"] = u(-910, -850)
+    c["lung"] = nc["lung"] + u(0, 20)
+    nc["disc"] = u(70, 100)
+    c["disc"] = nc["disc"] + u(0, 10)
+    nc["vein"] = blood + u(-3, 3)
+    c["vein"] = nc["vein"] + u(30, 90)
+    nc["pancreas"] = u(35, 50)
+    c["pancreas"] = u(100, 140)
+    nc["fluid"] = u(0, 15)
+    c["fluid"] = nc["fluid"] + u(0, 5)
+    extras = {
+        "blood_hu": blood,
+        "thrombus_below_blood_hu": thrombus_delta,
+        "lumen_contrast_mid_hu": lumen_mid,
+        "lumen_gradient_fraction": gradient,
+        # +1: brighter cranially (the usual early-arterial picture), -1: brighter caudally
+        "lumen_gradient_sign": float(1.0 if rng.random() < 0.7 else -1.0),
+        "caval_mixing_above_renal_veins_hu": u(30, 80),
+    }
+    return nc, c, extras
+
+
+@dataclass
+class _Anatomy:
+    labels: np.ndarray
+    hu_noncontrast: dict[str, float]
+    hu_contrast: dict[str, float]
+    contrast_z_offsets: dict[str, np.ndarray]  # label name -> (nz,) HU added in the contrast scan
+    params: dict[str, Any]
+    focus_index_zyx: tuple[int, int, int]  # where a preview should look (aorta, widest slice)
+
+
+_IFU_BUILDERS: dict[str, Callable[[int, _Grid], _Anatomy]] = {}
+
+
+def register_ifu(name: str):
+    """Decorator: register ``builder(seed, grid) -> _Anatomy`` as the phantom of an intended use."""
+
+    def decorate(builder):
+        _IFU_BUILDERS[name] = builder
+        return builder
+
+    return decorate
+
+
+def known_ifus() -> list[str]:
+    """Intended uses that have a phantom generator."""
+    return sorted(_IFU_BUILDERS)
+
+
+def _body_depth(grid: _Grid, body: dict[str, np.ndarray]) -> np.ndarray:
+    """Approximate distance (mm) inside the skin for every voxel (negative outside), float32."""
+    a = body["a"][:, None, None]
+    yc = body["yc"][:, None, None]
+    b_ant = body["b_ant"][:, None, None]
+    b_post = body["b_post"][:, None, None]
+    y_back = body["y_back"][:, None, None]
+    X = grid.x[None, None, :]
+    yy = grid.y[None, :, None] - yc
+    b = np.where(yy < 0, b_ant, b_post).astype(np.float32)
+    ex = (X / a).astype(np.float32)
+    ey = yy / b
+    r = np.sqrt(ex * ex + ey * ey)
+    rho = np.sqrt(X * X + yy * yy)
+    local = np.where(r > 1e-3, rho / np.maximum(r, 1e-3), b)
+    depth = (1.0 - r) * local
+    np.minimum(depth, (y_back - grid.y[None, :, None]).astype(np.float32), out=depth)
+    return depth.astype(np.float32, copy=False)
+
+
+@register_ifu("aorta")
+def _build_aorta(seed: int, grid: _Grid) -> _Anatomy:  # noqa: C901 (one patient, drawn top to bottom)
+    """Abdominal CT at the aortic level: body, spine, organs, bowel, aorta with optional AAA."""
+    rng = np.random.default_rng([int(seed), 1])
+    u = lambda lo, hi: _u(rng, lo, hi)  # noqa: E731
+    canvas = _Canvas(grid)
+    Zf = _FINE_Z
+    gz = grid.z
+    nz = len(gz)
+    P: dict[str, Any] = {}
+
+    # ---------------------------------------------------------------- levels (mm, LPS z)
+    z_bif = u(-55, -25)  # aortic bifurcation, L4
+    pitch = u(35, 39)  # vertebral body + disc height
+    aneurysm = bool(rng.random() < ANEURYSM_PROBABILITY)
+    d_max = u(35, 80) if aneurysm else 0.0
+    # an aneurysmal aorta is longer: the renal arteries sit higher above the bifurcation
+    z_renal = z_bif + u(95, 120) + (0.4 * (d_max - 35) if aneurysm else 0.0)
+    z_sma = z_renal + u(10, 20)
+    z_celiac = z_sma + u(10, 18)
+    z_dome_right = z_bif + u(255, 285)
+    z_dome_left = z_dome_right - u(5, 20)
+    P["levels_z_mm"] = {
+        "aortic_bifurcation": z_bif, "renal_arteries": z_renal, "sma_origin": z_sma,
+        "coeliac_origin": z_celiac, "diaphragm_dome_right": z_dome_right, "diaphragm_dome_left": z_dome_left,
+    }
+
+    # ---------------------------------------------------------------- body outline per slice
+    a0, b_ant0, b_post0 = u(138, 162), u(95, 125), u(88, 102)
+    t_fat0 = u(8, 32)
+    t_muscle = u(8, 13)
+    pelvis = _smoothstep((z_bif + 30 - gz) / 90.0)
+    chest = _smoothstep((gz - (z_renal + 60)) / 120.0)
+    wobble = 1 + 0.02 * np.interp(gz, Zf, _smooth_noise_1d(rng, len(Zf), 40.0))
+    body = {
+        "a": (a0 * (1 + 0.06 * pelvis - 0.03 * chest) * wobble).astype(np.float32),
+        "b_ant": (b_ant0 * (1 - 0.12 * pelvis + 0.02 * chest) * wobble).astype(np.float32),
+        "b_post": np.full(nz, b_post0, np.float32),
+        "yc": np.zeros(nz, np.float32),
+    }
+    body["y_back"] = (body["yc"] + 0.93 * body["b_post"]).astype(np.float32)
+    P["body"] = {"half_width_mm": a0, "anterior_half_depth_mm": b_ant0, "posterior_half_depth_mm": b_post0,
+                 "subcutaneous_fat_mm": t_fat0, "abdominal_wall_muscle_mm": t_muscle}
+
+    depth = _body_depth(grid, body)
+    full = grid.full()
+    Y3, X3 = full.Y, full.X
+    yy = Y3 - body["yc"][:, None, None]
+    bsel = np.where(yy < 0, body["b_ant"][:, None, None], body["b_post"][:, None, None])
+    rnorm = np.sqrt((X3 / body["a"][:, None, None]) ** 2 + (yy / bsel) ** 2)
+    s_ap = np.clip(yy / (bsel * np.maximum(rnorm, 1e-3)), -1, 1)  # -1 anterior ... +1 posterior
+    del rnorm, bsel
+    t_fat = t_fat0 * (1.0 - 0.3 * s_ap)
+    inside = depth > 0
+    canvas.labels[inside] = LABELS["fat"]
+    # abdominal wall: obliques thickest laterally, rectus in front (linea alba between), thin at the back
+    t_wall = t_muscle * (1 + 0.4 * (1 - np.abs(s_ap)) - 0.6 * np.clip((s_ap - 0.3) / 0.7, 0, 1))
+    wall = inside & (depth > t_fat) & (depth <= t_fat + t_wall) & ~((s_ap < -0.8) & (np.abs(X3) < 4))
+    canvas.labels[wall] = LABELS["muscle"]
+    del t_wall
+    canvas.labels[inside & (depth <= 2.0)] = LABELS["soft_tissue"]  # skin
+    cavity_margin = t_fat0 * 1.3 + t_muscle * 1.3
+    del wall, s_ap, t_fat, yy
+
+    def cavity(box: _Box, extra: float = 0.0) -> np.ndarray:
+        return depth[box.sl] > cavity_margin + extra
+
+    # ---------------------------------------------------------------- spine centre line
+    y_back0 = 0.93 * b_post0
+    y_spine0 = y_back0 - 0.7 * t_fat0 - u(62, 72)
+    z_l3 = z_bif + pitch
+    z_s1 = z_bif - 1.5 * pitch
+    lordosis = u(8, 18)
+    y_spine_f = (y_spine0 - lordosis * np.exp(-(((Zf - z_l3) / 110.0) ** 2))
+                 + 0.55 * np.maximum(0, z_s1 - Zf) + 0.12 * np.maximum(0, Zf - (z_bif + 4 * pitch)))
+    x_spine_f = 3.0 * _smooth_noise_1d(rng, len(Zf), 60.0) * u(0, 1)
+    y_spine = np.interp(gz, Zf, y_spine_f)
+    x_spine = np.interp(gz, Zf, x_spine_f)
+    # vertebral levels: L4 centred at the bifurcation; index 0 = L5 ... 7 = T10, 8 = T9, 9 = T8
+    names = ["L5", "L4", "L3", "L2", "L1", "T12", "T11", "T10", "T9", "T8"]
+    h_disc = u(8, 11)
+    vb_a0, vb_b0 = u(21, 25), u(15, 18)
+    shell = u(1.5, 2.5)
+    P["spine"] = {"pitch_mm": pitch, "disc_height_mm": h_disc, "lordosis_mm": lordosis,
+                  "vertebral_half_width_l4_mm": vb_a0, "vertebral_half_depth_l4_mm": vb_b0,
+                  "cortical_shell_mm": shell, "y_l3_mm": float(np.interp(z_l3, Zf, y_spine_f))}
+
+    def spine_front(z):
+        """y (mm) of the anterior surface of the vertebral column at z."""
+        return np.interp(z, Zf, y_spine_f) - vb_b0
+
+    # ---------------------------------------------------------------- muscles
+    # psoas: beside the vertebral bodies, growing caudally, then lateral into the pelvis
+    psoas_r = np.clip(6 + 16 * _smoothstep((z_bif + 4 * pitch - gz) / (4.5 * pitch)), 0, 24) * u(0.85, 1.15)
+    psoas_r = np.where(gz > z_bif + 4.3 * pitch, 0, psoas_r)
+    for side in (-1, 1):
+        box = grid.box((-140, -120, gz.min()), (140, 140, gz.max()))
+        zi = box.z_index
+        pr = psoas_r[zi][:, None, None]
+        lateral = _smoothstep((z_s1 - gz[zi]) / 80.0)[:, None, None]
+        cxp = side * (vb_a0 + 0.8 * pr + 30 * lateral) + x_spine[zi][:, None, None]
+        cyp = y_spine[zi][:, None, None] - 4 - 40 * lateral
+        m = ((box.X - cxp) / np.maximum(pr, 1e-3)) ** 2 + ((box.Y - cyp) / np.maximum(0.85 * pr, 1e-3)) ** 2 <= 1
+        canvas.paint(box, m & (pr > 0) & cavity(box, -t_muscle), "muscle")
+        # quadratus lumborum (lumbar levels)
+        ql = (gz[zi] < z_bif + 3.6 * pitch) & (gz[zi] > z_bif + 0.3 * pitch)
+        cxq = side * (46 + 0.3 * pr) + x_spine[zi][:, None, None]
+        cyq = y_spine[zi][:, None, None] + vb_b0 + 10
+        m = ((box.X - cxq) / (10 + 0.4 * pr)) ** 2 + ((box.Y - cyq) / 8.0) ** 2 <= 1
+        canvas.paint(box, m & ql[:, None, None], "muscle")
+        # erector spinae: the gutters beside the spinous processes, up to the subcutaneous fat
+        cxe = side * 32 + x_spine[zi][:, None, None]
+        cye = y_spine[zi][:, None, None] + vb_b0 + 38
+        m = ((box.X - cxe) / 30.0) ** 2 + ((box.Y - cye) / 30.0) ** 2 <= 1
+        canvas.paint(box, m & (depth[box.sl] > 0.7 * t_fat0) & (gz[zi] > z_s1 - 60)[:, None, None], "muscle")
+    P["muscles"] = {"psoas_max_radius_mm": float(psoas_r.max())}
+
+    # ---------------------------------------------------------------- pelvis (ilium), its muscles
+    # each iliac wing, slice by slice, is a gently curved plate (an arc of a large circle, convex
+    # posterolaterally) from the sacroiliac joint to the anterior iliac spine; iliacus lines its
+    # inner (anteromedial) face, the gluteal muscles its outer face
+    z_crest = z_bif + u(0, 15)
+    wing_span = u(110, 125)
+    wing_radius = u(130, 160)
+    for side in (-1, 1):
+        pel = grid.box((0 if side > 0 else -200, -200, gz.min()), (200 if side > 0 else 0, 200, z_crest))
+        if pel is None:
+            continue
+        zz = gz[pel.z_index]
+        down = np.clip((z_crest - zz) / 140.0, 0, 1)
+        ys_z = y_spine[pel.z_index]
+        sac_half = 50 - 30 * np.clip((z_s1 - zz) / 110.0, 0, 1)
+        joint = zz > z_s1 - 60  # sacroiliac joint; below it the sciatic notch
+        ax_ = np.where(joint, sac_half + 3, 62 + 10 * down)
+        ay_ = np.where(joint, ys_z + 5, ys_z - 15)
+        bx_ = wing_span - 22 * down
+        by_ = ys_z - 78 + 12 * down
+        mx, my = (ax_ + bx_) / 2, (ay_ + by_) / 2
+        chord = np.hypot(bx_ - ax_, by_ - ay_)
+        nx_, ny_ = -(by_ - ay_) / chord, (bx_ - ax_) / chord  # unit normal toward medial-anterior
+        flip = np.where(nx_ > 0, -1.0, 1.0)
+        nx_, ny_ = nx_ * flip, ny_ * flip
+        h = np.sqrt(np.maximum(wing_radius ** 2 - (chord / 2) ** 2, 0))
+        cxw, cyw = mx + nx_ * h, my + ny_ * h
+        e = lambda v: v[:, None, None]  # noqa: E731
+        px = side * pel.X
+        dist = np.sqrt((px - e(cxw)) ** 2 + (pel.Y - e(cyw)) ** 2) - wing_radius  # > 0 posterolateral
+        t = ((px - e(ax_)) * e(bx_ - ax_) + (pel.Y - e(ay_)) * e(by_ - ay_)) / e(chord * chord)
+        thick = e(7 + 12 * down ** 2)
+        below_crest = pel.Z <= z_crest - 35 * (np.clip(t, -0.5, 1.2) - 0.4) ** 2  # the crest arches
+        dist = np.where(below_crest, dist, 1e3)
+        glute = (dist > 0) & (dist < 50) & (t > -0.45) & (t < 1.0) & (depth[pel.sl] > t_fat0 * 0.8)
+        canvas.paint(pel, glute, "muscle")
+        canvas.paint(pel, (dist < 0) & (dist > -thick / 2 - 18) & (t > 0.12) & (t < 1.0), "muscle")  # iliacus
+        canvas.paint(pel, (np.abs(dist) <= thick / 2) & (t >= 0) & (t <= 1), "cortical_bone")
+        canvas.paint(pel, (np.abs(dist) <= thick / 2 - shell) & (t > 0.03) & (t < 0.97), "bone_marrow")
+    P["pelvis"] = {"iliac_crest_z_mm": z_crest, "wing_span_mm": wing_span, "wing_radius_mm": wing_radius}
+
+    # ---------------------------------------------------------------- diaphragm and lung bases
+    def z_dia_of(box: _Box) -> np.ndarray:
+        """z (mm) of the diaphragm above each voxel's (x, y): two domes, deep posterior recesses."""
+        side_dome = np.where(box.X < 0, z_dome_right, z_dome_left)
+        rad = np.sqrt(((np.abs(box.X) - 60) / 95.0) ** 2 + (box.Y / 90.0) ** 2)
+        post = np.maximum(0, box.Y / 80.0)
+        return side_dome - 85 * rad ** 2 - 45 * post ** 2
+
+    top = grid.box((-200, -200, z_bif + 110), (200, 200, 1e9))
+    if top is not None:
+        zd = z_dia_of(top)
+        inner = cavity(top, -t_muscle * 0.6)
+        canvas.paint(top, inner & (top.Z > zd) & (np.abs(top.X) > 30), "lung")
+        canvas.paint(top, inner & (top.Z <= zd) & (top.Z > zd - 4), "muscle")
+
+    def below_diaphragm(box: _Box) -> np.ndarray:
+        return (box.Z <= z_dia_of(box) - 4) & cavity(box)
+
+    # ---------------------------------------------------------------- solid organs
+    liver_c = (u(-75, -60), u(-15, 5), z_dome_right - u(55, 70))
+    liver_r = (u(95, 110), u(100, 115), u(115, 135))
+    canvas.ellipsoid(liver_c, liver_r, "liver", clip=below_diaphragm)
+    left_lobe_c = (u(5, 30), u(-70, -50), z_dome_right - u(35, 50))
+    canvas.ellipsoid(left_lobe_c, (u(55, 75), u(35, 45), u(45, 60)), "liver", clip=below_diaphragm)
+    P["liver"] = {"center_mm": list(liver_c), "radii_mm": list(liver_r), "left_lobe_center_mm": list(left_lobe_c)}
+    gb_c = (liver_c[0] + u(15, 30), u(-65, -45), liver_c[2] - liver_r[2] * u(0.55, 0.7))
+    canvas.ellipsoid(gb_c, (u(13, 18), u(13, 18), u(30, 40)), "fluid", clip=cavity)
+
+    ang = math.radians(u(20, 40))
+    rot_spleen = np.array([[math.cos(ang), -math.sin(ang), 0], [math.sin(ang), math.cos(ang), 0], [0, 0, 1]])
+    spleen_c = (u(80, 95), u(35, 55), z_dome_left - u(60, 80))
+    canvas.ellipsoid(spleen_c, (u(20, 26), u(50, 62), u(50, 65)), "spleen", rotation=rot_spleen, clip=below_diaphragm)
+    stomach_c = (u(35, 55), u(-55, -35), z_dome_left - u(50, 70))
+    stomach_r = (u(40, 50), u(32, 42), u(45, 60))
+    canvas.ellipsoid(stomach_c, stomach_r, "bowel", clip=below_diaphragm, over=("fat", "liver"))
+    gas_level = stomach_c[1] - stomach_r[1] * u(0.2, 0.6)
+    canvas.ellipsoid(stomach_c, tuple(r - 4 for r in stomach_r), "bowel_gas",
+                     clip=lambda b: below_diaphragm(b) & (b.Y < gas_level), over=("bowel",))
+    P["spleen"] = {"center_mm": list(spleen_c)}
+    P["stomach"] = {"center_mm": list(stomach_c), "air_fluid_level_y_mm": gas_level}
+
+    # kidneys: tilted, beside the psoas; right one lower (liver)
+    kidneys = {}
+    t_cortex = u(7, 10)
+    n_pyramids = int(rng.integers(7, 10))
+    for side, name in ((1, "left"), (-1, "right")):
+        kc = np.array([side * u(68, 80), float(np.interp(z_renal, Zf, y_spine_f)) + u(5, 18),
+                       z_renal + (u(0, 10) if side > 0 else -u(8, 20))])
+        axis_u = np.array([-side * u(0.15, 0.3), u(0.1, 0.3), 1.0])
+        axis_u /= np.linalg.norm(axis_u)
+        hilum = np.array([-side * 1.0, -u(0.6, 1.0), 0.0])
+        hilum -= (hilum @ axis_u) * axis_u
+        hilum /= np.linalg.norm(hilum)
+        axis_w = np.cross(axis_u, hilum)
+        radii = np.array([u(50, 60), u(26, 31), u(20, 25)])  # along u (long), hilum, w
+        reach = float(radii.max())
+        box = grid.box(kc - reach, kc + reach)
+        if box is not None:
+            dx, dy, dz = box.X - kc[0], box.Y - kc[1], box.Z - kc[2]
+            pu = (dx * axis_u[0] + dy * axis_u[1] + dz * axis_u[2]) / radii[0]
+            ph = (dx * hilum[0] + dy * hilum[1] + dz * hilum[2]) / radii[1]
+            pw = (dx * axis_w[0] + dy * axis_w[1] + dz * axis_w[2]) / radii[2]
+            rho = np.sqrt(pu * pu + ph * ph + pw * pw)
+            kidney = rho <= 1.0
+            # renal sinus: an inner ellipsoid shifted toward the hilum, opening through a notch
+            sinus_q = (pu / 0.6) ** 2 + ((ph - 0.45) / 0.5) ** 2 + (pw / 0.42) ** 2
+            notch = (ph > 0.6) & (np.abs(pu) < 0.3) & (np.abs(pw) < 0.4)
+            sinus = kidney & ((sinus_q <= 1.0) | notch)
+            canvas.paint(box, kidney & ~notch, "kidney_cortex")
+            # pyramids between the sinus and the cortex, separated by columns of cortex
+            pyramid = np.cos(n_pyramids * np.arctan2(pu, pw)) > -0.25
+            core = 1.0 - t_cortex / float(radii[1:].mean())
+            canvas.paint(box, kidney & ~sinus & (rho < core) & pyramid, "kidney_medulla")
+            canvas.paint(box, sinus, "fat")
+            pelvis_m = (pu / 0.3) ** 2 + ((ph - 0.55) / 0.3) ** 2 + (pw / 0.22) ** 2 <= 1
+            canvas.paint(box, pelvis_m & sinus, "fluid")
+        kidneys[name] = {"center_mm": kc.tolist(), "long_axis": axis_u.tolist(), "hilum_direction": hilum.tolist(),
+                         "radii_mm": radii.tolist(),
+                         "hilum_mm": (kc + hilum * radii[1] * 0.55).tolist()}
+    P["kidneys"] = {**kidneys, "cortex_thickness_mm": t_cortex, "pyramids": n_pyramids}
+
+    bladder_c = (u(-8, 8), u(-50, -30), z_bif - u(150, 175))
+    canvas.ellipsoid(bladder_c, (u(35, 50), u(28, 38), u(30, 45)), "fluid", clip=cavity)
+
+    # ---------------------------------------------------------------- bones: vertebrae, sacrum, ribs
+    r_canal_x, r_canal_y = u(10, 12), u(7.5, 9)
+    spn = grid.box((-70, -200, gz.min()), (70, 200, gz.max()))
+    levels = []
+    for k, lvl in enumerate(names):
+        zc = z_bif + (k - 1) * pitch
+        grow = 1.0 - 0.03 * max(k - 1, 0)
+        levels.append((lvl, zc, vb_a0 * grow, vb_b0 * (1.0 - 0.02 * max(k - 1, 0))))
+    h_body = pitch - h_disc
+    if spn is not None:
+        zz = gz[spn.z_index]
+        a_z = np.zeros_like(zz)
+        b_z = np.zeros_like(zz)
+        kind = np.zeros(len(zz), np.int8)  # 0 none, 1 body, 2 disc
+        endplate = np.zeros(len(zz), bool)
+        level_zc = np.full(len(zz), np.nan)
+        for lvl, zc, a_v, b_v in levels:
+            in_body = np.abs(zz - zc) <= h_body / 2
+            in_disc = (zz - zc > h_body / 2) & (zz - zc <= pitch - h_body / 2)
+            a_z[in_body | in_disc] = a_v
+            b_z[in_body | in_disc] = b_v
+            kind[in_body] = 1
+            kind[in_disc] = 2
+            endplate[in_body & (np.abs(zz - zc) > h_body / 2 - shell)] = True
+            level_zc[in_body] = zc
+        # the L5/S1 disc below L5
+        in_disc = (zz < levels[0][1] - h_body / 2) & (zz >= levels[0][1] - h_body / 2 - h_disc)
+        a_z[in_disc], b_z[in_disc], kind[in_disc] = levels[0][2], levels[0][3], 2
+        xs = x_spine[spn.z_index][:, None, None]
+        ys = y_spine[spn.z_index][:, None, None]
+        A3, B3 = a_z[:, None, None], b_z[:, None, None]
+        q = np.sqrt(((spn.X - xs) / np.maximum(A3, 1e-3)) ** 2 + ((spn.Y - ys) / np.maximum(B3, 1e-3)) ** 2)
+        body_m = (q <= 1) & (kind[:, None, None] > 0)
+        canvas.paint(spn, body_m & (kind[:, None, None] == 2), "disc")
+        vb = body_m & (kind[:, None, None] == 1)
+        canvas.paint(spn, vb, "cortical_bone")
+        inner = vb & (q <= 1 - shell / np.maximum(B3, 1e-3)) & ~endplate[:, None, None]
+        canvas.paint(spn, inner, "bone_marrow")
+        # posterior elements: neural arch, spinous and transverse processes (cortical with marrow)
+        has_arch = ~np.isnan(level_zc) | (kind == 2)
+        ycan = ys + B3 + r_canal_y * 0.85
+        qc = np.sqrt(((spn.X - xs) / r_canal_x) ** 2 + ((spn.Y - ycan) / r_canal_y) ** 2)
+        arch_t = 6.5
+        arch = (qc <= 1 + arch_t / r_canal_y) & (spn.Y > ys + B3 * 0.5) & has_arch[:, None, None]
+        zrel = (zz - np.nan_to_num(level_zc, nan=1e9))[:, None, None]
+        lam_len = u(32, 42)
+        along = np.clip((spn.Y - ycan) / (r_canal_y + lam_len), 0, 1)  # 0 at the canal, 1 at the tip
+        spinous = (np.abs(spn.X - xs) <= 4.0 - 1.5 * along) & (spn.Y > ycan) & (spn.Y < ycan + r_canal_y + lam_len) & \
+                  (zrel > -h_body * 0.7 - 8 * along) & (zrel < h_body * 0.3 - 8 * along)
+        tp_len = u(36, 44)
+        lateral = np.clip((np.abs(spn.X - xs) - r_canal_x) / (tp_len - r_canal_x), 0, 1)
+        transverse = (np.abs(spn.X - xs) <= tp_len) & (np.abs(spn.Y - (ycan - 3 + 5 * lateral)) <= 4.5 - 2 * lateral) & \
+                     (np.abs(zrel) <= 6 - 2 * lateral) & (zz < z_bif + 4.5 * pitch)[:, None, None]
+        posterior = (arch | spinous | transverse) & ~(qc < 1) & (spn.Z > z_s1 - 5)
+        canvas.paint(spn, posterior & (kind[:, None, None] == 1) | (arch & (kind[:, None, None] == 2)),
+                     "cortical_bone")
+        core_sp = (np.abs(spn.X - xs) <= 2.5) & spinous & (spn.Y < ycan + r_canal_y + lam_len - 2.5)
+        core_tp = (np.abs(spn.Y - (ycan - 3 + 5 * lateral)) <= 2.5 - 2 * lateral) & transverse & (np.abs(spn.X - xs) < tp_len - 2)
+        canvas.paint(spn, (core_sp | core_tp) & ~(qc < 1 + 2.5 / r_canal_y) & (kind[:, None, None] == 1), "bone_marrow")
+        # sacrum: below the L5/S1 disc, wide alae tapering, tilting backwards
+        z_sacrum_top = levels[0][1] - h_body / 2 - h_disc
+        sac = (spn.Z < z_sacrum_top)
+        fall = np.clip((z_sacrum_top - zz) / 110.0, 0, 1)[:, None, None]
+        a_s = 50 - 30 * fall
+        b_s = 19 - 6 * fall
+        qs = np.sqrt(((spn.X - xs) / a_s) ** 2 + ((spn.Y - ys) / b_s) ** 2)
+        canvas.paint(spn, sac & (qs <= 1), "cortical_bone")
+        canvas.paint(spn, sac & (qs <= 1 - shell / b_s), "bone_marrow")
+        # spinal (and sacral) canal with its contents
+        qc_s = np.sqrt(((spn.X - xs) / (r_canal_x * (1 - 0.5 * fall * sac))) ** 2 + ((spn.Y - ycan) / r_canal_y) ** 2)
+        canvas.paint(spn, (qc_s < 1) & (spn.Z > z_sacrum_top - 100), "soft_tissue")
+    P["spine"].update({"levels_z_mm": {lvl: zc for lvl, zc, _, _ in levels},
+                       "canal_radii_mm": [r_canal_x, r_canal_y]})
+
+    # ribs 6 to 12, from the transverse processes round the body wall, descending anteriorly
+    rib_r = u(4.5, 6.0)
+    ribs = []
+    for k, lvl in enumerate(["T12", "T11", "T10", "T9", "T8", "T7", "T6"]):
+        z0 = z_bif + (k + 4) * pitch
+        theta_end = [1.35, 1.8, 2.3, 2.5, 2.6, 2.7, 2.75][k]
+        drop = [25, 45, 75, 95, 110, 120, 125][k] * u(0.85, 1.15)
+        for side in (-1, 1):
+            th = np.linspace(0.45, theta_end, 24)
+            zr = z0 - drop * ((th - th[0]) / (th[-1] - th[0])) ** 1.3
+            a_z = np.interp(zr, gz, body["a"]) if nz > 1 else np.full_like(zr, a0)
+            dep = 0.8 * t_fat0 + t_muscle * 0.6 + rib_r
+            yb = np.where(np.cos(th) > 0, b_post0, np.interp(zr, gz, body["b_ant"]) if nz > 1 else b_ant0)
+            pts = np.stack([side * (a_z - dep) * np.sin(th), (yb - dep) * np.cos(th), zr], axis=1)
+            root = np.array([[side * 25.0, float(np.interp(z0, Zf, y_spine_f)) + vb_b0 + 12, z0]])
+            pts = np.concatenate([root, pts], axis=0)
+            canvas.polyline(pts, rib_r, "cortical_bone", over=("fat", "muscle", "lung", "liver", "spleen", "soft_tissue"))
+            canvas.polyline(pts, rib_r - shell, "bone_marrow", over=("cortical_bone",))
+            ribs.append(lvl + ("L" if side > 0 else "R"))
+    P["ribs"] = {"radius_mm": rib_r, "ribs": ribs}
+
+    # ---------------------------------------------------------------- aorta (fine z lattice)
+    d_top = u(21, 26)
+    d_bif = u(15, 19)
+    z_top_aorta = Zf[-1]
+    frac = np.clip((Zf - z_bif) / (z_top_aorta - z_bif), 0, 1)
+    r_normal = (d_bif + (d_top - d_bif) * frac) / 2.0
+    wall_mm = u(1.5, 2.5)
+    if aneurysm:
+        neck = u(10, 30)
+        z_hi = z_renal - neck
+        z_lo = z_bif + u(5, 15)
+        if z_hi - z_lo < 40:
+            z_lo = z_hi - 40
+        z_pk = z_lo + (z_hi - z_lo) * u(0.35, 0.65)
+        t = np.where(Zf < z_pk, (Zf - z_lo) / (z_pk - z_lo), (z_hi - Zf) / (z_hi - z_pk))
+        bump = np.where((Zf > z_lo) & (Zf < z_hi), 0.5 * (1 - np.cos(np.pi * np.clip(t, 0, 1))), 0.0) ** 0.7
+        R_outer = r_normal + (d_max / 2 - r_normal) * bump
+    else:
+        neck = z_hi = z_lo = z_pk = None
+        bump = np.zeros_like(Zf)
+        R_outer = r_normal.copy()
+    # centre line: left of the spine, anterior to it; a sac bulges forwards and to one side
+    x_top, x_low = u(14, 24), u(2, 12)
+    side_bulge = (1 if rng.random() < 0.7 else -1) * u(0.1, 0.5)
+    cx = (x_low + (x_top - x_low) * _smoothstep((Zf - z_bif) / 220.0)
+          + u(1.5, 4) * _smooth_noise_1d(rng, len(Zf), 35.0) + side_bulge * (R_outer - r_normal))
+    gap = u(2, 5)
+    cy = spine_front(Zf) - R_outer - gap
+    # thrombus: lumen shrinks inside the sac, eccentric; side and thickness vary along z
+    Ri = R_outer - wall_mm
+    if aneurysm:
+        burden = u(0.35, 0.9)
+        tf = np.clip(burden * bump * (1 + 0.25 * _smooth_noise_1d(rng, len(Zf), 12.0)), 0, 0.95)
+        r_lumen = Ri - tf * np.maximum(Ri - 0.85 * (r_normal - wall_mm), 0)
+        ecc = u(0.5, 0.9)
+        phi0 = math.pi / 2 + u(-1.0, 1.0)  # lumen displaced posteriorly: thrombus mostly anterior
+        phi = phi0 + u(0.3, 0.9) * _smooth_noise_1d(rng, len(Zf), 20.0)
+        off = ecc * (Ri - r_lumen)
+        ldx, ldy = off * np.cos(phi), off * np.sin(phi)
+    else:
+        burden = ecc = phi0 = 0.0
+        r_lumen = Ri.copy()
+        ldx = ldy = np.zeros_like(Zf)
+    # bottom: round cap at the bifurcation
+    R_c = _capped(Zf, R_outer, z_bif, below=True)
+    Ri_c = _capped(Zf, Ri, z_bif, below=True)
+    rl_c = _capped(Zf, r_lumen, z_bif, below=True)
+    cxc = np.where(Zf < z_bif, np.interp(z_bif, Zf, cx), cx)
+    cyc = np.where(Zf < z_bif, np.interp(z_bif, Zf, cy), cy)
+    aorta = _SliceTube(Zf, cxc, cyc, np.where(R_c > 0, R_c, 0), Ri_c, rl_c, ldx, ldy)
+
+    # iliac arteries: diverge from the bifurcation, then run down the pelvic brim anteriorly
+    x_b, y_b = float(np.interp(z_bif, Zf, cx)), float(np.interp(z_bif, Zf, cy))
+    iliacs = {}
+    iliac_tubes = []
+    r_il = u(4.5, 6.0)
+    for side, name in ((1, "left"), (-1, "right")):
+        alpha = math.radians(u(22, 35))
+        l_ci = u(40, 60)
+        s = np.maximum(z_bif + 3 - Zf, 0)
+        x_off = np.minimum(s, l_ci) * math.tan(alpha) + np.maximum(s - l_ci, 0) * math.tan(math.radians(u(8, 15)))
+        x_il = x_b * 0.3 + side * np.minimum(x_off + 4, u(75, 90))
+        y_il = y_b + 0.15 * np.minimum(s, l_ci) - np.maximum(s - l_ci, 0) * math.tan(math.radians(u(20, 32)))
+        from scipy.ndimage import gaussian_filter1d
+
+        x_il = gaussian_filter1d(x_il, 6.0, mode="nearest")
+        y_il = gaussian_filter1d(y_il, 6.0, mode="nearest")
+        R_il = np.where(Zf <= z_bif + 3, r_il + wall_mm * 0.8, 0.0)
+        tube = _SliceTube(Zf, x_il, y_il, R_il, R_il - wall_mm * 0.8, R_il - wall_mm * 0.8,
+                          np.zeros_like(Zf), np.zeros_like(Zf))
+        iliac_tubes.append(tube)
+        z_ii = z_bif + 3 - l_ci
+        ii0 = np.array([np.interp(z_ii, Zf, x_il), np.interp(z_ii, Zf, y_il), z_ii])
+        iliacs[name] = {"angle_deg": math.degrees(alpha), "common_length_mm": l_ci, "internal_origin_mm": ii0.tolist(),
+                        "tube": tube}
+    P_iliac = {k: {kk: vv for kk, vv in v.items() if kk != "tube"} for k, v in iliacs.items()}
+
+    # ---------------------------------------------------------------- veins: IVC and iliac veins
+    rx_ivc, ry_ivc = u(10, 13), u(7, 9.5)
+    z_conf = z_bif - u(15, 30)
+    x_ivc_base = -u(20, 28)
+    R_at = np.interp(Zf, Zf, R_outer)
+    x_ivc = np.minimum(x_ivc_base, cx - R_at - rx_ivc - 2)
+    y_ivc = spine_front(Zf) - ry_ivc - u(4, 7) - 18 * _smoothstep((Zf - (z_renal + 30)) / 60.0)
+    z_rv = z_renal - u(0, 8)  # renal veins join here
+    ivc_valid = Zf >= z_conf
+    ivc = _SliceTube(Zf, x_ivc, y_ivc, np.where(ivc_valid, 1.0, 0.0), np.zeros_like(Zf), np.zeros_like(Zf),
+                     np.zeros_like(Zf), np.zeros_like(Zf))
+    box, f = ivc.box_and_fields(grid, margin=rx_ivc + 1)
+    if box is not None:
+        m = ((f["dx"] / rx_ivc) ** 2 + (f["dy"] / ry_ivc) ** 2 <= 1) & (f["outer"][:, None, None] > 0)
+        canvas.paint(box, m, "vena_cava")
+    x_conf, y_conf = float(np.interp(z_conf, Zf, x_ivc)), float(np.interp(z_conf, Zf, y_ivc))
+    r_iv = u(6, 8)
+    for side, name in ((1, "left"), (-1, "right")):
+        tube = iliacs[name]["tube"]
+        blend = _smoothstep((z_conf - Zf) / 35.0)
+        xv = x_conf + blend * (tube.cx - side * 2 - x_conf)
+        yv = y_conf + blend * (tube.cy + r_il + r_iv + 3 - y_conf)
+        yv = np.minimum(yv, spine_front(Zf) - r_iv - 2 + 40 * _smoothstep((z_s1 - 10 - Zf) / 40.0))
+        vt = _SliceTube(Zf, xv, yv, np.where(Zf <= z_conf + 4, r_iv, 0.0), np.zeros_like(Zf), np.zeros_like(Zf),
+                        np.zeros_like(Zf), np.zeros_like(Zf))
+        box, f = vt.box_and_fields(grid)
+        if box is not None:
+            canvas.paint(box, (f["d_outer"] < f["outer"][:, None, None]), "vena_cava")
+    P["vena_cava"] = {"radii_mm": [rx_ivc, ry_ivc], "confluence_z_mm": z_conf, "renal_veins_z_mm": z_rv,
+                      "iliac_vein_radius_mm": r_iv}
+
+    # ---------------------------------------------------------------- branch arteries, visceral veins
+    def aorta_point(z: float, toward=(0.0, 0.0), inset: float = 0.0) -> np.ndarray:
+        c = np.array([np.interp(z, Zf, cx), np.interp(z, Zf, cy), z])
+        d = np.array([toward[0], toward[1], 0.0])
+        n = np.linalg.norm(d)
+        if n > 0:
+            c = c + d / n * (np.interp(z, Zf, R_outer) - inset)
+        return c
+
+    y_front_ao = lambda z: float(np.interp(z, Zf, cy) - np.interp(z, Zf, R_outer))  # noqa: E731
+    r_branch = u(2.6, 3.4)
+    branches = {}
+    # superior mesenteric artery: off the anterior aorta, then caudally in front of it
+    sma = [aorta_point(z_sma, inset=0)]
+    sma.append(aorta_point(z_sma) + np.array([0, -u(10, 14), -10]))
+    for dzs in (30, 55, 85, 115):
+        zq = z_sma - dzs
+        ya = min(y_front_ao(zq), y_front_ao(z_sma)) - u(14, 18) - 0.05 * dzs
+        sma.append(np.array([np.interp(z_sma, Zf, cx) - 0.08 * dzs - 2, ya, zq]))
+    sma = np.array(sma)
+    branches["sma"] = sma
+    # coeliac trunk: short, anterior, then hepatic (right) and splenic (left, tortuous) arteries
+    cel0 = aorta_point(z_celiac)
+    cel1 = cel0 + np.array([0, -u(14, 20), -3])
+    hep = [cel1, cel1 + [-25, -5, 0], cel1 + [-45, 0, 12], np.array([liver_c[0] + 25, liver_c[1] - 10, cel1[2] + 25])]
+    spl_t = np.linspace(0, 1, 8)
+    spl = np.stack([cel1[0] + spl_t * (spleen_c[0] - 15 - cel1[0]),
+                    cel1[1] + spl_t * (spleen_c[1] - 10 - cel1[1]) + 6 * np.sin(spl_t * 9),
+                    cel1[2] + 12 * spl_t + 4 * np.cos(spl_t * 7)], axis=1)
+    branches["coeliac"] = np.array([cel0, cel1])
+    branches["hepatic"] = np.array(hep)
+    branches["splenic"] = spl
+    # renal arteries to the hila (the right one behind the IVC)
+    for side, name in ((1, "left"), (-1, "right")):
+        zr = z_renal + (u(0, 5) if side > 0 else 0.0)
+        hil = np.array(kidneys[name]["hilum_mm"])
+        o = aorta_point(zr)
+        mid = np.array([o[0] + side * (np.interp(zr, Zf, R_outer) + 12), o[1] + 6, zr - 4])
+        if side < 0:
+            mid = np.array([np.interp(zr, Zf, x_ivc), np.interp(zr, Zf, y_ivc) + ry_ivc + r_branch + 0.5, zr - 5])
+        branches[f"renal_{name}"] = np.array([o, mid, hil])
+    # internal iliac arteries: posterior, medial, caudal stubs
+    for name in ("left", "right"):
+        p0 = np.array(iliacs[name]["internal_origin_mm"])
+        side = 1 if name == "left" else -1
+        branches[f"internal_iliac_{name}"] = np.array([p0, p0 + [-side * 8, 18, -20], p0 + [-side * 10, 30, -45]])
+
+    # veins (portal system, renal veins) first, arteries over them
+    smv = [[sma[k][0] - u(11, 14), sma[k][1] - 2, sma[k][2]] for k in range(2, len(sma))]
+    conf = np.array([sma[2][0] - 13, sma[2][1] - 6, z_sma - 8])
+    portal = [conf, conf + [-20, 8, 25], [liver_c[0] + 20, liver_c[1] - 5, conf[2] + 55]]
+    veins = {
+        "smv": np.array(smv[::-1] + [conf.tolist()]),
+        "portal": np.array(portal),
+        "splenic_vein": np.array([conf, conf + [30, 10, 8], [spleen_c[0] - 15, spleen_c[1] - 5, conf[2] + 20]]),
+    }
+    for side, name in ((1, "left"), (-1, "right")):
+        hil = np.array(kidneys[name]["hilum_mm"]) + [0, -6, 0]
+        join = np.array([np.interp(z_rv, Zf, x_ivc), np.interp(z_rv, Zf, y_ivc), z_rv])
+        if side > 0:  # left renal vein: between the SMA and the aorta
+            mid = np.array([np.interp(z_rv, Zf, cx), y_front_ao(z_rv) - 6, z_rv + 2])
+            veins["renal_vein_left"] = np.array([hil, [hil[0] - 20, hil[1] - 10, z_rv + 4], mid, join])
+        else:
+            veins["renal_vein_right"] = np.array([hil, join])
+    # pancreas along the splenic vein, in front of the SMA
+    panc = np.array([[conf[0] - 35, conf[1] - 12, z_sma - 25], [conf[0] - 5, conf[1] - 14, conf[2]],
+                     [conf[0] + 30, conf[1] - 2, conf[2] + 10], [spleen_c[0] - 25, spleen_c[1] - 20, conf[2] + 25]])
+    canvas.polyline(panc, [u(13, 17), 11, u(9, 12), u(7, 9)], "pancreas", over=("fat", "bowel", "liver"))
+    r_vein = u(5, 7)
+    for name, pts in veins.items():
+        canvas.polyline(pts, r_vein * (0.75 if "renal" in name else 1.0), "vein",
+                        over=("fat", "pancreas", "liver", "kidney_cortex", "kidney_medulla", "muscle"))
+    for name, pts in branches.items():
+        r = r_branch * (1.1 if name == "sma" else 0.9 if name in ("hepatic", "splenic") else 1.0)
+        canvas.polyline(pts, r, "branch_artery",
+                        over=("fat", "pancreas", "liver", "kidney_cortex", "kidney_medulla", "muscle", "vein",
+                              "soft_tissue", "spleen"))
+
+    # ---------------------------------------------------------------- aorta and iliacs: walls, thrombus, lumen
+    parts = [(aorta, True)] + [(t, False) for t in iliac_tubes]
+    fields = [(t.box_and_fields(grid), is_aorta) for t, is_aorta in parts]
+    for (box, f), _ in fields:
+        if box is not None:
+            canvas.paint(box, (f["d_outer"] < f["outer"][:, None, None]) & (f["outer"][:, None, None] > 0), "aortic_wall")
+    for pts_name in ("renal_left", "renal_right", "sma", "coeliac"):
+        canvas.polyline(branches[pts_name], r_branch, "branch_artery", over=("aortic_wall",))
+    for (box, f), is_aorta in fields:
+        if box is None:
+            continue
+        present = (f["outer"] > 0)[:, None, None]
+        if is_aorta:
+            canvas.paint(box, present & (f["d_outer"] < f["inner"][:, None, None]), "thrombus")
+        canvas.paint(box, present & (f["d_lumen"] < f["lumen"][:, None, None]), "aortic_lumen")
+
+    # calcified plaques in the wall (aorta between the renal arteries and the bifurcation, iliacs)
+    n_plaques = int(rng.integers(4, 15) if aneurysm else rng.integers(0, 9))
+    plaques = []
+    for _ in range(n_plaques):
+        on = "aorta" if rng.random() < 0.7 else ("iliac_left" if rng.random() < 0.5 else "iliac_right")
+        tube, zlo, zhi = ((aorta, z_bif, z_renal + 30) if on == "aorta"
+                          else (iliac_tubes[0 if on == "iliac_left" else 1], z_bif - 90, z_bif - 5))
+        plaque = {"on": on, "z_mm": u(zlo, zhi), "angle_deg": u(0, 360), "arc_half_mm": u(3, 10),
+                  "z_half_mm": u(3, 9), "thickness_mm": u(1.8, 3.2)}
+        plaques.append(plaque)
+        zc = plaque["z_mm"]
+        R_here = float(np.interp(zc, tube.z, tube.outer))
+        if R_here <= 0:
+            continue
+        cxp, cyp = float(np.interp(zc, tube.z, tube.cx)), float(np.interp(zc, tube.z, tube.cy))
+        hz = plaque["z_half_mm"]
+        box = grid.box((cxp - R_here - 8, cyp - R_here - 8, zc - hz), (cxp + R_here + 8, cyp + R_here + 8, zc + hz))
+        if box is None:
+            continue
+        fz = tube.at(grid.z[box.z_index])
+        dxp = box.X - fz["cx"][:, None, None]
+        dyp = box.Y - fz["cy"][:, None, None]
+        rr = np.sqrt(dxp * dxp + dyp * dyp)
+        Rz = fz["outer"][:, None, None]
+        dang = np.angle(np.exp(1j * (np.arctan2(dyp, dxp) - math.radians(plaque["angle_deg"]))))
+        arc = dang * Rz
+        m = ((arc / plaque["arc_half_mm"]) ** 2 + ((box.Z - zc) / hz) ** 2 <= 1) & (rr <= Rz + 0.3) & \
+            (rr >= Rz - plaque["thickness_mm"]) & (Rz > 0)
+        canvas.paint(box, m, "calcification", over=("aortic_wall", "thrombus", "aortic_lumen", "fat"))
+
+    # ---------------------------------------------------------------- bowel: colon and small bowel in the free fat
+    def peritoneal(box: _Box) -> np.ndarray:
+        """In front of the retroperitoneum: clear of the spine and, with mesenteric fat, of the aorta."""
+        zq = grid.z[box.z_index]
+        front = spine_front(zq)[:, None, None]
+        reach = (2 * np.interp(zq, Zf, R_outer) + 14)[:, None, None]
+        x_ao = np.interp(zq, Zf, cx)[:, None, None]
+        return box.Y < front - 8 - reach * np.exp(-(((box.X - x_ao) / 50.0) ** 2))
+
+    bowel_params = _paint_bowel(canvas, grid, np.random.default_rng([int(seed), 5]), cavity,
+                                dict(z_bif=z_bif, z_renal=z_renal, liver_c=liver_c, spleen_c=spleen_c,
+                                     peritoneal=peritoneal, bladder_c=bladder_c,
+                                     y_sacrum=y_spine_f, Zf=Zf))
+
+    # ---------------------------------------------------------------- record
+    dmax_outer = float(2 * R_outer.max())
+    P["aorta"] = {
+        "diameter_top_mm": d_top, "diameter_bifurcation_mm": d_bif, "wall_mm": wall_mm,
+        "x_top_mm": x_top, "x_bifurcation_mm": x_low, "gap_to_spine_mm": gap, "sac_side_bulge": side_bulge,
+        "branch_radius_mm": r_branch, "iliac_lumen_radius_mm": r_il, "iliacs": P_iliac,
+        "max_outer_diameter_mm": dmax_outer,
+    }
+    P["aneurysm"] = {
+        "probability": ANEURYSM_PROBABILITY, "present": aneurysm, "max_diameter_mm": d_max if aneurysm else None,
+        "neck_length_mm": neck, "z_top_mm": z_hi, "z_bottom_mm": z_lo, "z_widest_mm": z_pk,
+        "thrombus_burden": burden if aneurysm else 0.0, "thrombus_eccentricity": ecc,
+        "lumen_offset_angle_deg": math.degrees(phi0) if aneurysm else None,
+        "angle_convention": "in-plane angle of the lumen centre from the sac centre: 0 = +x (patient left), 90 = +y (posterior)",
+    }
+    P["calcified_plaques"] = plaques
+    P["bowel"] = bowel_params
+    P["branches_mm"] = {k: np.round(v, 2).tolist() for k, v in branches.items()}
+    P["veins_mm"] = {k: np.round(v, 2).tolist() for k, v in veins.items()}
+
+    # per-slice ground truth of the aorta on this grid
+    f = aorta.at(gz)
+    present = f["outer"] > 0
+    P["aorta_per_slice"] = {
+        "z_index": np.nonzero(present)[0].tolist(),
+        "center_lps_mm": np.round(np.stack([f["cx"], f["cy"], gz], 1)[present], 3).tolist(),
+        "outer_diameter_mm": np.round(2 * f["outer"][present], 3).tolist(),
+        "lumen_diameter_mm": np.round(2 * f["lumen"][present], 3).tolist(),
+        "lumen_center_lps_mm": np.round(np.stack([f["cx"] + f["lumen_dx"], f["cy"] + f["lumen_dy"], gz], 1)[present], 3).tolist(),
+    }
+
+    # focus for previews: widest aortic slice in the field of view (infrarenal)
+    infrarenal = present & (gz < z_renal)
+    cand = infrarenal if infrarenal.any() else present
+    if cand.any():
+        zi = int(np.argmax(np.where(cand, f["outer"], -1)))
+        # coronal plane: through the flowing lumen of the infrarenal aorta (median over its slices)
+        y_lumen = float(np.median((f["cy"] + f["lumen_dy"])[cand]))
+        x_lumen = float(f["cx"][zi] + f["lumen_dx"][zi])
+        yi = int(np.clip(round((y_lumen - grid.origin[1]) / grid.spacing[1]), 0, grid.shape_zyx[1] - 1))
+        xi = int(np.clip(round((x_lumen - grid.origin[0]) / grid.spacing[0]), 0, grid.shape_zyx[2] - 1))
+        focus = (zi, yi, xi)
+    else:
+        focus = (nz // 2, grid.shape_zyx[1] // 2, grid.shape_zyx[2] // 2)
+
+    nc, c, extras = _sample_hu_tables(np.random.default_rng([int(seed), 2]))
+    # contrast levels that vary with z: the lumen gradient and the caval mixing above the renal veins
+    u_along = np.clip((gz - (z_bif - 150)) / 400.0, 0, 1)
+    sign = extras["lumen_gradient_sign"]
+    lumen_z = extras["lumen_contrast_mid_hu"] * extras["lumen_gradient_fraction"] * sign * (u_along - 0.5)
+    caval = extras["caval_mixing_above_renal_veins_hu"] * _smoothstep((gz - z_rv) / 20.0)
+    offsets = {"aortic_lumen": lumen_z, "branch_artery": lumen_z, "vena_cava": caval}
+    P["hu_extras"] = extras
+    return _Anatomy(canvas.labels, nc, c, offsets, P, focus)
+
+
+def _upsample_field(field: np.ndarray, lattice_origin, lattice_step: float, grid: _Grid, box: _Box) -> np.ndarray:
+    """Separable linear interpolation of a coarse lattice field (``[..., z, y, x]``) at the box's voxels."""
+    out = field
+    for axis, coords in ((-1, grid.x[box.sl[2]]), (-2, grid.y[box.sl[1]]), (-3, grid.z[box.sl[0]])):
+        n = out.shape[axis]
+        pos = np.clip((coords - lattice_origin[{-1: 0, -2: 1, -3: 2}[axis]]) / lattice_step, 0, n - 1.001)
+        i0 = np.floor(pos).astype(np.intp)
+        w = (pos - i0).astype(np.float32)
+        shape = [1] * out.ndim
+        shape[axis] = len(coords)
+        w = w.reshape(shape)
+        out = np.take(out, i0, axis=axis) * (1 - w) + np.take(out, i0 + 1, axis=axis) * w
+    return out
+
+
+def _paint_bowel(canvas: _Canvas, grid: _Grid, rng: np.random.Generator, cavity, anat: dict) -> dict:
+    """Colon (a tube with mottled gas and stool) and small-bowel loops, only where fat is free."""
+    from scipy.ndimage import gaussian_filter
+
+    u = lambda lo, hi: _u(rng, lo, hi)  # noqa: E731
+    z_bif, z_renal = anat["z_bif"], anat["z_renal"]
+    # random fields on a fixed 4 mm lattice (grid independent): two for the loops, one for gas
+    step = 4.0
+    lo = np.array([-180.0, -180.0, z_bif - 200])
+    shape = (int(320 // step) + 1, int(360 // step) + 1, int(360 // step) + 1)  # z, y, x
+    corr = u(10, 13)  # mm
+    fields = rng.standard_normal((4,) + shape).astype(np.float32)
+    for k in range(4):
+        fields[k] = gaussian_filter(fields[k], corr / step if k < 3 else 1.2, mode="wrap")
+        fields[k] /= fields[k].std()
+
+    # colon: caecum, ascending, hepatic flexure, transverse, splenic flexure, descending, sigmoid, rectum
+    zr = z_renal
+    path = np.array([
+        [-70, -25, z_bif - 55], [-88, -10, z_bif + 10], [-88, -5, zr - 15], [-68, -45, zr + 5],
+        [-30, -85, zr - 25], [25, -85, zr - 20], [75, -30, zr + 45], [92, 5, zr + 5], [88, 5, z_bif - 15],
+        [60, -35, z_bif - 65], [15, -40, z_bif - 95], [0, 0, z_bif - 120], [0, 0, z_bif - 220],
+    ], dtype=float)
+    path[:, :2] += rng.uniform(-8, 8, (len(path), 2))
+    path[:, 2] += rng.uniform(-8, 8, len(path))
+    # rectum just in front of the sacrum
+    for k in (-2, -1):
+        path[k, 1] = float(np.interp(path[k, 2], anat["Zf"], anat["y_sacrum"])) - u(40, 50)
+    r_colon = np.array([26, 24, 22, 21, 20, 20, 20, 18, 17, 16, 15, 15, 15]) * u(0.85, 1.1)
+    canvas.polyline(path, r_colon, "bowel", over=("fat",), clip=cavity)
+
+    zone = grid.box((-170, -200, z_bif - 140), (170, 120, z_renal + 10))
+    if zone is not None:
+        from scipy.ndimage import map_coordinates
+
+        sub = canvas.labels[zone.sl]
+        colon = sub == LABELS["bowel"]
+        free = (sub == LABELS["fat"]) & cavity(zone, 5.0) & anat["peritoneal"](zone)
+
+        def sample(mask: np.ndarray, channels) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
+            index = np.nonzero(mask)
+            coords = np.stack([(grid.z[zone.sl[0]][index[0]] - lo[2]) / step,
+                               (grid.y[zone.sl[1]][index[1]] - lo[1]) / step,
+                               (grid.x[zone.sl[2]][index[2]] - lo[0]) / step])
+            return index, np.stack([map_coordinates(fields[k], coords, order=1, mode="nearest") for k in channels])
+
+        # small-bowel loops: tubes where two smooth fields are both near zero; gas in some of them
+        index, f = sample(free, (0, 1, 2))
+        tubes = f[0] * f[0] + f[1] * f[1]
+        loops = tubes < u(1.3, 1.8)
+        sub[tuple(i[loops] for i in index)] = LABELS["bowel"]
+        y_mm = grid.y[zone.sl[1]][index[1]]
+        gas = loops & (tubes < 0.35) & (f[2] - 0.02 * (y_mm + 60) > u(1.2, 1.6))
+        sub[tuple(i[gas] for i in index)] = LABELS["bowel_gas"]
+        # colon: mottled gas in the stool
+        index, f = sample(colon, (2, 3))
+        gas = f[1] + 0.6 * f[0] > 1.3
+        sub[tuple(i[gas] for i in index)] = LABELS["bowel_gas"]
+    return {"colon_path_mm": np.round(path, 1).tolist(), "colon_radius_mm": np.round(r_colon, 1).tolist(),
+            "loop_correlation_mm": corr}
+
+
+# ============================================================================ image formation
+def _correlated_noise(rng: np.random.Generator, shape_zyx, spacing_xyz, sigma_hu: float, peak_per_mm: float,
+                      z_sigma_voxels: float) -> tuple[np.ndarray, dict[str, float]]:
+    """Noise with an in-plane band-pass NPS peaking at ``peak_per_mm``, rescaled to ``sigma_hu`` exactly."""
+    from scipy import fft
+    from scipy.ndimage import gaussian_filter1d
+
+    nz, ny, nx = shape_zyx
+    white = rng.standard_normal(shape_zyx, dtype=np.float32)
+    fy = fft.fftfreq(ny, d=spacing_xyz[1]).astype(np.float32)[:, None]
+    fx = fft.rfftfreq(nx, d=spacing_xyz[0]).astype(np.float32)[None, :]
+    f = np.sqrt(fx * fx + fy * fy)
+    nps = f * np.exp(-(f * f) / (2 * peak_per_mm**2))
+    amplitude = np.sqrt(nps).astype(np.float32)
+    spec = fft.rfft2(white, axes=(1, 2), workers=-1)
+    spec *= amplitude[None]
+    noise = fft.irfft2(spec, s=(ny, nx), axes=(1, 2), workers=-1).astype(np.float32, copy=False)
+    del spec, white
+    if z_sigma_voxels > 0 and nz > 1:
+        noise = gaussian_filter1d(noise, z_sigma_voxels, axis=0, mode="wrap")
+    flat = noise.ravel()
+    std = math.sqrt(float(np.vdot(flat, flat)) / flat.size)  # zero mean: the band-pass removes DC
+    noise *= np.float32(sigma_hu / std) if std > 0 else np.float32(0)
+    nyquist = 0.5 / max(spacing_xyz[0], spacing_xyz[1])
+    return noise, {
+        "sigma_sampled_hu": sigma_hu,
+        "sigma_realised_hu": float(np.std(noise, dtype=np.float64)),
+        "nps_peak_per_mm": peak_per_mm,
+        "nps_peak_realised_per_mm": float(min(peak_per_mm, nyquist)),
+        "z_sigma_voxels": z_sigma_voxels,
+    }
+
+
+def _check_request(seed: int, ifu: str, size_xyz, spacing_xyz_mm) -> tuple[tuple[int, int, int], tuple[float, float, float]]:
+    if ifu not in _IFU_BUILDERS:
+        raise JobError(f"Unknown IFU '{ifu}': choose one of {', '.join(known_ifus())}.")
+    try:
+        size = tuple(int(v) for v in size_xyz)
+        spacing = tuple(float(v) for v in spacing_xyz_mm)
+    except (TypeError, ValueError):
+        raise JobError("The phantom size must be three integers and the spacing three numbers (x y z).") from None
+    if len(size) != 3 or len(spacing) != 3:
+        raise JobError("The phantom size and spacing need three values each (x y z).")
+    if any(v < 1 for v in size):
+        raise JobError(f"The phantom size {list(size)} must be at least 1 voxel along every axis.")
+    if not all(math.isfinite(v) and v > 0 for v in spacing):
+        raise JobError(f"The phantom spacing {list(spacing)} must be positive millimetres along every axis.")
+    if math.prod(size) > _MAX_VOXELS:
+        raise JobError(f"The phantom size {list(size)} is too large: keep it under {_MAX_VOXELS:,} voxels.")
+    if int(seed) < 0:
+        raise JobError(f"The seed {seed} must be zero or a positive integer.")
+    return size, spacing  # type: ignore[return-value]
+
+
+def make_phantom(seed: int, ifu: str = "aorta", size_xyz=(256, 256, 160), spacing_xyz_mm=(1.4, 1.4, 2.5),
+                 misregistration: RigidMisregistration | None = None) -> PhantomCase:
+    """Generate one paired phantom.
+
+    Args:
+        seed: non-negative integer; the same seed, IFU and grid give identical arrays.
+        ifu: intended use whose anatomy to draw (:func:`known_ifus`; ``"aorta"``).
+        size_xyz: voxels ``(x, y, z)``.
+        spacing_xyz_mm: voxel size ``(x, y, z)`` in mm. The grid is centred on LPS (0, 0, 0),
+            identity direction.
+        misregistration: when given, the contrast scan's anatomy is moved by this rigid transform
+            (recorded in ``params["misregistration"]``); labels stay on the non-contrast anatomy.
+
+    Returns:
+        A :class:`PhantomCase`; volumes are int16 ``[z, y, x]`` on one grid.
+
+    Raises:
+        JobError: an unknown IFU, a size < 1, a spacing <= 0 or a negative seed.
+    """
+    from scipy.ndimage import gaussian_filter
+
+    size, spacing = _check_request(seed, ifu, size_xyz, spacing_xyz_mm)
+    grid = _Grid(size, spacing)
+    anatomy = _IFU_BUILDERS[ifu](int(seed), grid)
+    rng = np.random.default_rng([int(seed), 3])
+    blur_voxels = _u(rng, 0.5, 1.0)
+    nps_peak = _u(rng, 0.2, 0.3)
+    z_corr = _u(rng, 0.4, 0.8)
+    sigma_nc, sigma_c = _u(rng, 8, 25), _u(rng, 8, 25)
+
+    lut_nc = np.zeros(256, np.float32)
+    lut_c = np.zeros(256, np.float32)
+    for name, code in LABELS.items():
+        lut_nc[code] = anatomy.hu_noncontrast[name]
+        lut_c[code] = anatomy.hu_contrast[name]
+    labels = anatomy.labels
+    codes = labels.astype(np.intp)
+    noncontrast = lut_nc[codes]
+    contrast = lut_c[codes]
+    del codes
+    for name, per_slice in anatomy.contrast_z_offsets.items():
+        mask = labels == LABELS[name]
+        contrast += mask * per_slice.astype(np.float32)[:, None, None]
+
+    center = tuple(o + (n - 1) * s / 2.0 for o, n, s in zip(grid.origin, grid.size_xyz, grid.spacing))
+    geometry = dict(spacing_mm=grid.spacing, origin_mm=grid.origin, direction=IDENTITY_DIRECTION)
+    if misregistration is not None:
+        import SimpleITK as sitk
+
+        image = CTVolume(contrast, **geometry).to_sitk()
+        inverse = misregistration.to_sitk(center).GetInverse()
+        moved = sitk.Resample(image, image, inverse, sitk.sitkLinear, -1000.0, sitk.sitkFloat32)
+        contrast = sitk.GetArrayFromImage(moved)
+
+    sigma_vox = (blur_voxels, blur_voxels, blur_voxels)
+    noncontrast = gaussian_filter(noncontrast, sigma_vox, mode="nearest")
+    contrast = gaussian_filter(contrast, sigma_vox, mode="nearest")
+    noise_nc, info_nc = _correlated_noise(np.random.default_rng([int(seed), 4]), grid.shape_zyx, spacing,
+                                          sigma_nc, nps_peak, z_corr)
+    noncontrast += noise_nc
+    del noise_nc
+    noise_c, info_c = _correlated_noise(np.random.default_rng([int(seed), 6]), grid.shape_zyx, spacing,
+                                        sigma_c, nps_peak, z_corr)
+    contrast += noise_c
+    del noise_c
+
+    def to_int16(a: np.ndarray) -> np.ndarray:
+        np.rint(a, out=a)
+        np.clip(a, HU_CLIP[0], HU_CLIP[1], out=a)
+        return a.astype(np.int16)
+
+    params: dict[str, Any] = {
+        "generator": "DigitalContrastLib.phantom",
+        "generator_version": GENERATOR_VERSION,
+        "ifu": ifu,
+        "seed": int(seed),
+        "size_xyz": list(size),
+        "spacing_xyz_mm": list(spacing),
+        "origin_lps_mm": list(grid.origin),
+        "direction": list(IDENTITY_DIRECTION),
+        "labels": dict(LABELS),
+        "hu_ranges": {k: [list(v[0]), list(v[1])] for k, v in HU_RANGES.items()},
+        "hu_noncontrast": anatomy.hu_noncontrast,
+        "hu_contrast": anatomy.hu_contrast,
+        "blur": {"sigma_voxels": blur_voxels, "sigma_mm": [blur_voxels * s for s in spacing]},
+        "noise": {"noncontrast": info_nc, "contrast": info_c},
+        "hu_clip": list(HU_CLIP),
+        "misregistration": None if misregistration is None else misregistration.to_dict(center),
+        "focus_index_zyx": list(anatomy.focus_index_zyx),
+        **anatomy.params,
+    }
+    params = _jsonable(params)
+    meta = {"phantom_seed": int(seed), "phantom_ifu": ifu}
+    return PhantomCase(
+        noncontrast=CTVolume(to_int16(noncontrast), **geometry, metadata={**meta, "phase": "noncontrast"}),
+        contrast=CTVolume(to_int16(contrast), **geometry, metadata={**meta, "phase": "arterial"}),
+        labels=CTVolume(labels, **geometry, metadata={**meta, "kind": "labels"}),
+        params=params,
+    )
+
+
+def _jsonable(value):
+    """Plain JSON types (numpy scalars and arrays converted, floats rounded to 6 decimals)."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _jsonable(value.tolist())
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return round(float(value), 6)
+    return value
+
+
+# ============================================================================ files
+PHANTOM_FILES = {"noncontrast": "noncontrast.nrrd", "contrast": "contrast.nrrd", "labels": "labels.nrrd",
+                 "params": "phantom.json"}
+
+
+def write_phantom(case: PhantomCase, outdir) -> dict[str, Path]:
+    """Write the case as ``noncontrast.nrrd``, ``contrast.nrrd``, ``labels.nrrd`` (int16, exact
+    geometry) and ``phantom.json`` (the params) into ``outdir``, each atomically.
+
+    Returns ``{"noncontrast": path, "contrast": path, "labels": path, "params": path}``.
+    """
+    import SimpleITK as sitk
+
+    out = Path(outdir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for key in ("noncontrast", "contrast", "labels"):
+        volume: CTVolume = getattr(case, key)
+        path = out / PHANTOM_FILES[key]
+        image = volume.with_array(np.asarray(volume.array, dtype=np.int16)).to_sitk()
+        with atomic_path(path) as tmp:
+            sitk.WriteImage(image, str(tmp), useCompression=(key == "labels"))
+        paths[key] = path
+    paths["params"] = atomic_write_text(out / PHANTOM_FILES["params"], json.dumps(case.params, indent=1) + "\n")
+    return paths
+
+
+def read_phantom(outdir) -> PhantomCase:
+    """Read a case written by :func:`write_phantom`.
+
+    Raises:
+        InputError: a file is missing or unreadable (the message names it).
+    """
+    import SimpleITK as sitk
+
+    folder = Path(outdir)
+    volumes = {}
+    for key in ("noncontrast", "contrast", "labels"):
+        path = folder / PHANTOM_FILES[key]
+        if not path.is_file():
+            raise InputError(f"{path} is missing: write the phantom again with 'digital-contrast phantom {folder}'.")
+        try:
+            volumes[key] = CTVolume.from_sitk(sitk.ReadImage(str(path)), metadata={"path": str(path)})
+        except RuntimeError:
+            raise InputError(f"{path} cannot be read as NRRD: write the phantom again.") from None
+    path = folder / PHANTOM_FILES["params"]
+    try:
+        params = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"{path} is missing: write the phantom again with 'digital-contrast phantom {folder}'.") from None
+    except json.JSONDecodeError:
+        raise InputError(f"{path} is not valid JSON: write the phantom again.") from None
+    return PhantomCase(volumes["noncontrast"], volumes["contrast"], volumes["labels"], params)
+
+
+def summary_line(case: PhantomCase) -> str:
+    """One line for people: aneurysm and its size, lumen HU in both scans, noise."""
+    p = case.params
+    an = p.get("aneurysm", {})
+    sac = f"aneurysm yes, max diameter {an['max_diameter_mm']:.1f} mm" if an.get("present") else "aneurysm no"
+    hu_nc, hu_c = p["hu_noncontrast"]["aortic_lumen"], p["hu_contrast"]["aortic_lumen"]
+    noise = p["noise"]
+    return (f"seed {p['seed']}: {sac}; lumen {hu_nc:.0f} HU non-contrast, {hu_c:.0f} HU contrast; "
+            f"noise sigma {noise['noncontrast']['sigma_sampled_hu']:.1f} / {noise['contrast']['sigma_sampled_hu']:.1f} HU")
