@@ -339,9 +339,6 @@ class _Grid:
             (sz, sy, sx), zi, self.z[sz][:, None, None], self.y[sy][None, :, None], self.x[sx][None, None, :]
         )
 
-    def full(self) -> _Box:
-        return self.box((-1e9,) * 3, (1e9,) * 3)  # type: ignore[return-value]
-
 
 def _smoothstep(t):
     t = np.clip(t, 0.0, 1.0)
@@ -579,24 +576,29 @@ def known_ifus() -> list[str]:
     return sorted(_IFU_BUILDERS)
 
 
-def _body_depth(grid: _Grid, body: dict[str, np.ndarray]) -> np.ndarray:
-    """Approximate distance (mm) inside the skin for every voxel (negative outside), float32."""
-    a = body["a"][:, None, None]
-    yc = body["yc"][:, None, None]
-    b_ant = body["b_ant"][:, None, None]
-    b_post = body["b_post"][:, None, None]
-    y_back = body["y_back"][:, None, None]
-    X = grid.x[None, None, :]
-    yy = grid.y[None, :, None] - yc
-    b = np.where(yy < 0, b_ant, b_post).astype(np.float32)
-    ex = (X / a).astype(np.float32)
+def _body_fields(grid: _Grid, body: dict[str, np.ndarray]) -> tuple[np.ndarray, _Box | None, np.ndarray]:
+    """Approximate depth below the skin (mm, float32, negative outside) for every voxel, the box
+    that holds the body, and there the anteroposterior position ``s`` (-1 front ... +1 back)."""
+    depth = np.full(grid.shape_zyx, -1000.0, np.float32)
+    reach_x = float(body["a"].max())
+    box = grid.box((-reach_x, float((body["yc"] - body["b_ant"]).min()), -1e9),
+                   (reach_x, float(body["y_back"].max()), 1e9))
+    if box is None:
+        return depth, None, np.zeros((0, 0, 0), np.float32)
+    zi = box.z_index
+    a = body["a"][zi][:, None, None]
+    yy = box.Y - body["yc"][zi][:, None, None]
+    b = np.where(yy < 0, body["b_ant"][zi][:, None, None], body["b_post"][zi][:, None, None]).astype(np.float32)
+    ex = (box.X / a).astype(np.float32)
     ey = yy / b
     r = np.sqrt(ex * ex + ey * ey)
-    rho = np.sqrt(X * X + yy * yy)
-    local = np.where(r > 1e-3, rho / np.maximum(r, 1e-3), b)
-    depth = (1.0 - r) * local
-    np.minimum(depth, (y_back - grid.y[None, :, None]).astype(np.float32), out=depth)
-    return depth.astype(np.float32, copy=False)
+    r_safe = np.maximum(r, 1e-3)
+    local = np.sqrt(box.X * box.X + yy * yy) / r_safe  # the outline's radius along this direction
+    inner = (1.0 - r) * local
+    np.minimum(inner, (body["y_back"][zi][:, None, None] - box.Y).astype(np.float32), out=inner)
+    depth[box.sl] = inner
+    s_ap = np.clip(ey / r_safe, -1, 1).astype(np.float32)
+    return depth, box, s_ap
 
 
 @register_ifu("aorta")
@@ -627,8 +629,9 @@ def _build_aorta(seed: int, grid: _Grid) -> _Anatomy:  # noqa: C901 (one patient
     }
 
     # ---------------------------------------------------------------- body outline per slice
-    a0, b_ant0, b_post0 = u(138, 162), u(95, 125), u(88, 102)
     t_fat0 = u(8, 32)
+    # the abdomen grows with the fat (habitus); the outline stays within a 340 mm field of view
+    a0, b_ant0, b_post0 = u(130, 150) + 0.5 * t_fat0, u(100, 122) + 0.6 * t_fat0, u(88, 102)
     t_muscle = u(8, 13)
     pelvis = _smoothstep((z_bif + 30 - gz) / 90.0)
     chest = _smoothstep((gz - (z_renal + 60)) / 120.0)
@@ -643,25 +646,20 @@ def _build_aorta(seed: int, grid: _Grid) -> _Anatomy:  # noqa: C901 (one patient
     P["body"] = {"half_width_mm": a0, "anterior_half_depth_mm": b_ant0, "posterior_half_depth_mm": b_post0,
                  "subcutaneous_fat_mm": t_fat0, "abdominal_wall_muscle_mm": t_muscle}
 
-    depth = _body_depth(grid, body)
-    full = grid.full()
-    Y3, X3 = full.Y, full.X
-    yy = Y3 - body["yc"][:, None, None]
-    bsel = np.where(yy < 0, body["b_ant"][:, None, None], body["b_post"][:, None, None])
-    rnorm = np.sqrt((X3 / body["a"][:, None, None]) ** 2 + (yy / bsel) ** 2)
-    s_ap = np.clip(yy / (bsel * np.maximum(rnorm, 1e-3)), -1, 1)  # -1 anterior ... +1 posterior
-    del rnorm, bsel
-    t_fat = t_fat0 * (1.0 - 0.3 * s_ap)
-    inside = depth > 0
-    canvas.labels[inside] = LABELS["fat"]
-    # abdominal wall: obliques thickest laterally, rectus in front (linea alba between), thin at the back
-    t_wall = t_muscle * (1 + 0.4 * (1 - np.abs(s_ap)) - 0.6 * np.clip((s_ap - 0.3) / 0.7, 0, 1))
-    wall = inside & (depth > t_fat) & (depth <= t_fat + t_wall) & ~((s_ap < -0.8) & (np.abs(X3) < 4))
-    canvas.labels[wall] = LABELS["muscle"]
-    del t_wall
-    canvas.labels[inside & (depth <= 2.0)] = LABELS["soft_tissue"]  # skin
+    depth, bbox, s_ap = _body_fields(grid, body)
+    if bbox is not None:
+        sub = canvas.labels[bbox.sl]
+        d = depth[bbox.sl]
+        inside = d > 0
+        sub[inside] = LABELS["fat"]
+        t_fat = t_fat0 * (1.0 - 0.3 * s_ap)
+        # abdominal wall: obliques thickest laterally, rectus in front (linea alba between), thin at the back
+        t_wall = t_muscle * (1 + 0.4 * (1 - np.abs(s_ap)) - 0.6 * np.clip((s_ap - 0.3) / 0.7, 0, 1))
+        wall = inside & (d > t_fat) & (d <= t_fat + t_wall) & ~((s_ap < -0.8) & (np.abs(bbox.X) < 4))
+        sub[wall] = LABELS["muscle"]
+        sub[inside & (d <= 2.0)] = LABELS["soft_tissue"]  # skin
+        del t_wall, wall, t_fat, inside
     cavity_margin = t_fat0 * 1.3 + t_muscle * 1.3
-    del wall, s_ap, t_fat, yy
 
     def cavity(box: _Box, extra: float = 0.0) -> np.ndarray:
         return depth[box.sl] > cavity_margin + extra
@@ -692,6 +690,7 @@ def _build_aorta(seed: int, grid: _Grid) -> _Anatomy:  # noqa: C901 (one patient
 
     # ---------------------------------------------------------------- muscles
     # psoas: beside the vertebral bodies, growing caudally, then lateral into the pelvis
+    erector_w = u(50, 62)
     psoas_r = np.clip(6 + 16 * _smoothstep((z_bif + 4 * pitch - gz) / (4.5 * pitch)), 0, 24) * u(0.85, 1.15)
     psoas_r = np.where(gz > z_bif + 4.3 * pitch, 0, psoas_r)
     for side in (-1, 1):
@@ -709,19 +708,22 @@ def _build_aorta(seed: int, grid: _Grid) -> _Anatomy:  # noqa: C901 (one patient
         cyq = y_spine[zi][:, None, None] + vb_b0 + 10
         m = ((box.X - cxq) / (10 + 0.4 * pr)) ** 2 + ((box.Y - cyq) / 8.0) ** 2 <= 1
         canvas.paint(box, m & ql[:, None, None], "muscle")
-        # erector spinae: the gutters beside the spinous processes, up to the subcutaneous fat
-        cxe = side * 32 + x_spine[zi][:, None, None]
-        cye = y_spine[zi][:, None, None] + vb_b0 + 38
-        m = ((box.X - cxe) / 30.0) ** 2 + ((box.Y - cye) / 30.0) ** 2 <= 1
-        canvas.paint(box, m & (depth[box.sl] > 0.7 * t_fat0) & (gz[zi] > z_s1 - 60)[:, None, None], "muscle")
-    P["muscles"] = {"psoas_max_radius_mm": float(psoas_r.max())}
+        # erector spinae: a rounded block in each gutter beside the spinous processes, from the
+        # laminae back to the subcutaneous fat (narrower over the sacrum and in the thorax)
+        half_w = (erector_w * (1 - 0.25 * chest - 0.35 * _smoothstep((z_s1 - gz[zi]) / 40.0)) / 2)[:, None, None]
+        y0 = y_spine[zi][:, None, None] + vb_b0 + 6
+        y1 = body["y_back"][zi][:, None, None]
+        m = (np.abs((box.X - x_spine[zi][:, None, None] - side * (3 + half_w)) / half_w) ** 2.6
+             + np.abs((box.Y - (y0 + y1) / 2) / ((y1 - y0) / 2)) ** 2.6) <= 1
+        canvas.paint(box, m & (depth[box.sl] > 0.7 * t_fat0) & (gz[zi] > z_s1 - 80)[:, None, None], "muscle")
+    P["muscles"] = {"psoas_max_radius_mm": float(psoas_r.max()), "erector_spinae_width_mm": erector_w}
 
     # ---------------------------------------------------------------- pelvis (ilium), its muscles
     # each iliac wing, slice by slice, is a gently curved plate (an arc of a large circle, convex
     # posterolaterally) from the sacroiliac joint to the anterior iliac spine; iliacus lines its
     # inner (anteromedial) face, the gluteal muscles its outer face
     z_crest = z_bif + u(0, 15)
-    wing_span = u(110, 125)
+    wing_angle = u(35, 45)  # where the anterior spine sits on the body outline, degrees from lateral
     wing_radius = u(130, 160)
     for side in (-1, 1):
         pel = grid.box((0 if side > 0 else -200, -200, gz.min()), (200 if side > 0 else 0, 200, z_crest))
@@ -734,8 +736,11 @@ def _build_aorta(seed: int, grid: _Grid) -> _Anatomy:  # noqa: C901 (one patient
         joint = zz > z_s1 - 60  # sacroiliac joint; below it the sciatic notch
         ax_ = np.where(joint, sac_half + 3, 62 + 10 * down)
         ay_ = np.where(joint, ys_z + 5, ys_z - 15)
-        bx_ = wing_span - 22 * down
-        by_ = ys_z - 78 + 12 * down
+        # the anterior iliac spine: inside the body wall, anterolateral
+        inset = t_fat0 + 14 + 10 * down
+        theta = np.radians(wing_angle + 10 * down)
+        bx_ = (body["a"][pel.z_index] - inset) * np.cos(theta)
+        by_ = body["yc"][pel.z_index] - (body["b_ant"][pel.z_index] - inset) * np.sin(theta)
         mx, my = (ax_ + bx_) / 2, (ay_ + by_) / 2
         chord = np.hypot(bx_ - ax_, by_ - ay_)
         nx_, ny_ = -(by_ - ay_) / chord, (bx_ - ax_) / chord  # unit normal toward medial-anterior
@@ -755,7 +760,7 @@ def _build_aorta(seed: int, grid: _Grid) -> _Anatomy:  # noqa: C901 (one patient
         canvas.paint(pel, (dist < 0) & (dist > -thick / 2 - 18) & (t > 0.12) & (t < 1.0), "muscle")  # iliacus
         canvas.paint(pel, (np.abs(dist) <= thick / 2) & (t >= 0) & (t <= 1), "cortical_bone")
         canvas.paint(pel, (np.abs(dist) <= thick / 2 - shell) & (t > 0.03) & (t < 0.97), "bone_marrow")
-    P["pelvis"] = {"iliac_crest_z_mm": z_crest, "wing_span_mm": wing_span, "wing_radius_mm": wing_radius}
+    P["pelvis"] = {"iliac_crest_z_mm": z_crest, "wing_angle_deg": wing_angle, "wing_radius_mm": wing_radius}
 
     # ---------------------------------------------------------------- diaphragm and lung bases
     def z_dia_of(box: _Box) -> np.ndarray:
@@ -1091,6 +1096,19 @@ def _build_aorta(seed: int, grid: _Grid) -> _Anatomy:  # noqa: C901 (one patient
         side = 1 if name == "left" else -1
         branches[f"internal_iliac_{name}"] = np.array([p0, p0 + [-side * 8, 18, -20], p0 + [-side * 10, 30, -45]])
 
+    # mesenteric (jejunal and ileal) arteries fanning out of the SMA into the mesentery
+    mesenteric = []
+    for k in range(int(rng.integers(6, 11))):
+        start = sma[2] + (sma[-1] - sma[2]) * u(0.0, 1.0)
+        toward = np.array([u(0.3, 1.0) if k % 3 else -u(0.3, 1.0), -u(0.3, 1.0), -u(0.1, 0.6)])
+        pts = [start]
+        for _ in range(4):
+            step = toward / np.linalg.norm(toward) * u(9, 15) + rng.uniform(-5, 5, 3)
+            pts.append(pts[-1] + step)
+        mesenteric.append(np.array(pts))
+    for k, pts in enumerate(mesenteric):
+        branches[f"mesenteric_{k}"] = pts
+
     # veins (portal system, renal veins) first, arteries over them
     smv = [[sma[k][0] - u(11, 14), sma[k][1] - 2, sma[k][2]] for k in range(2, len(sma))]
     conf = np.array([sma[2][0] - 13, sma[2][1] - 6, z_sma - 8])
@@ -1117,6 +1135,10 @@ def _build_aorta(seed: int, grid: _Grid) -> _Anatomy:  # noqa: C901 (one patient
         canvas.polyline(pts, r_vein * (0.75 if "renal" in name else 1.0), "vein",
                         over=("fat", "pancreas", "liver", "kidney_cortex", "kidney_medulla", "muscle"))
     for name, pts in branches.items():
+        if name.startswith("mesenteric"):  # small, and only in the mesenteric fat
+            canvas.polyline(pts, np.linspace(0.6, 0.4, len(pts)) * r_branch, "branch_artery", over=("fat",),
+                            clip=lambda b: cavity(b, 10.0))
+            continue
         r = r_branch * (1.1 if name == "sma" else 0.9 if name in ("hepatic", "splenic") else 1.0)
         canvas.polyline(pts, r, "branch_artery",
                         over=("fat", "pancreas", "liver", "kidney_cortex", "kidney_medulla", "muscle", "vein",
@@ -1139,11 +1161,13 @@ def _build_aorta(seed: int, grid: _Grid) -> _Anatomy:  # noqa: C901 (one patient
         canvas.paint(box, present & (f["d_lumen"] < f["lumen"][:, None, None]), "aortic_lumen")
 
     # calcified plaques in the wall (aorta between the renal arteries and the bifurcation, iliacs)
-    n_plaques = int(rng.integers(4, 15) if aneurysm else rng.integers(0, 9))
+    n_plaques = int(rng.integers(8, 21) if aneurysm else rng.integers(0, 9))
     plaques = []
     for _ in range(n_plaques):
-        on = "aorta" if rng.random() < 0.7 else ("iliac_left" if rng.random() < 0.5 else "iliac_right")
-        tube, zlo, zhi = ((aorta, z_bif, z_renal + 30) if on == "aorta"
+        where = rng.random()
+        on = "aorta" if where < 0.8 else ("iliac_left" if where < 0.9 else "iliac_right")
+        in_sac = aneurysm and where < 0.55
+        tube, zlo, zhi = ((aorta, z_lo, z_hi) if in_sac else (aorta, z_bif, z_renal + 30) if on == "aorta"
                           else (iliac_tubes[0 if on == "iliac_left" else 1], z_bif - 90, z_bif - 5))
         plaque = {"on": on, "z_mm": u(zlo, zhi), "angle_deg": u(0, 360), "arc_half_mm": u(3, 10),
                   "z_half_mm": u(3, 9), "thickness_mm": u(1.8, 3.2)}
@@ -1173,9 +1197,9 @@ def _build_aorta(seed: int, grid: _Grid) -> _Anatomy:  # noqa: C901 (one patient
         """In front of the retroperitoneum: clear of the spine and, with mesenteric fat, of the aorta."""
         zq = grid.z[box.z_index]
         front = spine_front(zq)[:, None, None]
-        reach = (2 * np.interp(zq, Zf, R_outer) + 14)[:, None, None]
+        reach = (2 * np.interp(zq, Zf, R_outer) + 10)[:, None, None]
         x_ao = np.interp(zq, Zf, cx)[:, None, None]
-        return box.Y < front - 8 - reach * np.exp(-(((box.X - x_ao) / 50.0) ** 2))
+        return box.Y < front + 10 - reach * np.exp(-(((box.X - x_ao) / 40.0) ** 2))
 
     bowel_params = _paint_bowel(canvas, grid, np.random.default_rng([int(seed), 5]), cavity,
                                 dict(z_bif=z_bif, z_renal=z_renal, liver_c=liver_c, spleen_c=spleen_c,
@@ -1238,21 +1262,6 @@ def _build_aorta(seed: int, grid: _Grid) -> _Anatomy:  # noqa: C901 (one patient
     return _Anatomy(canvas.labels, nc, c, offsets, P, focus)
 
 
-def _upsample_field(field: np.ndarray, lattice_origin, lattice_step: float, grid: _Grid, box: _Box) -> np.ndarray:
-    """Separable linear interpolation of a coarse lattice field (``[..., z, y, x]``) at the box's voxels."""
-    out = field
-    for axis, coords in ((-1, grid.x[box.sl[2]]), (-2, grid.y[box.sl[1]]), (-3, grid.z[box.sl[0]])):
-        n = out.shape[axis]
-        pos = np.clip((coords - lattice_origin[{-1: 0, -2: 1, -3: 2}[axis]]) / lattice_step, 0, n - 1.001)
-        i0 = np.floor(pos).astype(np.intp)
-        w = (pos - i0).astype(np.float32)
-        shape = [1] * out.ndim
-        shape[axis] = len(coords)
-        w = w.reshape(shape)
-        out = np.take(out, i0, axis=axis) * (1 - w) + np.take(out, i0 + 1, axis=axis) * w
-    return out
-
-
 def _paint_bowel(canvas: _Canvas, grid: _Grid, rng: np.random.Generator, cavity, anat: dict) -> dict:
     """Colon (a tube with mottled gas and stool) and small-bowel loops, only where fat is free."""
     from scipy.ndimage import gaussian_filter
@@ -1263,7 +1272,7 @@ def _paint_bowel(canvas: _Canvas, grid: _Grid, rng: np.random.Generator, cavity,
     step = 4.0
     lo = np.array([-180.0, -180.0, z_bif - 200])
     shape = (int(320 // step) + 1, int(360 // step) + 1, int(360 // step) + 1)  # z, y, x
-    corr = u(10, 13)  # mm
+    corr = u(7.5, 9.5)  # mm
     fields = rng.standard_normal((4,) + shape).astype(np.float32)
     for k in range(4):
         fields[k] = gaussian_filter(fields[k], corr / step if k < 3 else 1.2, mode="wrap")
@@ -1302,14 +1311,14 @@ def _paint_bowel(canvas: _Canvas, grid: _Grid, rng: np.random.Generator, cavity,
         # small-bowel loops: tubes where two smooth fields are both near zero; gas in some of them
         index, f = sample(free, (0, 1, 2))
         tubes = f[0] * f[0] + f[1] * f[1]
-        loops = tubes < u(1.3, 1.8)
+        loops = tubes < u(1.6, 2.2)
         sub[tuple(i[loops] for i in index)] = LABELS["bowel"]
         y_mm = grid.y[zone.sl[1]][index[1]]
         gas = loops & (tubes < 0.35) & (f[2] - 0.02 * (y_mm + 60) > u(1.2, 1.6))
         sub[tuple(i[gas] for i in index)] = LABELS["bowel_gas"]
         # colon: mottled gas in the stool
         index, f = sample(colon, (2, 3))
-        gas = f[1] + 0.6 * f[0] > 1.3
+        gas = f[1] + 0.6 * f[0] - 0.01 * (grid.y[zone.sl[1]][index[1]] + 40) > 0.9
         sub[tuple(i[gas] for i in index)] = LABELS["bowel_gas"]
     return {"colon_path_mm": np.round(path, 1).tolist(), "colon_radius_mm": np.round(r_colon, 1).tolist(),
             "loop_correlation_mm": corr}

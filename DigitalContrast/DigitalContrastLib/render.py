@@ -134,7 +134,8 @@ def panel_grid(rows: Sequence[Sequence[tuple[str, np.ndarray]]], panel_height: i
 
     Args:
         rows: rows of ``(title, uint8 image)``; images are 2D grey or ``(h, w, 3)`` RGB.
-        panel_height: every panel is scaled (aspect kept) to this height; None keeps sizes.
+        panel_height: every panel is scaled (aspect kept) to this height, or narrower when it
+            would be wider than three times that; None keeps sizes.
         title_height: pixels above each panel for its title (Pillow's default font).
         gap: pixels between panels and around the grid.
         footer: optional line of text under the grid.
@@ -149,8 +150,9 @@ def panel_grid(rows: Sequence[Sequence[tuple[str, np.ndarray]]], panel_height: i
         for title, panel in row:
             image = _to_image(panel)
             if panel_height is not None and image.height != panel_height:
-                width = max(1, round(image.width * panel_height / image.height))
-                image = image.resize((width, panel_height), Image.Resampling.LANCZOS)
+                scale = min(panel_height / image.height, 3 * panel_height / image.width)
+                size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+                image = image.resize(size, Image.Resampling.LANCZOS)
             items.append((title, image))
         scaled.append(items)
     row_heights = [max((im.height for _, im in row), default=0) + title_height for row in scaled]
@@ -194,41 +196,38 @@ def save_png(image: Image.Image, path: str | os.PathLike) -> Path:
     return Path(path)
 
 
-def phantom_preview(case) -> Image.Image:
+def phantom_preview(case, panel_height: int = 360) -> Image.Image:
     """Axial and coronal views through the aorta of a phantom: non-contrast (W400/L40), arterial
-    contrast (W700/L200) and the colour-coded label map with a legend.
+    contrast (W700/L200) and the colour-coded label map, with a legend of the labels present.
 
-    ``case`` is a :class:`~DigitalContrastLib.phantom.PhantomCase`.
+    The axial slice is the widest aortic slice below the renal arteries, the coronal plane runs
+    through the flowing lumen (``params["focus_index_zyx"]``). ``case`` is a
+    :class:`~DigitalContrastLib.phantom.PhantomCase`.
     """
     from .phantom import LABEL_COLORS, LABELS
 
     p = case.params
     zi, yi, _ = p.get("focus_index_zyx") or [s // 2 for s in case.noncontrast.shape_zyx]
-    w_nc, l_nc = WINDOW_SOFT_TISSUE
-    w_c, l_c = WINDOW_CTA
-    views = []
-    for label, cut, index in (("axial", axial, zi), ("coronal", coronal, yi)):
-        views.append([
-            (f"Non-contrast {label}  W{w_nc:.0f}/L{l_nc:.0f}",
-             window_to_uint8(cut(case.noncontrast, index), w_nc, l_nc)),
-            (f"Arterial contrast {label}  W{w_c:.0f}/L{l_c:.0f}",
-             window_to_uint8(cut(case.contrast, index), w_c, l_c)),
-            (f"Labels {label}", colorize_labels(cut(case.labels, index, nearest=True), LABEL_COLORS)),
+    (w_nc, l_nc), (w_c, l_c) = WINDOW_SOFT_TISSUE, WINDOW_CTA
+    rows = []
+    for view, cut, index in (("axial", axial, zi), ("coronal", coronal, yi)):
+        rows.append([
+            (f"Non-contrast {view}  W{w_nc:.0f}/L{l_nc:.0f}", window_to_uint8(cut(case.noncontrast, index), w_nc, l_nc)),
+            (f"Arterial contrast {view}  W{w_c:.0f}/L{l_c:.0f}", window_to_uint8(cut(case.contrast, index), w_c, l_c)),
+            (f"Labels {view}", colorize_labels(cut(case.labels, index, nearest=True), LABEL_COLORS)),
         ])
-    present = set(np.unique(case.labels.array).tolist())
-    entries = [(f"{code:2d} {name}", LABEL_COLORS[code]) for name, code in LABELS.items() if code in present]
-    height = 2 * 320 + 22
-    views[0].append(("Legend", legend_panel(entries, height=height - 22)))
     an = p.get("aneurysm", {})
     sac = f"AAA {an['max_diameter_mm']:.0f} mm" if an.get("present") else "no aneurysm"
-    footer = (f"PHANTOM seed {p.get('seed')} ({p.get('ifu')}, generator {p.get('generator_version')}): {sac}; "
+    footer = (f"SYNTHETIC PHANTOM  seed {p.get('seed')}, {p.get('ifu')}, generator {p.get('generator_version')}: {sac}; "
               f"lumen {p['hu_noncontrast']['aortic_lumen']:.0f} / {p['hu_contrast']['aortic_lumen']:.0f} HU; "
               f"noise sigma {p['noise']['noncontrast']['sigma_sampled_hu']:.0f} / "
               f"{p['noise']['contrast']['sigma_sampled_hu']:.0f} HU")
-    # the legend spans both rows: lay out the two rows, then paste the legend on the right
-    grid = panel_grid([views[0][:3], views[1]], panel_height=320, footer=footer)
-    legend = _to_image(views[0][3][1])
-    out = Image.new("RGB", (grid.width + legend.width + 6, grid.height), (0, 0, 0))
+    title_height, gap = 22, 6
+    grid = panel_grid(rows, panel_height=panel_height, title_height=title_height, gap=gap, footer=footer)
+    present = set(np.unique(case.labels.array).tolist())
+    entries = [(f"{code:2d} {name}", LABEL_COLORS[code]) for name, code in LABELS.items() if code in present]
+    legend = Image.fromarray(legend_panel(entries, height=grid.height - 2 * gap - title_height))
+    out = Image.new("RGB", (grid.width + legend.width + gap, grid.height), (0, 0, 0))
     out.paste(grid, (0, 0))
-    out.paste(legend, (grid.width, 6 + 22))
+    out.paste(legend, (grid.width, gap + title_height))
     return out
