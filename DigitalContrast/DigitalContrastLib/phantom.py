@@ -785,23 +785,28 @@ def _build_aorta(seed: int, grid: _Grid) -> _Anatomy:  # noqa: C901 (one patient
     liver_r = (u(95, 110), u(100, 115), u(115, 135))
     canvas.ellipsoid(liver_c, liver_r, "liver", clip=below_diaphragm)
     left_lobe_c = (u(5, 30), u(-70, -50), z_dome_right - u(35, 50))
-    canvas.ellipsoid(left_lobe_c, (u(55, 75), u(35, 45), u(45, 60)), "liver", clip=below_diaphragm)
-    P["liver"] = {"center_mm": list(liver_c), "radii_mm": list(liver_r), "left_lobe_center_mm": list(left_lobe_c)}
+    left_lobe_r = (u(55, 75), u(35, 45), u(45, 60))
+    canvas.ellipsoid(left_lobe_c, left_lobe_r, "liver", clip=below_diaphragm)
     gb_c = (liver_c[0] + u(15, 30), u(-65, -45), liver_c[2] - liver_r[2] * u(0.55, 0.7))
-    canvas.ellipsoid(gb_c, (u(13, 18), u(13, 18), u(30, 40)), "fluid", clip=cavity)
+    gb_r = (u(13, 18), u(13, 18), u(30, 40))
+    canvas.ellipsoid(gb_c, gb_r, "fluid", clip=cavity)
+    P["liver"] = {"center_mm": list(liver_c), "radii_mm": list(liver_r), "left_lobe_center_mm": list(left_lobe_c),
+                  "left_lobe_radii_mm": list(left_lobe_r)}
+    P["gallbladder"] = {"center_mm": list(gb_c), "radii_mm": list(gb_r)}
 
     ang = math.radians(u(20, 40))
     rot_spleen = np.array([[math.cos(ang), -math.sin(ang), 0], [math.sin(ang), math.cos(ang), 0], [0, 0, 1]])
     spleen_c = (u(80, 95), u(35, 55), z_dome_left - u(60, 80))
-    canvas.ellipsoid(spleen_c, (u(20, 26), u(50, 62), u(50, 65)), "spleen", rotation=rot_spleen, clip=below_diaphragm)
+    spleen_r = (u(20, 26), u(50, 62), u(50, 65))
+    canvas.ellipsoid(spleen_c, spleen_r, "spleen", rotation=rot_spleen, clip=below_diaphragm)
     stomach_c = (u(35, 55), u(-55, -35), z_dome_left - u(50, 70))
     stomach_r = (u(40, 50), u(32, 42), u(45, 60))
     canvas.ellipsoid(stomach_c, stomach_r, "bowel", clip=below_diaphragm, over=("fat", "liver"))
     gas_level = stomach_c[1] - stomach_r[1] * u(0.2, 0.6)
     canvas.ellipsoid(stomach_c, tuple(r - 4 for r in stomach_r), "bowel_gas",
                      clip=lambda b: below_diaphragm(b) & (b.Y < gas_level), over=("bowel",))
-    P["spleen"] = {"center_mm": list(spleen_c)}
-    P["stomach"] = {"center_mm": list(stomach_c), "air_fluid_level_y_mm": gas_level}
+    P["spleen"] = {"center_mm": list(spleen_c), "radii_mm": list(spleen_r), "rotation_deg": math.degrees(ang)}
+    P["stomach"] = {"center_mm": list(stomach_c), "radii_mm": list(stomach_r), "air_fluid_level_y_mm": gas_level}
 
     # kidneys: tilted, beside the psoas; right one lower (liver)
     kidneys = {}
@@ -844,7 +849,9 @@ def _build_aorta(seed: int, grid: _Grid) -> _Anatomy:  # noqa: C901 (one patient
     P["kidneys"] = {**kidneys, "cortex_thickness_mm": t_cortex, "pyramids": n_pyramids}
 
     bladder_c = (u(-8, 8), u(-50, -30), z_bif - u(150, 175))
-    canvas.ellipsoid(bladder_c, (u(35, 50), u(28, 38), u(30, 45)), "fluid", clip=cavity)
+    bladder_r = (u(35, 50), u(28, 38), u(30, 45))
+    canvas.ellipsoid(bladder_c, bladder_r, "fluid", clip=cavity)
+    P["bladder"] = {"center_mm": list(bladder_c), "radii_mm": list(bladder_r)}
 
     # ---------------------------------------------------------------- bones: vertebrae, sacrum, ribs
     r_canal_x, r_canal_y = u(10, 12), u(7.5, 9)
