@@ -4,8 +4,10 @@ Most checks run on a coarse grid (128 x 128 x 64 voxels at 2.8 x 2.8 x 5 mm, the
 for 20 seeds. HU are measured in the *interior* of each label: voxels at least 2.5 blur sigmas
 from any other label, where partial volume cannot reach (the blur is part of the image, so a
 thin structure's voxels are truly mixed). Labels thinner than that at the coarse spacing
-(aortic wall, calcification, branch arteries, medulla, discs, veins, cortical bone) are measured
-on one full-resolution phantom, and their noise-free table values are checked for every seed.
+(kidney medulla, discs, veins, cortical bone) are measured on one full-resolution phantom; the
+aortic wall, calcified plaques and branch arteries are thinner than that even at 1.4 mm, so their
+noise-free levels are checked in the recorded tables for every seed (and the branch arteries'
+enhancement in the image).
 """
 
 from __future__ import annotations
@@ -103,11 +105,17 @@ def test_label_medians_inside_documented_ranges(coarse_cases):
 @pytest.mark.slow
 def test_thin_label_medians_at_full_resolution():
     # seed 1 draws the least blur (0.5 voxel), so the thin labels keep interior voxels at 1.4 mm;
-    # the aortic wall (1.5-2.5 mm) and calcified plaques never do: their levels are checked in the table
+    # the aortic wall (1.5-2.5 mm), calcified plaques and branch arteries never do: their levels
+    # are checked in the table (test_noise_free_levels_...)
     case = make_phantom(1, size_xyz=(256, 256, 96), spacing_xyz_mm=(1.4, 1.4, 2.5))
     assert case.params["blur"]["sigma_voxels"] < 0.55
     measured = check_medians(case)
-    assert {"kidney_medulla", "kidney_cortex", "branch_artery", "vein", "disc", "aortic_lumen"} <= measured, measured
+    assert {"kidney_medulla", "kidney_cortex", "vein", "disc", "aortic_lumen", "thrombus"} <= measured, measured
+    # branch arteries (2.6-3.4 mm radius) keep no voxel free of partial volume, but they enhance
+    # like the lumen: their brightest voxels reach aortic levels in the contrast scan only
+    branch = case.labels.array == LABELS["branch_artery"]
+    assert np.percentile(case.contrast.array[branch], 90) > 200
+    assert np.percentile(case.noncontrast.array[branch], 90) < 100
 
 
 def test_noise_free_levels_inside_documented_ranges_for_every_label(coarse_cases):

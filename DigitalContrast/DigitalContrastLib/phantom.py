@@ -631,7 +631,7 @@ def _build_aorta(seed: int, grid: _Grid) -> _Anatomy:  # noqa: C901 (one patient
     # ---------------------------------------------------------------- body outline per slice
     t_fat0 = u(8, 32)
     # the abdomen grows with the fat (habitus); the outline stays within a 340 mm field of view
-    a0, b_ant0, b_post0 = u(130, 150) + 0.5 * t_fat0, u(100, 122) + 0.6 * t_fat0, u(88, 102)
+    a0, b_ant0, b_post0 = u(130, 150) + 0.5 * t_fat0, u(112, 135) + 0.6 * t_fat0, u(88, 102)
     t_muscle = u(8, 13)
     pelvis = _smoothstep((z_bif + 30 - gz) / 90.0)
     chest = _smoothstep((gz - (z_renal + 60)) / 120.0)
@@ -725,6 +725,7 @@ def _build_aorta(seed: int, grid: _Grid) -> _Anatomy:  # noqa: C901 (one patient
     z_crest = z_bif + u(0, 15)
     wing_angle = u(35, 45)  # where the anterior spine sits on the body outline, degrees from lateral
     wing_radius = u(130, 160)
+    wing_bottom = z_crest - u(105, 120)  # the greater sciatic notch; the acetabulum lies below
     for side in (-1, 1):
         pel = grid.box((0 if side > 0 else -200, -200, gz.min()), (200 if side > 0 else 0, 200, z_crest))
         if pel is None:
@@ -758,9 +759,30 @@ def _build_aorta(seed: int, grid: _Grid) -> _Anatomy:  # noqa: C901 (one patient
         glute = (dist > 0) & (dist < 50) & (t > -0.45) & (t < 1.0) & (depth[pel.sl] > t_fat0 * 0.8)
         canvas.paint(pel, glute, "muscle")
         canvas.paint(pel, (dist < 0) & (dist > -thick / 2 - 18) & (t > 0.12) & (t < 1.0), "muscle")  # iliacus
-        canvas.paint(pel, (np.abs(dist) <= thick / 2) & (t >= 0) & (t <= 1), "cortical_bone")
-        canvas.paint(pel, (np.abs(dist) <= thick / 2 - shell) & (t > 0.03) & (t < 0.97), "bone_marrow")
-    P["pelvis"] = {"iliac_crest_z_mm": z_crest, "wing_angle_deg": wing_angle, "wing_radius_mm": wing_radius}
+        wing = pel.Z >= wing_bottom
+        canvas.paint(pel, wing & (np.abs(dist) <= thick / 2) & (t >= 0) & (t <= 1), "cortical_bone")
+        canvas.paint(pel, wing & (np.abs(dist) <= thick / 2 - shell) & (t > 0.03) & (t < 0.97), "bone_marrow")
+    # hip joints: femoral heads in their acetabula, joint space between
+    r_head = u(22, 26)
+    z_head = wing_bottom - u(40, 55)
+    y_head = u(-15, 0)
+    x_head = a0 * 1.06 * u(0.56, 0.62)
+    for side in (-1, 1):
+        hc = np.array([side * x_head, y_head, z_head])
+        box = grid.box(hc - r_head - 12, hc + r_head + 12)
+        if box is None:
+            continue
+        r = np.sqrt((box.X - hc[0]) ** 2 + (box.Y - hc[1]) ** 2 + (box.Z - hc[2]) ** 2)
+        # the cup covers the head from above and medially, open laterally and below
+        cup = (side * (box.X - hc[0]) < 6 + 0.8 * np.maximum(box.Z - hc[2], 0)) & ((box.Z - hc[2]) > -0.5 * r_head)
+        canvas.paint(box, cup & (r > r_head) & (r <= r_head + 11), "cortical_bone")
+        canvas.paint(box, cup & (r > r_head + 1.5 + shell) & (r <= r_head + 11 - shell), "bone_marrow")
+        canvas.paint(box, cup & (r > r_head) & (r <= r_head + 1.5), "soft_tissue")  # joint space
+        canvas.paint(box, r <= r_head, "cortical_bone")
+        canvas.paint(box, r <= r_head - shell, "bone_marrow")
+    P["pelvis"] = {"iliac_crest_z_mm": z_crest, "wing_angle_deg": wing_angle, "wing_radius_mm": wing_radius,
+                   "sciatic_notch_z_mm": wing_bottom, "femoral_head_radius_mm": r_head,
+                   "femoral_heads_center_mm": [[-x_head, y_head, z_head], [x_head, y_head, z_head]]}
 
     # ---------------------------------------------------------------- diaphragm and lung bases
     def z_dia_of(box: _Box) -> np.ndarray:
@@ -922,7 +944,8 @@ def _build_aorta(seed: int, grid: _Grid) -> _Anatomy:  # noqa: C901 (one patient
         canvas.paint(spn, sac & (qs <= 1), "cortical_bone")
         canvas.paint(spn, sac & (qs <= 1 - shell / b_s), "bone_marrow")
         # spinal (and sacral) canal with its contents
-        qc_s = np.sqrt(((spn.X - xs) / (r_canal_x * (1 - 0.5 * fall * sac))) ** 2 + ((spn.Y - ycan) / r_canal_y) ** 2)
+        narrow = 1 - 0.6 * fall * sac
+        qc_s = np.sqrt(((spn.X - xs) / (r_canal_x * narrow)) ** 2 + ((spn.Y - ycan) / (r_canal_y * narrow)) ** 2)
         canvas.paint(spn, (qc_s < 1) & (spn.Z > z_sacrum_top - 100), "soft_tissue")
     P["spine"].update({"levels_z_mm": {lvl: zc for lvl, zc, _, _ in levels},
                        "canal_radii_mm": [r_canal_x, r_canal_y]})
