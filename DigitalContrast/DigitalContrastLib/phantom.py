@@ -601,6 +601,202 @@ def _body_fields(grid: _Grid, body: dict[str, np.ndarray]) -> tuple[np.ndarray, 
     return depth, box, s_ap
 
 
+def _paint_kidney(canvas: _Canvas, center: np.ndarray, axes, radii: np.ndarray, t_cortex: float,
+                  n_pyramids: int) -> None:
+    """One kidney: an ellipsoid (``axes`` = long axis, hilum direction, third axis; ``radii`` mm)
+    with cortex, pyramids separated by columns of cortex, and a sinus of fat round a small pelvis."""
+    reach = float(radii.max())
+    box = canvas.grid.box(center - reach, center + reach)
+    if box is None:
+        return
+    dx, dy, dz = box.X - center[0], box.Y - center[1], box.Z - center[2]
+    pu, ph, pw = ((dx * a[0] + dy * a[1] + dz * a[2]) / r for a, r in zip(axes, radii))
+    rho = np.sqrt(pu * pu + ph * ph + pw * pw)
+    kidney = rho <= 1.0
+    # renal sinus: an inner ellipsoid shifted toward the hilum, opening through a notch
+    sinus_q = (pu / 0.6) ** 2 + ((ph - 0.45) / 0.5) ** 2 + (pw / 0.42) ** 2
+    notch = (ph > 0.6) & (np.abs(pu) < 0.3) & (np.abs(pw) < 0.4)
+    sinus = kidney & ((sinus_q <= 1.0) | notch)
+    canvas.paint(box, kidney & ~notch, "kidney_cortex")
+    pyramid = np.cos(n_pyramids * np.arctan2(pu, pw)) > -0.25
+    core = 1.0 - t_cortex / float(radii[1:].mean())
+    canvas.paint(box, kidney & ~sinus & (rho < core) & pyramid, "kidney_medulla")
+    canvas.paint(box, sinus, "fat")
+    pelvis = (pu / 0.3) ** 2 + ((ph - 0.55) / 0.3) ** 2 + (pw / 0.22) ** 2 <= 1
+    canvas.paint(box, pelvis & sinus, "fluid")
+
+
+def _paint_spine(canvas: _Canvas, levels, h_disc: float, shell: float, x_spine: np.ndarray, y_spine: np.ndarray,
+                 canal_radii: tuple[float, float], lam_len: float, tp_len: float, z_lumbar_top: float,
+                 z_s1: float) -> None:
+    """Vertebral bodies (cortical shell, endplates, marrow), discs, neural arches with spinous and
+    (lumbar) transverse processes, the sacrum, and the canal's contents.
+
+    ``levels``: ``(name, z centre mm, half width mm, half depth mm)`` from L5 upwards; ``x_spine`` and
+    ``y_spine``: the column's centre per grid slice (mm).
+    """
+    grid = canvas.grid
+    spn = grid.box((-70, -200, -1e9), (70, 200, 1e9))
+    if spn is None:
+        return
+    r_canal_x, r_canal_y = canal_radii
+    pitch = levels[1][1] - levels[0][1]
+    h_body = pitch - h_disc
+    zz = grid.z[spn.z_index]
+    a_z = np.zeros_like(zz)
+    b_z = np.zeros_like(zz)
+    kind = np.zeros(len(zz), np.int8)  # 0 none, 1 body, 2 disc
+    endplate = np.zeros(len(zz), bool)
+    level_zc = np.full(len(zz), np.nan)
+    for lvl, zc, a_v, b_v in levels:
+        in_body = np.abs(zz - zc) <= h_body / 2
+        in_disc = (zz - zc > h_body / 2) & (zz - zc <= pitch - h_body / 2)
+        a_z[in_body | in_disc] = a_v
+        b_z[in_body | in_disc] = b_v
+        kind[in_body] = 1
+        kind[in_disc] = 2
+        endplate[in_body & (np.abs(zz - zc) > h_body / 2 - shell)] = True
+        level_zc[in_body] = zc
+    # the L5/S1 disc below L5
+    in_disc = (zz < levels[0][1] - h_body / 2) & (zz >= levels[0][1] - h_body / 2 - h_disc)
+    a_z[in_disc], b_z[in_disc], kind[in_disc] = levels[0][2], levels[0][3], 2
+    xs = x_spine[spn.z_index][:, None, None]
+    ys = y_spine[spn.z_index][:, None, None]
+    A3, B3 = a_z[:, None, None], b_z[:, None, None]
+    q = np.sqrt(((spn.X - xs) / np.maximum(A3, 1e-3)) ** 2 + ((spn.Y - ys) / np.maximum(B3, 1e-3)) ** 2)
+    body_m = (q <= 1) & (kind[:, None, None] > 0)
+    canvas.paint(spn, body_m & (kind[:, None, None] == 2), "disc")
+    vb = body_m & (kind[:, None, None] == 1)
+    canvas.paint(spn, vb, "cortical_bone")
+    inner = vb & (q <= 1 - shell / np.maximum(B3, 1e-3)) & ~endplate[:, None, None]
+    canvas.paint(spn, inner, "bone_marrow")
+    # posterior elements: neural arch, spinous and transverse processes (cortical with marrow)
+    has_arch = ~np.isnan(level_zc) | (kind == 2)
+    ycan = ys + B3 + r_canal_y * 0.85
+    qc = np.sqrt(((spn.X - xs) / r_canal_x) ** 2 + ((spn.Y - ycan) / r_canal_y) ** 2)
+    arch_t = 6.5
+    arch = (qc <= 1 + arch_t / r_canal_y) & (spn.Y > ys + B3 * 0.5) & has_arch[:, None, None]
+    zrel = (zz - np.nan_to_num(level_zc, nan=1e9))[:, None, None]
+    along = np.clip((spn.Y - ycan) / (r_canal_y + lam_len), 0, 1)  # 0 at the canal, 1 at the tip
+    spinous = (np.abs(spn.X - xs) <= 4.0 - 1.5 * along) & (spn.Y > ycan) & (spn.Y < ycan + r_canal_y + lam_len) & \
+              (zrel > -h_body * 0.7 - 8 * along) & (zrel < h_body * 0.3 - 8 * along)
+    lateral = np.clip((np.abs(spn.X - xs) - r_canal_x) / (tp_len - r_canal_x), 0, 1)
+    transverse = (np.abs(spn.X - xs) <= tp_len) & (np.abs(spn.Y - (ycan - 3 + 5 * lateral)) <= 4.5 - 2 * lateral) & \
+                 (np.abs(zrel) <= 6 - 2 * lateral) & (zz < z_lumbar_top)[:, None, None]
+    posterior = (arch | spinous | transverse) & ~(qc < 1) & (spn.Z > z_s1 - 5)
+    canvas.paint(spn, posterior & (kind[:, None, None] == 1) | (arch & (kind[:, None, None] == 2)),
+                 "cortical_bone")
+    core_sp = (np.abs(spn.X - xs) <= 2.5) & spinous & (spn.Y < ycan + r_canal_y + lam_len - 2.5)
+    core_tp = (np.abs(spn.Y - (ycan - 3 + 5 * lateral)) <= 2.5 - 2 * lateral) & transverse & (np.abs(spn.X - xs) < tp_len - 2)
+    canvas.paint(spn, (core_sp | core_tp) & ~(qc < 1 + 2.5 / r_canal_y) & (kind[:, None, None] == 1), "bone_marrow")
+    # sacrum: below the L5/S1 disc, wide alae tapering, tilting backwards
+    z_sacrum_top = levels[0][1] - h_body / 2 - h_disc
+    sac = (spn.Z < z_sacrum_top)
+    fall = np.clip((z_sacrum_top - zz) / 110.0, 0, 1)[:, None, None]
+    a_s = 50 - 30 * fall
+    b_s = 19 - 6 * fall
+    qs = np.sqrt(((spn.X - xs) / a_s) ** 2 + ((spn.Y - ys) / b_s) ** 2)
+    canvas.paint(spn, sac & (qs <= 1), "cortical_bone")
+    canvas.paint(spn, sac & (qs <= 1 - shell / b_s), "bone_marrow")
+    # spinal (and sacral) canal with its contents
+    narrow = 1 - 0.6 * fall * sac
+    qc_s = np.sqrt(((spn.X - xs) / (r_canal_x * narrow)) ** 2 + ((spn.Y - ycan) / (r_canal_y * narrow)) ** 2)
+    canvas.paint(spn, (qc_s < 1) & (spn.Z > z_sacrum_top - 100), "soft_tissue")
+
+
+def _paint_iliac_wings(canvas: _Canvas, depth: np.ndarray, body: dict[str, np.ndarray], y_spine: np.ndarray, *,
+                       z_crest: float, z_s1: float, wing_bottom: float, wing_angle: float, wing_radius: float,
+                       t_fat: float, shell: float) -> None:
+    """Iliac wings with the iliacus inside them and the gluteal muscles outside, slice by slice.
+
+    Each wing is a gently curved plate (an arc of a circle of ``wing_radius`` mm, convex
+    posterolaterally) from the sacroiliac joint to the anterior iliac spine, which sits inside the
+    body wall ``wing_angle`` degrees round from lateral; the crest arches, and below
+    ``wing_bottom`` (the sciatic notch) only the muscles go on.
+    """
+    grid = canvas.grid
+    for side in (-1, 1):
+        pel = grid.box((0 if side > 0 else -200, -200, -1e9), (200 if side > 0 else 0, 200, z_crest))
+        if pel is None:
+            continue
+        zz = grid.z[pel.z_index]
+        down = np.clip((z_crest - zz) / 140.0, 0, 1)
+        ys_z = y_spine[pel.z_index]
+        sac_half = 50 - 30 * np.clip((z_s1 - zz) / 110.0, 0, 1)
+        joint = zz > z_s1 - 60  # sacroiliac joint; below it the sciatic notch
+        ax_ = np.where(joint, sac_half + 3, 62 + 10 * down)
+        ay_ = np.where(joint, ys_z + 5, ys_z - 15)
+        # the anterior iliac spine: inside the body wall, anterolateral
+        inset = t_fat + 14 + 10 * down
+        theta = np.radians(wing_angle + 10 * down)
+        bx_ = (body["a"][pel.z_index] - inset) * np.cos(theta)
+        by_ = body["yc"][pel.z_index] - (body["b_ant"][pel.z_index] - inset) * np.sin(theta)
+        mx, my = (ax_ + bx_) / 2, (ay_ + by_) / 2
+        chord = np.hypot(bx_ - ax_, by_ - ay_)
+        nx_, ny_ = -(by_ - ay_) / chord, (bx_ - ax_) / chord  # unit normal toward medial-anterior
+        flip = np.where(nx_ > 0, -1.0, 1.0)
+        nx_, ny_ = nx_ * flip, ny_ * flip
+        h = np.sqrt(np.maximum(wing_radius ** 2 - (chord / 2) ** 2, 0))
+        cxw, cyw = mx + nx_ * h, my + ny_ * h
+        e = lambda v: v[:, None, None]  # noqa: E731
+        px = side * pel.X
+        dist = np.sqrt((px - e(cxw)) ** 2 + (pel.Y - e(cyw)) ** 2) - wing_radius  # > 0 posterolateral
+        t = ((px - e(ax_)) * e(bx_ - ax_) + (pel.Y - e(ay_)) * e(by_ - ay_)) / e(chord * chord)
+        thick = e(7 + 12 * down ** 2)
+        below_crest = pel.Z <= z_crest - 35 * (np.clip(t, -0.5, 1.2) - 0.4) ** 2  # the crest arches
+        dist = np.where(below_crest, dist, 1e3)
+        glute = (dist > 0) & (dist < 50) & (t > -0.45) & (t < 1.0) & (depth[pel.sl] > t_fat * 0.8)
+        canvas.paint(pel, glute, "muscle")
+        canvas.paint(pel, (dist < 0) & (dist > -thick / 2 - 18) & (t > 0.12) & (t < 1.0), "muscle")  # iliacus
+        wing = pel.Z >= wing_bottom
+        canvas.paint(pel, wing & (np.abs(dist) <= thick / 2) & (t >= 0) & (t <= 1), "cortical_bone")
+        canvas.paint(pel, wing & (np.abs(dist) <= thick / 2 - shell) & (t > 0.03) & (t < 0.97), "bone_marrow")
+
+
+def _paint_hip(canvas: _Canvas, center: np.ndarray, r_head: float, shell: float) -> None:
+    """A femoral head (radius ``r_head`` mm) in its acetabulum: the cup covers it from above and
+    medially and is open laterally and below; a 1.5 mm joint space between them."""
+    hc = center
+    side = 1.0 if hc[0] > 0 else -1.0
+    grid = canvas.grid
+    box = grid.box(hc - r_head - 12, hc + r_head + 12)
+    if box is None:
+        return
+    r = np.sqrt((box.X - hc[0]) ** 2 + (box.Y - hc[1]) ** 2 + (box.Z - hc[2]) ** 2)
+    # the cup covers the head from above and medially, open laterally and below
+    cup = (side * (box.X - hc[0]) < 6 + 0.8 * np.maximum(box.Z - hc[2], 0)) & ((box.Z - hc[2]) > -0.5 * r_head)
+    canvas.paint(box, cup & (r > r_head) & (r <= r_head + 11), "cortical_bone")
+    canvas.paint(box, cup & (r > r_head + 1.5 + shell) & (r <= r_head + 11 - shell), "bone_marrow")
+    canvas.paint(box, cup & (r > r_head) & (r <= r_head + 1.5), "soft_tissue")  # joint space
+    canvas.paint(box, r <= r_head, "cortical_bone")
+    canvas.paint(box, r <= r_head - shell, "bone_marrow")
+
+
+def _paint_plaque(canvas: _Canvas, tube: _SliceTube, plaque: dict[str, Any]) -> None:
+    """A calcified plaque: an elliptical patch (``arc_half_mm`` round the vessel, ``z_half_mm`` along
+    it) of the outer ``thickness_mm`` of the vessel, centred at ``z_mm`` and ``angle_deg``."""
+    grid = canvas.grid
+    zc = plaque["z_mm"]
+    R_here = float(np.interp(zc, tube.z, tube.outer))
+    if R_here <= 0:
+        return
+    cxp, cyp = float(np.interp(zc, tube.z, tube.cx)), float(np.interp(zc, tube.z, tube.cy))
+    hz = plaque["z_half_mm"]
+    box = grid.box((cxp - R_here - 8, cyp - R_here - 8, zc - hz), (cxp + R_here + 8, cyp + R_here + 8, zc + hz))
+    if box is None:
+        return
+    fz = tube.at(grid.z[box.z_index])
+    dxp = box.X - fz["cx"][:, None, None]
+    dyp = box.Y - fz["cy"][:, None, None]
+    rr = np.sqrt(dxp * dxp + dyp * dyp)
+    Rz = fz["outer"][:, None, None]
+    dang = np.angle(np.exp(1j * (np.arctan2(dyp, dxp) - math.radians(plaque["angle_deg"]))))
+    arc = dang * Rz
+    m = ((arc / plaque["arc_half_mm"]) ** 2 + ((box.Z - zc) / hz) ** 2 <= 1) & (rr <= Rz + 0.3) & \
+        (rr >= Rz - plaque["thickness_mm"]) & (Rz > 0)
+    canvas.paint(box, m, "calcification", over=("aortic_wall", "thrombus", "aortic_lumen", "fat"))
+
+
 @register_ifu("aorta")
 def _build_aorta(seed: int, grid: _Grid) -> _Anatomy:  # noqa: C901 (one patient, drawn top to bottom)
     """Abdominal CT at the aortic level: body, spine, organs, bowel, aorta with optional AAA."""
@@ -726,60 +922,15 @@ def _build_aorta(seed: int, grid: _Grid) -> _Anatomy:  # noqa: C901 (one patient
     wing_angle = u(35, 45)  # where the anterior spine sits on the body outline, degrees from lateral
     wing_radius = u(130, 160)
     wing_bottom = z_crest - u(105, 120)  # the greater sciatic notch; the acetabulum lies below
-    for side in (-1, 1):
-        pel = grid.box((0 if side > 0 else -200, -200, gz.min()), (200 if side > 0 else 0, 200, z_crest))
-        if pel is None:
-            continue
-        zz = gz[pel.z_index]
-        down = np.clip((z_crest - zz) / 140.0, 0, 1)
-        ys_z = y_spine[pel.z_index]
-        sac_half = 50 - 30 * np.clip((z_s1 - zz) / 110.0, 0, 1)
-        joint = zz > z_s1 - 60  # sacroiliac joint; below it the sciatic notch
-        ax_ = np.where(joint, sac_half + 3, 62 + 10 * down)
-        ay_ = np.where(joint, ys_z + 5, ys_z - 15)
-        # the anterior iliac spine: inside the body wall, anterolateral
-        inset = t_fat0 + 14 + 10 * down
-        theta = np.radians(wing_angle + 10 * down)
-        bx_ = (body["a"][pel.z_index] - inset) * np.cos(theta)
-        by_ = body["yc"][pel.z_index] - (body["b_ant"][pel.z_index] - inset) * np.sin(theta)
-        mx, my = (ax_ + bx_) / 2, (ay_ + by_) / 2
-        chord = np.hypot(bx_ - ax_, by_ - ay_)
-        nx_, ny_ = -(by_ - ay_) / chord, (bx_ - ax_) / chord  # unit normal toward medial-anterior
-        flip = np.where(nx_ > 0, -1.0, 1.0)
-        nx_, ny_ = nx_ * flip, ny_ * flip
-        h = np.sqrt(np.maximum(wing_radius ** 2 - (chord / 2) ** 2, 0))
-        cxw, cyw = mx + nx_ * h, my + ny_ * h
-        e = lambda v: v[:, None, None]  # noqa: E731
-        px = side * pel.X
-        dist = np.sqrt((px - e(cxw)) ** 2 + (pel.Y - e(cyw)) ** 2) - wing_radius  # > 0 posterolateral
-        t = ((px - e(ax_)) * e(bx_ - ax_) + (pel.Y - e(ay_)) * e(by_ - ay_)) / e(chord * chord)
-        thick = e(7 + 12 * down ** 2)
-        below_crest = pel.Z <= z_crest - 35 * (np.clip(t, -0.5, 1.2) - 0.4) ** 2  # the crest arches
-        dist = np.where(below_crest, dist, 1e3)
-        glute = (dist > 0) & (dist < 50) & (t > -0.45) & (t < 1.0) & (depth[pel.sl] > t_fat0 * 0.8)
-        canvas.paint(pel, glute, "muscle")
-        canvas.paint(pel, (dist < 0) & (dist > -thick / 2 - 18) & (t > 0.12) & (t < 1.0), "muscle")  # iliacus
-        wing = pel.Z >= wing_bottom
-        canvas.paint(pel, wing & (np.abs(dist) <= thick / 2) & (t >= 0) & (t <= 1), "cortical_bone")
-        canvas.paint(pel, wing & (np.abs(dist) <= thick / 2 - shell) & (t > 0.03) & (t < 0.97), "bone_marrow")
+    _paint_iliac_wings(canvas, depth, body, y_spine, z_crest=z_crest, z_s1=z_s1, wing_bottom=wing_bottom,
+                       wing_angle=wing_angle, wing_radius=wing_radius, t_fat=t_fat0, shell=shell)
     # hip joints: femoral heads in their acetabula, joint space between
     r_head = u(22, 26)
     z_head = wing_bottom - u(40, 55)
     y_head = u(-15, 0)
     x_head = a0 * 1.06 * u(0.56, 0.62)
     for side in (-1, 1):
-        hc = np.array([side * x_head, y_head, z_head])
-        box = grid.box(hc - r_head - 12, hc + r_head + 12)
-        if box is None:
-            continue
-        r = np.sqrt((box.X - hc[0]) ** 2 + (box.Y - hc[1]) ** 2 + (box.Z - hc[2]) ** 2)
-        # the cup covers the head from above and medially, open laterally and below
-        cup = (side * (box.X - hc[0]) < 6 + 0.8 * np.maximum(box.Z - hc[2], 0)) & ((box.Z - hc[2]) > -0.5 * r_head)
-        canvas.paint(box, cup & (r > r_head) & (r <= r_head + 11), "cortical_bone")
-        canvas.paint(box, cup & (r > r_head + 1.5 + shell) & (r <= r_head + 11 - shell), "bone_marrow")
-        canvas.paint(box, cup & (r > r_head) & (r <= r_head + 1.5), "soft_tissue")  # joint space
-        canvas.paint(box, r <= r_head, "cortical_bone")
-        canvas.paint(box, r <= r_head - shell, "bone_marrow")
+        _paint_hip(canvas, np.array([side * x_head, y_head, z_head]), r_head, shell)
     P["pelvis"] = {"iliac_crest_z_mm": z_crest, "wing_angle_deg": wing_angle, "wing_radius_mm": wing_radius,
                    "sciatic_notch_z_mm": wing_bottom, "femoral_head_radius_mm": r_head,
                    "femoral_heads_center_mm": [[-x_head, y_head, z_head], [x_head, y_head, z_head]]}
@@ -844,27 +995,7 @@ def _build_aorta(seed: int, grid: _Grid) -> _Anatomy:  # noqa: C901 (one patient
         hilum /= np.linalg.norm(hilum)
         axis_w = np.cross(axis_u, hilum)
         radii = np.array([u(50, 60), u(26, 31), u(20, 25)])  # along u (long), hilum, w
-        reach = float(radii.max())
-        box = grid.box(kc - reach, kc + reach)
-        if box is not None:
-            dx, dy, dz = box.X - kc[0], box.Y - kc[1], box.Z - kc[2]
-            pu = (dx * axis_u[0] + dy * axis_u[1] + dz * axis_u[2]) / radii[0]
-            ph = (dx * hilum[0] + dy * hilum[1] + dz * hilum[2]) / radii[1]
-            pw = (dx * axis_w[0] + dy * axis_w[1] + dz * axis_w[2]) / radii[2]
-            rho = np.sqrt(pu * pu + ph * ph + pw * pw)
-            kidney = rho <= 1.0
-            # renal sinus: an inner ellipsoid shifted toward the hilum, opening through a notch
-            sinus_q = (pu / 0.6) ** 2 + ((ph - 0.45) / 0.5) ** 2 + (pw / 0.42) ** 2
-            notch = (ph > 0.6) & (np.abs(pu) < 0.3) & (np.abs(pw) < 0.4)
-            sinus = kidney & ((sinus_q <= 1.0) | notch)
-            canvas.paint(box, kidney & ~notch, "kidney_cortex")
-            # pyramids between the sinus and the cortex, separated by columns of cortex
-            pyramid = np.cos(n_pyramids * np.arctan2(pu, pw)) > -0.25
-            core = 1.0 - t_cortex / float(radii[1:].mean())
-            canvas.paint(box, kidney & ~sinus & (rho < core) & pyramid, "kidney_medulla")
-            canvas.paint(box, sinus, "fat")
-            pelvis_m = (pu / 0.3) ** 2 + ((ph - 0.55) / 0.3) ** 2 + (pw / 0.22) ** 2 <= 1
-            canvas.paint(box, pelvis_m & sinus, "fluid")
+        _paint_kidney(canvas, kc, (axis_u, hilum, axis_w), radii, t_cortex, n_pyramids)
         kidneys[name] = {"center_mm": kc.tolist(), "long_axis": axis_u.tolist(), "hilum_direction": hilum.tolist(),
                          "radii_mm": radii.tolist(),
                          "hilum_mm": (kc + hilum * radii[1] * 0.55).tolist()}
@@ -877,76 +1008,14 @@ def _build_aorta(seed: int, grid: _Grid) -> _Anatomy:  # noqa: C901 (one patient
 
     # ---------------------------------------------------------------- bones: vertebrae, sacrum, ribs
     r_canal_x, r_canal_y = u(10, 12), u(7.5, 9)
-    spn = grid.box((-70, -200, gz.min()), (70, 200, gz.max()))
+    lam_len, tp_len = u(32, 42), u(36, 44)  # spinous process length, transverse process reach
     levels = []
     for k, lvl in enumerate(names):
         zc = z_bif + (k - 1) * pitch
         grow = 1.0 - 0.03 * max(k - 1, 0)
         levels.append((lvl, zc, vb_a0 * grow, vb_b0 * (1.0 - 0.02 * max(k - 1, 0))))
-    h_body = pitch - h_disc
-    if spn is not None:
-        zz = gz[spn.z_index]
-        a_z = np.zeros_like(zz)
-        b_z = np.zeros_like(zz)
-        kind = np.zeros(len(zz), np.int8)  # 0 none, 1 body, 2 disc
-        endplate = np.zeros(len(zz), bool)
-        level_zc = np.full(len(zz), np.nan)
-        for lvl, zc, a_v, b_v in levels:
-            in_body = np.abs(zz - zc) <= h_body / 2
-            in_disc = (zz - zc > h_body / 2) & (zz - zc <= pitch - h_body / 2)
-            a_z[in_body | in_disc] = a_v
-            b_z[in_body | in_disc] = b_v
-            kind[in_body] = 1
-            kind[in_disc] = 2
-            endplate[in_body & (np.abs(zz - zc) > h_body / 2 - shell)] = True
-            level_zc[in_body] = zc
-        # the L5/S1 disc below L5
-        in_disc = (zz < levels[0][1] - h_body / 2) & (zz >= levels[0][1] - h_body / 2 - h_disc)
-        a_z[in_disc], b_z[in_disc], kind[in_disc] = levels[0][2], levels[0][3], 2
-        xs = x_spine[spn.z_index][:, None, None]
-        ys = y_spine[spn.z_index][:, None, None]
-        A3, B3 = a_z[:, None, None], b_z[:, None, None]
-        q = np.sqrt(((spn.X - xs) / np.maximum(A3, 1e-3)) ** 2 + ((spn.Y - ys) / np.maximum(B3, 1e-3)) ** 2)
-        body_m = (q <= 1) & (kind[:, None, None] > 0)
-        canvas.paint(spn, body_m & (kind[:, None, None] == 2), "disc")
-        vb = body_m & (kind[:, None, None] == 1)
-        canvas.paint(spn, vb, "cortical_bone")
-        inner = vb & (q <= 1 - shell / np.maximum(B3, 1e-3)) & ~endplate[:, None, None]
-        canvas.paint(spn, inner, "bone_marrow")
-        # posterior elements: neural arch, spinous and transverse processes (cortical with marrow)
-        has_arch = ~np.isnan(level_zc) | (kind == 2)
-        ycan = ys + B3 + r_canal_y * 0.85
-        qc = np.sqrt(((spn.X - xs) / r_canal_x) ** 2 + ((spn.Y - ycan) / r_canal_y) ** 2)
-        arch_t = 6.5
-        arch = (qc <= 1 + arch_t / r_canal_y) & (spn.Y > ys + B3 * 0.5) & has_arch[:, None, None]
-        zrel = (zz - np.nan_to_num(level_zc, nan=1e9))[:, None, None]
-        lam_len = u(32, 42)
-        along = np.clip((spn.Y - ycan) / (r_canal_y + lam_len), 0, 1)  # 0 at the canal, 1 at the tip
-        spinous = (np.abs(spn.X - xs) <= 4.0 - 1.5 * along) & (spn.Y > ycan) & (spn.Y < ycan + r_canal_y + lam_len) & \
-                  (zrel > -h_body * 0.7 - 8 * along) & (zrel < h_body * 0.3 - 8 * along)
-        tp_len = u(36, 44)
-        lateral = np.clip((np.abs(spn.X - xs) - r_canal_x) / (tp_len - r_canal_x), 0, 1)
-        transverse = (np.abs(spn.X - xs) <= tp_len) & (np.abs(spn.Y - (ycan - 3 + 5 * lateral)) <= 4.5 - 2 * lateral) & \
-                     (np.abs(zrel) <= 6 - 2 * lateral) & (zz < z_bif + 4.5 * pitch)[:, None, None]
-        posterior = (arch | spinous | transverse) & ~(qc < 1) & (spn.Z > z_s1 - 5)
-        canvas.paint(spn, posterior & (kind[:, None, None] == 1) | (arch & (kind[:, None, None] == 2)),
-                     "cortical_bone")
-        core_sp = (np.abs(spn.X - xs) <= 2.5) & spinous & (spn.Y < ycan + r_canal_y + lam_len - 2.5)
-        core_tp = (np.abs(spn.Y - (ycan - 3 + 5 * lateral)) <= 2.5 - 2 * lateral) & transverse & (np.abs(spn.X - xs) < tp_len - 2)
-        canvas.paint(spn, (core_sp | core_tp) & ~(qc < 1 + 2.5 / r_canal_y) & (kind[:, None, None] == 1), "bone_marrow")
-        # sacrum: below the L5/S1 disc, wide alae tapering, tilting backwards
-        z_sacrum_top = levels[0][1] - h_body / 2 - h_disc
-        sac = (spn.Z < z_sacrum_top)
-        fall = np.clip((z_sacrum_top - zz) / 110.0, 0, 1)[:, None, None]
-        a_s = 50 - 30 * fall
-        b_s = 19 - 6 * fall
-        qs = np.sqrt(((spn.X - xs) / a_s) ** 2 + ((spn.Y - ys) / b_s) ** 2)
-        canvas.paint(spn, sac & (qs <= 1), "cortical_bone")
-        canvas.paint(spn, sac & (qs <= 1 - shell / b_s), "bone_marrow")
-        # spinal (and sacral) canal with its contents
-        narrow = 1 - 0.6 * fall * sac
-        qc_s = np.sqrt(((spn.X - xs) / (r_canal_x * narrow)) ** 2 + ((spn.Y - ycan) / (r_canal_y * narrow)) ** 2)
-        canvas.paint(spn, (qc_s < 1) & (spn.Z > z_sacrum_top - 100), "soft_tissue")
+    _paint_spine(canvas, levels, h_disc, shell, x_spine, y_spine, (r_canal_x, r_canal_y), lam_len, tp_len,
+                 z_lumbar_top=z_bif + 4.5 * pitch, z_s1=z_s1)
     P["spine"].update({"levels_z_mm": {lvl: zc for lvl, zc, _, _ in levels},
                        "canal_radii_mm": [r_canal_x, r_canal_y]})
 
@@ -1206,25 +1275,7 @@ def _build_aorta(seed: int, grid: _Grid) -> _Anatomy:  # noqa: C901 (one patient
         plaque = {"on": on, "z_mm": u(zlo, zhi), "angle_deg": u(0, 360), "arc_half_mm": u(3, 10),
                   "z_half_mm": u(3, 9), "thickness_mm": u(1.8, 3.2)}
         plaques.append(plaque)
-        zc = plaque["z_mm"]
-        R_here = float(np.interp(zc, tube.z, tube.outer))
-        if R_here <= 0:
-            continue
-        cxp, cyp = float(np.interp(zc, tube.z, tube.cx)), float(np.interp(zc, tube.z, tube.cy))
-        hz = plaque["z_half_mm"]
-        box = grid.box((cxp - R_here - 8, cyp - R_here - 8, zc - hz), (cxp + R_here + 8, cyp + R_here + 8, zc + hz))
-        if box is None:
-            continue
-        fz = tube.at(grid.z[box.z_index])
-        dxp = box.X - fz["cx"][:, None, None]
-        dyp = box.Y - fz["cy"][:, None, None]
-        rr = np.sqrt(dxp * dxp + dyp * dyp)
-        Rz = fz["outer"][:, None, None]
-        dang = np.angle(np.exp(1j * (np.arctan2(dyp, dxp) - math.radians(plaque["angle_deg"]))))
-        arc = dang * Rz
-        m = ((arc / plaque["arc_half_mm"]) ** 2 + ((box.Z - zc) / hz) ** 2 <= 1) & (rr <= Rz + 0.3) & \
-            (rr >= Rz - plaque["thickness_mm"]) & (Rz > 0)
-        canvas.paint(box, m, "calcification", over=("aortic_wall", "thrombus", "aortic_lumen", "fat"))
+        _paint_plaque(canvas, tube, plaque)
 
     # ---------------------------------------------------------------- bowel: colon and small bowel in the free fat
     def peritoneal(box: _Box) -> np.ndarray:
@@ -1327,6 +1378,7 @@ def _paint_bowel(canvas: _Canvas, grid: _Grid, rng: np.random.Generator, cavity,
     r_colon = np.array([26, 24, 22, 21, 20, 20, 20, 18, 17, 16, 15, 15, 15]) * u(0.85, 1.1)
     canvas.polyline(path, r_colon, "bowel", over=("fat",), clip=cavity)
 
+    loop_threshold, gas_threshold = u(1.6, 2.2), u(1.2, 1.6)
     zone = grid.box((-170, -200, z_bif - 140), (170, 120, z_renal + 10))
     if zone is not None:
         from scipy.ndimage import map_coordinates
@@ -1345,17 +1397,17 @@ def _paint_bowel(canvas: _Canvas, grid: _Grid, rng: np.random.Generator, cavity,
         # small-bowel loops: tubes where two smooth fields are both near zero; gas in some of them
         index, f = sample(free, (0, 1, 2))
         tubes = f[0] * f[0] + f[1] * f[1]
-        loops = tubes < u(1.6, 2.2)
+        loops = tubes < loop_threshold
         sub[tuple(i[loops] for i in index)] = LABELS["bowel"]
         y_mm = grid.y[zone.sl[1]][index[1]]
-        gas = loops & (tubes < 0.35) & (f[2] - 0.02 * (y_mm + 60) > u(1.2, 1.6))
+        gas = loops & (tubes < 0.35) & (f[2] - 0.02 * (y_mm + 60) > gas_threshold)
         sub[tuple(i[gas] for i in index)] = LABELS["bowel_gas"]
         # colon: mottled gas in the stool
         index, f = sample(colon, (2, 3))
         gas = f[1] + 0.6 * f[0] - 0.01 * (grid.y[zone.sl[1]][index[1]] + 40) > 0.9
         sub[tuple(i[gas] for i in index)] = LABELS["bowel_gas"]
     return {"colon_path_mm": np.round(path, 1).tolist(), "colon_radius_mm": np.round(r_colon, 1).tolist(),
-            "loop_correlation_mm": corr}
+            "loop_correlation_mm": corr, "loop_threshold": loop_threshold, "gas_threshold": gas_threshold}
 
 
 # ============================================================================ image formation
