@@ -829,16 +829,19 @@ def _build_aorta(seed: int, grid: _Grid) -> _Anatomy:  # noqa: C901 (one patient
     # the abdomen grows with the fat (habitus); the outline stays within a 340 mm field of view
     a0, b_ant0, b_post0 = u(130, 150) + 0.5 * t_fat0, u(112, 135) + 0.6 * t_fat0, u(88, 102)
     t_muscle = u(8, 13)
-    pelvis = _smoothstep((z_bif + 30 - gz) / 90.0)
-    chest = _smoothstep((gz - (z_renal + 60)) / 120.0)
-    wobble = 1 + 0.02 * np.interp(gz, Zf, _smooth_noise_1d(rng, len(Zf), 40.0))
-    body = {
-        "a": (a0 * (1 + 0.06 * pelvis - 0.03 * chest) * wobble).astype(np.float32),
-        "b_ant": (b_ant0 * (1 - 0.12 * pelvis + 0.02 * chest) * wobble).astype(np.float32),
-        "b_post": np.full(nz, b_post0, np.float32),
-        "yc": np.zeros(nz, np.float32),
+    # outline half-axes along z (fine lattice): wider and shallower over the pelvis
+    pelvis_f = _smoothstep((z_bif + 30 - Zf) / 90.0)
+    chest_f = _smoothstep((Zf - (z_renal + 60)) / 120.0)
+    wobble_f = 1 + 0.02 * _smooth_noise_1d(rng, len(Zf), 40.0)
+    body_f = {
+        "a": a0 * (1 + 0.06 * pelvis_f - 0.03 * chest_f) * wobble_f,
+        "b_ant": b_ant0 * (1 - 0.12 * pelvis_f + 0.02 * chest_f) * wobble_f,
+        "b_post": np.full(len(Zf), b_post0),
+        "yc": np.zeros(len(Zf)),
     }
-    body["y_back"] = (body["yc"] + 0.93 * body["b_post"]).astype(np.float32)
+    body_f["y_back"] = body_f["yc"] + 0.93 * body_f["b_post"]
+    body = {key: np.interp(gz, Zf, value).astype(np.float32) for key, value in body_f.items()}
+    chest = np.interp(gz, Zf, chest_f)
     P["body"] = {"half_width_mm": a0, "anterior_half_depth_mm": b_ant0, "posterior_half_depth_mm": b_post0,
                  "subcutaneous_fat_mm": t_fat0, "abdominal_wall_muscle_mm": t_muscle}
 
@@ -1029,9 +1032,9 @@ def _build_aorta(seed: int, grid: _Grid) -> _Anatomy:  # noqa: C901 (one patient
         for side in (-1, 1):
             th = np.linspace(0.45, theta_end, 24)
             zr = z0 - drop * ((th - th[0]) / (th[-1] - th[0])) ** 1.3
-            a_z = np.interp(zr, gz, body["a"]) if nz > 1 else np.full_like(zr, a0)
+            a_z = np.interp(zr, Zf, body_f["a"])
             dep = 0.8 * t_fat0 + t_muscle * 0.6 + rib_r
-            yb = np.where(np.cos(th) > 0, b_post0, np.interp(zr, gz, body["b_ant"]) if nz > 1 else b_ant0)
+            yb = np.where(np.cos(th) > 0, b_post0, np.interp(zr, Zf, body_f["b_ant"]))
             pts = np.stack([side * (a_z - dep) * np.sin(th), (yb - dep) * np.cos(th), zr], axis=1)
             root = np.array([[side * 25.0, float(np.interp(z0, Zf, y_spine_f)) + vb_b0 + 12, z0]])
             pts = np.concatenate([root, pts], axis=0)
