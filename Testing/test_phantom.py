@@ -278,6 +278,24 @@ def test_write_read_round_trip_is_exact(tmp_path, coarse_cases):
     assert back.params["labels"] == LABELS
 
 
+def test_write_phantom_into_an_unwritable_place_is_a_one_sentence_output_error(tmp_path, coarse_cases):
+    from DigitalContrastLib.errors import EXIT_OUTPUT, OutputError
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    with pytest.raises(OutputError) as info:
+        write_phantom(coarse_cases[0], blocker / "case")
+    assert str(blocker) in str(info.value) and info.value.exit_code == EXIT_OUTPUT
+
+
+def test_rewriting_a_folder_replaces_the_whole_set(tmp_path, coarse_cases):
+    write_phantom(coarse_cases[0], tmp_path)
+    write_phantom(coarse_cases[1], tmp_path)
+    back = read_phantom(tmp_path)
+    assert back.params["seed"] == 1 and np.array_equal(back.labels.array, coarse_cases[1].labels.array)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["contrast.nrrd", "labels.nrrd", "noncontrast.nrrd", "phantom.json"]
+
+
 def test_read_phantom_names_the_missing_file(tmp_path):
     from DigitalContrastLib.errors import InputError
 

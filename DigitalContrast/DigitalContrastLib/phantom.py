@@ -113,7 +113,7 @@ from typing import Any
 import numpy as np
 
 from .atomic import atomic_path, atomic_write_text
-from .errors import InputError, JobError
+from .errors import InputError, JobError, OutputError
 from .volume import IDENTITY_DIRECTION, CTVolume
 
 GENERATOR_VERSION = "1.0.0"
@@ -1601,23 +1601,34 @@ PHANTOM_FILES = {"noncontrast": "noncontrast.nrrd", "contrast": "contrast.nrrd",
 
 def write_phantom(case: PhantomCase, outdir) -> dict[str, Path]:
     """Write the case as ``noncontrast.nrrd``, ``contrast.nrrd``, ``labels.nrrd`` (int16, exact
-    geometry) and ``phantom.json`` (the params) into ``outdir``, each atomically.
+    geometry; labels gzip-compressed) and ``phantom.json`` (the params) into ``outdir``, each
+    atomically, ``phantom.json`` last.
 
     Returns ``{"noncontrast": path, "contrast": path, "labels": path, "params": path}``.
+
+    Raises:
+        OutputError: the folder or a file cannot be written (the message names it).
     """
     import SimpleITK as sitk
 
     out = Path(outdir)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = {}
-    for key in ("noncontrast", "contrast", "labels"):
-        volume: CTVolume = getattr(case, key)
-        path = out / PHANTOM_FILES[key]
-        image = volume.with_array(np.asarray(volume.array, dtype=np.int16)).to_sitk()
-        with atomic_path(path) as tmp:
-            sitk.WriteImage(image, str(tmp), useCompression=(key == "labels"))
-        paths[key] = path
-    paths["params"] = atomic_write_text(out / PHANTOM_FILES["params"], json.dumps(case.params, indent=1) + "\n")
+    paths: dict[str, Path] = {}
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        # phantom.json goes last: a folder whose phantom.json exists holds a complete, matching set
+        (out / PHANTOM_FILES["params"]).unlink(missing_ok=True)
+        for key in ("noncontrast", "contrast", "labels"):
+            volume: CTVolume = getattr(case, key)
+            path = out / PHANTOM_FILES[key]
+            image = volume.with_array(np.asarray(volume.array, dtype=np.int16)).to_sitk()
+            with atomic_path(path) as tmp:
+                sitk.WriteImage(image, str(tmp), useCompression=(key == "labels"))
+            paths[key] = path
+        text = json.dumps(case.params, indent=1) + "\n"
+        paths["params"] = atomic_write_text(out / PHANTOM_FILES["params"], text)
+    except (OSError, RuntimeError) as error:
+        reason = getattr(error, "strerror", None) or "the write failed"
+        raise OutputError(f"Cannot write the phantom into {out} ({reason}): choose a folder you can write to.") from None
     return paths
 
 
