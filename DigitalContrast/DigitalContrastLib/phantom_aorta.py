@@ -43,7 +43,11 @@ FINE_Z = np.arange(-320.0, 420.0, 1.0)  # the anatomy's z lattice (mm), independ
 
 def _body_fields(grid: Grid, body: dict[str, np.ndarray]) -> tuple[np.ndarray, Box | None, np.ndarray]:
     """Approximate depth below the skin (mm, float32, negative outside) for every voxel, the box
-    that holds the body, and there the anteroposterior position ``s`` (-1 front ... +1 back)."""
+    that holds the body, and there the anteroposterior position ``s`` (-1 front ... +1 back).
+
+    The outline is two half-ellipses (half-width ``a``, front and back half-depths) whose
+    diagonals bulge by the fraction ``square`` (fuller flanks), cut flat at the back (``y_back``).
+    """
     depth = np.full(grid.shape_zyx, -1000.0, np.float32)
     reach_x = float(body["a"].max())
     box = grid.box((-reach_x, float((body["yc"] - body["b_ant"]).min()), -1e9),
@@ -56,13 +60,15 @@ def _body_fields(grid: Grid, body: dict[str, np.ndarray]) -> tuple[np.ndarray, B
     b = np.where(yy < 0, body["b_ant"][zi][:, None, None], body["b_post"][zi][:, None, None]).astype(np.float32)
     ex = (box.X / a).astype(np.float32)
     ey = yy / b
-    r = np.sqrt(ex * ex + ey * ey)
+    r2 = np.maximum(ex * ex + ey * ey, 1e-6)
+    cos4 = 1.0 - 8.0 * (ex * ey) ** 2 / (r2 * r2)
+    r = np.sqrt(r2) / (1.0 + body["square"][zi][:, None, None].astype(np.float32) * 0.5 * (1.0 - cos4))
     r_safe = np.maximum(r, 1e-3)
     local = np.sqrt(box.X * box.X + yy * yy) / r_safe  # the outline's radius along this direction
     inner = (1.0 - r) * local
     np.minimum(inner, (body["y_back"][zi][:, None, None] - box.Y).astype(np.float32), out=inner)
     depth[box.sl] = inner
-    s_ap = np.clip(ey / r_safe, -1, 1).astype(np.float32)
+    s_ap = np.clip(ey / np.sqrt(r2), -1, 1).astype(np.float32)
     return depth, box, s_ap
 
 
@@ -208,9 +214,12 @@ def _paint_iliac_wings(canvas: Canvas, depth: np.ndarray, body: dict[str, np.nda
         dist = np.sqrt((px - e(cxw)) ** 2 + (pel.Y - e(cyw)) ** 2) - wing_radius  # > 0 posterolateral
         t = ((px - e(ax_)) * e(bx_ - ax_) + (pel.Y - e(ay_)) * e(by_ - ay_)) / e(chord * chord)
         thick = e(7 + 12 * down ** 2)
-        below_crest = pel.Z <= z_crest - 35 * (np.clip(t, -0.5, 1.2) - 0.4) ** 2  # the crest arches
+        crest = z_crest - 35 * (np.clip(t, -0.5, 1.2) - 0.4) ** 2  # the crest arches
+        below_crest = pel.Z <= crest
         dist = np.where(below_crest, dist, 1e3)
-        glute = (dist > 0) & (dist < 50) & (t > -0.45) & (t < 1.0) & (depth[pel.sl] > t_fat * 0.8)
+        # the gluteal muscles thicken from the crest down
+        glute_depth = 50 * np.clip((crest - pel.Z) / 40.0, 0.2, 1.0)
+        glute = (dist > 0) & (dist < glute_depth) & (t > -0.45) & (t < 1.0) & (depth[pel.sl] > t_fat * 0.8)
         canvas.paint(pel, glute, "muscle")
         canvas.paint(pel, (dist < 0) & (dist > -thick / 2 - 18) & (t > 0.12) & (t < 1.0), "muscle")  # iliacus
         wing = pel.Z >= wing_bottom
@@ -305,10 +314,12 @@ def build_aorta(seed: int, grid: Grid) -> Anatomy:  # noqa: C901 (one patient, d
         "yc": np.zeros(len(Zf)),
     }
     body_f["y_back"] = body_f["yc"] + 0.93 * body_f["b_post"]
+    square = u(-0.01, 0.06)
+    body_f["square"] = np.full(len(Zf), square)
     body = {key: np.interp(gz, Zf, value).astype(np.float32) for key, value in body_f.items()}
     chest = np.interp(gz, Zf, chest_f)
     P["body"] = {"half_width_mm": a0, "anterior_half_depth_mm": b_ant0, "posterior_half_depth_mm": b_post0,
-                 "subcutaneous_fat_mm": t_fat0, "abdominal_wall_muscle_mm": t_muscle}
+                 "subcutaneous_fat_mm": t_fat0, "abdominal_wall_muscle_mm": t_muscle, "squareness": square}
 
     depth, bbox, s_ap = _body_fields(grid, body)
     if bbox is not None:
