@@ -332,8 +332,13 @@ def build_aorta(seed: int, grid: Grid) -> Anatomy:  # noqa: C901 (one patient, d
         t_wall = t_muscle * (1 + 0.4 * (1 - np.abs(s_ap)) - 0.6 * np.clip((s_ap - 0.3) / 0.7, 0, 1))
         wall = inside & (d > t_fat) & (d <= t_fat + t_wall) & ~((s_ap < -0.8) & (np.abs(bbox.X) < 4))
         sub[wall] = LABELS["muscle"]
+        # thin fat planes between the external oblique, internal oblique and transversus laterally
+        layer = (d - t_fat) / t_wall
+        half = 0.8 / t_wall
+        planes = wall & (np.abs(s_ap) < 0.6) & ((np.abs(layer - 0.38) < half) | (np.abs(layer - 0.7) < half))
+        sub[planes] = LABELS["fat"]
         sub[inside & (d <= 2.0)] = LABELS["soft_tissue"]  # skin
-        del t_wall, wall, t_fat, inside
+        del t_wall, wall, t_fat, inside, layer, planes
     cavity_margin = t_fat0 * 1.3 + t_muscle * 1.3
 
     def cavity(box: Box, extra: float = 0.0) -> np.ndarray:
