@@ -192,14 +192,18 @@ class DigitalContrastReaderWidget(ScriptedLoadableModuleWidget, VTKObservationMi
     def onStart(self) -> None:
         if self.session is not None:
             return
-        with slicer.util.tryWithErrorDisplay(_("Could not start the reading session."), waitCursor=True):
-            self.session = self.logic.startSession(self._parameterNode)
-            self.session.on_interaction = self._refreshClock
-            qt.QSettings().setValue(STUDY_PATH_SETTING, str(self._parameterNode.studyPath))
-            self.ui.adminLogTextEdit.clear()
-            self._blindViews(True)
-            self._showState()
-            self._timer.start()
+        try:
+            with slicer.util.tryWithErrorDisplay(_("Could not start the reading session."), waitCursor=True):
+                self.session = self.logic.startSession(self._parameterNode)
+        except Exception:
+            self._updateButtons()
+            return  # shown to the reader (one sentence: unknown code, no study there...)
+        self.session.on_interaction = self._refreshClock
+        qt.QSettings().setValue(STUDY_PATH_SETTING, str(self._parameterNode.studyPath))
+        self.ui.adminLogTextEdit.clear()
+        self._blindViews(True)
+        self._showState()
+        self._timer.start()
         self._updateButtons()
 
     def onStop(self) -> None:
@@ -217,8 +221,16 @@ class DigitalContrastReaderWidget(ScriptedLoadableModuleWidget, VTKObservationMi
     def onSubmit(self) -> None:
         if self.session is None or self.form is None or not self.form.can_submit:
             return
-        with slicer.util.tryWithErrorDisplay(_("The answers were NOT saved."), waitCursor=True):
-            self.logic.submitAndNext(self.session, self.form.answers(), self._parameterNode)
+        try:
+            with slicer.util.tryWithErrorDisplay(_("The answers were NOT saved."), waitCursor=True):
+                self.logic.submit(self.session, self.form.answers())
+        except Exception:
+            return  # shown to the reader; the item stays on screen with its answers
+        try:
+            with slicer.util.tryWithErrorDisplay(_("Your answers are saved, but the next item could not be shown."),
+                                                 waitCursor=True):
+                self.logic.nextItem(self.session, self._parameterNode)
+        finally:
             self._showState()
 
     def _showState(self) -> None:
@@ -515,21 +527,25 @@ class DigitalContrastReaderLogic(ScriptedLoadableModuleLogic):
         from DigitalContrastReaderLib.mrml_session import ReadingSessionLogic
 
         store = self.openStore(parameterNode.studyPath)
+        session = ReadingSessionLogic(slicer.mrmlScene, slicer.app.applicationLogic(), store, parameterNode.readerCode,
+                                      idle_after_seconds=parameterNode.idleTimeoutSeconds)
         try:
-            session = ReadingSessionLogic(slicer.mrmlScene, slicer.app.applicationLogic(), store,
-                                          parameterNode.readerCode, idle_after_seconds=parameterNode.idleTimeoutSeconds)
             session.start()
         except Exception:
+            session.close()
             store.close()
             raise
         self._recordItem(session, parameterNode)
         return session
 
+    def submit(self, session, answers):
+        """Commit the answers to the item on screen; they are on disk when this returns."""
+        return session.submit(answers)
+
     def submitAndNext(self, session, answers, parameterNode):
         """Commit the answers (on disk when this returns), then show the next item."""
-        receipt = session.submit(answers)
-        session.next()
-        self._recordItem(session, parameterNode)
+        receipt = self.submit(session, answers)
+        self.nextItem(session, parameterNode)
         return receipt
 
     def nextItem(self, session, parameterNode):
@@ -550,7 +566,8 @@ class DigitalContrastReaderLogic(ScriptedLoadableModuleLogic):
         """Log out: take the item off the screen and close the store (a backup is made)."""
         session.close()
         session.store.close()
-        parameterNode.currentItemId = ""
+        if parameterNode is not None:
+            parameterNode.currentItemId = ""
 
     @staticmethod
     def _recordItem(session, parameterNode):

@@ -393,3 +393,45 @@ def test_real_ct_files_and_a_dicom_series_load_blind_with_their_hu(tmp_path, rea
                                         "non_diagnostic": False})
     assert len(checked) == 4 and store.integrity_check().ok
     store.close()
+
+
+def test_reader_layouts_are_neutral_grids_and_3d_is_reported_not_shown():
+    from DigitalContrastReaderLib.mrml_session import READER_PAIR_LAYOUT_ID, reader_layout
+
+    layout = reader_layout(("Image A", "Image B"), ["coronal", "3d", "axial"])
+    assert layout.layout_id == READER_PAIR_LAYOUT_ID and layout.ignored_views == ("3d",)
+    assert layout.view_names == ("ReaderImageACoronal", "ReaderImageBCoronal", "ReaderImageAAxial", "ReaderImageBAxial")
+    assert layout.views_by_handle["Image B"] == ("ReaderImageBCoronal", "ReaderImageBAxial")
+    root = ElementTree.fromstring(layout.xml)
+    labels = [p.text for p in root.iter("property") if p.get("name") == "viewlabel"]
+    colors = {p.text for p in root.iter("property") if p.get("name") == "viewcolor"}
+    assert labels == ["Image A (coronal)", "Image B (coronal)", "Image A (axial)", "Image B (axial)"]
+    assert len(colors) == 1  # one frame colour: colour never tells the images apart
+    assert reader_layout(("Image",), ["axial"]).view_names == ("ReaderImageAxial",)
+
+
+def test_an_unreadable_image_is_one_sentence_and_leaves_no_node(revealing_study, tmp_path):
+    from DigitalContrastReaderLib.errors import StudyError
+    from DigitalContrastReaderLib.mrml_session import read_image_blind
+
+    broken = tmp_path / "broken.nrrd"
+    broken.write_bytes(b"NRRD0004\nthis is not a volume\n")
+    with pytest.raises(StudyError, match="could not be read") as caught:
+        read_image_blind(broken)
+    assert "broken" not in str(caught.value)  # the sentence names no file: the reader must not see it
+    _study, store = revealing_study
+
+    def failing_reader(path):
+        raise StudyError("An image of this item could not be read (test); tell the study admin.")
+
+    session = _session(store, image_reader=failing_reader)
+    with pytest.raises(StudyError):
+        session.start()
+    assert _volume_nodes(session.scene) == []
+    hierarchy = session.scene.GetFirstNodeByClass("vtkMRMLSubjectHierarchyNode")
+    if hierarchy is not None:
+        import vtk
+
+        children = vtk.vtkIdList()
+        hierarchy.GetItemChildren(hierarchy.GetSceneItemID(), children, True)
+        assert children.GetNumberOfIds() == 0
