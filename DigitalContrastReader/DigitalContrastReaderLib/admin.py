@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import AnswerError, StoreError, UsageError
+from .long_table import complete_crossed_subset
 from .export import ExportResult, analysis_table, export_all
 from .store import SQLiteAnswerStore, open_store
 
@@ -147,16 +148,26 @@ def write_study_report(store: SQLiteAnswerStore, out_dir: str | os.PathLike, *, 
         raise UsageError(f"Question '{key}' has no answers for both a synthetic and the real image yet; "
                          "the report compares them, so wait for more answers.")
     test = synthetic[0]
-    grading = grading[grading["modality"].isin([test, "real"])]
+    # a study still being read is analysed on its complete, fully crossed part (said in the title)
+    grading, note = complete_crossed_subset(grading[grading["modality"].isin([test, "real"])])
+    if grading.empty:
+        raise UsageError(f"No case has answers to '{key}' from every reader for both images yet; "
+                         "the report compares them, so wait for more answers.")
     turing = None
     turing_tasks = [t.task_id for t in store.study.tasks if t.type == "turing"]
     if turing_tasks:
         try:
-            turing = analysis_table(store, "rating", turing_tasks[0])
+            turing, _ = complete_crossed_subset(analysis_table(store, "rating", turing_tasks[0]))
         except UsageError:
             turing = None  # no Turing answers yet
-    return Path(report.write_report(grading, out_dir, title=title or f"{store.study.title}: {key}", test=test,
-                                    reference="real", turing=turing, synthetic_label=test))
+        if turing is not None and turing.empty:
+            turing = None
+        # the derived rating is L + confidence for "synthetic", L + 1 - confidence for "real"
+        levels = turing["score"].max() // 2 if turing is not None else 5
+    title = title or f"{store.study.title}: {key}"
+    return Path(report.write_report(grading, out_dir, title=f"{title} ({note})" if note else title, test=test,
+                                    reference="real", turing=turing, synthetic_label=test,
+                                    turing_threshold=float(levels) + 0.5 if turing_tasks else 0.5))
 
 
 def correct_answer(store: SQLiteAnswerStore, item_id: str, question_key: str, value_text: str, *, reason: str,
