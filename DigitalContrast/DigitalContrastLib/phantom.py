@@ -229,11 +229,12 @@ class RigidMisregistration:
 
     @classmethod
     def random(cls, seed: int, max_rotation_deg: float = 3.0, max_translation_mm: float = 5.0) -> "RigidMisregistration":
-        """A small random motion drawn from ``seed`` (rotations and shifts uniform in +- the maxima)."""
+        """A small random motion drawn from ``seed`` (rotations and shifts uniform in +- the maxima),
+        rounded to 1e-6 so that the values recorded in ``phantom.json`` are exactly those applied."""
         rng = np.random.default_rng([int(seed), 101])
-        rz, rx, ry = rng.uniform(-max_rotation_deg, max_rotation_deg, 3)
-        t = rng.uniform(-max_translation_mm, max_translation_mm, 3)
-        return cls(float(rz), float(rx), float(ry), tuple(float(v) for v in t))  # type: ignore[arg-type]
+        rz, rx, ry = (round(float(v), 6) for v in rng.uniform(-max_rotation_deg, max_rotation_deg, 3))
+        t = tuple(round(float(v), 6) for v in rng.uniform(-max_translation_mm, max_translation_mm, 3))
+        return cls(rz, rx, ry, t)  # type: ignore[arg-type]
 
     def rotation_matrix(self) -> np.ndarray:
         """``R = Rz @ Rx @ Ry`` (3x3)."""
