@@ -1,6 +1,7 @@
 """The aorta IFU's phantom patient: abdominal CT from the lung bases to the hips, with the aorta.
 
-Drawn in millimetres in the patient's LPS frame (grid centre = LPS (0, 0, 0)), top to bottom:
+Drawn in millimetres in the patient's LPS frame (midline x = 0; the grid is re-centred on the
+body's anteroposterior middle), top to bottom:
 levels along the spine, body outline with skin, subcutaneous fat and abdominal wall, the lumbar
 spine (bodies, discs, arches, sacrum), psoas, quadratus, erector spinae, iliac wings with iliacus
 and gluteal muscles, hip joints, diaphragm and lung bases, liver, gallbladder, spleen, stomach,
@@ -278,10 +279,7 @@ def build_aorta(seed: int, grid: Grid) -> Anatomy:  # noqa: C901 (one patient, d
 
     rng = np.random.default_rng([int(seed), 1])
     u = lambda lo, hi: uniform(rng, lo, hi)  # noqa: E731
-    canvas = Canvas(grid)
     Zf = FINE_Z
-    gz = grid.z
-    nz = len(gz)
     P: dict[str, Any] = {}
 
     # ---------------------------------------------------------------- levels (mm, LPS z)
@@ -318,6 +316,11 @@ def build_aorta(seed: int, grid: Grid) -> Anatomy:  # noqa: C901 (one patient, d
     body_f["y_back"] = body_f["yc"] + 0.93 * body_f["b_post"]
     square = u(-0.01, 0.06)
     body_f["square"] = np.full(len(Zf), square)
+    # centre the grid on the body: halfway between the front of the abdomen and the flat back
+    grid = grid.centered_at((0.0, (0.93 * b_post0 - b_ant0) / 2.0, 0.0))
+    canvas = Canvas(grid)
+    gz = grid.z
+    nz = len(gz)
     body = {key: np.interp(gz, Zf, value).astype(np.float32) for key, value in body_f.items()}
     chest = np.interp(gz, Zf, chest_f)
     P["body"] = {"half_width_mm": a0, "anterior_half_depth_mm": b_ant0, "posterior_half_depth_mm": b_post0,
@@ -823,7 +826,7 @@ def build_aorta(seed: int, grid: Grid) -> Anatomy:  # noqa: C901 (one patient, d
     caval = extras["caval_mixing_above_renal_veins_hu"] * smoothstep((gz - z_rv) / 20.0)
     offsets = {"aortic_lumen": lumen_z, "branch_artery": lumen_z, "vena_cava": caval}
     P["hu_extras"] = extras
-    return Anatomy(canvas.labels, nc, c, offsets, P, focus)
+    return Anatomy(grid, canvas.labels, nc, c, offsets, P, focus)
 
 
 def _paint_bowel(canvas: Canvas, grid: Grid, rng: np.random.Generator, cavity, anat: dict) -> dict:
