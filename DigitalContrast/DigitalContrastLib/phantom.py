@@ -115,7 +115,7 @@ from typing import Any
 
 import numpy as np
 
-from .atomic import atomic_path, atomic_write_text
+from .atomic import atomic_write_text
 from .errors import InputError, JobError, OutputError
 from .volume import IDENTITY_DIRECTION, CTVolume
 
@@ -800,7 +800,7 @@ def write_phantom(case: PhantomCase, outdir) -> dict[str, Path]:
     Raises:
         OutputError: the folder or a file cannot be written (the message names it).
     """
-    import SimpleITK as sitk
+    from .io import write_volume
 
     out = Path(outdir)
     paths: dict[str, Path] = {}
@@ -810,11 +810,8 @@ def write_phantom(case: PhantomCase, outdir) -> dict[str, Path]:
         (out / PHANTOM_FILES["params"]).unlink(missing_ok=True)
         for key in ("noncontrast", "contrast", "labels"):
             volume: CTVolume = getattr(case, key)
-            path = out / PHANTOM_FILES[key]
-            image = volume.with_array(np.asarray(volume.array, dtype=np.int16)).to_sitk()
-            with atomic_path(path) as tmp:
-                sitk.WriteImage(image, str(tmp), useCompression=(key == "labels"))
-            paths[key] = path
+            paths[key] = write_volume(volume.with_array(np.asarray(volume.array, dtype=np.int16)),
+                                      out / PHANTOM_FILES[key], compress=(key == "labels"))
         text = json.dumps(case.params, indent=1) + "\n"
         paths["params"] = atomic_write_text(out / PHANTOM_FILES["params"], text)
     except (OSError, RuntimeError) as error:
@@ -829,7 +826,7 @@ def read_phantom(outdir) -> PhantomCase:
     Raises:
         InputError: a file is missing or unreadable (the message names it).
     """
-    import SimpleITK as sitk
+    from .io import read_volume
 
     folder = Path(outdir)
     volumes = {}
@@ -837,10 +834,7 @@ def read_phantom(outdir) -> PhantomCase:
         path = folder / PHANTOM_FILES[key]
         if not path.is_file():
             raise InputError(f"{path} is missing: write the phantom again with 'digital-contrast phantom {folder}'.")
-        try:
-            volumes[key] = CTVolume.from_sitk(sitk.ReadImage(str(path)), metadata={"path": str(path)})
-        except RuntimeError:
-            raise InputError(f"{path} cannot be read as NRRD: write the phantom again.") from None
+        volumes[key] = read_volume(path)
     path = folder / PHANTOM_FILES["params"]
     try:
         params = json.loads(path.read_text(encoding="utf-8"))
