@@ -47,3 +47,22 @@ def test_broken_tables_are_refused_with_one_sentence(rows, message):
     with pytest.raises(InputError, match=message) as error:
         crossed_scores(_frame(rows), source="study.csv")
     assert str(error.value).startswith("study.csv: ") and "\n" not in str(error.value)
+
+
+def test_complete_crossed_subset_keeps_only_fully_read_readers_and_cases():
+    from DigitalContrastReaderLib.long_table import complete_crossed_subset
+
+    rows = []
+    for reader, cases in {"r1": ["c1", "c2", "c3"], "r2": ["c1", "c2"], "r3": ["c1"]}.items():
+        for case in cases:
+            for modality in ("real", "synthetic"):
+                rows.append({"reader_id": reader, "case_id": case, "modality": modality, "truth": 1, "score": 3.0})
+    rows.append({"reader_id": "r3", "case_id": "c2", "modality": "real", "truth": 1, "score": 3.0})  # half read
+    subset, note = complete_crossed_subset(pd.DataFrame(rows))
+    # r3 has one complete case only: dropping it leaves r1, r2 with the two cases both read completely
+    assert sorted(subset["reader_id"].unique()) == ["r1", "r2"]
+    assert sorted(subset["case_id"].unique()) == ["c1", "c2"]
+    assert len(subset) == 2 * 2 * 2
+    assert note == "interim: 2 of 3 readers x 2 of 3 cases are complete in every modality and analysed"
+    full, none = complete_crossed_subset(subset)
+    assert len(full) == len(subset) and none == ""

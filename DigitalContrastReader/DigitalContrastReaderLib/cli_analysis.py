@@ -71,6 +71,7 @@ def run_mrmc(args: argparse.Namespace) -> int:
     return 0
 
 
+REPORT_DEFAULT_TITLE = "Reader study report"
 REPORT_HELP = "HTML report (tables and figures) of a study's answer store or of reading-table CSVs"
 REPORT_DESCRIPTION = """\
 Write an HTML report with figures: score distributions, mean difference with per-reader forest
@@ -88,11 +89,11 @@ def report_arguments(p: argparse.ArgumentParser) -> None:
     p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.add_argument("source", metavar="SOURCE", nargs="?",
                    help="study answer store (.sqlite), or a long CSV of image-quality grades")
-    p.add_argument("--question", default="overall_confidence",
+    p.add_argument("--question", default=None,
                    help="grading question analysed when SOURCE is a store (default overall_confidence)")
     p.add_argument("--turing", metavar="CSV", default=None, help="long table of a visual Turing test")
     p.add_argument("--out", required=True, metavar="DIR", help="folder for report.html and figures/")
-    p.add_argument("--title", default="Reader study report")
+    p.add_argument("--title", default=REPORT_DEFAULT_TITLE)
     p.add_argument("--test", default="synthetic", metavar="MODALITY", help="tested modality (default synthetic)")
     p.add_argument("--reference", default="real", metavar="MODALITY", help="reference modality (default real)")
     p.add_argument("--margin", type=float, default=None, help="non-inferiority margin of the mean grade difference")
@@ -101,32 +102,21 @@ def report_arguments(p: argparse.ArgumentParser) -> None:
                    help="a Turing score >= this is the call 'synthetic' (CSV input; a store sets it itself)")
 
 
-def _tables_from_store(db: str, question: str):
-    """(grading, turing, turing_threshold) long tables from an answer store; None where the study has no such task."""
-    from .export import analysis_table
-    from .store import open_store
-
-    with open_store(db) as store:
-        types = {task.type: task.task_id for task in store.study.tasks}
-        grading = analysis_table(store, question, types["grading"]) if "grading" in types else None
-        turing = analysis_table(store, "rating", types["turing"]) if "turing" in types else None
-        # the derived rating is L + confidence for "synthetic" and L + 1 - confidence for "real":
-        # the call "synthetic" is a rating above L (L = number of confidence levels)
-        levels = turing["score"].max() // 2 if turing is not None and len(turing) else 5
-    return grading, turing, float(levels) + 0.5
-
-
 def run_report(args: argparse.Namespace) -> int:
     from .report import write_report
 
     if args.source is None and args.turing is None:
         raise JobError("give a study store, a grading CSV, --turing CSV, or both CSVs.")
-    threshold = args.turing_threshold
     if args.source and str(args.source).endswith((".sqlite", ".db", ".sqlite3")):
-        grading, turing, threshold = _tables_from_store(args.source, args.question)
-    else:
-        grading = read_long_csv(args.source) if args.source else None
-        turing = read_long_csv(args.turing) if args.turing else None
+        from .admin import write_study_report
+        from .store import open_store
+
+        with open_store(args.source) as store:
+            title = None if args.title == REPORT_DEFAULT_TITLE else args.title
+            print(write_study_report(store, args.out, question=args.question, title=title))
+        return 0
+    grading = read_long_csv(args.source) if args.source else None
+    turing = read_long_csv(args.turing) if args.turing else None
     path = write_report(
         grading,
         args.out,
@@ -135,7 +125,7 @@ def run_report(args: argparse.Namespace) -> int:
         reference=args.reference,
         turing=turing,
         margin=args.margin,
-        turing_threshold=threshold,
+        turing_threshold=args.turing_threshold,
         turing_margin=args.turing_margin,
     )
     print(path)

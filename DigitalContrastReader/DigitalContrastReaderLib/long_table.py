@@ -186,3 +186,35 @@ def crossed_scores(
         )
     truth = frame.groupby("case_id")["truth"].first().reindex(cases).to_numpy(dtype=float)
     return CrossedScores(scores, truth, tuple(chosen), tuple(readers), tuple(cases))
+
+
+def complete_crossed_subset(frame: pd.DataFrame, min_cases: int = 2) -> tuple[pd.DataFrame, str]:
+    """The largest fully crossed part of a long table that is still being read (interim analyses).
+
+    Keeps the readers and cases for which every reader has read every case in every modality:
+    starting from all readers, the reader with the fewest complete cases is dropped until at
+    least ``min_cases`` cases are complete for all remaining readers.
+
+    Returns:
+        ``(subset, note)``: the crossed subset (possibly empty) and a one-line description of what
+        was left out (empty when nothing was).
+    """
+    modalities = frame["modality"].nunique()
+    reads = frame.groupby(["reader_id", "case_id"])["modality"].nunique()
+    complete = {reader: set(cases.index.get_level_values("case_id")[cases == modalities])
+                for reader, cases in reads.groupby(level="reader_id")}
+    readers = sorted(complete, key=lambda r: (-len(complete[r]), str(r)))
+    while readers:
+        cases = set.intersection(*(complete[r] for r in readers))
+        if len(cases) >= min_cases:
+            break
+        readers.pop()  # the reader with the fewest complete cases
+    else:
+        cases = set()
+    subset = frame[frame["reader_id"].isin(readers) & frame["case_id"].isin(cases)]
+    all_readers, all_cases = frame["reader_id"].nunique(), frame["case_id"].nunique()
+    note = ""
+    if len(readers) < all_readers or len(cases) < all_cases:
+        note = (f"interim: {len(readers)} of {all_readers} readers x {len(cases)} of {all_cases} cases are complete "
+                "in every modality and analysed")
+    return subset.reset_index(drop=True), note
