@@ -265,7 +265,8 @@ class DigitalContrastWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         combo = self.ui.modelComboBox
         combo.blockSignals(True)
         combo.clear()
-        combo.addItem(_("Default model"), "")
+        defaultId = self.logic.defaultModelId()
+        combo.addItem(_("Default model ({model})").format(model=defaultId) if defaultId else _("Default model"), "")
         for choice in self._models:
             combo.addItem(choice.label, choice.model_id)
             combo.setItemData(combo.count - 1, choice.card_text, qt.Qt.ToolTipRole)
@@ -286,7 +287,7 @@ class DigitalContrastWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._showModelCard()
 
     def _chosenModel(self):
-        modelId = self.ui.modelComboBox.currentData
+        modelId = self.ui.modelComboBox.currentData or self.logic.defaultModelId()
         return next((m for m in self._models if m.model_id == modelId), None)
 
     def _showModelCard(self) -> None:
@@ -529,6 +530,11 @@ class DigitalContrastLogic(ScriptedLoadableModuleLogic):
         from DigitalContrastLib.panel_choices import available_models
 
         return available_models()
+
+    def defaultModelId(self):
+        from DigitalContrastLib.panel_choices import default_model_id
+
+        return default_model_id()
 
     def startDeviceProbe(self):
         """Ask the worker which device it sees (torch is imported there, not here)."""

@@ -47,6 +47,15 @@ def card_text(data: Mapping[str, Any], folder: str = "") -> str:
     return "\n".join(lines)
 
 
+def default_model_id() -> str | None:
+    """The id the worker runs when no model is named (None when the engine is not installed)."""
+    try:
+        from .models import DEFAULT_MODEL_ID
+    except ImportError:
+        return None
+    return DEFAULT_MODEL_ID
+
+
 def available_models(verify: bool = False) -> tuple[list[ModelChoice], str | None]:
     """The models on the search path (``models.discover_models``), and a note when there are none.
 
