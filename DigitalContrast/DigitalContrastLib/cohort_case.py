@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import time
 import traceback
 from collections.abc import Mapping
@@ -283,7 +284,7 @@ def evaluate_case(case: CohortCase, out_dir: str | os.PathLike, settings: Evalua
     timings: dict[str, float] = {}
     result: dict[str, Any] = {"schema": RESULT_SCHEMA, "case_id": case.case_id, "status": STATUS_FAILED, "reason": "",
                               "inputs": _inputs_of(case), "settings_key": settings.result_key(), "files": {},
-                              "synthesis_calls": 0}
+                              "synthesis_calls": 0, "node": {"host": socket.gethostname(), "pid": os.getpid()}}
     row: dict[str, Any] = {"case_id": case.case_id, **dict(case.extra)}
     try:
         noncontrast, real_moving, labels = _read_inputs(case, folder, result, timings)

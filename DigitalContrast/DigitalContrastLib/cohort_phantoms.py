@@ -40,7 +40,7 @@ def broken_positions(cases: int, broken: int) -> list[int]:
     """Indices (0-based) of the broken cases, spread evenly over the cohort."""
     if broken <= 0:
         return []
-    return sorted({min(cases - 1, max(0, round((k + 1) * cases / (broken + 1)) - 1)) for k in range(broken)})
+    return sorted({min(cases - 1, (k + 1) * cases // (broken + 1)) for k in range(broken)})
 
 
 def make_phantom_cohort(out_dir: str | os.PathLike, cases: int = 5, seed_start: int = DEFAULT_SEED_START,

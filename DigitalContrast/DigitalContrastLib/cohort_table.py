@@ -188,7 +188,7 @@ def metrics_columns(extra_columns: Iterable[str]) -> list[str]:
 
 
 def _cell(value: Any) -> str:
-    """A value as text: floats with up to 10 significant digits (round-trip stable), nan as empty."""
+    """A value as text: floats as the shortest text that reads back as the same float, nan as empty."""
     if value is None:
         return ""
     if isinstance(value, bool):
@@ -198,7 +198,7 @@ def _cell(value: Any) -> str:
             return ""
         if math.isinf(value):
             return "inf" if value > 0 else "-inf"
-        return f"{value:.10g}"
+        return repr(float(value))  # float(): numpy scalars print as np.float64(...)
     if isinstance(value, (list, tuple)):
         return ";".join(_cell(v) for v in value)
     return str(value)
