@@ -200,20 +200,26 @@ def test_anatomy_is_defined_in_millimetres_not_voxels():
         assert coarse.params[key] == fine.params[key]
 
 
-def test_thrombus_does_not_enhance_and_hides_in_the_non_contrast_scan(coarse_cases):
+@pytest.mark.slow
+def test_thrombus_does_not_enhance_and_hides_in_the_non_contrast_scan():
+    # 1.4 mm pixels over the aneurysm's levels, so both medians rest on hundreds of voxels: with
+    # noise sigma up to 25 HU, a few dozen voxels could not resolve a 15 HU criterion
     tested = 0
-    for case in coarse_cases:
+    for seed in range(12):
+        case = make_phantom(seed, size_xyz=(256, 256, 48), spacing_xyz_mm=(1.4, 1.4, 2.5))
         inside = interior(case)
         thrombus = label_region(case, "thrombus", inside)
         lumen = label_region(case, "aortic_lumen", inside)
-        if thrombus.sum() < MIN_VOXELS or lumen.sum() < MIN_VOXELS:
+        if thrombus.sum() < 300 or lumen.sum() < 300:
             continue
         tested += 1
         nc, c = case.noncontrast.array, case.contrast.array
         assert np.median(c[thrombus]) - np.median(nc[thrombus]) < 60
         assert np.median(c[lumen]) - np.median(nc[lumen]) > 200
         assert abs(np.median(nc[lumen]) - np.median(nc[thrombus])) < 15
-    assert tested >= 3
+        if tested == 4:
+            break
+    assert tested == 4
 
 
 def test_aneurysm_sampled_per_seed_and_recorded(coarse_cases):
@@ -252,14 +258,20 @@ def test_label_codes_fixed_unique_and_documented():
     assert set(ph.LABEL_COLORS) == set(LABELS.values())
 
 
-def test_default_grid_is_centred_lps_with_the_whole_body():
-    case = make_phantom(1, size_xyz=(128, 128, 8), spacing_xyz_mm=(2.8, 2.8, 50.0))
-    vol = case.noncontrast
-    assert vol.direction == (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
-    centre = vol.index_to_lps(np.array([(s - 1) / 2 for s in vol.size_xyz]))
-    assert np.allclose(centre, 0.0)
-    body = case.labels.array > 0
-    assert not body[:, :, 0].any() and not body[:, :, -1].any() and not body[:, 0, :].any() and not body[:, -1, :].any()
+def test_default_grid_is_identity_lps_centred_on_the_body():
+    for seed in range(4):
+        case = make_phantom(seed, size_xyz=(128, 128, 8), spacing_xyz_mm=(2.8, 2.8, 50.0))
+        vol = case.labels
+        assert vol.direction == (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
+        assert np.allclose(vol.origin_mm, case.params["origin_lps_mm"], atol=1e-5)
+        body = vol.array > 0
+        # the whole body inside a 358 mm field of view, with margins balanced to a few voxels
+        for axis in (1, 2):
+            present = np.nonzero(body.any(axis=tuple(a for a in (0, 1, 2) if a != axis)))[0]
+            before, after = present[0], body.shape[axis] - 1 - present[-1]
+            assert before > 0 and after > 0 and abs(before - after) <= 3, (seed, axis, before, after)
+        centre = vol.index_to_lps(np.array([(s - 1) / 2 for s in vol.size_xyz]))
+        assert abs(centre[0]) < 1e-6 and abs(centre[2]) < 1e-6
 
 
 def test_write_read_round_trip_is_exact(tmp_path, coarse_cases):

@@ -2,10 +2,11 @@
 
 The phantoms are the project's training data, demo and ground truth. One seed gives one
 patient: the anatomy is drawn in millimetres in the patient's LPS frame (x to the patient's
-left, y posterior, z superior; the grid centre is LPS (0, 0, 0)), then voxelised on the grid
-asked for, so the same seed gives the same anatomy at any size and spacing (only the noise
-depends on the grid). A field of view of about 350 mm in-plane shows the whole body; 400 mm
-craniocaudal spans the lower thorax (lung bases) to the upper pelvis.
+left, y posterior, z superior; the body's midline is x = 0), then voxelised on the grid asked
+for, with identity direction, centred on the body in-plane and on z = 0, so the same seed gives
+the same anatomy at any size and spacing (only the noise depends on the grid). A field of view
+of about 350 mm in-plane shows the whole body; 400 mm craniocaudal spans the lung bases to the
+hips.
 
 One label map, two HU tables (non-contrast and arterial phase), partial-volume blur, then
 independent, spatially correlated noise for each scan. Every sampled value is recorded in
@@ -114,11 +115,11 @@ from typing import Any
 
 import numpy as np
 
-from .atomic import atomic_path, atomic_write_text
+from .atomic import atomic_write_text
 from .errors import InputError, JobError, OutputError
 from .volume import IDENTITY_DIRECTION, CTVolume
 
-GENERATOR_VERSION = "1.0.0"
+GENERATOR_VERSION = "1.1.0"
 """Bumped whenever the same seed and grid give different voxels."""
 
 LABELS: dict[str, int] = {
@@ -229,11 +230,12 @@ class RigidMisregistration:
 
     @classmethod
     def random(cls, seed: int, max_rotation_deg: float = 3.0, max_translation_mm: float = 5.0) -> "RigidMisregistration":
-        """A small random motion drawn from ``seed`` (rotations and shifts uniform in +- the maxima)."""
+        """A small random motion drawn from ``seed`` (rotations and shifts uniform in +- the maxima),
+        rounded to 1e-6 so that the values recorded in ``phantom.json`` are exactly those applied."""
         rng = np.random.default_rng([int(seed), 101])
-        rz, rx, ry = rng.uniform(-max_rotation_deg, max_rotation_deg, 3)
-        t = rng.uniform(-max_translation_mm, max_translation_mm, 3)
-        return cls(float(rz), float(rx), float(ry), tuple(float(v) for v in t))  # type: ignore[arg-type]
+        rz, rx, ry = (round(float(v), 6) for v in rng.uniform(-max_rotation_deg, max_rotation_deg, 3))
+        t = tuple(round(float(v), 6) for v in rng.uniform(-max_translation_mm, max_translation_mm, 3))
+        return cls(rz, rx, ry, t)  # type: ignore[arg-type]
 
     def rotation_matrix(self) -> np.ndarray:
         """``R = Rz @ Rx @ Ry`` (3x3)."""
@@ -312,17 +314,26 @@ class Box:
 
 
 class Grid:
-    """The voxel grid: sizes, spacing, origin, and per-axis LPS coordinates of voxel centres."""
+    """The voxel grid: sizes, spacing, origin, and per-axis LPS coordinates of voxel centres.
 
-    def __init__(self, size_xyz: tuple[int, int, int], spacing_xyz_mm: tuple[float, float, float]) -> None:
+    Identity direction; the grid's centre sits at ``center_lps_mm``.
+    """
+
+    def __init__(self, size_xyz: tuple[int, int, int], spacing_xyz_mm: tuple[float, float, float],
+                 center_lps_mm: tuple[float, float, float] = (0.0, 0.0, 0.0)) -> None:
         self.size_xyz = tuple(int(v) for v in size_xyz)
         self.spacing = tuple(float(v) for v in spacing_xyz_mm)
-        self.origin = tuple(-(n - 1) / 2.0 * s for n, s in zip(self.size_xyz, self.spacing))
+        self.center = tuple(float(v) for v in center_lps_mm)
+        self.origin = tuple(c - (n - 1) / 2.0 * s for c, n, s in zip(self.center, self.size_xyz, self.spacing))
         nx, ny, nz = self.size_xyz
         self.x = (self.origin[0] + np.arange(nx) * self.spacing[0]).astype(np.float32)
         self.y = (self.origin[1] + np.arange(ny) * self.spacing[1]).astype(np.float32)
         self.z = (self.origin[2] + np.arange(nz) * self.spacing[2]).astype(np.float32)
         self.shape_zyx = (nz, ny, nx)
+
+    def centered_at(self, center_lps_mm: tuple[float, float, float]) -> "Grid":
+        """The same size and spacing, centred elsewhere."""
+        return Grid(self.size_xyz, self.spacing, center_lps_mm)
 
     def _range(self, axis: np.ndarray, lo: float, hi: float) -> slice:
         i0 = int(np.searchsorted(axis, lo, side="left"))
@@ -550,8 +561,12 @@ def sample_hu_tables(rng: np.random.Generator) -> tuple[dict[str, float], dict[s
 
 @dataclass
 class Anatomy:
-    """What an IFU's builder returns: the label map and the per-case HU tables."""
+    """What an IFU's builder returns: the label map on ``grid`` and the per-case HU tables.
 
+    ``grid`` is the grid the builder was given, re-centred by it on the body where needed.
+    """
+
+    grid: Grid
     labels: np.ndarray
     hu_noncontrast: dict[str, float]
     hu_contrast: dict[str, float]
@@ -659,8 +674,9 @@ def make_phantom(seed: int, ifu: str = "aorta", size_xyz=(256, 256, 160), spacin
         seed: non-negative integer; the same seed, IFU and grid give identical arrays.
         ifu: intended use whose anatomy to draw (:func:`known_ifus`; ``"aorta"``).
         size_xyz: voxels ``(x, y, z)``.
-        spacing_xyz_mm: voxel size ``(x, y, z)`` in mm. The grid is centred on LPS (0, 0, 0),
-            identity direction.
+        spacing_xyz_mm: voxel size ``(x, y, z)`` in mm. Identity direction; the grid is centred
+            on the body (in-plane) and on LPS z = 0; the anatomy's LPS coordinates do not depend
+            on the grid.
         misregistration: when given, the contrast scan's anatomy is moved by this rigid transform
             (recorded in ``params["misregistration"]``); labels stay on the non-contrast anatomy.
 
@@ -673,8 +689,8 @@ def make_phantom(seed: int, ifu: str = "aorta", size_xyz=(256, 256, 160), spacin
     from scipy.ndimage import gaussian_filter
 
     size, spacing = _check_request(seed, ifu, size_xyz, spacing_xyz_mm)
-    grid = Grid(size, spacing)
-    anatomy = _IFU_BUILDERS[ifu](int(seed), grid)
+    anatomy = _IFU_BUILDERS[ifu](int(seed), Grid(size, spacing))
+    grid = anatomy.grid
     rng = np.random.default_rng([int(seed), 3])
     blur_voxels = uniform(rng, 0.5, 1.0)
     nps_peak = uniform(rng, 0.2, 0.3)
@@ -695,7 +711,7 @@ def make_phantom(seed: int, ifu: str = "aorta", size_xyz=(256, 256, 160), spacin
         mask = labels == LABELS[name]
         contrast += mask * per_slice.astype(np.float32)[:, None, None]
 
-    center = tuple(o + (n - 1) * s / 2.0 for o, n, s in zip(grid.origin, grid.size_xyz, grid.spacing))
+    center = grid.center
     geometry = dict(spacing_mm=grid.spacing, origin_mm=grid.origin, direction=IDENTITY_DIRECTION)
     if misregistration is not None:
         import SimpleITK as sitk
@@ -784,7 +800,7 @@ def write_phantom(case: PhantomCase, outdir) -> dict[str, Path]:
     Raises:
         OutputError: the folder or a file cannot be written (the message names it).
     """
-    import SimpleITK as sitk
+    from .io import write_volume
 
     out = Path(outdir)
     paths: dict[str, Path] = {}
@@ -794,11 +810,8 @@ def write_phantom(case: PhantomCase, outdir) -> dict[str, Path]:
         (out / PHANTOM_FILES["params"]).unlink(missing_ok=True)
         for key in ("noncontrast", "contrast", "labels"):
             volume: CTVolume = getattr(case, key)
-            path = out / PHANTOM_FILES[key]
-            image = volume.with_array(np.asarray(volume.array, dtype=np.int16)).to_sitk()
-            with atomic_path(path) as tmp:
-                sitk.WriteImage(image, str(tmp), useCompression=(key == "labels"))
-            paths[key] = path
+            paths[key] = write_volume(volume.with_array(np.asarray(volume.array, dtype=np.int16)),
+                                      out / PHANTOM_FILES[key], compress=(key == "labels"))
         text = json.dumps(case.params, indent=1) + "\n"
         paths["params"] = atomic_write_text(out / PHANTOM_FILES["params"], text)
     except (OSError, RuntimeError) as error:
@@ -813,7 +826,7 @@ def read_phantom(outdir) -> PhantomCase:
     Raises:
         InputError: a file is missing or unreadable (the message names it).
     """
-    import SimpleITK as sitk
+    from .io import read_volume
 
     folder = Path(outdir)
     volumes = {}
@@ -821,10 +834,7 @@ def read_phantom(outdir) -> PhantomCase:
         path = folder / PHANTOM_FILES[key]
         if not path.is_file():
             raise InputError(f"{path} is missing: write the phantom again with 'digital-contrast phantom {folder}'.")
-        try:
-            volumes[key] = CTVolume.from_sitk(sitk.ReadImage(str(path)), metadata={"path": str(path)})
-        except RuntimeError:
-            raise InputError(f"{path} cannot be read as NRRD: write the phantom again.") from None
+        volumes[key] = read_volume(path)
     path = folder / PHANTOM_FILES["params"]
     try:
         params = json.loads(path.read_text(encoding="utf-8"))

@@ -1,6 +1,7 @@
 """The aorta IFU's phantom patient: abdominal CT from the lung bases to the hips, with the aorta.
 
-Drawn in millimetres in the patient's LPS frame (grid centre = LPS (0, 0, 0)), top to bottom:
+Drawn in millimetres in the patient's LPS frame (midline x = 0; the grid is re-centred on the
+body's anteroposterior middle), top to bottom:
 levels along the spine, body outline with skin, subcutaneous fat and abdominal wall, the lumbar
 spine (bodies, discs, arches, sacrum), psoas, quadratus, erector spinae, iliac wings with iliacus
 and gluteal muscles, hip joints, diaphragm and lung bases, liver, gallbladder, spleen, stomach,
@@ -274,12 +275,11 @@ def _paint_plaque(canvas: Canvas, tube: SliceTube, plaque: dict[str, Any]) -> No
 @register_ifu("aorta")
 def build_aorta(seed: int, grid: Grid) -> Anatomy:  # noqa: C901 (one patient, drawn top to bottom)
     """Abdominal CT at the aortic level: body, spine, organs, bowel, aorta with optional AAA."""
+    from scipy.ndimage import gaussian_filter1d
+
     rng = np.random.default_rng([int(seed), 1])
     u = lambda lo, hi: uniform(rng, lo, hi)  # noqa: E731
-    canvas = Canvas(grid)
     Zf = FINE_Z
-    gz = grid.z
-    nz = len(gz)
     P: dict[str, Any] = {}
 
     # ---------------------------------------------------------------- levels (mm, LPS z)
@@ -316,6 +316,11 @@ def build_aorta(seed: int, grid: Grid) -> Anatomy:  # noqa: C901 (one patient, d
     body_f["y_back"] = body_f["yc"] + 0.93 * body_f["b_post"]
     square = u(-0.01, 0.06)
     body_f["square"] = np.full(len(Zf), square)
+    # centre the grid on the body: halfway between the front of the abdomen and the flat back
+    grid = grid.centered_at((0.0, (0.93 * b_post0 - b_ant0) / 2.0, 0.0))
+    canvas = Canvas(grid)
+    gz = grid.z
+    nz = len(gz)
     body = {key: np.interp(gz, Zf, value).astype(np.float32) for key, value in body_f.items()}
     chest = np.interp(gz, Zf, chest_f)
     P["body"] = {"half_width_mm": a0, "anterior_half_depth_mm": b_ant0, "posterior_half_depth_mm": b_post0,
@@ -587,8 +592,6 @@ def build_aorta(seed: int, grid: Grid) -> Anatomy:  # noqa: C901 (one patient, d
         x_off = np.minimum(s, l_ci) * math.tan(alpha) + np.maximum(s - l_ci, 0) * math.tan(math.radians(u(8, 15)))
         x_il = x_b * 0.3 + side * np.minimum(x_off + 4, u(75, 90))
         y_il = y_b + 0.15 * np.minimum(s, l_ci) - np.maximum(s - l_ci, 0) * math.tan(math.radians(u(20, 32)))
-        from scipy.ndimage import gaussian_filter1d
-
         x_il = gaussian_filter1d(x_il, 6.0, mode="nearest")
         y_il = gaussian_filter1d(y_il, 6.0, mode="nearest")
         R_il = np.where(Zf <= z_bif + 3, r_il + wall_mm * 0.8, 0.0)
@@ -605,8 +608,7 @@ def build_aorta(seed: int, grid: Grid) -> Anatomy:  # noqa: C901 (one patient, d
     rx_ivc, ry_ivc = u(10, 13), u(7, 9.5)
     z_conf = z_bif - u(15, 30)
     x_ivc_base = -u(20, 28)
-    R_at = np.interp(Zf, Zf, R_outer)
-    x_ivc = np.minimum(x_ivc_base, cx - R_at - rx_ivc - 2)
+    x_ivc = np.minimum(x_ivc_base, cx - R_outer - rx_ivc - 2)  # pushed right by a sac
     y_ivc = spine_front(Zf) - ry_ivc - u(4, 7) - 18 * smoothstep((Zf - (z_renal + 30)) / 60.0)
     z_rv = z_renal - u(0, 8)  # renal veins join here
     ivc_valid = Zf >= z_conf
@@ -633,19 +635,15 @@ def build_aorta(seed: int, grid: Grid) -> Anatomy:  # noqa: C901 (one patient, d
                       "iliac_vein_radius_mm": r_iv}
 
     # ---------------------------------------------------------------- branch arteries, visceral veins
-    def aorta_point(z: float, toward=(0.0, 0.0), inset: float = 0.0) -> np.ndarray:
-        c = np.array([np.interp(z, Zf, cx), np.interp(z, Zf, cy), z])
-        d = np.array([toward[0], toward[1], 0.0])
-        n = np.linalg.norm(d)
-        if n > 0:
-            c = c + d / n * (np.interp(z, Zf, R_outer) - inset)
-        return c
+    def aorta_point(z: float) -> np.ndarray:
+        """The aorta's centre at z (mm): branches start inside its lumen."""
+        return np.array([np.interp(z, Zf, cx), np.interp(z, Zf, cy), z])
 
     y_front_ao = lambda z: float(np.interp(z, Zf, cy) - np.interp(z, Zf, R_outer))  # noqa: E731
     r_branch = u(2.6, 3.4)
     branches = {}
     # superior mesenteric artery: off the anterior aorta, then caudally in front of it
-    sma = [aorta_point(z_sma, inset=0)]
+    sma = [aorta_point(z_sma)]
     sma.append(aorta_point(z_sma) + np.array([0, -u(10, 14), -10]))
     for dzs in (30, 55, 85, 115):
         zq = z_sma - dzs
@@ -828,7 +826,7 @@ def build_aorta(seed: int, grid: Grid) -> Anatomy:  # noqa: C901 (one patient, d
     caval = extras["caval_mixing_above_renal_veins_hu"] * smoothstep((gz - z_rv) / 20.0)
     offsets = {"aortic_lumen": lumen_z, "branch_artery": lumen_z, "vena_cava": caval}
     P["hu_extras"] = extras
-    return Anatomy(canvas.labels, nc, c, offsets, P, focus)
+    return Anatomy(grid, canvas.labels, nc, c, offsets, P, focus)
 
 
 def _paint_bowel(canvas: Canvas, grid: Grid, rng: np.random.Generator, cavity, anat: dict) -> dict:
@@ -837,10 +835,11 @@ def _paint_bowel(canvas: Canvas, grid: Grid, rng: np.random.Generator, cavity, a
 
     u = lambda lo, hi: uniform(rng, lo, hi)  # noqa: E731
     z_bif, z_renal = anat["z_bif"], anat["z_renal"]
-    # random fields on a fixed 4 mm lattice (grid independent): two for the loops, one for gas
+    # random fields on a fixed 4 mm lattice (grid independent): two for the loops, one for their
+    # gas, a finer one for the stool's mottled gas
     step = 4.0
-    lo = np.array([-180.0, -180.0, z_bif - 200])
-    shape = (int(320 // step) + 1, int(360 // step) + 1, int(360 // step) + 1)  # z, y, x
+    lo = np.array([-180.0, -180.0, z_bif - 240])
+    shape = (int(480 // step) + 1, int(360 // step) + 1, int(360 // step) + 1)  # z, y, x
     corr = u(7.5, 9.5)  # mm
     fields = rng.standard_normal((4,) + shape).astype(np.float32)
     for k in range(4):
@@ -860,38 +859,40 @@ def _paint_bowel(canvas: Canvas, grid: Grid, rng: np.random.Generator, cavity, a
     for k in (-2, -1):
         path[k, 1] = float(np.interp(path[k, 2], anat["Zf"], anat["y_sacrum"])) - u(40, 50)
     r_colon = np.array([26, 24, 22, 21, 20, 20, 20, 18, 17, 16, 15, 15, 15]) * u(0.85, 1.1)
-    canvas.polyline(path, r_colon, "bowel", over=("fat",), clip=cavity)
-
     loop_threshold, gas_threshold = u(1.6, 2.2), u(1.2, 1.6)
-    zone = grid.box((-170, -200, z_bif - 140), (170, 120, z_renal + 10))
-    if zone is not None:
+
+    def sample(zone: Box, mask: np.ndarray, channels) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
+        """Indices of ``mask`` in ``zone`` and the fields ``channels`` interpolated there."""
         from scipy.ndimage import map_coordinates
 
-        sub = canvas.labels[zone.sl]
-        colon = sub == LABELS["bowel"]
-        free = (sub == LABELS["fat"]) & cavity(zone, 5.0) & anat["peritoneal"](zone)
+        index = np.nonzero(mask)
+        coords = np.stack([(grid.z[zone.sl[0]][index[0]] - lo[2]) / step,
+                           (grid.y[zone.sl[1]][index[1]] - lo[1]) / step,
+                           (grid.x[zone.sl[2]][index[2]] - lo[0]) / step])
+        return index, np.stack([map_coordinates(fields[k], coords, order=1, mode="nearest") for k in channels])
 
-        def sample(mask: np.ndarray, channels) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
-            index = np.nonzero(mask)
-            coords = np.stack([(grid.z[zone.sl[0]][index[0]] - lo[2]) / step,
-                               (grid.y[zone.sl[1]][index[1]] - lo[1]) / step,
-                               (grid.x[zone.sl[2]][index[2]] - lo[0]) / step])
-            return index, np.stack([map_coordinates(fields[k], coords, order=1, mode="nearest") for k in channels])
+    colon_zone = grid.box((-170, -200, z_bif - 240), (170, 120, z_bif + 240))
+    before = canvas.labels[colon_zone.sl] != LABELS["bowel"] if colon_zone is not None else None
+    canvas.polyline(path, r_colon, "bowel", over=("fat",), clip=cavity)
+    colon = (canvas.labels[colon_zone.sl] == LABELS["bowel"]) & before if colon_zone is not None else None
 
+    zone = grid.box((-170, -200, z_bif - 140), (170, 120, z_renal + 10))
+    if zone is not None:
         # small-bowel loops: tubes where two smooth fields are both near zero; gas in some of them
-        index, f = sample(free, (0, 1, 2))
+        sub = canvas.labels[zone.sl]
+        free = (sub == LABELS["fat"]) & cavity(zone, 5.0) & anat["peritoneal"](zone)
+        index, f = sample(zone, free, (0, 1, 2))
         tubes = f[0] * f[0] + f[1] * f[1]
         loops = tubes < loop_threshold
         sub[tuple(i[loops] for i in index)] = LABELS["bowel"]
         y_mm = grid.y[zone.sl[1]][index[1]]
         gas = loops & (tubes < 0.35) & (f[2] - 0.02 * (y_mm + 60) > gas_threshold)
         sub[tuple(i[gas] for i in index)] = LABELS["bowel_gas"]
-        # colon: mottled gas in the stool
-        index, f = sample(colon, (2, 3))
-        gas = f[1] + 0.6 * f[0] - 0.01 * (grid.y[zone.sl[1]][index[1]] + 40) > 0.9
+    if colon_zone is not None:
+        # the colon, caecum to rectum: mottled gas in the stool, more of it toward the front
+        sub = canvas.labels[colon_zone.sl]
+        index, f = sample(colon_zone, colon, (2, 3))
+        gas = f[1] + 0.6 * f[0] - 0.01 * (grid.y[colon_zone.sl[1]][index[1]] + 40) > 0.9
         sub[tuple(i[gas] for i in index)] = LABELS["bowel_gas"]
     return {"colon_path_mm": np.round(path, 1).tolist(), "colon_radius_mm": np.round(r_colon, 1).tolist(),
             "loop_correlation_mm": corr, "loop_threshold": loop_threshold, "gas_threshold": gas_threshold}
-
-
-# ============================================================================ image formation
