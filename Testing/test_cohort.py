@@ -267,3 +267,28 @@ def test_every_kind_of_broken_case_fails_with_its_reason_and_the_run_goes_on(tmp
     assert "[unreadable]" in reasons["c001"] and "[too_few_slices]" in reasons["c002"] and "[not_found]" in reasons["c003"]
     assert run.synthesis_calls == 0 and run.summary["counts"]["ok"] == 0
     assert run.report_html.is_file() and "nothing to show" in run.report_html.read_text()
+
+
+@pytest.fixture(scope="module")
+def tiny_cohort(tmp_path_factory) -> Path:
+    return make_phantom_cohort(tmp_path_factory.mktemp("tiny"), cases=2, size_xyz=(64, 64, 32), spacing_xyz_mm=(5.4, 5.4, 5.4))
+
+
+@pytest.mark.process
+def test_a_missing_model_stops_the_run_with_one_sentence_and_exit_3(tiny_cohort, tmp_path):
+    done = _cli("evaluate", str(tiny_cohort), "--out", str(tmp_path / "out"), "--dummy", "--model", "no-such-model",
+                "--no-progress")
+    assert done.returncode == 3, done.stdout + done.stderr
+    last = [line for line in done.stderr.splitlines() if line.strip()][-1]
+    assert "no-such-model" in last and "Traceback" not in done.stderr
+    assert not (tmp_path / "out" / "metrics.csv").exists()
+
+
+@pytest.mark.process
+def test_a_case_over_its_time_limit_fails_and_the_run_goes_on(tiny_cohort, tmp_path):
+    run = evaluate_cohort(tiny_cohort, tmp_path / "out", EvaluationSettings(dummy=True, dummy_seconds=30, case_timeout_s=1.0),
+                          progress_bar=False)
+    assert [row["status"] for row in run.rows] == ["failed", "failed"]
+    assert all("cancelled after 1 s" in row["reason"] for row in run.rows)
+    assert run.seconds < 25 and run.report_html.is_file()
+    assert not (tmp_path / "out" / "cases" / "c001" / "synthetic.nrrd").exists()  # nothing half-written

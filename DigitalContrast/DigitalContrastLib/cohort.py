@@ -46,6 +46,7 @@ from .cohort_case import EvaluationSettings, RunError, case_folder, evaluate_cas
 from .cohort_stats import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, CONFIDENCE, bland_altman, describe
 from .cohort_table import STATUS_FAILED, STATUS_OK, CohortCase, read_cohort_csv, write_metrics_csv
 from .errors import EXIT_MODEL, EXIT_NO_GPU, JobError, ModelError, NoGPUError, OutputError
+from .json_values import jsonable
 
 METRICS_CSV = "metrics.csv"
 SUMMARY_JSON = "summary.json"
@@ -487,7 +488,7 @@ def summarize(rows: Sequence[dict[str, Any]], results: dict[str, dict[str, Any]]
                     key=lambda m: tuple(str(v) for v in m))
     devices = sorted({str(r.get("device")) for r in ok})
     ledger = ledger_summary([r for r in ok if r.get("energy_j") is not None], grid)
-    return _json_clean({
+    return jsonable({
         "digital_contrast_version": __version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "cohort_csv": str(cohort_csv),
@@ -512,15 +513,3 @@ def _number(value: Any) -> float:
         return float(value) if value not in (None, "") else float("nan")
     except (TypeError, ValueError):
         return float("nan")
-
-
-def _json_clean(value: Any) -> Any:
-    """Strict JSON: NaN and infinities become None."""
-    if isinstance(value, dict):
-        return {str(k): _json_clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_clean(v) for v in value]
-    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
-        return None
-    return value
-

@@ -40,7 +40,8 @@ import numpy as np
 from .atomic import atomic_write_text
 from .carbon import EnergyAssumptions, EnergyMeter
 from .cohort_table import STATUS_FAILED, STATUS_OK, CohortCase
-from .errors import InputError, JobError, ModelError, NoGPUError, OutOfMemoryError, OutputError, UserError
+from .errors import InputError, JobError, ModelError, NoGPUError, UserError
+from .json_values import jsonable
 from .volume import CTVolume
 
 RESULT_FILE = "result.json"
@@ -158,7 +159,7 @@ def finished_result(case: CohortCase, out_dir: str | os.PathLike, settings: Eval
         return None
     if not isinstance(result, dict) or result.get("schema") != RESULT_SCHEMA or result.get("status") != STATUS_OK:
         return None
-    if result.get("settings_key") != _jsonable(settings.result_key()) or result.get("inputs") != _inputs_of(case):
+    if result.get("settings_key") != jsonable(settings.result_key()) or result.get("inputs") != _inputs_of(case):
         return None
     for name, sha256 in (result.get("files") or {}).items():
         try:
@@ -170,28 +171,6 @@ def finished_result(case: CohortCase, out_dir: str | os.PathLike, settings: Eval
 
 
 # ---------------------------------------------------------------------------- helpers
-def _jsonable(value: Any) -> Any:
-    """JSON-safe copy: numpy scalars to Python, nan to null, inf to the strings "inf"/"-inf"."""
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        v = float(value)
-        if np.isnan(v):
-            return None
-        if np.isinf(v):
-            return "inf" if v > 0 else "-inf"
-        return v
-    if isinstance(value, Path):
-        return str(value)
-    return value
-
-
 def _first_sentence(error: BaseException) -> str:
     text = getattr(error, "message", None) or str(error) or type(error).__name__
     return text.strip().splitlines()[0]
@@ -329,7 +308,7 @@ def evaluate_case(case: CohortCase, out_dir: str | os.PathLike, settings: Evalua
             result["files"][name] = file_sha256(folder / name)
     result["row"] = row
     result["created"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    result = _jsonable(result)
+    result = jsonable(result)
     atomic_write_text(folder / RESULT_FILE, json.dumps(result, indent=1) + "\n")
     return result
 
@@ -348,7 +327,7 @@ def _read_inputs(case: CohortCase, folder: Path, result: dict, timings: dict) ->
     t = time.perf_counter()
     report, noncontrast = check_path(case.noncontrast)
     result["gate"] = report.to_dict()
-    atomic_write_text(folder / GATE_FILE, json.dumps(_jsonable(report.to_dict()), indent=1) + "\n")
+    atomic_write_text(folder / GATE_FILE, json.dumps(jsonable(report.to_dict()), indent=1) + "\n")
     timings["seconds_gate"] = time.perf_counter() - t
     if not report.ok or noncontrast is None:
         first = report.errors[0] if report.errors else None
@@ -372,7 +351,7 @@ def _read_inputs(case: CohortCase, folder: Path, result: dict, timings: dict) ->
 
 def _synthesize(case: CohortCase, output: Path, folder: Path, settings: EvaluationSettings, client: Any,
                 device: str, threads: int, result: dict) -> dict[str, Any]:
-    from .client import run_synthesis_job
+    from .client import JobCancelled, run_synthesis_job
 
     meter = EnergyMeter(device, threads, settings.energy)
     meter.start()
@@ -381,18 +360,12 @@ def _synthesize(case: CohortCase, output: Path, folder: Path, settings: Evaluati
         synthesis = run_synthesis_job(case.noncontrast, output, model_id=settings.model_id, device=device,
                                       uncertainty_path=(folder / UNCERTAINTY_FILE) if settings.uncertainty else None,
                                       client=client, timeout_s=settings.case_timeout_s)
-    except (InputError, OutOfMemoryError) as error:
+    except (ModelError, NoGPUError, JobError):
+        raise  # every case would fail the same way: the run stops (RunError)
+    except UserError as error:  # refused by the worker's gate, out of memory, a crash, output not writable
         raise _CaseFailure("synthesis", f"[{error.code}] {_first_sentence(error)}", error.code) from None
-    except OutputError:
-        raise
-    except UserError as error:
-        if isinstance(error, (ModelError, NoGPUError, JobError)):
-            raise
-        raise _CaseFailure("synthesis", f"[{error.code}] {_first_sentence(error)}", error.code) from None
-    except Exception as error:  # JobCancelled on timeout
-        if type(error).__name__ == "JobCancelled":
-            raise _CaseFailure("synthesis", f"cancelled after {settings.case_timeout_s:g} s (the case time limit)") from None
-        raise
+    except JobCancelled:
+        raise _CaseFailure("synthesis", f"cancelled after {settings.case_timeout_s:g} s (the case time limit)") from None
     timings = synthesis.get("timings") or {}
     window_s = float(timings.get("job_s") or timings.get("synthesis_s") or 0.0)
     result["energy"] = meter.stop(window_s, str(synthesis.get("device") or device)).to_dict()
