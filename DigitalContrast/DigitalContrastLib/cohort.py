@@ -302,10 +302,13 @@ def evaluate_cohort(
     Raises:
         InputError: the cohort CSV is bad (nothing is written then).
         OutputError: ``out_dir`` cannot be written.
-        ModelError, NoGPUError, JobError: a problem every case would have (finished cases stay).
+        ModelError, NoGPUError, JobError: a problem every case would have (finished cases stay),
+            or both ``workers`` and ``scheduler`` given.
     """
     started = time.perf_counter()
     settings = settings or EvaluationSettings()
+    if scheduler and workers is not None:
+        raise JobError("--workers sizes the local pool and --scheduler sends the cases to a Dask cluster: give one of them.")
     cases = read_cohort_csv(csv_path)
     grid = grid or grid_intensity()
     out = Path(out_dir).expanduser().resolve()

@@ -33,7 +33,7 @@ CSS = BASE_CSS + """
 .failed td { background: #fdecea; } .pictures figure { margin: 1.2em 0; }
 figcaption { font-size: 0.9em; color: #444; } .synthetic { color: #a00; font-weight: 600; }
 table.cases { font-size: 0.82em; } table.cases td:nth-child(3) { text-align: left; max-width: 16em; }
-td.thumb img { width: 140px; margin: 0; } .pair img { width: 49%; }
+table.cases img { width: 140px; margin: 0; } .pair img { width: 49%; }
 """
 
 #: Columns of the per-case table: (metrics.csv column, header, format).
@@ -128,13 +128,8 @@ def _case_table(rows: Sequence[Mapping[str, Any]], out_dir: Path) -> str:
             link = "–"
         body.append([r["case_id"], r.get("status", ""), r.get("reason", "") or ""]
                     + [_dash(r.get(c), d) for c, _, d in CASE_TABLE_COLUMNS] + [r.get("energy_method") or "–", link])
-    table = html_table(headers, body).replace("<table>", '<table class="cases">', 1)
-    # mark failed rows (html_table has no row classes; failed rows are few)
-    for r in rows:
-        if r.get("status") != STATUS_OK:
-            marker = f"<tr><td>{html.escape(str(r['case_id']))}</td>"
-            table = table.replace(marker, f'<tr class="failed"><td>{html.escape(str(r["case_id"]))}</td>', 1)
-    return table.replace("<td><a href", '<td class="thumb"><a href')
+    return html_table(headers, body, css_class="cases",
+                      row_classes=["failed" if r.get("status") != STATUS_OK else None for r in rows])
 
 
 def _pictures(rows: Sequence[Mapping[str, Any]], out_dir: Path) -> str:

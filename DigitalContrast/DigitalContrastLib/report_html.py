@@ -31,15 +31,24 @@ class RawHTML(str):
     """A table cell that is already HTML (a link, an image): :func:`html_table` does not escape it."""
 
 
-def html_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    """An HTML table; every cell is escaped unless it is :class:`RawHTML`."""
+def html_table(headers: Sequence[str], rows: Sequence[Sequence[object]], css_class: str | None = None,
+               row_classes: Sequence[str | None] | None = None) -> str:
+    """An HTML table; every cell is escaped unless it is :class:`RawHTML`.
+
+    ``css_class`` is the table's class; ``row_classes`` gives each body row's class (None: none).
+    """
 
     def cell(value: object) -> str:
         return str(value) if isinstance(value, RawHTML) else html.escape(str(value))
 
+    def tr(k: int) -> str:
+        name = row_classes[k] if row_classes is not None and k < len(row_classes) else None
+        return f'<tr class="{html.escape(name)}">' if name else "<tr>"
+
     head = "".join(f"<th>{html.escape(str(h))}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f"<td>{cell(c)}</td>" for c in row) + "</tr>" for row in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
+    body = "".join(tr(k) + "".join(f"<td>{cell(c)}</td>" for c in row) + "</tr>" for k, row in enumerate(rows))
+    table = f'<table class="{html.escape(css_class)}">' if css_class else "<table>"
+    return f"{table}<tr>{head}</tr>{body}</table>"
 
 
 def format_number(value: float | None, digits: int = 4) -> str:
