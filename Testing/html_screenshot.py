@@ -49,3 +49,25 @@ def screenshot(html_path: Path, png_path: Path, profile_dir: Path, width: int = 
     done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s)
     assert done.returncode == 0 and png_path.is_file(), f"chromium failed ({done.returncode}): {done.stderr[-2000:]}"
     return png_path
+
+
+def readme_picture(html_path: Path, png_path: Path, profile_dir: Path, height: int = 2300, width: int = 900,
+                   colors: int = 256) -> Path:
+    """A small PNG of the top of a report for the README: rendered at 1200 px, cropped to
+    ``height``, scaled to ``width`` and reduced to ``colors`` colours."""
+    from PIL import Image
+
+    full = screenshot(html_path, Path(png_path).with_suffix(".full.png"), profile_dir, 1200, height)
+    with Image.open(full) as image:
+        small = image.convert("RGB").resize((width, round(height * width / 1200)), Image.Resampling.LANCZOS)
+    small.quantize(colors=colors, method=Image.Quantize.MEDIANCUT).save(png_path, optimize=True)
+    full.unlink()
+    return Path(png_path)
+
+
+if __name__ == "__main__":  # python Testing/html_screenshot.py REPORT.html OUT.png
+    import sys
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as profile:
+        print(readme_picture(Path(sys.argv[1]), Path(sys.argv[2]), Path(profile)))

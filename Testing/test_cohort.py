@@ -292,3 +292,25 @@ def test_a_case_over_its_time_limit_fails_and_the_run_goes_on(tiny_cohort, tmp_p
     assert all("cancelled after 1 s" in row["reason"] for row in run.rows)
     assert run.seconds < 25 and run.report_html.is_file()
     assert not (tmp_path / "out" / "cases" / "c001" / "synthetic.nrrd").exists()  # nothing half-written
+
+
+@pytest.mark.process
+@pytest.mark.slow
+def test_the_shipped_model_end_to_end_on_a_small_phantom_cohort(tmp_path):
+    """The real path: the background worker loads the shipped model (torch) and synthesizes."""
+    from DigitalContrastLib.commands.demo import shipped_model_id
+
+    model_id = shipped_model_id()
+    if model_id is None:
+        pytest.skip("no shipped model is installed here (the synthesis engine and its weights)")
+    csv_path = make_phantom_cohort(tmp_path / "in", cases=2, seed_start=20101)
+    run = evaluate_cohort(csv_path, tmp_path / "out", EvaluationSettings(device="cpu"), progress_bar=False)
+    assert [row["status"] for row in run.rows] == ["ok", "ok"], [row["reason"] for row in run.rows]
+    for row in run.rows:
+        assert row["model_id"] == model_id and len(row["model_weights_sha256"]) == 64 and row["device"] == "cpu"
+        # the non-contrast lumen is 30-50 HU: the synthesis must show it enhanced
+        assert row["lumen_median_hu_pred"] > 150, row
+        assert np.isfinite(row["body_mae_hu"]) and row["energy_method"] in ("estimate_cpu_tdp", "rapl")
+    # one persistent worker: the model is loaded once for the cohort
+    results = [json.loads((tmp_path / "out" / "cases" / c / "result.json").read_text()) for c in ("c001", "c002")]
+    assert results[1]["synthesis"]["timings"]["cache_hit"] is True

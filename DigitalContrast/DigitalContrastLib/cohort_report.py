@@ -32,8 +32,9 @@ from .report_html import BASE_CSS, FigureWriter, RawHTML, format_ci, format_numb
 CSS = BASE_CSS + """
 .failed td { background: #fdecea; } .pictures figure { margin: 1.2em 0; }
 figcaption { font-size: 0.9em; color: #444; } .synthetic { color: #a00; font-weight: 600; }
-table.cases { font-size: 0.82em; } table.cases td:nth-child(3) { text-align: left; max-width: 16em; }
-table.cases img { width: 140px; margin: 0; } .pair img { width: 49%; }
+table.cases { font-size: 0.82em; }
+table.cases td:nth-child(3), table.cases th:nth-child(3) { text-align: left; max-width: 14em; }
+table.cases img { width: 120px; max-width: none; margin: 0; } .pair img { width: 49%; }
 """
 
 #: Columns of the per-case table: (metrics.csv column, header, format).
