@@ -161,7 +161,8 @@ class _NvmlCounter:
         pynvml.nvmlInit()
         self._nvml = pynvml
         self._handle = pynvml.nvmlDeviceGetHandleByIndex(int(index))
-        self.name = str(pynvml.nvmlDeviceGetName(self._handle))
+        name = pynvml.nvmlDeviceGetName(self._handle)
+        self.name = name.decode("utf-8", "replace") if isinstance(name, bytes) else str(name)  # bytes before 11.5
         self.read_j()  # raises when the GPU has no energy counter (before Volta)
 
     def read_j(self) -> float:
@@ -290,9 +291,10 @@ class EnergyMeter:
         self._start_s = 0.0
 
     def start(self) -> None:
-        self._counter = self._factory(self.device) if self.device != "auto" else None
-        if self.device == "auto":  # the worker decides; try the GPU counter first, then RAPL
+        if self.device == "auto":  # the worker decides: the GPU's counter if there is one, else RAPL
             self._counter = self._factory("cuda:0") or self._factory("cpu")
+        else:
+            self._counter = self._factory(self.device)
         self._start_j = self._counter.read_j() if self._counter else 0.0
         self._start_s = time.perf_counter()
 
