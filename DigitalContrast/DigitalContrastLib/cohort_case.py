@@ -204,23 +204,31 @@ def picture_focus(noncontrast: CTVolume, synthetic: CTVolume, labels: CTVolume |
     return (z, int(round(ys.mean())), int(round(xs.mean())))
 
 
+def scored_body_mask(noncontrast: CTVolume, real: CTVolume) -> np.ndarray:
+    """``[z, y, x]`` bool: where the non-contrast and the registered real scan both show the body
+    (``metrics.body_mask_from_ct`` of each, intersected)."""
+    from .metrics import body_mask_from_ct
+
+    return body_mask_from_ct(noncontrast.array) & body_mask_from_ct(real.array)
+
+
 def case_metrics(noncontrast: CTVolume, synthetic: CTVolume, real: CTVolume | None, labels: CTVolume | None,
-                 lumen_threshold_hu: float = 150.0) -> dict[str, float]:
+                 lumen_threshold_hu: float = 150.0, body_mask: np.ndarray | None = None) -> dict[str, float]:
     """The metrics of one case on the non-contrast grid (all ``[z, y, x]`` HU arrays, one grid).
 
     Body metrics (``body_mae_hu``, ``body_psnr_db``, ``body_ssim``; ``body_voxels``) use the voxels
     where the non-contrast scan and the registered real scan both show the body
     (``metrics.body_mask_from_ct`` of each, intersected: a real scan that does not cover the whole
-    body is not scored where it has no data). ROI metrics (``metrics.roi_metrics``) need labels.
-    Without a real scan every metric is ``nan``.
+    body is not scored where it has no data; :func:`scored_body_mask`, or ``body_mask`` when given).
+    ROI metrics (``metrics.roi_metrics``) need labels. Without a real scan every metric is ``nan``.
     """
     from .cohort_table import METRIC_COLUMNS
-    from .metrics import body_mask_from_ct, body_metrics, roi_metrics
+    from .metrics import body_metrics, roi_metrics
 
     out: dict[str, float] = {name: float("nan") for name in METRIC_COLUMNS}
     if real is None:
         return out
-    mask = body_mask_from_ct(noncontrast.array) & body_mask_from_ct(real.array)
+    mask = scored_body_mask(noncontrast, real) if body_mask is None else body_mask
     out.update(body_metrics(synthetic.array, real.array, mask))
     out["body_voxels"] = int(mask.sum())
     if labels is not None:
@@ -281,9 +289,10 @@ def evaluate_case(case: CohortCase, out_dir: str | os.PathLike, settings: Evalua
             row.update(registration_method=registration["method"], registration_final_stage=registration["final_stage"],
                        registration_metric=registration["metric_value"])
         t = time.perf_counter()
-        row.update(case_metrics(noncontrast, synthetic, real, labels, settings.lumen_threshold_hu))
+        mask = scored_body_mask(noncontrast, real) if real is not None else None
+        row.update(case_metrics(noncontrast, synthetic, real, labels, settings.lumen_threshold_hu, body_mask=mask))
         timings["seconds_metrics"] = time.perf_counter() - t
-        _write_picture(folder, case, noncontrast, synthetic, real, labels, synthesis)
+        _write_picture(folder, case, noncontrast, synthetic, real, labels, synthesis, mask)
         model = synthesis.get("model") or {}
         row.update(device=synthesis.get("device"), model_id=model.get("id"), model_version=model.get("version"),
                    model_weights_sha256=model.get("weights_sha256"), synthetic_sha256=synthesis.get("sha256"))
@@ -403,10 +412,11 @@ def _register(noncontrast: CTVolume, real: CTVolume, folder: Path, settings: Eva
 
 
 def _write_picture(folder: Path, case: CohortCase, noncontrast: CTVolume, synthetic: CTVolume, real: CTVolume | None,
-                   labels: CTVolume | None, synthesis: Mapping[str, Any]) -> None:
+                   labels: CTVolume | None, synthesis: Mapping[str, Any], scored: np.ndarray | None) -> None:
     from .render import save_png, side_by_side
 
     model = (synthesis.get("model") or {}).get("id") or "default"
     footer = f"case {case.case_id}  model {model}  SYNTHETIC images are labelled as such"
-    picture = side_by_side(noncontrast, synthetic, real, picture_focus(noncontrast, synthetic, labels), footer=footer)
+    picture = side_by_side(noncontrast, synthetic, real, picture_focus(noncontrast, synthetic, labels), footer=footer,
+                           difference_mask=scored)
     save_png(picture, folder / PICTURE_FILE)

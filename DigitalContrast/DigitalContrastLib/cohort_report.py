@@ -230,7 +230,7 @@ Ran on: {html.escape(str(summary.get('where', '')))}.</p>
 {_case_table(rows, out)}
 <h2 id="pictures">Pictures: non-contrast | synthetic | real | difference</h2>
 <p class="note">Axial slice with the largest aortic sac (lumen and thrombus labels; else the most enhanced slice), coronal plane through it.
-Windows W400/L40 (non-contrast) and W700/L200 (contrast); difference synthetic &minus; registered real: black where they agree, blue where the
+Windows W400/L40 (non-contrast) and W700/L200 (contrast); difference synthetic &minus; registered real over the scored body voxels: black where they agree or outside, blue where the
 synthetic image is darker, red where brighter, saturated at &plusmn;300 HU.</p>
 {_pictures(rows, out)}
 <h2 id="timings">Timings (seconds, evaluated cases)</h2>

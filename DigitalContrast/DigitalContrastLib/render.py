@@ -253,14 +253,16 @@ def phantom_preview(case, panel_height: int = 360) -> Image.Image:
 
 
 def side_by_side(noncontrast: CTVolume, synthetic: CTVolume, real: CTVolume | None, focus_zyx: Sequence[int],
-                 difference_limit_hu: float = 300.0, panel_width: int = 240, footer: str | None = None) -> Image.Image:
+                 difference_limit_hu: float = 300.0, panel_width: int = 240, footer: str | None = None,
+                 difference_mask: np.ndarray | None = None) -> Image.Image:
     """Axial and coronal rows through ``focus_zyx``: non-contrast (W400/L40) | synthetic (W700/L200)
     | real contrast (W700/L200) | synthetic − real (black where they agree, red where the synthetic
     image is brighter, blue where darker, saturated at ± ``difference_limit_hu``). Without ``real``
     the last two panels are left out. Every panel is ``panel_width`` pixels wide, so the columns line up.
 
     All volumes must share one grid (``real`` registered onto the non-contrast grid);
-    ``focus_zyx`` are indices of that grid.
+    ``focus_zyx`` are indices of that grid. ``difference_mask`` (``[z, y, x]`` bool on that grid)
+    limits the difference to the voxels that were compared (black elsewhere).
     """
     for other in (synthetic, real):
         if other is not None and other.shape_zyx != noncontrast.shape_zyx:
@@ -274,6 +276,9 @@ def side_by_side(noncontrast: CTVolume, synthetic: CTVolume, real: CTVolume | No
         if real is not None:
             row.append((f"Real contrast W{w_c:.0f}/L{l_c:.0f}", window_to_uint8(cut(real, index), w_c, l_c)))
             difference = cut(synthetic, index) - cut(real, index)
+            if difference_mask is not None:
+                mask = noncontrast.with_array(np.asarray(difference_mask, dtype=np.uint8))
+                difference = np.where(cut(mask, index, nearest=True) > 0, difference, 0.0)
             row.append((f"Synthetic - real, +-{difference_limit_hu:.0f} HU", diverging_to_rgb(difference, difference_limit_hu)))
         rows.append([(title, fit_width(panel, panel_width)) for title, panel in row])
     return panel_grid(rows, panel_height=None, title_height=18, gap=4, footer=footer)
