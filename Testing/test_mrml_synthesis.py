@@ -190,6 +190,28 @@ def test_an_input_the_gate_refuses_starts_nothing(folders):
     assert logic._client is None and list(workspaces.iterdir()) == []
 
 
+def test_the_uncertainty_map_becomes_an_overlay_node_of_the_synthetic_volume(folders):
+    from DigitalContrastLib.mrml_layout import OVERLAY_FOR_ATTRIBUTE, OVERLAY_KIND_ATTRIBUTE
+    from DigitalContrastLib.mrml_synthesis import UNCERTAINTY_REFERENCE, SynthesisLogic
+
+    work_root, workspaces = folders
+    scene, app_logic = headless()
+    nc_node, study_item = node_in_study(scene, small_phantom().noncontrast, "NC")
+    logic = SynthesisLogic(scene, app_logic, dummy_client_factory(work_root), work_dir=workspaces)
+    node = logic.process(nc_node, uncertainty=True, timeout=120)
+    logic.close()
+    sd_node = node.GetNodeReference(UNCERTAINTY_REFERENCE)
+    assert sd_node is not None and sd_node.GetName() == "NC SYNTHETIC uncertainty"
+    assert geometry_of(sd_node) == geometry_of(nc_node)
+    assert sd_node.GetAttribute(OVERLAY_FOR_ATTRIBUTE) == node.GetID()
+    assert sd_node.GetAttribute(OVERLAY_KIND_ATTRIBUTE) == "uncertainty"
+    views = logic.show_review(nc_node, node, overlay=sd_node, overlay_opacity=0.4)
+    composite = scene.GetNodeByID("vtkMRMLSliceCompositeNodeDCSynthetic")
+    assert composite.GetForegroundVolumeID() == sd_node.GetID() and views.view_names == ["DCNonContrast", "DCSynthetic"]
+    del views
+    assert list(workspaces.iterdir()) == [] and list(work_root.iterdir()) == []
+
+
 # ---------------------------------------------------------------------------- the real engine
 def _real_engine_or_skip():
     why = real_engine_unavailable()
