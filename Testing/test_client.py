@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import textwrap
 import time
@@ -330,3 +331,16 @@ def test_real_engine_through_a_persistent_worker(tiny_model, tmp_path, work_root
         assert outcome.error["message"].endswith(".") and "\n" not in outcome.error["message"]
     assert not (tmp_path / "c.nrrd").exists() and not (tmp_path / "d.nrrd").exists()
     assert list(work_root.iterdir()) == []
+
+
+def test_a_launcher_that_merges_stderr_into_stdout_works(ncct, tmp_path, work_root):
+    """Like ``slicer.util.launchConsoleProcess``: one pipe for messages and log text."""
+    def merged(args, env):
+        return subprocess.Popen([sys.executable, "-m", "DigitalContrastLib.worker", *args], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                env={**env, "PYTHONPATH": worker_env()["PYTHONPATH"]})
+
+    outcome = WorkerClient(merged, dummy=True, work_root=work_root).run(make_job(ncct, tmp_path / "o.nrrd"), timeout=60)
+    assert outcome.ok, outcome
+    assert any("job" in line for line in outcome.log_tail)
+    assert outcome.result["sha256"] == file_sha256(tmp_path / "o.nrrd")

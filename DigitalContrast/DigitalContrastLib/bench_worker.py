@@ -16,7 +16,7 @@
     engine's ``timings_s.inference``, else the span of the ``inference`` stage messages); it also
     holds the engine's own reading, gating, resampling and writing.
 
-The input is a small synthetic CT (``shape_zyx``), so the figures isolate the worker's overhead.
+The input is a small phantom CT (``shape_zyx``), so the figures isolate the worker's overhead.
 """
 
 from __future__ import annotations
@@ -27,8 +27,6 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from .client import Event, WorkerClient
 from .protocol import make_job
@@ -125,17 +123,13 @@ def _timed_run(client: WorkerClient, job: dict[str, Any]) -> dict[str, Any]:
 
 
 def _write_bench_ct(path: Path, shape_zyx: tuple[int, int, int]) -> None:
-    """A water cylinder (40 HU) in air with a 45 HU vessel: enough for the gate and the engine."""
-    import SimpleITK as sitk
+    """The non-contrast CT of phantom seed 0 on a ``shape_zyx`` grid (whole body in-plane, 3 mm slices)."""
+    from .io import write_volume
+    from .phantom import make_phantom
 
-    z, y, x = np.ogrid[: shape_zyx[0], : shape_zyx[1], : shape_zyx[2]]
-    cy, cx, r = shape_zyx[1] / 2, shape_zyx[2] / 2, min(shape_zyx[1:]) * 0.42
-    array = np.full(shape_zyx, -1000, np.int16)
-    array[np.broadcast_to((y - cy) ** 2 + (x - cx) ** 2 < r**2, shape_zyx)] = 40
-    array[np.broadcast_to((y - cy) ** 2 + (x - cx - r / 3) ** 2 < (r / 6) ** 2, shape_zyx)] = 45
-    image = sitk.GetImageFromArray(array)
-    image.SetSpacing((1.0, 1.0, 2.0))
-    sitk.WriteImage(image, str(path))
+    z, y, x = shape_zyx
+    case = make_phantom(0, size_xyz=(x, y, z), spacing_xyz_mm=(350.0 / x, 350.0 / y, 3.0))
+    write_volume(case.noncontrast, path)
 
 
 if __name__ == "__main__":
