@@ -100,7 +100,8 @@ def test_poll_never_blocks_and_the_job_is_finished_only_after_its_end_event(fold
     work_root, workspaces = folders
     scene, app_logic = headless()
     nc_node = node_in_study(scene, small_phantom().noncontrast, "NC")[0]
-    logic = SynthesisLogic(scene, app_logic, dummy_client_factory(work_root, dummy_seconds=1.5), work_dir=workspaces)
+    job_s = 3.0
+    logic = SynthesisLogic(scene, app_logic, dummy_client_factory(work_root, dummy_seconds=job_s), work_dir=workspaces)
     job = logic.start(nc_node)
     slowest_poll_s, polls, seen = 0.0, 0, []
     while not job.finished:
@@ -113,7 +114,9 @@ def test_poll_never_blocks_and_the_job_is_finished_only_after_its_end_event(fold
     logic.close()
     print(f"{polls} polls, slowest {slowest_poll_s * 1000:.1f} ms (includes loading the result node)")
     assert polls >= 10 and job.ok
-    assert slowest_poll_s < 0.5
+    # a poll that waited for the worker would last the job's seconds; half of that leaves room for a
+    # busy machine (about 0.1 s here; 0.8 s seen with a training run on both cores)
+    assert slowest_poll_s < job_s / 2
 
 
 def test_cancel_leaves_no_node_no_process_and_no_folder(folders, tmp_path):
