@@ -1,31 +1,403 @@
-"""``digital-contrast-reader``: the reader-study command line."""
+"""``digital-contrast-reader``: the reader-study command line.
+
+Every sub-command is a small function registered in one table (:data:`COMMANDS`) with the
+:func:`command` decorator; its ``arguments`` function adds its options. To add a command, write
+one decorated function (see the marked place for the statistics commands near the end).
+
+Exit codes: 0 ok, 1 internal error (a bug, with traceback), 2 bad study or input file,
+3 store problem or failed integrity check, 4 bad answer or value, 64 usage error. Errors a user
+can cause print one sentence and no traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import random
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from . import __version__
+from .errors import EXIT_INTERNAL, EXIT_STORE, EXIT_USAGE, UsageError, UserError
+
+PROG = "digital-contrast-reader"
+EPILOG = """\
+exit codes: 0 ok, 1 internal error (a bug), 2 bad study or input file, 3 store problem or failed
+integrity check, 4 bad answer or value, 64 usage error.
+
+Run 'digital-contrast-reader COMMAND --help' for the options of one command.
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse exits with 2 on usage errors; 2 means 'bad study file' here, so use 64."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    help: str
+    arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+
+
+#: The sub-commands, in the order of ``--help``.
+COMMANDS: dict[str, Command] = {}
+
+
+def command(name: str, help: str, arguments: Callable[[argparse.ArgumentParser], None] = lambda p: None):
+    """Register ``run(args) -> exit code`` as sub-command ``name``."""
+
+    def register(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+        COMMANDS[name] = Command(name, help, arguments, run)
+        return run
+
+    return register
+
+
+def _db(p: argparse.ArgumentParser) -> None:
+    p.add_argument("db", type=Path, metavar="DB", help="the study's answer store (.sqlite)")
+
+
+def _db_json(p: argparse.ArgumentParser) -> None:
+    _db(p)
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+
+def _db_reader_or_all(p: argparse.ArgumentParser, all_help: str) -> None:
+    _db(p)
+    who = p.add_mutually_exclusive_group(required=True)
+    who.add_argument("--reader", help="reader id (as listed in the study file)")
+    who.add_argument("--all", action="store_true", help=all_help)
+
+
+def _open(args: argparse.Namespace):
+    from .store import open_store
+
+    return open_store(args.db)
+
+
+def _key_values(pairs: Sequence[str]) -> dict[str, str]:
+    values = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise UsageError(f"'{pair}' is not key=value; write each answer as QUESTION=VALUE.")
+        values[key.strip()] = value
+    return values
+
+
+def _parse_answers(store, item_id: str, pairs: Sequence[str]) -> dict[str, Any]:
+    task = store.study.task(store.item(item_id).task_id)
+    return {key: task.question(key).parse(text) for key, text in _key_values(pairs).items()}
+
+
+# --------------------------------------------------------------------------------------------
+# Study admin
+# --------------------------------------------------------------------------------------------
+
+
+def _init_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("study", type=Path, metavar="STUDY", help="study file (.yaml, .yml or .json)")
+    p.add_argument("--db", type=Path, required=True, help="answer store to create (or to update with a new version)")
+    p.add_argument("--backup-dir", type=Path, help="folder for backup copies (default: backups/ beside DB; use another disk)")
+    p.add_argument("--backup-every", type=int, default=None, help="back up after this many submits (default 25)")
+    p.add_argument("--event-log", type=Path, help="JSONL event log (default: DB.events.jsonl)")
+
+
+@command("init", "validate a study file and create its answer store (or load a new version into it)", _init_args)
+def cmd_init(args: argparse.Namespace) -> int:
+    from .store import DEFAULT_BACKUP_EVERY, create_store, open_store
+    from .study import load_study
+
+    study = load_study(args.study)
+    for warning in study.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    if args.db.exists():
+        with open_store(args.db) as store:
+            changed = store.update_study(study)
+        print(f"{args.db}: {'loaded the new version' if changed else 'already holds this version'} of study "
+              f"'{study.study_id}' (sha256 {study.sha256[:12]}...).")
+        return 0
+    with create_store(args.db, study, backup_dir=args.backup_dir, event_log=args.event_log,
+                      backup_every=args.backup_every or DEFAULT_BACKUP_EVERY) as store:
+        n_main = sum(1 for c in study.cases if not c.training)
+        print(f"{args.db}: created for study '{study.study_id}' version {study.version} (sha256 {study.sha256[:12]}...): "
+              f"{n_main} cases (+{len(study.cases) - n_main} training), {len(study.readers)} readers, tasks "
+              f"{', '.join(t.task_id for t in study.tasks)}; event log {store.event_log_path}, backups in {store.backup_dir}.")
+    return 0
+
+
+def _enrol_args(p: argparse.ArgumentParser) -> None:
+    _db_reader_or_all(p, "enrol every listed reader not yet enrolled")
+    p.add_argument("--seed", type=int, help="random seed of the schedule (default: a random one, recorded)")
+
+
+@command("enrol", "generate and store a reader's schedule (once; never recomputed)", _enrol_args)
+def cmd_enrol(args: argparse.Namespace) -> int:
+    with _open(args) as store:
+        enrolled = {r.reader_id for r in store.readers()}
+        if args.all:
+            if args.seed is not None:
+                raise UsageError("--seed applies to one reader; use it with --reader.")
+            targets = [r.reader_id for r in store.study.readers if r.reader_id not in enrolled]
+        else:
+            targets = [args.reader]
+        for reader_id in targets:
+            schedule = store.enrol(reader_id, seed=args.seed)
+            main = sum(1 for i in schedule.items if not i.training)
+            print(f"{reader_id}: {len(schedule.items)} items ({main} analysed, {len(schedule.items) - main} training) in "
+                  f"{len(schedule.sessions)} sessions, seed {schedule.seed}")
+            for s in schedule.sessions:
+                print(f"  session {s.session_no} ({s.kind}, wave {s.wave}): opens {s.opens_at[:10]}"
+                      + (f", at least {schedule.washout_days:g} days after the last answer of wave "
+                         f"{s.washout_after_wave}" if s.washout_after_wave else ""))
+        if not targets:
+            print("every listed reader is already enrolled")
+    return 0
+
+
+@command("status", "progress of every reader", _db_json)
+def cmd_status(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    with _open(args) as store:
+        progress = store.progress()
+    if args.json:
+        print(json.dumps([asdict(p) | {"finished": p.finished} for p in progress], indent=1))
+        return 0
+    print(f"{'reader':<12} {'group':<8} {'done':>11} {'training':>9} {'session':>8}  next")
+    for p in progress:
+        if not p.enrolled:
+            print(f"{p.reader_id:<12} {p.group or '-':<8} {'not enrolled':>11}")
+            continue
+        nxt = "finished" if p.finished else (p.next_item_id or "") + (f" (opens {p.next_opens_at[:16]})" if p.next_opens_at else "")
+        done = f"{p.items_done}/{p.items_total}"
+        training = f"{p.training_done}/{p.training_total}"
+        session = f"{p.current_session or '-'}/{p.sessions_total}"
+        print(f"{p.reader_id:<12} {p.group or '-':<8} {done:>11} {training:>9} {session:>8}  {nxt}")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# Reading (scripted or simulated use)
+# --------------------------------------------------------------------------------------------
+
+
+def _next_args(p: argparse.ArgumentParser) -> None:
+    _db(p)
+    p.add_argument("--reader", required=True, help="reader id")
+    p.add_argument("--json", action="store_true", help="print the item as JSON (what a reader UI receives)")
+    p.add_argument("--peek", action="store_true", help="show it without recording a display")
+
+
+@command("next", "show the reader's next item, blinded (records the display time)", _next_args)
+def cmd_next(args: argparse.Namespace) -> int:
+    with _open(args) as store:
+        item = store.resume(args.reader)
+        if item is not None and not item.opens_at and not args.peek:
+            item = store.open_item(args.reader, item.item_id)
+    if item is None:
+        print(json.dumps(None) if args.json else f"Reader '{args.reader}' has finished every item.")
+        return 0
+    print(json.dumps(item.to_dict(), indent=1) if args.json else item.text())
+    return 0
+
+
+def _answer_args(p: argparse.ArgumentParser) -> None:
+    _db(p)
+    p.add_argument("--reader", required=True, help="reader id")
+    p.add_argument("--item", required=True, help="item id (as shown by 'next'), or 'next'")
+    p.add_argument("--active-seconds", type=float, help="seconds actively spent on the item")
+    p.add_argument("answers", nargs="+", metavar="QUESTION=VALUE", help="one answer per question")
+
+
+@command("answer", "submit a reader's answers to one item (scripted use)", _answer_args)
+def cmd_answer(args: argparse.Namespace) -> int:
+    with _open(args) as store:
+        item_id = args.item
+        if item_id == "next":
+            item = store.resume(args.reader)
+            if item is None:
+                raise UsageError(f"Reader '{args.reader}' has no item left to answer.")
+            item_id = item.item_id
+        receipt = store.submit(args.reader, item_id, _parse_answers(store, item_id, args.answers),
+                               active_seconds=args.active_seconds)
+    print(f"saved {receipt.item_id} at {receipt.submitted_at}"
+          + (" (changed answers)" if receipt.modified else "")
+          + ("; all items done" if receipt.finished else f"; next {receipt.next_item_id}"))
+    return 0
+
+
+def _correct_args(p: argparse.ArgumentParser) -> None:
+    _db(p)
+    p.add_argument("--item", required=True, help="item id")
+    p.add_argument("--by", required=True, help="name of the admin making the correction")
+    p.add_argument("--reason", required=True, help="why (kept with the revision and in the audit trail)")
+    p.add_argument("answers", nargs="+", metavar="QUESTION=VALUE", help="corrected answers")
+
+
+@command("correct", "admin correction of a submitted answer (a logged revision with its reason)", _correct_args)
+def cmd_correct(args: argparse.Namespace) -> int:
+    with _open(args) as store:
+        for key, value in _parse_answers(store, args.item, args.answers).items():
+            revision = store.correct_answer(args.item, key, value, reason=args.reason, corrected_by=args.by)
+            print(f"{args.item} {key} = {value!r} (revision {revision})")
+    return 0
+
+
+def _simulate_args(p: argparse.ArgumentParser) -> None:
+    _db_reader_or_all(p, "every listed reader (enrolled first when needed)")
+    p.add_argument("--count", type=int, help="answer at most this many items per reader (default: all)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the simulated answers")
+
+
+@command("simulate", "fill a DEMO study with simulated readers (simulated clock; refused for real studies)", _simulate_args)
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from .simulate import SimulatedClock, simulate_reader
+    from .store import open_store
+
+    clock = SimulatedClock()
+    with open_store(args.db, clock=clock) as store:
+        last = store.last_event_at()
+        if last is not None:
+            clock.jump_to(last)
+        readers = [r.reader_id for r in store.study.readers] if args.all else [args.reader]
+        enrolled = {r.reader_id for r in store.readers()}
+        for k, reader_id in enumerate(readers):
+            if args.all and reader_id not in enrolled:
+                store.enrol(reader_id, seed=args.seed + k)
+
+            def acknowledge(receipt) -> None:
+                print(f"submitted {receipt.item_id}", flush=True)  # printed only after the submit returned
+
+            simulate_reader(store, reader_id, random.Random(f"{args.seed}:{reader_id}"), clock=clock,
+                            count=args.count, on_submit=acknowledge)
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# Integrity and exports
+# --------------------------------------------------------------------------------------------
+
+
+@command("check", "integrity check: SQLite, hash chain, event log, answers vs schedules (exit 3 on failure)", _db_json)
+def cmd_check(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    with _open(args) as store:
+        report = store.integrity_check()
+    print(json.dumps(asdict(report), indent=1) if args.json else report.summary())
+    return 0 if report.ok else EXIT_STORE
+
+
+def _export_args(p: argparse.ArgumentParser) -> None:
+    _db(p)
+    p.add_argument("--out", type=Path, required=True, help="folder for the exported files")
+
+
+@command("export", "write the tidy CSV, analysis tables, iMRMC/JAFROC files, schedules, data dictionary", _export_args)
+def cmd_export(args: argparse.Namespace) -> int:
+    from .export import export_all
+
+    with _open(args) as store:
+        result = export_all(store, args.out)
+    for path in result.files:
+        print(path)
+    for note in result.notes:
+        print(f"note: {note}", file=sys.stderr)
+    return 0
+
+
+def _example_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("out", type=Path, metavar="OUTDIR", help="folder to create the study in")
+    p.add_argument("--cases", type=int, default=12, help="number of dummy cases (default 12)")
+    p.add_argument("--training", type=int, default=2, help="how many of them are training cases (default 2)")
+    p.add_argument("--readers", type=int, default=3, help="number of readers (default 3)")
+    p.add_argument("--tasks", default="grading,turing,preference,detection",
+                   help="comma-separated task types (default: all four)")
+    p.add_argument("--design", choices=["fully-crossed", "split-plot"], default="fully-crossed")
+    p.add_argument("--washout-days", type=float, default=28)
+    p.add_argument("--from-cases", type=Path, metavar="FOLDER",
+                   help="write a study file for this folder of real cases instead of dummy images")
+    p.add_argument("--ifu", default="aorta", choices=["aorta", "pulmonary", "neck-brain", "limb", "coronary"])
+
+
+@command("example-study", "create a small example study (dummy images + study.yaml), or one for a case folder", _example_args)
+def cmd_example_study(args: argparse.Namespace) -> int:
+    from .example import study_config_from_folder, write_example_study, write_study_file
+
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    if args.from_cases:
+        config = study_config_from_folder(args.from_cases, args.out, ifu=args.ifu, tasks=tasks,
+                                          readers=[f"r{j + 1:02d}" for j in range(args.readers)],
+                                          training_cases=args.training, washout_days=args.washout_days)
+        path = write_study_file(config, args.out / "study.yaml")
+    else:
+        path = write_example_study(args.out, cases=args.cases, training_cases=args.training, readers=args.readers,
+                                   tasks=tasks, ifu=args.ifu, design=args.design, washout_days=args.washout_days)
+    print(path)
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# Statistics sub-commands (mrmc, report)
+# --------------------------------------------------------------------------------------------
+# The analysis modules register `mrmc` and `report` HERE, each as one @command-decorated
+# function; their input is export.analysis_table(store, QUESTION, TASK), i.e. the long table
+# reader_id, case_id, modality, truth, score (training excluded).
+# --------------------------------------------------------------------------------------------
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="digital-contrast-reader",
-        description="Blinded reader studies for synthetic contrast CT: schedules, answers, exports, statistics.",
+    parser = _Parser(
+        prog=PROG,
+        description="Blinded reader studies for synthetic contrast CT: study files, stored schedules, answers that "
+                    "are never lost, exports for MRMC statistics.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for cmd in COMMANDS.values():
+        p = sub.add_parser(cmd.name, help=cmd.help, description=cmd.help)
+        cmd.arguments(p)
+        p.set_defaults(_run=cmd.run)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns (and, as a console script, exits with) the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    if not args.command:
+    if not getattr(args, "_run", None):
         parser.print_help()
-        return 64
-    return 0
+        return EXIT_USAGE
+    try:
+        return int(args._run(args) or 0)
+    except UserError as error:
+        print(f"{PROG} {args.command}: {error.message}", file=sys.stderr)
+        return error.exit_code
+    except BrokenPipeError:  # the output went to a pager or `head` that closed early
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (silence the flush at exit)
+        return 0
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted; every answer submitted before is saved.", file=sys.stderr)
+        return 130
+    except Exception:  # a bug: keep the traceback, say so
+        import traceback
+
+        traceback.print_exc()
+        print(f"{PROG}: internal error (a bug); please report it with the lines above.", file=sys.stderr)
+        return EXIT_INTERNAL
 
 
 if __name__ == "__main__":
