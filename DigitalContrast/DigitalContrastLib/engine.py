@@ -305,8 +305,33 @@ def resample_rows(source: torch.Tensor, weights: torch.Tensor, rows: range) -> t
     return (block[:, first:last] @ band).reshape(len(rows), *source.shape[1:])
 
 
+_RESIDUAL_LIMIT_HU = 4096  # a residual beyond this is not contrast; it also keeps int16 sums in range
+_INT16_HEADROOM = 32767 - _RESIDUAL_LIMIT_HU
+
+
 def _slab_ranges(n: int, slab: int) -> list[range]:
     return [range(z, min(z + slab, n)) for z in range(0, n, slab)]
+
+
+def _inplane_mean(block: torch.Tensor, shape_yx: Sequence[int]) -> torch.Tensor:
+    """Downsample ``[c, y, x]`` float32 in-plane to ``shape_yx`` (area averaging, edges aligned).
+
+    Integer factors up to 4 use strided sums (several times faster than adaptive pooling on a CPU);
+    anything else goes through :func:`resample_edges`.
+    """
+    c, ny, nx = block.shape
+    gy, gx = (int(v) for v in shape_yx)
+    if (ny, nx) == (gy, gx):
+        return block
+    fy, fx = ny // gy, nx // gx
+    if ny == fy * gy and nx == fx * gx and fy * fx <= 16:
+        total = block[:, 0::fy, 0::fx].clone()
+        for i in range(fy):
+            for j in range(fx):
+                if i or j:
+                    total += block[:, i::fy, j::fx]
+        return total.mul_(1.0 / (fy * fx))
+    return resample_edges(block[None, None], (c, gy, gx))[0, 0]
 
 
 def hu_to_model_grid(canonical_hu: np.ndarray, grid_shape_zyx: Sequence[int], slab: int = 16) -> torch.Tensor:
@@ -320,7 +345,7 @@ def hu_to_model_grid(canonical_hu: np.ndarray, grid_shape_zyx: Sequence[int], sl
     inplane = torch.empty((nz, gy, gx), dtype=torch.float32)
     for rows in _slab_ranges(nz, slab):
         block = torch.from_numpy(np.ascontiguousarray(canonical_hu[rows.start: rows.stop])).to(torch.float32)
-        inplane[rows.start: rows.stop] = resample_edges(block[None, None], (len(rows), gy, gx))[0, 0]
+        inplane[rows.start: rows.stop] = _inplane_mean(block, (gy, gx))
     if gz == nz:
         return inplane
     weights = axis_weights(nz, gz)
@@ -349,8 +374,13 @@ def model_grid_to_input(
         block = resample_rows(inplane, weights, rows)
         if base_hu is not None:
             base = torch.from_numpy(np.ascontiguousarray(base_hu[rows.start: rows.stop]))
+            if base.dtype == torch.int16 and out.dtype == np.int16 and int(base.abs().max()) < _INT16_HEADROOM:
+                # integer path: the residual is rounded and added in int16 (no float copy of the input)
+                step = block.round_().clamp_(-_RESIDUAL_LIMIT_HU, _RESIDUAL_LIMIT_HU).to(torch.int16)
+                out[rows.start: rows.stop] = torch.where(base > threshold_hu, base + step, base).numpy()
+                continue
             base_f = base.to(torch.float32)
-            block = torch.where(base > threshold_hu, base_f + block, base_f)
+            block = torch.where(base > threshold_hu, base_f + block.clamp_(-_RESIDUAL_LIMIT_HU, _RESIDUAL_LIMIT_HU), base_f)
         if info is not None:
             block = block.round_().clamp_(info.min, info.max)
         out[rows.start: rows.stop] = block.numpy().astype(out.dtype, copy=False)
