@@ -130,3 +130,21 @@ def test_ci_runs_the_readme_test_command():
     assert "make test" in (ROOT / ".ci" / "run").read_text()
     assert "make test" in (ROOT / "README.md").read_text()
     assert "make demo" in (ROOT / "README.md").read_text()
+
+
+def test_atomic_write_leaves_a_normally_readable_file_and_no_temporary(tmp_path):
+    import os
+    import stat
+
+    from DigitalContrastLib.atomic import atomic_path, atomic_write_text
+
+    target = atomic_write_text(tmp_path / "report.html", "<p>ok</p>")
+    mode = stat.S_IMODE(target.stat().st_mode)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert mode == 0o666 & ~umask
+    with pytest.raises(RuntimeError):
+        with atomic_path(tmp_path / "broken.nrrd") as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("killed half-way")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.html"]

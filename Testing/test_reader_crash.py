@@ -9,36 +9,21 @@ and resume gives the first unfinished item.
 
 from __future__ import annotations
 
-import os
 import random
-import signal
-import subprocess
 import sys
-import threading
 import time
 
 import pytest
+from killed_process import run_until_killed
 
 from DigitalContrastReaderLib.example import write_example_study
 from DigitalContrastReaderLib.store import create_store, open_store
 from DigitalContrastReaderLib.study import load_study
 
 
-def _writer(db, round_no: int) -> tuple[subprocess.Popen, list[str], threading.Thread]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "DigitalContrastReaderLib.cli", "simulate", str(db), "--reader", "r01",
-         "--seed", str(round_no)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    lines: list[str] = []
-
-    def drain() -> None:
-        for line in proc.stdout:
-            lines.append(line.strip())
-
-    thread = threading.Thread(target=drain, daemon=True)
-    thread.start()
-    return proc, lines, thread
+def _writer_args(db, round_no: int) -> list[str]:
+    return [sys.executable, "-m", "DigitalContrastReaderLib.cli", "simulate", str(db), "--reader", "r01",
+            "--seed", str(round_no)]
 
 
 @pytest.mark.process
@@ -56,20 +41,10 @@ def test_sigkill_at_random_moments_loses_no_acknowledged_answer(tmp_path):
     kills = recoveries = 0
     started = time.monotonic()
     for round_no in range(8):
-        proc, lines, thread = _writer(db, round_no)
         # wait for the first acknowledgement (or the writer's exit), then kill at a random moment
-        wait_until = time.monotonic() + 20
-        while not lines and proc.poll() is None and time.monotonic() < wait_until:
-            time.sleep(0.01)
-        time.sleep(rng.uniform(0.0, 0.6))
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-            kills += 1
-        proc.wait(timeout=30)
-        thread.join(timeout=10)
-        stderr = proc.stderr.read()
-        proc.stderr.close()
-        assert proc.returncode in (0, -signal.SIGKILL), stderr
+        lines, killed = run_until_killed(_writer_args(db, round_no), ready=bool, delay_s=rng.uniform(0.0, 0.6),
+                                         timeout_s=20)
+        kills += killed
         acknowledged += [line.split()[1] for line in lines if line.startswith("submitted ")]
 
         with open_store(db) as store:  # opening runs the event-log recovery

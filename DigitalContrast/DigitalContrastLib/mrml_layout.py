@@ -22,12 +22,17 @@ Views render without OpenGL through each slice logic's ``GetImageDataConnection(
 (:func:`render_views_png`), in Slicer's radiological convention: axial views show the patient's
 left on the image right and anterior up; coronal views show superior up.
 
+The generic pieces (:class:`SliceViewSpec`, :func:`slice_views_layout_xml`, :func:`show_layout`,
+:func:`show_volumes_in_views`) build any grid of linked slice views; the reader-study module uses
+them for its neutral ``Image A | Image B`` layouts.
+
 ``slicer``/``vtk`` are imported inside the functions (the core library imports without them).
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -102,25 +107,69 @@ def review_view_names(with_real: bool = True, coronal_row: bool = False) -> list
 
 def review_layout_xml(with_real: bool = True, coronal_row: bool = False) -> str:
     """Slicer layout XML: one row of axial views, optionally a second row of coronal views."""
+    orientations = ["Axial", "Coronal"] if coronal_row else ["Axial"]
+    rows = [
+        [
+            SliceViewSpec(
+                column.tag + _ORIENTATION_SUFFIX[orientation],
+                column.label if orientation == "Axial" else f"{column.label} (coronal)",
+                column.color,
+                orientation,
+            )
+            for column in _columns(with_real)
+        ]
+        for orientation in orientations
+    ]
+    return slice_views_layout_xml(rows)
 
-    def view(column: ReviewColumn, orientation: str) -> str:
-        label = column.label if orientation == "Axial" else f"{column.label} (coronal)"
+
+@dataclass(frozen=True)
+class SliceViewSpec:
+    """One slice view of a layout.
+
+    Attributes:
+        tag: singleton tag of its slice node (also the layout name, e.g. ``DCSynthetic``).
+        label: shown in the view controller and above rendered panels.
+        color: frame colour ``#RRGGBB``.
+        orientation: ``Axial``, ``Coronal`` or ``Sagittal``.
+        view_group: views of one group with the same orientation follow each other when linked.
+    """
+
+    tag: str
+    label: str
+    color: str
+    orientation: str = "Axial"
+    view_group: int = REVIEW_VIEW_GROUP
+
+
+def slice_views_layout_xml(rows: Sequence[Sequence[SliceViewSpec]]) -> str:
+    """Slicer layout XML for rows of slice views (one row: a horizontal layout; several rows: a
+    vertical layout of horizontal rows)."""
+
+    def view(spec: SliceViewSpec) -> str:
         return (
-            f'<item><view class="vtkMRMLSliceNode" singletontag="{column.tag}{_ORIENTATION_SUFFIX[orientation]}">'
-            f'<property name="orientation" action="default">{orientation}</property>'
-            f'<property name="viewlabel" action="default">{label}</property>'
-            f'<property name="viewcolor" action="default">{column.color}</property>'
-            f'<property name="viewgroup" action="default">{REVIEW_VIEW_GROUP}</property>'
+            f'<item><view class="vtkMRMLSliceNode" singletontag="{spec.tag}">'
+            f'<property name="orientation" action="default">{spec.orientation}</property>'
+            f'<property name="viewlabel" action="default">{spec.label}</property>'
+            f'<property name="viewcolor" action="default">{spec.color}</property>'
+            f'<property name="viewgroup" action="default">{spec.view_group}</property>'
             "</view></item>"
         )
 
-    def row(orientation: str) -> str:
-        views = "".join(view(c, orientation) for c in _columns(with_real))
-        return f'<layout type="horizontal">{views}</layout>'
+    def row(specs: Sequence[SliceViewSpec]) -> str:
+        return f'<layout type="horizontal">{"".join(view(s) for s in specs)}</layout>'
 
-    if not coronal_row:
-        return row("Axial")
-    return f'<layout type="vertical"><item>{row("Axial")}</item><item>{row("Coronal")}</item></layout>'
+    if len(rows) == 1:
+        return row(rows[0])
+    return '<layout type="vertical">' + "".join(f"<item>{row(r)}</item>" for r in rows) + "</layout>"
+
+
+def set_layout_description(layout_node: Any, layout_id: int, xml: str) -> None:
+    """Add (or refresh) one layout description on a ``vtkMRMLLayoutNode``."""
+    if layout_node.IsLayoutDescription(layout_id):
+        layout_node.SetLayoutDescription(layout_id, xml)
+    else:
+        layout_node.AddLayoutDescription(layout_id, xml)
 
 
 def register_review_layouts(layout_node: Any) -> None:
@@ -132,11 +181,7 @@ def register_review_layouts(layout_node: Any) -> None:
     for with_real in (True, False):
         for coronal_row in (False, True):
             layout_id = review_layout_id(with_real, coronal_row)
-            xml = review_layout_xml(with_real, coronal_row)
-            if layout_node.IsLayoutDescription(layout_id):
-                layout_node.SetLayoutDescription(layout_id, xml)
-            else:
-                layout_node.AddLayoutDescription(layout_id, xml)
+            set_layout_description(layout_node, layout_id, review_layout_xml(with_real, coronal_row))
 
 
 def layout_node_of(scene: Any) -> Any:
@@ -149,6 +194,19 @@ def layout_node_of(scene: Any) -> Any:
         layout_logic.SetMRMLScene(scene)
         node = layout_logic.GetLayoutNode()
     return node
+
+
+def show_layout(scene: Any, layout_id: int, xml: str, view_names: Sequence[str]) -> Any:
+    """Register layout ``layout_id`` as ``xml``, select it and make sure its slice views exist.
+
+    Returns the scene's ``vtkMRMLLayoutNode``. Custom layouts are not stored in scene files, so
+    the description is (re)registered every time.
+    """
+    layout_node = layout_node_of(scene)
+    set_layout_description(layout_node, layout_id, xml)
+    layout_node.SetViewArrangement(layout_id)
+    _ensure_view_nodes(scene, list(view_names))
+    return layout_node
 
 
 def _ensure_view_nodes(scene: Any, names: list[str]) -> None:
@@ -357,15 +415,12 @@ def show_review(
         :class:`ReviewViews`. Background volumes are set before the views are linked, so the
         linking does not copy one view's volume to the others.
     """
-    import vtk
-
     with_real = real_node is not None
     layout_node = layout_node_of(scene)
     register_review_layouts(layout_node)
     layout_id = review_layout_id(with_real, coronal_row)
-    layout_node.SetViewArrangement(layout_id)
     names = review_view_names(with_real, coronal_row)
-    _ensure_view_nodes(scene, names)
+    show_layout(scene, layout_id, review_layout_xml(with_real, coronal_row), names)
 
     contrast = get_preset(preset)
     non_contrast = get_preset(nc_preset) if nc_preset else contrast
@@ -384,26 +439,73 @@ def show_review(
         _style_uncertainty(scene, overlay_node)
 
     by_key = {"nc": nc_node, "synthetic": synthetic_node, "real": real_node}
+    backgrounds = {name: by_key[next(c.key for c in COLUMNS if name.startswith(c.tag))] for name in names}
+    foregrounds = {}
+    if overlay_node is not None:
+        foregrounds = {name: (overlay_node, float(overlay_opacity)) for name in names
+                       if name.startswith(view_name("synthetic"))}
+    if center_ras_mm is None:
+        center_ras_mm = volume_center_ras(nc_node)
+    logics = show_volumes_in_views(scene, app_logic, backgrounds, foregrounds=foregrounds, mip_mm=mip_mm,
+                                   center_ras_mm=center_ras_mm)
+    volume_ids = {name: node.GetID() for name, node in backgrounds.items()}
+    return ReviewViews(layout_id, names, volume_ids, logics, overlay_node)
+
+
+def volume_center_ras(node: Any) -> tuple[float, float, float]:
+    """The centre of a volume node's bounding box in RAS mm."""
+    bounds = [0.0] * 6
+    node.GetRASBounds(bounds)
+    return ((bounds[0] + bounds[1]) / 2, (bounds[2] + bounds[3]) / 2, (bounds[4] + bounds[5]) / 2)
+
+
+def show_volumes_in_views(
+    scene: Any,
+    app_logic: Any,
+    backgrounds: Mapping[str, Any],
+    *,
+    foregrounds: Mapping[str, tuple[Any, float]] | None = None,
+    view_group: int = REVIEW_VIEW_GROUP,
+    mip_mm: float | None = None,
+    center_ras_mm: tuple[float, float, float] | None = None,
+    link: bool = True,
+) -> dict[str, Any]:
+    """Show one volume per slice view, in linked views of one view group.
+
+    Args:
+        backgrounds: view name -> background volume node (the views must exist: :func:`show_layout`).
+        foregrounds: view name -> ``(volume node, opacity 0..1)`` shown over the background; every
+            other view gets no foreground. Label layers are cleared.
+        view_group: the views' group (linking only reaches views of one group and orientation).
+        mip_mm: slab thickness in mm of a maximum-intensity projection (``None`` or 0: thin slices).
+        center_ras_mm: point every view is centred on (default: the first background's centre).
+        link: link the views (scroll, pan and zoom one, the others of its orientation follow).
+
+    Returns:
+        The ``vtkMRMLSliceLogic`` of each view. Volumes are assigned with linking off, so that
+        the linking does not copy one view's volume to the others, and linking is switched on last.
+    """
+    import vtk
+
+    foregrounds = foregrounds or {}
     logics: dict[str, Any] = {}
-    volume_ids: dict[str, str] = {}
-    for name in names:
-        key = next(c.key for c in COLUMNS if name.startswith(c.tag))
+    for name, node in backgrounds.items():
         logic = slice_logic_for_view(scene, app_logic, name)
         logics[name] = logic
         composite = logic.GetSliceCompositeNode()
         composite.SetLinkedControl(0)  # no broadcast while volumes are assigned view by view
-        composite.SetBackgroundVolumeID(by_key[key].GetID())
+        composite.SetBackgroundVolumeID(node.GetID())
         composite.SetLabelVolumeID(None)
-        if key == "synthetic" and overlay_node is not None:
+        if name in foregrounds:
+            overlay_node, opacity = foregrounds[name]
             composite.SetForegroundVolumeID(overlay_node.GetID())
-            composite.SetForegroundOpacity(float(overlay_opacity))
+            composite.SetForegroundOpacity(float(opacity))
         else:
             composite.SetForegroundVolumeID(None)
             composite.SetForegroundOpacity(0.0)
-        volume_ids[name] = by_key[key].GetID()
 
         slice_node = logic.GetSliceNode()
-        slice_node.SetViewGroup(REVIEW_VIEW_GROUP)
+        slice_node.SetViewGroup(view_group)
         if mip_mm:
             slice_node.SetSlabReconstructionEnabled(True)
             slice_node.SetSlabReconstructionType(vtk.VTK_IMAGE_SLAB_MAX)
@@ -411,16 +513,15 @@ def show_review(
         else:
             slice_node.SetSlabReconstructionEnabled(False)
 
-    if center_ras_mm is None:
-        bounds = [0.0] * 6
-        nc_node.GetRASBounds(bounds)
-        center_ras_mm = ((bounds[0] + bounds[1]) / 2, (bounds[2] + bounds[3]) / 2, (bounds[4] + bounds[5]) / 2)
-    for name, logic in logics.items():
-        logic.FitSliceToAll()
-        logic.GetSliceNode().JumpSliceByCentering(*center_ras_mm)
+    if center_ras_mm is None and backgrounds:
+        center_ras_mm = volume_center_ras(next(iter(backgrounds.values())))
     for logic in logics.values():
-        logic.GetSliceCompositeNode().SetLinkedControl(1)
-    return ReviewViews(layout_id, names, volume_ids, logics, overlay_node)
+        logic.FitSliceToAll()
+        if center_ras_mm is not None:
+            logic.GetSliceNode().JumpSliceByCentering(*center_ras_mm)
+    for logic in logics.values():
+        logic.GetSliceCompositeNode().SetLinkedControl(1 if link else 0)
+    return logics
 
 
 # ---------------------------------------------------------------------------- rendering

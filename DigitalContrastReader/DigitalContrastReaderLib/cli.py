@@ -351,10 +351,19 @@ def cmd_example_study(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------------------------
 # Statistics sub-commands (mrmc, report)
 # --------------------------------------------------------------------------------------------
-# The analysis modules register `mrmc` and `report` HERE, each as one @command-decorated
-# function; their input is export.analysis_table(store, QUESTION, TASK), i.e. the long table
-# reader_id, case_id, modality, truth, score (training excluded).
+# Their input is export.analysis_table(store, QUESTION, TASK), i.e. the long table
+# reader_id, case_id, modality, truth, score (training excluded); see cli_analysis.py.
 # --------------------------------------------------------------------------------------------
+
+
+def _register_analysis_commands() -> None:
+    from .cli_analysis import MRMC_HELP, REPORT_HELP, mrmc_arguments, report_arguments, run_mrmc, run_report
+
+    command("mrmc", MRMC_HELP, mrmc_arguments)(run_mrmc)
+    command("report", REPORT_HELP, report_arguments)(run_report)
+
+
+_register_analysis_commands()
 
 
 def build_parser() -> argparse.ArgumentParser:
