@@ -13,7 +13,7 @@ from DigitalContrastLib.synthesis import SynthesisEngine
 
 TINY = ["--phantom-size", "48", "48", "32", "--phantom-spacing", "7.5", "7.5", "12.5", "--spacing", "7.5", "7.5", "12.5",
         "--patch-size", "16", "32", "32", "--roi-size", "16", "32", "32", "--channels", "4", "8", "16",
-        "--res-units", "1", "--steps-per-epoch", "2", "--batch-size", "2", "--val-cases", "1", "--model-id", "tiny-trained"]
+        "--res-units", "0", "--steps-per-epoch", "2", "--batch-size", "2", "--val-cases", "1", "--model-id", "tiny-trained"]
 
 
 @pytest.mark.slow

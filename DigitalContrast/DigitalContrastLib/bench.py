@@ -94,7 +94,7 @@ def naive_synthesis(volume, network: torch.nn.Module, settings: E.EngineSettings
         windows *= len(E.window_starts(max(n, r), r, 0.25))
     t0 = time.perf_counter()
     out = np.empty(volume.array.shape, dtype=np.int16)
-    E.model_grid_to_input(output.float().mul_(settings.output_scale_hu), orientation.to_canonical(out),
+    E.model_grid_to_input(output.float() * settings.output_scale_hu, orientation.to_canonical(out),
                           base_hu=canonical, threshold_hu=settings.body_threshold_hu)
     timings["postprocess"] = time.perf_counter() - t0
     return out, timings, windows

@@ -9,7 +9,7 @@ Data flow for one volume (arrays ``[z, y, x]``, HU float32 while processing):
    card's HU range, ``(hu - offset_hu) / scale_hu``;
 3. **sliding-window inference** with Gaussian blending over a grid computed here, skipping every
    window that holds no body voxel (HU above the card's ``body_threshold_hu`` on the model grid,
-   dilated by two voxels): the residual there is 0;
+   or within two voxels of one): the residual there is 0;
 4. **postprocess**: ``residual_hu = output * output_scale_hu``, resampled back onto the EXACT input
    grid and added to the ORIGINAL input HU (so the input's texture and noise are kept); voxels at or
    below ``body_threshold_hu`` (air, lung) keep their input value; rounded to int16.
@@ -389,6 +389,11 @@ def model_grid_to_input(
 # --------------------------------------------------------------------------- sliding windows
 
 
+#: A window runs when a body voxel lies within this many model-grid voxels of it: the resampling
+#: back to the input grid reads one model voxel beyond a body voxel.
+BODY_MARGIN_VOXELS = 2
+
+
 def window_starts(size: int, roi: int, overlap: float) -> list[int]:
     """Start indices of windows of length ``roi`` covering ``[0, size)`` (``size >= roi``).
 
@@ -532,8 +537,8 @@ def sliding_window(
     Args:
         runner: maps a ``[B, 1, *roi]`` batch to the network output on a device.
         image: the normalised model-grid image, float32 on the CPU.
-        body: bool ``[z, y, x]`` body mask on the model grid; windows without a True voxel are
-            skipped (output 0 there). None runs every window.
+        body: bool ``[z, y, x]`` body mask on the model grid; windows with no True voxel within
+            :data:`BODY_MARGIN_VOXELS` of them are skipped (output 0 there). None runs every window.
         attempt: devices and window batch size.
         overlap: window overlap fraction.
         progress: ``progress(done, total)`` in windows.
@@ -559,7 +564,9 @@ def sliding_window(
     windows = [(z, y, x) for z in starts[0] for y in starts[1] for x in starts[2]]
     total = len(windows)
     if body is not None:
-        windows = [w for w in windows if bool(body[w[0]: w[0] + roi[0], w[1]: w[1] + roi[1], w[2]: w[2] + roi[2]].any())]
+        m = BODY_MARGIN_VOXELS  # a window also runs when body lies just outside it (resampling reaches there)
+        windows = [w for w in windows if bool(body[max(w[0] - m, 0): w[0] + roi[0] + m, max(w[1] - m, 0): w[1] + roi[1] + m,
+                                                   max(w[2] - m, 0): w[2] + roi[2] + m].any())]
     weights = importance_map(roi, settings.blend_mode, settings.sigma_scale).to(stitch)
     out = torch.zeros(padded_shape, dtype=torch.float32, device=stitch)
     norm = torch.zeros(padded_shape, dtype=torch.float32, device=stitch)
@@ -652,14 +659,9 @@ def body_mask_hu(hu: np.ndarray | torch.Tensor, threshold_hu: float) -> np.ndarr
     return hu > threshold_hu
 
 
-def _dilate(mask: torch.Tensor, voxels: int) -> torch.Tensor:
-    if voxels <= 0:
-        return mask
-    size = 2 * voxels + 1
-    return F.max_pool3d(mask[None, None].float(), size, stride=1, padding=voxels)[0, 0] > 0
-
-
-FLIP_TTA_AXES: tuple[tuple[int, ...], ...] = ((), (2,), (1,), (0,))  # identity, x, y, z flips ([z, y, x] axes)
+#: Test-time flips for the uncertainty map, as ``[z, y, x]`` axes: identity, z, y, z+y. Never x:
+#: the models are trained without left-right flips (the aorta lies on the patient's left).
+FLIP_TTA_AXES: tuple[tuple[int, ...], ...] = ((), (0,), (1,), (0, 1))
 
 
 def synthesize_volume(
@@ -679,7 +681,7 @@ def synthesize_volume(
         :class:`EngineOutput`: ``synthetic`` is int16 HU on exactly the input grid (same shape,
         spacing, origin, direction), unchanged wherever the input is at or below the card's body
         threshold; ``uncertainty`` (when asked) is the voxel-wise SD in HU across flip test-time
-        augmentation (identity, x, y and z flips), int16 on the same grid.
+        augmentation (identity, z, y and z+y flips), int16 on the same grid.
     """
     report = _MonotonicProgress(progress)
     overlap = settings.overlap if overlap is None else float(overlap)
@@ -701,7 +703,7 @@ def synthesize_volume(
     grid_shape = model_grid_shape(canonical.shape, spacing_zyx, target_zyx)
     model_hu = hu_to_model_grid(canonical, grid_shape)
     report("preprocess", 1, 2)
-    body_model = _dilate(body_mask_hu(model_hu, settings.body_threshold_hu), 2) if skip else None
+    body_model = body_mask_hu(model_hu, settings.body_threshold_hu) if skip else None
     image = model_hu.clamp_(*settings.clip_hu).sub_(settings.offset_hu).div_(settings.scale_hu)
     report("preprocess", 2, 2)
     timings["preprocess"] = time.perf_counter() - t0

@@ -234,8 +234,9 @@ def synthesize_file(
     report = check_volume(volume)
     if not report.ok:
         first = report.errors[0]
-        raise InputError(first["message"], code=first.get("code", "gate_error"))
-    for warning in report.warnings:
+        raise InputError(first.message, code=first.code)
+    gate_warnings = [{"code": w.code, "message": w.message} for w in report.warnings]
+    for warning in gate_warnings:
         if on_warning is not None:
             on_warning(warning["code"], warning["message"])
     progress("gate", 1, 1)
@@ -275,7 +276,7 @@ def synthesize_file(
             "timings_s": {k: round(v, 4) for k, v in timings.items()},
             "peak_memory_mb": round(result.peak_memory_mb, 1),
             "notes": result.notes,
-            "gate_warnings": [dict(w) for w in report.warnings],
+            "gate_warnings": gate_warnings,
             "geometry": result.synthetic.geometry(),
             "software": software_versions(),
         }
@@ -287,7 +288,7 @@ def synthesize_file(
             provenance["uncertainty"] = {
                 "path": str(uncertainty_path.resolve()),
                 "sha256": sha256_file(uncertainty_path),
-                "kind": "voxel-wise SD in HU across flip test-time augmentation (identity, x, y, z flips)",
+                "kind": "voxel-wise SD in HU across flip test-time augmentation (identity, z, y, z+y flips)",
             }
         timings["write"] = time.perf_counter() - t0
         provenance["timings_s"]["write"] = round(timings["write"], 4)

@@ -34,7 +34,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--roi-size", type=int, nargs=3, metavar=("Z", "Y", "X"), default=(64, 128, 128),
                         help="inference window written to the card [z y x]")
     parser.add_argument("--channels", type=int, nargs="+", default=[16, 32, 64, 128, 256], help="UNet channels per level")
-    parser.add_argument("--res-units", type=int, default=1, help="residual units per UNet block")
+    parser.add_argument("--res-units", type=int, default=0,
+                        help="residual units per UNet block (0 keeps MONAI UNet's output layer a plain convolution)")
+    parser.add_argument("--norm", choices=["none", "batch", "instance"], default="batch",
+                        help="normalisation layers of the UNet")
     parser.add_argument("--clip-hu", type=float, nargs=2, metavar=("LO", "HI"), default=(-300.0, 1200.0),
                         help="input HU clip range")
     parser.add_argument("--input-offset-hu", type=float, default=40.0, help="network input = (clip(HU) - offset) / scale")
@@ -45,6 +48,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="model spacing in mm (cases are resampled to it)")
     parser.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (AdamW, cosine decay)")
     parser.add_argument("--vessel-weight", type=float, default=4.0, help="extra L1 weight on vessel voxels")
+    parser.add_argument("--mse-warmup", type=float, default=0.3,
+                        help="fraction of the steps trained with a squared error before the L1 (0 for L1 throughout)")
+    parser.add_argument("--freeze-norm", type=float, default=0.4,
+                        help="fraction of the steps after which batch norm uses fixed running statistics (0: never)")
     parser.add_argument("--ssim-weight", type=float, default=0.1, help="weight of the SSIM loss term")
     parser.add_argument("--val-cases", type=int, default=2, help="validation cases scored after each epoch")
     parser.add_argument("--seed", type=int, default=0, help="random seed of the run")
@@ -81,10 +88,11 @@ def run(args: argparse.Namespace) -> int:
         data_dir=args.data, out_dir=args.out, val_dir=args.val_data, epochs=args.epochs,
         steps_per_epoch=args.steps_per_epoch, batch_size=args.batch_size, patch_size_zyx=tuple(args.patch_size),
         inference_roi_zyx=tuple(args.roi_size), channels=tuple(args.channels), strides=(2,) * (len(args.channels) - 1),
-        num_res_units=args.res_units, target_spacing_xyz_mm=tuple(args.spacing), learning_rate=args.lr,
+        num_res_units=args.res_units, norm=None if args.norm == "none" else args.norm.upper(), target_spacing_xyz_mm=tuple(args.spacing), learning_rate=args.lr,
         clip_hu=tuple(args.clip_hu), offset_hu=args.input_offset_hu, scale_hu=args.input_scale_hu,
         weights_dtype=args.weights_dtype,
-        vessel_weight=args.vessel_weight, ssim_weight=args.ssim_weight, val_cases=args.val_cases, seed=args.seed,
+        vessel_weight=args.vessel_weight, mse_warmup_fraction=args.mse_warmup,
+        freeze_norm_fraction=args.freeze_norm, ssim_weight=args.ssim_weight, val_cases=args.val_cases, seed=args.seed,
         model_id=args.model_id, version=args.model_version, command=command_line(["train", *_options_as_given(args)]),
         data_description={"phantoms": {"generator": "DigitalContrastLib.phantom.make_phantom", **{k: list(v) for k, v in phantom.items()}}}
         if args.generate_phantoms or args.generate_val_phantoms else {},
