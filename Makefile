@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
 DEMO_OUT ?= demo-output
 
-.PHONY: demo test bench venv clean
+.PHONY: demo test bench venv clean chromium
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,8 +25,21 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/digital-contrast demo --out $(DEMO_OUT)
 
-test: $(STAMP)
+test: $(STAMP) chromium
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest Testing
+
+# Headless Chromium renders the HTML reports in the tests. Installed with apt-get where that is
+# possible (root on Debian/Ubuntu: a fresh CI machine); elsewhere the rendering test says why it skips.
+chromium:
+	@if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 \
+		|| command -v google-chrome >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "Installing headless Chromium for the report tests: apt-get install --no-install-recommends chromium ..."; \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; } \
+			|| echo "Chromium could not be installed: the report rendering test will fail."; \
+	else \
+		echo "Chromium is not installed and this user cannot install it (needs root and apt-get): the report rendering test will skip."; \
+	fi
 
 bench: $(STAMP)
 	$(BIN)/digital-contrast bench --json

@@ -1,44 +1,769 @@
-"""Digital Contrast: Slicer module (minimal; the full module arrives with its own issue).
+"""Digital Contrast: synthetic contrast-enhanced CT from a non-contrast CT, reviewed beside the real one.
 
-All computation lives in `DigitalContrastLib` (pure Python, tested outside Slicer).
+This file is the Slicer face of ``DigitalContrastLib`` and stays thin:
+
+* ``DigitalContrastParameterNode``: the GUI state, bound to the ``.ui`` widgets that carry a
+  ``SlicerParameterName``;
+* ``DigitalContrastWidget``: loads ``Resources/UI/DigitalContrast.ui``; Apply turns into Cancel
+  while the background worker synthesizes; a timer polls the job and the background tasks
+  (registration, metrics, export, device probe) every 150 ms; dialogs (installing packages,
+  input gate warnings, errors);
+* ``DigitalContrastLogic``: parameter-node access around
+  :class:`DigitalContrastLib.mrml_synthesis.SynthesisLogic` and :mod:`DigitalContrastLib.mrml_compare`,
+  usable from the Python console without the widget;
+* ``DigitalContrastTest``: phantom -> synthesis (dummy worker) -> review -> registration ->
+  metrics -> DICOM export, in Slicer.
+
+Synthesis runs in a separate worker process (``Scripts/DigitalContrastWorker.py`` under
+``PythonSlicer``): torch is never imported in the Slicer process, a crash or an out-of-memory
+never takes Slicer down, and Cancel kills the worker's process tree. Every decision is made in
+the library, where it is tested outside Slicer.
 """
 
-import slicer  # noqa: F401  (available inside the Slicer application)
+import enum
+import logging
+import pathlib
+import shutil
+import sys
+from typing import Annotated
+
+import qt
+import slicer
+import vtk
+from slicer.i18n import tr as _
+from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
     ScriptedLoadableModuleLogic,
     ScriptedLoadableModuleTest,
     ScriptedLoadableModuleWidget,
 )
+from slicer.util import VTKObservationMixin
+
+#: Parameter-node fields that are deliberately not bound to a widget (the static UI test reads this):
+#: the model list is filled at run time; the metrics table is shown in a table view.
+UNBOUND_PARAMETERS = {"modelId", "metricsTable"}
+#: How often the widget drains the worker's events and the background tasks (ms).
+POLL_INTERVAL_MS = 150
+
+
+#
+# DigitalContrast
+#
 
 
 class DigitalContrast(ScriptedLoadableModule):
     def __init__(self, parent):
         ScriptedLoadableModule.__init__(self, parent)
-        self.parent.title = "Digital Contrast"
+        self.parent.title = _("Digital Contrast")
         self.parent.categories = ["Deep Learning"]
         self.parent.dependencies = []
         self.parent.contributors = ["DigitalContrast developers"]
-        self.parent.helpText = "Turns a non-contrast CT into a synthetic contrast-enhanced CT angiogram in a background process, and shows it beside the non-contrast and real contrast scans in linked views."
-        self.parent.acknowledgementText = "Real CT test data: TotalSegmentator (Wasserthal et al., Radiology: AI 2023), CC BY 4.0."
+        self.parent.helpText = _(
+            "Turns a non-contrast CT into a SYNTHETIC contrast-enhanced CT angiogram in a background process, "
+            "and shows it beside the non-contrast and the real contrast scan in linked views. Choose the "
+            "non-contrast volume and press Apply; the result is labelled synthetic everywhere it goes. "
+            "The shipped model is trained on procedural phantoms and is not for clinical use."
+        )
+        self.parent.acknowledgementText = _(
+            "Real CT test data: TotalSegmentator (Wasserthal et al., Radiology: AI 2023), CC BY 4.0."
+        )
 
 
-class DigitalContrastWidget(ScriptedLoadableModuleWidget):
-    def setup(self):
+#
+# DigitalContrastParameterNode
+#
+
+
+class Device(enum.Enum):
+    AUTO = "auto"
+    CPU = "cpu"
+    GPU = "cuda"
+
+    def label(self):
+        return {"auto": _("Auto (GPU if usable)"), "cpu": _("CPU"), "cuda": _("GPU (CUDA)")}[self.value]
+
+
+class Overlay(enum.Enum):
+    NONE = "none"
+    DIFFERENCE = "difference"
+    UNCERTAINTY = "uncertainty"
+
+    def label(self):
+        return {"none": _("None"), "difference": _("Difference (synthetic - non-contrast)"),
+                "uncertainty": _("Uncertainty map")}[self.value]
+
+
+class RegistrationMethod(enum.Enum):
+    RIGID = "rigid"
+    BSPLINE = "bspline"
+
+    def label(self):
+        return {"rigid": _("Rigid"), "bspline": _("Rigid + B-spline (experimental)")}[self.value]
+
+
+@parameterNodeWrapper
+class DigitalContrastParameterNode:
+    """The module's GUI state.
+
+    inputVolume - the non-contrast CT to synthesize from.
+    realVolume - the real contrast scan of the same patient (optional, for comparison).
+    labelVolume - a label map of the aorta (phantom codes, or 1 = lumen) for lumen metrics (optional).
+    modelId - the model to run ("" = the default model; filled from the model search path).
+    device - where the worker runs the network.
+    customOverlap, overlap - sliding-window overlap (else the model card's).
+    uncertaintyMap - also compute the uncertainty map (about 4 times slower).
+    keepModelLoaded - keep the worker (and its loaded model) between runs.
+    syntheticVolume - the synthetic volume to review, compare and export.
+    windowPreset - window/level shared by the synthetic and the real scan.
+    coronalRow, mipThicknessMm, overlay - review layout options.
+    registrationMethod - how the real scan is aligned to the non-contrast grid.
+    registeredVolume - the real scan on the non-contrast grid (metrics use it).
+    metricsTable - the latest metrics table (shown in the panel).
+    exportFolder - where the labelled synthetic DICOM series goes.
+    """
+
+    inputVolume: slicer.vtkMRMLScalarVolumeNode
+    realVolume: slicer.vtkMRMLScalarVolumeNode
+    labelVolume: slicer.vtkMRMLScalarVolumeNode
+    modelId: str = ""
+    device: Device = Device.AUTO
+    customOverlap: bool = False
+    overlap: Annotated[float, WithinRange(0.0, 0.9)] = 0.5
+    uncertaintyMap: bool = False
+    keepModelLoaded: bool = True
+    syntheticVolume: slicer.vtkMRMLScalarVolumeNode
+    windowPreset: Annotated[str, Choice(["cta", "aorta-lumen", "calcium"])] = "cta"
+    coronalRow: bool = False
+    mipThicknessMm: Annotated[float, WithinRange(0.0, 40.0)] = 0.0
+    overlay: Overlay = Overlay.NONE
+    registrationMethod: RegistrationMethod = RegistrationMethod.RIGID
+    registeredVolume: slicer.vtkMRMLScalarVolumeNode
+    metricsTable: slicer.vtkMRMLTableNode
+    exportFolder: pathlib.Path
+
+
+#
+# DigitalContrastWidget
+#
+
+
+class DigitalContrastWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+    def __init__(self, parent=None) -> None:
+        ScriptedLoadableModuleWidget.__init__(self, parent)
+        VTKObservationMixin.__init__(self)
+        self.logic = None
+        self._parameterNode = None
+        self._parameterNodeGuiTag = None
+        self._tasks = {}  # name -> BackgroundTask (probe, registration, metrics, export)
+        self._models = []
+        self._timer = qt.QTimer()
+        self._timer.setInterval(POLL_INTERVAL_MS)
+
+    def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
+        uiWidget = slicer.util.loadUI(self.resourcePath("UI/DigitalContrast.ui"))
+        self.layout.addWidget(uiWidget)
+        self.ui = slicer.util.childWidgetVariables(uiWidget)
+        uiWidget.setMRMLScene(slicer.mrmlScene)
+        self.logic = DigitalContrastLogic()
+
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+
+        self.ui.applyButton.connect("clicked(bool)", self.onApply)
+        self.ui.probeButton.connect("clicked(bool)", self.onProbe)
+        self.ui.modelComboBox.connect("currentIndexChanged(int)", self.onModelChosen)
+        self.ui.modelInfoButton.connect("clicked(bool)", self.onModelInfo)
+        self.ui.showReviewButton.connect("clicked(bool)", self.onShowReview)
+        self.ui.registerButton.connect("clicked(bool)", self.onRegister)
+        self.ui.metricsButton.connect("clicked(bool)", self.onMetrics)
+        self.ui.exportButton.connect("clicked(bool)", self.onExport)
+        self._timer.connect("timeout()", self.onTimer)
+
+        self._fillModels()
+        self.initializeParameterNode()
+
+    def cleanup(self) -> None:
+        self._timer.stop()
+        for task in self._tasks.values():
+            task.discard()
+        self._tasks = {}
+        if self.logic is not None:
+            self.logic.close()  # cancels a running job, stops the worker
+        self.removeObservers()
+
+    def enter(self) -> None:
+        self.initializeParameterNode()
+        if "probe" not in self._tasks and self.ui.deviceInfoLabel.text in ("", _("not probed yet")):
+            self.onProbe()
+
+    def exit(self) -> None:
+        # the timer keeps running: a job goes on while another module is shown
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self._parameterNodeGuiTag = None
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateButtons)
+
+    def onSceneStartClose(self, caller, event) -> None:
+        if self.logic is not None and self.logic.synthesis.running:
+            self.logic.synthesis.cancel("the scene was closed")
+            self._appendLog(_("Cancelled: the scene was closed."))
+        for task in self._tasks.values():
+            if task.name != "probe":
+                task.discard()
+        self._tasks = {name: task for name, task in self._tasks.items() if name == "probe"}
+        self.setParameterNode(None)
+
+    def onSceneEndClose(self, caller, event) -> None:
+        if self.parent.isEntered:
+            self.initializeParameterNode()
+        self._updateButtons()
+
+    def initializeParameterNode(self) -> None:
+        self.setParameterNode(self.logic.getParameterNode())
+        if not self._parameterNode.inputVolume:
+            firstVolume = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
+            if firstVolume and firstVolume.GetAttribute("DigitalContrast.Synthetic") != "1":
+                self._parameterNode.inputVolume = firstVolume
+
+    def setParameterNode(self, inputParameterNode) -> None:
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateButtons)
+        self._parameterNode = inputParameterNode
+        if self._parameterNode:
+            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
+            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateButtons)
+            self._selectModel(self._parameterNode.modelId)
+            self._updateButtons()
+
+    def _updateButtons(self, caller=None, event=None) -> None:
+        node = self._parameterNode
+        running = self.logic is not None and self.logic.synthesis.running
+        self.ui.applyButton.text = _("Cancel") if running else _("Apply")
+        self.ui.applyButton.toolTip = _("Stop the synthesis (the worker is killed; nothing is added).") if running \
+            else _("Synthesize the non-contrast volume in the background; Slicer stays usable.")
+        self.ui.applyButton.enabled = running or bool(node and node.inputVolume)
+        self.ui.overlapSliderWidget.enabled = bool(node and node.customOverlap)
+        for widget in (self.ui.inputVolumeSelector, self.ui.modelComboBox, self.ui.deviceComboBox,
+                       self.ui.advancedCollapsibleButton):
+            widget.enabled = not running
+        hasSynthetic = bool(node and node.syntheticVolume)
+        self.ui.showReviewButton.enabled = hasSynthetic and bool(node.inputVolume)
+        registering = "registration" in self._tasks
+        self.ui.registerButton.text = _("Cancel registration") if registering else _("Register real onto non-contrast")
+        self.ui.registerButton.enabled = registering or bool(node and node.inputVolume and node.realVolume)
+        self.ui.metricsButton.enabled = "metrics" not in self._tasks and hasSynthetic and bool(
+            node.registeredVolume or node.realVolume)
+        self.ui.exportButton.enabled = "export" not in self._tasks and hasSynthetic and \
+            str(node.exportFolder) not in ("", ".")
+
+    # -- models and devices ----------------------------------------------------------------
+    def _fillModels(self) -> None:
+        self._models, note = self.logic.availableModels()
+        combo = self.ui.modelComboBox
+        combo.blockSignals(True)
+        combo.clear()
+        defaultId = self.logic.defaultModelId()
+        combo.addItem(_("Default model ({model})").format(model=defaultId) if defaultId else _("Default model"), "")
+        for choice in self._models:
+            combo.addItem(choice.label, choice.model_id)
+            combo.setItemData(combo.count - 1, choice.card_text, qt.Qt.ToolTipRole)
+        combo.blockSignals(False)
+        self.ui.modelInfoLabel.text = note or ""
+
+    def _selectModel(self, modelId) -> None:
+        combo = self.ui.modelComboBox
+        index = max(0, combo.findData(modelId or ""))
+        combo.blockSignals(True)
+        combo.currentIndex = index
+        combo.blockSignals(False)
+        self._showModelCard()
+
+    def onModelChosen(self, index) -> None:
+        if self._parameterNode:
+            self._parameterNode.modelId = self.ui.modelComboBox.itemData(index) or ""
+        self._showModelCard()
+
+    def _chosenModel(self):
+        modelId = self.ui.modelComboBox.currentData or self.logic.defaultModelId()
+        return next((m for m in self._models if m.model_id == modelId), None)
+
+    def _showModelCard(self) -> None:
+        choice = self._chosenModel()
+        self.ui.modelComboBox.toolTip = choice.card_text if choice else _("The default model of the search path.")
+        self.ui.modelInfoButton.enabled = choice is not None
+
+    def onModelInfo(self) -> None:
+        choice = self._chosenModel()
+        if choice is not None:
+            slicer.util.infoDisplay(choice.card_text, windowTitle=_("Model card"))
+
+    def onProbe(self) -> None:
+        if "probe" in self._tasks:
+            return
+        self.ui.deviceInfoLabel.text = _("probing the worker...")
+        self._tasks["probe"] = self.logic.startDeviceProbe()
+        self._timer.start()
+
+    # -- synthesis ---------------------------------------------------------------------------
+    def onApply(self) -> None:
+        if self.logic.synthesis.running:
+            self.logic.synthesis.cancel()
+            self._appendLog(_("Cancelled by the user."))
+            self._afterJob()
+            return
+        if not self._ensureDependencies():
+            return
+        self.logic.setKeepModelLoaded(self._parameterNode.keepModelLoaded)
+        from DigitalContrastLib.errors import GateWarningError
+
+        job = warning = None
+        try:
+            with slicer.util.tryWithErrorDisplay(_("The synthesis could not start."), waitCursor=True):
+                try:
+                    job = self.logic.startSynthesis(self._parameterNode)
+                except GateWarningError as gateWarning:  # nothing started: ask the user (no wait cursor)
+                    warning = gateWarning
+            if warning is not None:
+                if not slicer.util.confirmOkCancelDisplay(
+                        _("The input check warns:") + "\n\n" + "\n\n".join(w.message for w in warning.report.warnings)
+                        + "\n\n" + _("Continue anyway?"), windowTitle=_("Input check")):
+                    self._appendLog(_("Not started: the input check warned ({codes}).").format(
+                        codes=", ".join(warning.report.warning_codes())))
+                    return
+                with slicer.util.tryWithErrorDisplay(_("The synthesis could not start."), waitCursor=True):
+                    job = self.logic.startSynthesis(self._parameterNode, allowWarnings=True)
+        except Exception:
+            self._updateButtons()
+            return  # shown to the user (one sentence)
+        self.ui.logTextEdit.clear()
+        self._appendLog(_("Started job {job} on '{name}'.").format(job=job.job_id, name=job.input_name))
+        for warning in job.gate_report.warnings:
+            self._appendLog(_("Accepted warning: {message}").format(message=warning.message))
+        self.ui.progressBar.value = 0
+        self.ui.statusLabel.text = job.status_text()
+        self._timer.start()
+        self._updateButtons()
+
+    def _ensureDependencies(self) -> bool:
+        """Install what is missing, after asking (torch through the PyTorch extension)."""
+        plan = self.logic.dependencyPlan()
+        if plan.satisfied:
+            return True
+        if plan.torch_missing:
+            try:
+                import PyTorchUtils
+            except ImportError:
+                slicer.util.errorDisplay(_("Digital Contrast needs the PyTorch extension: install it with the Extensions "
+                                           "Manager, restart Slicer and press Apply again."))
+                return False
+            from DigitalContrastLib.dependencies import TORCH_REQUIREMENT
+
+            torch = PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=True,
+                                                                  torchVersionRequirement=TORCH_REQUIREMENT)
+            if torch is None:
+                self._appendLog(_("Not started: PyTorch was not installed."))
+                return False
+        if plan.to_install:
+            try:
+                self.logic.installPackages(plan)
+            except Exception as error:  # declined, or pip failed: say so
+                slicer.util.errorDisplay(_("The Python packages were not installed: {error}").format(error=error))
+                return False
+        return True
+
+    def onTimer(self) -> None:
+        if self.logic is None:
+            return
+        synthesis = self.logic.synthesis
+        job = synthesis.job
+        if job is not None and not job.finished:
+            for event in synthesis.poll():
+                self._showEvent(event)
+            self.ui.progressBar.value = int(round(100 * job.overall_fraction))
+            self.ui.statusLabel.text = job.status_text()
+            if job.finished:
+                self._afterJob()
+        for name, task in list(self._tasks.items()):
+            for event in task.poll():
+                self._taskEvent(name, task, event)
+            if task.finished:
+                self._tasks.pop(name, None)
+                self._updateButtons()
+        if not synthesis.running and not self._tasks:
+            self._timer.stop()
+
+    def _showEvent(self, event) -> None:
+        if event.type == "log":
+            self._appendLog(event.data["line"])
+        elif event.type == "warning":
+            self._appendLog(_("Warning: {message}").format(message=event.data["message"]))
+        elif event.type == "stage":
+            self._appendLog(_("Stage: {stage}").format(stage=event.data["stage"]))
+        elif event.type == "hello":
+            self._appendLog(_("Worker ready ({mode}, {device}).").format(
+                mode=event.data.get("mode"), device=(event.data.get("device") or {}).get("name", "?")))
+        elif event.type == "error":
+            self._appendLog(_("Error: {message}").format(message=event.data["message"]))
+
+    def _afterJob(self) -> None:
+        job = self.logic.synthesis.job
+        self.ui.statusLabel.text = job.status_text() if job else ""
+        if job is not None and job.ok:
+            self.ui.progressBar.value = 100
+            node = slicer.mrmlScene.GetNodeByID(job.result_node_id)
+            self._parameterNode.syntheticVolume = node
+            self._appendLog(_("Added '{name}' (model {model}, {device}).").format(
+                name=node.GetName(), model=node.GetAttribute("DigitalContrast.ModelId"),
+                device=node.GetAttribute("DigitalContrast.Device")))
+            self.onShowReview()
+        elif job is not None and job.status == "error":
+            for line in (job.outcome.log_tail[-12:] if job.outcome else []):
+                self._appendLog("  " + line)
+            slicer.util.errorDisplay(_("The synthesis failed: {message}").format(message=job.error_message),
+                                     detailedText="\n".join(job.log[-40:]))
+        self._updateButtons()
+
+    def _appendLog(self, text) -> None:
+        self.ui.logTextEdit.appendPlainText(text)
+
+    # -- review, registration, metrics, export ----------------------------------------------
+    def onShowReview(self) -> None:
+        with slicer.util.tryWithErrorDisplay(_("The review layout could not be shown."), waitCursor=True):
+            self.logic.showReview(self._parameterNode)
+
+    def onRegister(self) -> None:
+        if "registration" in self._tasks:
+            self._tasks.pop("registration").discard()
+            self.ui.registrationStatusLabel.text = _("Registration cancelled (its result will be ignored).")
+            self._updateButtons()
+            return
+        with slicer.util.tryWithErrorDisplay(_("The registration could not start."), waitCursor=True):
+            self._tasks["registration"] = self.logic.startRegistration(self._parameterNode)
+            self.ui.registrationStatusLabel.text = _("Registering...")
+            self._timer.start()
+        self._updateButtons()
+
+    def onMetrics(self) -> None:
+        with slicer.util.tryWithErrorDisplay(_("The metrics could not be computed."), waitCursor=True):
+            self._tasks["metrics"] = self.logic.startMetrics(self._parameterNode)
+            self.ui.metricsNoteLabel.text = _("Computing metrics...")
+            self._timer.start()
+        self._updateButtons()
+
+    def onExport(self) -> None:
+        with slicer.util.tryWithErrorDisplay(_("The DICOM export could not start."), waitCursor=True):
+            self._tasks["export"] = self.logic.startExport(self._parameterNode)
+            self.ui.exportStatusLabel.text = _("Writing the labelled series...")
+            self._timer.start()
+        self._updateButtons()
+
+    def _taskEvent(self, name, task, event) -> None:
+        labels = {"registration": self.ui.registrationStatusLabel, "metrics": self.ui.metricsNoteLabel,
+                  "export": self.ui.exportStatusLabel, "probe": self.ui.deviceInfoLabel}
+        label = labels[name]
+        if event.type == "progress":
+            label.text = _("{name}: {percent:.0f}%").format(name=name.capitalize(), percent=100 * event.fraction)
+        elif event.type == "error":
+            label.text = _("Failed: {error}").format(error=event.error)
+            if name != "probe":
+                slicer.util.errorDisplay(_("{name} failed: {error}").format(name=name.capitalize(), error=event.error))
+        elif event.type == "done":
+            label.text = self.logic.describeTaskResult(name, event.result, self._parameterNode)
+            if name == "metrics":
+                self.ui.metricsTableView.setMRMLTableNode(event.result.table_node)
+            elif name == "registration":
+                self.onShowReview()
+
+
+#
+# DigitalContrastLogic
+#
 
 
 class DigitalContrastLogic(ScriptedLoadableModuleLogic):
-    pass
+    """Parameter-node access around the library's logic; usable from the Python console::
+
+        logic = slicer.util.getModuleLogic("DigitalContrast")
+        synthetic = logic.process(slicer.util.getNode("CT"))   # blocks; the worker does the work
+    """
+
+    def __init__(self, dummy=False) -> None:
+        """``dummy``: run the worker's numpy-only fake synthesis (self-tests; no torch needed)."""
+        ScriptedLoadableModuleLogic.__init__(self)
+        from DigitalContrastLib.mrml_synthesis import SynthesisLogic
+
+        self.dummy = dummy
+        self._keepModelLoaded = True
+        self.synthesis = SynthesisLogic(slicer.mrmlScene, slicer.app.applicationLogic(), self._makeClient)
+
+    def getParameterNode(self):
+        return DigitalContrastParameterNode(super().getParameterNode())
+
+    # -- worker ----------------------------------------------------------------------------
+    @staticmethod
+    def workerLauncher():
+        """The worker runs under Slicer's own Python launcher (PythonSlicer), never in this process."""
+        from DigitalContrastLib.client import worker_script_launcher
+
+        pythonSlicer = shutil.which("PythonSlicer") or str(pathlib.Path(sys.executable).with_name("PythonSlicer"))
+        return worker_script_launcher(pythonSlicer)
+
+    def _makeClient(self):
+        from DigitalContrastLib.client import WorkerClient
+
+        return WorkerClient(self.workerLauncher(), persistent=self._keepModelLoaded, dummy=self.dummy)
+
+    def setKeepModelLoaded(self, keep) -> None:
+        """Keep one worker (and its loaded model) between jobs, or start one per job."""
+        if bool(keep) != self._keepModelLoaded and not self.synthesis.running:
+            self._keepModelLoaded = bool(keep)
+            self.synthesis.set_client_factory(self._makeClient)
+
+    def close(self) -> None:
+        self.synthesis.close()
+
+    def availableModels(self):
+        """``([ModelChoice], note)`` from the model search path (no torch needed)."""
+        from DigitalContrastLib.panel_choices import available_models
+
+        return available_models()
+
+    def defaultModelId(self):
+        from DigitalContrastLib.panel_choices import default_model_id
+
+        return default_model_id()
+
+    def startDeviceProbe(self):
+        """Ask the worker which device it sees (torch is imported there, not here)."""
+        from DigitalContrastLib.background import BackgroundTask
+        from DigitalContrastLib.client import probe_worker
+
+        return BackgroundTask("probe", probe_worker, self.workerLauncher(), pass_progress=False).start()
+
+    # -- dependencies ------------------------------------------------------------------------
+    def dependencyPlan(self):
+        from DigitalContrastLib.dependencies import plan_dependencies
+
+        return plan_dependencies(need_engine=not self.dummy)
+
+    @staticmethod
+    def installPackages(plan) -> None:
+        """Install ``plan.to_install`` into Slicer's Python, asking first."""
+        import importlib
+
+        lines = plan.to_install
+        ensure = None
+        for moduleName in ("slicer.pydeps", "slicer.packaging"):  # pip_ensure: Slicer 5.11 and later
+            try:
+                ensure = getattr(importlib.import_module(moduleName), "pip_ensure", None)
+            except ImportError:
+                continue
+            if ensure is not None:
+                break
+        if ensure is not None:  # Slicer >= 5.11: asks, shows progress, says when to restart
+            from packaging.requirements import Requirement
+
+            ensure([Requirement(line) for line in lines], requester="Digital Contrast")
+            return
+        if not slicer.util.confirmOkCancelDisplay(plan.message() + "\n\n" + _("Install now?"),
+                                                  windowTitle=_("Digital Contrast")):
+            raise RuntimeError(_("installation declined"))
+        slicer.util.pip_install(" ".join(f'"{line}"' for line in lines))
+
+    # -- synthesis ---------------------------------------------------------------------------
+    def attachSlicerDicomMeta(self, node) -> None:
+        """For a volume Slicer's DICOM module loaded: keep its series facts for the export."""
+        from DigitalContrastLib import mrml_provenance as prov
+
+        uids = (node.GetAttribute(prov.SLICER_DICOM_INSTANCE_UIDS) or "").split()
+        if not uids or node.GetAttribute(prov.DICOM_META) or not getattr(slicer, "dicomDatabase", None):
+            return
+        try:
+            files = [slicer.dicomDatabase.fileForInstance(uid) for uid in uids]
+            meta = prov.dicom_meta_from_files(files, prov.volume_of_node(node))
+        except Exception as error:  # the export then makes a new study: say why
+            logging.warning(f"DICOM facts of '{node.GetName()}' not found ({error}); an export gets a new study.")
+            return
+        node.SetAttribute(prov.DICOM_META, prov.to_json(meta))
+
+    def startSynthesis(self, parameterNode, allowWarnings=False):
+        """Start the job for the parameter node's settings; returns the running job."""
+        node = parameterNode.inputVolume
+        if node is None:
+            raise ValueError(_("Choose the non-contrast volume first."))
+        self.attachSlicerDicomMeta(node)
+        return self.synthesis.start(
+            node, model_id=parameterNode.modelId or None, device=parameterNode.device.value,
+            overlap=parameterNode.overlap if parameterNode.customOverlap else None,
+            uncertainty=parameterNode.uncertaintyMap, allow_warnings=allowWarnings)
+
+    def process(self, inputVolume, modelId=None, device="auto", allowWarnings=False, waitForCompletion=True):
+        """Synthesize ``inputVolume`` (blocking by default); returns the synthetic node (or the job)."""
+        self.attachSlicerDicomMeta(inputVolume)
+        return self.synthesis.process(inputVolume, model_id=modelId, device=device, allow_warnings=allowWarnings,
+                                      waitForCompletion=waitForCompletion)
+
+    # -- review, registration, metrics, export ----------------------------------------------
+    def realForComparison(self, parameterNode):
+        """The registered real scan when there is one, else the real scan itself."""
+        return parameterNode.registeredVolume or parameterNode.realVolume
+
+    def showReview(self, parameterNode):
+        from DigitalContrastLib.mrml_synthesis import UNCERTAINTY_REFERENCE
+
+        synthetic = parameterNode.syntheticVolume
+        overlay = None
+        if parameterNode.overlay == Overlay.DIFFERENCE:
+            overlay = "difference"
+        elif parameterNode.overlay == Overlay.UNCERTAINTY:
+            overlay = synthetic.GetNodeReference(UNCERTAINTY_REFERENCE)
+            if overlay is None:
+                raise ValueError(_("This synthetic volume has no uncertainty map: tick 'Uncertainty map' and Apply again."))
+        views = self.synthesis.show_review(
+            parameterNode.inputVolume, synthetic, self.realForComparison(parameterNode),
+            preset=parameterNode.windowPreset, coronal_row=parameterNode.coronalRow,
+            mip_mm=parameterNode.mipThicknessMm or None, overlay=overlay)
+        return views.view_names
+
+    def startRegistration(self, parameterNode):
+        return self.synthesis.register_real(parameterNode.inputVolume, parameterNode.realVolume,
+                                            parameterNode.registrationMethod.value, wait=False)
+
+    def startMetrics(self, parameterNode):
+        return self.synthesis.compute_metrics(parameterNode.inputVolume, parameterNode.syntheticVolume,
+                                              self.realForComparison(parameterNode), parameterNode.labelVolume,
+                                              wait=False)
+
+    def startExport(self, parameterNode):
+        from DigitalContrastLib.mrml_compare import start_export
+
+        from DigitalContrastLib.mrml_compare import series_folder
+
+        synthetic = parameterNode.syntheticVolume
+        return start_export(synthetic, series_folder(parameterNode.exportFolder, synthetic),
+                            source_node=parameterNode.inputVolume)
+
+    def describeTaskResult(self, name, result, parameterNode) -> str:
+        """One line for the panel about a finished background task (and the parameter node updated)."""
+        if name == "probe":
+            from DigitalContrastLib.panel_choices import device_text
+
+            return device_text(result)
+        if name == "registration":
+            parameterNode.registeredVolume = result.node
+            figures = result.result
+            rotation = ", ".join(f"{v:.2f}" for v in figures.rigid_parameters["rotation_deg"])
+            shift = ", ".join(f"{v:.1f}" for v in figures.rigid_parameters["translation_mm"])
+            return _("Registered ({method}, {seconds:.0f} s): rotation {rotation} deg, shift {shift} mm.").format(
+                method=figures.final_stage, seconds=figures.seconds, rotation=rotation, shift=shift)
+        if name == "metrics":
+            parameterNode.metricsTable = result.table_node
+            row = result.synthetic
+            text = _("Body MAE {mae:.1f} HU, PSNR {psnr:.1f} dB, SSIM {ssim:.3f}.").format(
+                mae=row["body_mae_hu"], psnr=row["body_psnr_db"], ssim=row["body_ssim"])
+            if "lumen_mae_hu" in row:
+                text += " " + _("Lumen MAE {mae:.1f} HU, max diameter error {d:.1f} mm.").format(
+                    mae=row["lumen_mae_hu"], d=row["max_diameter_error_mm"])
+            return " ".join([text, *result.notes])
+        if name == "export":
+            return _("Wrote {n} labelled SYNTHETIC images to {folder}.").format(
+                n=len(result), folder=result[0].parent if result else "")
+        return ""
+
+
+#
+# DigitalContrastTest
+#
 
 
 class DigitalContrastTest(ScriptedLoadableModuleTest):
-    def runTest(self):
-        self.setUp()
-        self.test_library_imports()
+    """The whole flow in Slicer with the numpy-only dummy worker: phantom -> synthesis -> review
+    layout -> registration of the real scan -> metrics -> labelled DICOM export."""
 
     def setUp(self):
         slicer.mrmlScene.Clear()
 
+    def runTest(self):
+        self.setUp()
+        self.test_library_imports()
+        self.setUp()
+        self.test_whole_flow_with_the_dummy_worker()
+
     def test_library_imports(self):
         import DigitalContrastLib  # noqa: F401
+        from DigitalContrastLib import mrml_compare, mrml_provenance, mrml_synthesis  # noqa: F401
+
+        self.assertNotIn("torch", sys.modules, "the GUI process never imports torch")
+
+    def test_whole_flow_with_the_dummy_worker(self):
+        import json
+        import tempfile
+
+        import numpy as np
+        import pydicom
+
+        from DigitalContrastLib.mrml_volume import node_geometry_lps, node_to_volume, volume_to_node
+        from DigitalContrastLib.phantom import LABELS, RigidMisregistration, make_phantom
+
+        self.delayDisplay("Making a phantom with a misregistered arterial phase")
+        case = make_phantom(3, size_xyz=(96, 96, 48), spacing_xyz_mm=(3.6, 3.6, 3.0),
+                            misregistration=RigidMisregistration(2.0, -1.0, 1.0, (3.0, -2.0, 4.0)))
+        ncNode = volume_to_node(slicer.mrmlScene, case.noncontrast, "Phantom NC")
+        realNode = volume_to_node(slicer.mrmlScene, case.contrast, "Phantom arterial")
+        labelNode = volume_to_node(slicer.mrmlScene, case.labels, "Phantom labels")
+
+        logic = DigitalContrastLogic(dummy=True)
+        plan = logic.dependencyPlan()  # the dummy worker needs the core packages only (no torch)
+        self.assertTrue(plan.satisfied, plan.message() + " Press Apply once to install them, then run the test again.")
+        parameterNode = logic.getParameterNode()
+        parameterNode.inputVolume, parameterNode.realVolume, parameterNode.labelVolume = ncNode, realNode, labelNode
+        parameterNode.device = Device.CPU
+
+        self.delayDisplay("Synthesizing in the background worker (dummy)")
+        job = logic.startSynthesis(parameterNode)
+        while not job.finished:
+            logic.synthesis.poll()
+            slicer.app.processEvents()
+        self.assertEqual(job.status, "ok", job.error_message)
+        synthetic = slicer.mrmlScene.GetNodeByID(job.result_node_id)
+        parameterNode.syntheticVolume = synthetic
+        self.assertEqual(synthetic.GetName(), "Phantom NC SYNTHETIC contrast")
+        self.assertEqual(node_geometry_lps(synthetic), node_geometry_lps(ncNode))
+        self.assertEqual(synthetic.GetAttribute("DigitalContrast.Synthetic"), "1")
+        lumen = case.labels.array == LABELS["aortic_lumen"]
+        self.assertGreater(node_to_volume(synthetic).array[lumen].mean(), case.noncontrast.array[lumen].mean() + 200)
+        self.assertNotIn("torch", sys.modules)
+
+        self.delayDisplay("Registering the arterial phase onto the non-contrast scan")
+        registered = logic.startRegistration(parameterNode).wait()
+        parameterNode.registeredVolume = registered.node
+        self.assertEqual(node_geometry_lps(registered.node), node_geometry_lps(ncNode))
+
+        self.delayDisplay("Review layout")
+        views = logic.showReview(parameterNode)
+        self.assertEqual(views, ["DCNonContrast", "DCSynthetic", "DCReal"])
+        composite = slicer.mrmlScene.GetNodeByID("vtkMRMLSliceCompositeNodeDCReal")
+        self.assertEqual(composite.GetBackgroundVolumeID(), registered.node.GetID())
+        self.assertEqual(synthetic.GetDisplayNode().GetWindow(), registered.node.GetDisplayNode().GetWindow())
+
+        self.delayDisplay("Metrics")
+        metrics = logic.startMetrics(parameterNode).wait()
+        self.assertEqual(metrics.rows[0]["comparison"], "synthetic vs real")
+        self.assertLess(metrics.rows[0]["lumen_mae_hu"], metrics.rows[1]["lumen_mae_hu"])
+
+        self.delayDisplay("Labelled DICOM export")
+        parameterNode.exportFolder = pathlib.Path(tempfile.mkdtemp(prefix="dc-selftest-", dir=slicer.app.temporaryPath))
+        files = logic.startExport(parameterNode).wait()
+        self.assertEqual(len(files), 48)
+        first = pydicom.dcmread(files[0])
+        self.assertEqual(first.SyntheticData, "YES")
+        self.assertTrue(first.SeriesDescription.startswith("SYNTHETIC"))
+        self.assertEqual(json.loads(synthetic.GetAttribute("DigitalContrast.GateWarnings")), [])
+        self.assertTrue(np.array_equal(
+            np.array([int(v) for v in first.pixel_array.ravel()[:10]]) + int(first.RescaleIntercept),
+            node_to_volume(synthetic).array[0].ravel()[:10]))
+        logic.close()
+        self.delayDisplay("Test passed: synthesis, review, registration, metrics and export")

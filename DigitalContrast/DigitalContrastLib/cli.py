@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import pkgutil
 import sys
 from collections.abc import Sequence
@@ -28,7 +29,7 @@ Run 'digital-contrast COMMAND --help' for the options of one command.
 """
 
 
-class _Parser(argparse.ArgumentParser):
+class UsageExitParser(argparse.ArgumentParser):
     """argparse exits with 2 on usage errors; 2 means 'bad input' here, so use 64."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
@@ -51,7 +52,7 @@ def _command_modules() -> list:
 
 def build_parser() -> argparse.ArgumentParser:
     """The full parser, one sub-parser per command module."""
-    parser = _Parser(
+    parser = UsageExitParser(
         prog="digital-contrast",
         description=(
             "DigitalContrast: synthetic contrast-enhanced CT angiograms from non-contrast CT. "
@@ -61,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=UsageExitParser)
     for module in _command_modules():
         p = sub.add_parser(
             module.NAME,
@@ -75,9 +76,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; returns (and, as a console script, exits with) the exit code."""
-    parser = build_parser()
+def run_command_line(parser: argparse.ArgumentParser, argv: Sequence[str] | None, prog: str,
+                     interrupted: str = "interrupted; nothing was written.") -> int:
+    """Parse ``argv`` and run the chosen sub-command (``args._run``); map failures to exit codes.
+
+    Shared by ``digital-contrast`` and ``digital-contrast-reader``: a ``UserError`` prints its one
+    sentence (no traceback) and exits with its code; Ctrl-C exits 130 with ``interrupted``; a closed
+    pipe (``| head``) is not an error; anything else is a bug and keeps its traceback.
+    """
     args = parser.parse_args(argv)
     if not getattr(args, "_run", None):
         parser.print_help()
@@ -85,20 +91,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args._run(args) or 0)
     except UserError as error:
-        print(f"digital-contrast {args.command}: {error.message}", file=sys.stderr)
+        print(f"{prog} {args.command}: {error.message}", file=sys.stderr)
         return error.exit_code
+    except BrokenPipeError:  # the output went to a pager or `head` that closed early
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (silence the flush at exit)
+        return 0
     except KeyboardInterrupt:
-        print("digital-contrast: interrupted; nothing was written.", file=sys.stderr)
+        print(f"{prog}: {interrupted}", file=sys.stderr)
         return 130
     except MemoryError:
-        print("digital-contrast: out of memory; try a smaller volume or another device.", file=sys.stderr)
+        print(f"{prog}: out of memory; try a smaller volume or another device.", file=sys.stderr)
         return EXIT_OUT_OF_MEMORY
     except Exception:  # a bug: keep the traceback, say so
         import traceback
 
         traceback.print_exc()
-        print("digital-contrast: internal error (a bug); please report it with the lines above.", file=sys.stderr)
+        print(f"{prog}: internal error (a bug); please report it with the lines above.", file=sys.stderr)
         return EXIT_INTERNAL
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns (and, as a console script, exits with) the exit code."""
+    return run_command_line(build_parser(), argv, "digital-contrast")
 
 
 if __name__ == "__main__":

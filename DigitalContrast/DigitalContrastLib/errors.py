@@ -93,3 +93,19 @@ class OutputError(UserError):
 
     exit_code = EXIT_OUTPUT
     default_code = "output_error"
+
+
+class GateWarningError(InputError):
+    """The input gate warned (e.g. the scan looks contrast-enhanced) and nobody accepted the warnings.
+
+    ``report`` is the :class:`~DigitalContrastLib.gate.GateReport`; the message lists its warnings.
+    Start again with ``allow_warnings=True`` once the user has chosen to continue.
+    """
+
+    default_code = "gate_warnings"
+
+    def __init__(self, report) -> None:
+        warnings = " ".join(w.message for w in report.warnings)
+        super().__init__(f"{warnings} Continue only if this is intended (allow_warnings=True).",
+                         code="gate_warnings")
+        self.report = report

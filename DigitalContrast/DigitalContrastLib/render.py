@@ -113,6 +113,25 @@ def colorize_labels(labels: np.ndarray, colors: dict[int, tuple[int, int, int]])
     return lut[np.clip(labels, 0, len(lut) - 1).astype(np.intp)]
 
 
+def diverging_to_rgb(values: np.ndarray, limit: float) -> np.ndarray:
+    """RGB uint8 image of a 2D signed array on a dark background: black at zero, brighter red
+    above zero and brighter blue below, saturated at ``+limit`` and ``-limit`` (e.g. HU)."""
+    if limit <= 0:
+        raise ValueError("limit must be positive")
+    t = np.clip(np.asarray(values, dtype=np.float32) / float(limit), -1.0, 1.0)
+    up, down = np.clip(t, 0.0, 1.0), np.clip(-t, 0.0, 1.0)
+    # red (255, 60, 40) for +limit, blue (40, 120, 255) for -limit
+    rgb = up[..., None] * np.array([255.0, 60.0, 40.0]) + down[..., None] * np.array([40.0, 120.0, 255.0])
+    return np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
+
+
+def fit_width(panel: np.ndarray, width: int) -> np.ndarray:
+    """A uint8 panel (grey or RGB) scaled to ``width`` pixels, aspect kept (Lanczos)."""
+    image = _to_image(panel)
+    height = max(1, round(image.height * width / image.width))
+    return np.asarray(image.resize((int(width), height), Image.Resampling.LANCZOS))
+
+
 def _font(size: int):
     try:
         return ImageFont.load_default(size=size)
@@ -231,3 +250,35 @@ def phantom_preview(case, panel_height: int = 360) -> Image.Image:
     out.paste(grid, (0, 0))
     out.paste(legend, (grid.width, gap + title_height))
     return out
+
+
+def side_by_side(noncontrast: CTVolume, synthetic: CTVolume, real: CTVolume | None, focus_zyx: Sequence[int],
+                 difference_limit_hu: float = 300.0, panel_width: int = 240, footer: str | None = None,
+                 difference_mask: np.ndarray | None = None) -> Image.Image:
+    """Axial and coronal rows through ``focus_zyx``: non-contrast (W400/L40) | synthetic (W700/L200)
+    | real contrast (W700/L200) | synthetic − real (black where they agree, red where the synthetic
+    image is brighter, blue where darker, saturated at ± ``difference_limit_hu``). Without ``real``
+    the last two panels are left out. Every panel is ``panel_width`` pixels wide, so the columns line up.
+
+    All volumes must share one grid (``real`` registered onto the non-contrast grid);
+    ``focus_zyx`` are indices of that grid. ``difference_mask`` (``[z, y, x]`` bool on that grid)
+    limits the difference to the voxels that were compared (black elsewhere).
+    """
+    for other in (synthetic, real):
+        if other is not None and other.shape_zyx != noncontrast.shape_zyx:
+            raise ValueError("side_by_side needs the volumes on one grid (register the real scan first)")
+    (w_nc, l_nc), (w_c, l_c) = WINDOW_SOFT_TISSUE, WINDOW_CTA
+    z, y = int(focus_zyx[0]), int(focus_zyx[1])
+    rows = []
+    for view, cut, index in (("axial", axial, z), ("coronal", coronal, y)):
+        row = [(f"Non-contrast W{w_nc:.0f}/L{l_nc:.0f}", window_to_uint8(cut(noncontrast, index), w_nc, l_nc)),
+               (f"SYNTHETIC W{w_c:.0f}/L{l_c:.0f}", window_to_uint8(cut(synthetic, index), w_c, l_c))]
+        if real is not None:
+            row.append((f"Real contrast W{w_c:.0f}/L{l_c:.0f}", window_to_uint8(cut(real, index), w_c, l_c)))
+            difference = cut(synthetic, index) - cut(real, index)
+            if difference_mask is not None:
+                mask = noncontrast.with_array(np.asarray(difference_mask, dtype=np.uint8))
+                difference = np.where(cut(mask, index, nearest=True) > 0, difference, 0.0)
+            row.append((f"Synthetic - real, +-{difference_limit_hu:.0f} HU", diverging_to_rgb(difference, difference_limit_hu)))
+        rows.append([(title, fit_width(panel, panel_width)) for title, panel in row])
+    return panel_grid(rows, panel_height=None, title_height=18, gap=4, footer=footer)

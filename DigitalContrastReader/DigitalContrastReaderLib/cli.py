@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import sys
 from collections.abc import Callable, Sequence
@@ -21,8 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from DigitalContrastLib.cli import UsageExitParser, run_command_line
+
 from . import __version__
-from .errors import EXIT_INTERNAL, EXIT_STORE, EXIT_USAGE, UsageError, UserError
+from .errors import EXIT_STORE, UsageError
 
 PROG = "digital-contrast-reader"
 EPILOG = """\
@@ -33,12 +34,6 @@ Run 'digital-contrast-reader COMMAND --help' for the options of one command.
 """
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse exits with 2 on usage errors; 2 means 'bad study file' here, so use 64."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.print_usage(sys.stderr)
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
 
 @dataclass(frozen=True)
@@ -367,7 +362,7 @@ _register_analysis_commands()
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = UsageExitParser(
         prog=PROG,
         description="Blinded reader studies for synthetic contrast CT: study files, stored schedules, answers that "
                     "are never lost, exports for MRMC statistics.",
@@ -375,7 +370,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=UsageExitParser)
     for cmd in COMMANDS.values():
         p = sub.add_parser(cmd.name, help=cmd.help, description=cmd.help)
         cmd.arguments(p)
@@ -385,28 +380,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns (and, as a console script, exits with) the exit code."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "_run", None):
-        parser.print_help()
-        return EXIT_USAGE
-    try:
-        return int(args._run(args) or 0)
-    except UserError as error:
-        print(f"{PROG} {args.command}: {error.message}", file=sys.stderr)
-        return error.exit_code
-    except BrokenPipeError:  # the output went to a pager or `head` that closed early
-        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (silence the flush at exit)
-        return 0
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted; every answer submitted before is saved.", file=sys.stderr)
-        return 130
-    except Exception:  # a bug: keep the traceback, say so
-        import traceback
-
-        traceback.print_exc()
-        print(f"{PROG}: internal error (a bug); please report it with the lines above.", file=sys.stderr)
-        return EXIT_INTERNAL
+    return run_command_line(build_parser(), argv, PROG, interrupted="interrupted; every answer submitted before is saved.")
 
 
 if __name__ == "__main__":

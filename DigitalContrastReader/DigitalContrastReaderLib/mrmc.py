@@ -32,6 +32,7 @@ import pandas as pd
 from scipy import stats
 
 from DigitalContrastLib.errors import InputError, JobError
+from DigitalContrastLib.json_values import jsonable
 
 from .long_table import crossed_scores
 
@@ -455,25 +456,6 @@ def _flip(d: Difference) -> Difference:
 def _num(value) -> float | None:
     value = float(value)
     return value if math.isfinite(value) else (None if math.isnan(value) else value)
-
-
-def jsonable(value):
-    if isinstance(value, dict):
-        return {k: jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
-    if isinstance(value, (float, np.floating)):
-        value = float(value)
-        if math.isnan(value):
-            return None
-        if math.isinf(value):
-            return "inf" if value > 0 else "-inf"
-        return value
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.bool_):
-        return bool(value)
-    return value
 
 
 class JsonResult:

@@ -18,17 +18,21 @@ object API with the Agg canvas (no pyplot, no global backend change: safe inside
 from __future__ import annotations
 
 import html
-import io
 import re
-from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from DigitalContrastLib.atomic import atomic_write_bytes, atomic_write_text
+from DigitalContrastLib.atomic import atomic_write_text
 from DigitalContrastLib.errors import InputError, OutputError
+from DigitalContrastLib.report_html import BASE_CSS as CSS
+from DigitalContrastLib.report_html import FigureWriter as _Figures
+from DigitalContrastLib.report_html import format_ci as _ci
+from DigitalContrastLib.report_html import format_number as _f
+from DigitalContrastLib.report_html import html_img as _img
+from DigitalContrastLib.report_html import html_table as _table
 
 from . import __version__
 from .agreement import agreement_analysis
@@ -37,58 +41,9 @@ from .mrmc import format_p, mrmc_analysis
 from .turing import TuringResult, turing_test
 from .visual_grading import MeanDifferenceResult, VGCResult, mean_paired_difference, paired_ordinal_tests, vgc_analysis
 
-CSS = """
-body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
-h1 { border-bottom: 2px solid #345; } h2 { margin-top: 2em; border-bottom: 1px solid #aaa; }
-table { border-collapse: collapse; margin: 0.6em 0 1.2em; font-size: 0.92em; }
-th, td { border: 1px solid #ccc; padding: 3px 8px; text-align: right; }
-th { background: #eef; } td:first-child, th:first-child { text-align: left; }
-.note { color: #555; font-size: 0.9em; } .verdict { font-weight: 600; }
-img { max-width: 100%; border: 1px solid #ddd; margin: 0.4em 0; }
-"""
-
 
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower() or "study"
-
-
-def _table(headers: list[str], rows: list[list]) -> str:
-    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
-
-
-def _f(value: float, digits: int = 4) -> str:
-    return "n/a" if value is None or not np.isfinite(value) else f"{value:.{digits}f}"
-
-
-def _ci(lower: float, upper: float) -> str:
-    return f"[{_f(lower)}, {_f(upper)}]"
-
-
-class _Figures:
-    """Saves matplotlib figures as PNG files under ``folder`` and returns their relative paths."""
-
-    def __init__(self, out_dir: Path) -> None:
-        self.out_dir = out_dir
-        self.folder = out_dir / "figures"
-
-    def save(self, name: str, draw: Callable, size=(6.4, 4.2)) -> str:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-
-        figure = Figure(figsize=size, dpi=110, layout="constrained")
-        FigureCanvasAgg(figure)
-        draw(figure)
-        buffer = io.BytesIO()
-        figure.savefig(buffer, format="png")
-        path = self.folder / f"{name}.png"
-        atomic_write_bytes(path, buffer.getvalue())
-        return path.relative_to(self.out_dir).as_posix()
-
-
-def _img(src: str, alt: str) -> str:
-    return f'<img src="{html.escape(src)}" alt="{html.escape(alt)}">'
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,0 +1,47 @@
+"""What the module panel shows about models and devices, from cards and the worker's probe."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from DigitalContrastLib.panel_choices import available_models, card_text, device_text
+
+CARD = {
+    "id": "aorta-phantom-v1", "version": "1.0.0", "ifu": "aorta", "title": "Aorta CTA from NCCT (phantom-trained)",
+    "intended_use": "Demonstrates the pipeline on\nprocedural phantoms.", "limitations": ["Not for clinical use.",
+                                                                                      "Trained on phantoms only."],
+    "licence": "Apache-2.0",
+}
+
+
+def test_card_text_names_version_ifu_intended_use_and_every_limitation():
+    text = card_text(CARD, "/models/aorta-phantom-v1")
+    assert "Model aorta-phantom-v1 version 1.0.0, intended use: aorta" in text
+    assert "Intended use: Demonstrates the pipeline on procedural phantoms." in text
+    assert "  - Not for clinical use." in text and "  - Trained on phantoms only." in text
+    assert "Licence: Apache-2.0" in text and "Folder: /models/aorta-phantom-v1" in text
+
+
+def test_available_models_lists_the_search_path_or_says_why_not():
+    choices, note = available_models()
+    if "DigitalContrastLib.models" not in sys.modules and not choices:
+        assert note and ("not installed" in note or "No model found" in note)
+    for choice in choices:
+        assert choice.model_id in choice.label and "Model " + choice.model_id in choice.card_text
+
+
+@pytest.mark.process
+def test_device_text_from_a_real_probe_of_the_worker():
+    from DigitalContrastLib.client import probe_worker
+
+    hello = probe_worker(timeout_s=120)
+    text = device_text(hello)
+    print(text)
+    assert text.startswith(("CPU only", "GPU:", "PyTorch"))
+    assert device_text(None) == "not probed yet"
+    gpu = {"torch": {"installed": "2.13.0", "imported": True, "version": "2.13.0+cu128", "cuda": "12.8"},
+           "device": {"kind": "cuda", "name": "NVIDIA H100", "free_memory_mb": 80000, "total_memory_mb": 81559}}
+    assert device_text(gpu) == "GPU: NVIDIA H100 (78.1 of 79.6 GB free), PyTorch 2.13.0+cu128"
+    assert device_text({"torch": {"installed": None}, "device": {"name": "Xeon"}}).startswith("PyTorch is not installed")
