@@ -196,3 +196,24 @@ def test_device_selection():
 def test_bad_overlap_is_a_job_error(tiny_engine):
     with pytest.raises(JobError, match="Overlap"):
         tiny_engine.synthesize(body_volume(), overlap=1.5)
+
+
+def test_batch_norm_folding_keeps_the_function():
+    from DigitalContrastLib.network import build_network, fold_batch_norm
+
+    torch.manual_seed(0)
+    net = build_network("UNet", {"spatial_dims": 3, "in_channels": 1, "out_channels": 1, "channels": [4, 8, 16],
+                                 "strides": [2, 2], "num_res_units": 0, "norm": "BATCH"})
+    with torch.no_grad():
+        for module in net.modules():
+            if isinstance(module, torch.nn.BatchNorm3d):
+                module.running_mean.uniform_(-0.5, 0.5)
+                module.running_var.uniform_(0.5, 2.0)
+                module.weight.uniform_(0.5, 1.5)
+    net.eval()
+    x = torch.randn(2, 1, 16, 24, 24)
+    with torch.no_grad():
+        expected = net(x)
+        assert fold_batch_norm(net) == 4  # 2 down, 1 bottom, 1 up (the top layer has no norm)
+        assert not any(isinstance(m, torch.nn.BatchNorm3d) for m in net.modules())
+        torch.testing.assert_close(net(x), expected, atol=1e-5, rtol=1e-4)

@@ -11,6 +11,7 @@ import pytest
 from model_fixtures import tiny_card_data, write_tiny_model
 
 from DigitalContrastLib import models, weights
+from DigitalContrastLib.checksum import file_sha256
 from DigitalContrastLib.cli import main
 from DigitalContrastLib.errors import EXIT_MODEL, ModelError
 from DigitalContrastLib.synthesis import load_engine
@@ -111,7 +112,7 @@ def test_pickle_weights_are_refused_unread_and_run_no_code(tmp_path):
         card = write_tiny_model(tmp_path / f"model-{payload.stem}")
         card.weights_path.write_bytes(payload.read_bytes())
         data = json.loads(card.path.read_text())
-        data["weights"].update(sha256=weights.sha256_file(card.weights_path), size_bytes=card.weights_path.stat().st_size)
+        data["weights"].update(sha256=file_sha256(card.weights_path), size_bytes=card.weights_path.stat().st_size)
         card.path.write_text(json.dumps(data))
         with pytest.raises(ModelError, match="pickle"):
             load_engine(str(card.folder), device="cpu")

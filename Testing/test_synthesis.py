@@ -48,15 +48,15 @@ def test_synthesize_command_with_the_shipped_model(phantom_files, tmp_path, caps
 
     saved = json.loads((tmp_path / "synthetic.nrrd.json").read_text())
     assert saved == provenance and saved["synthetic"] is True
-    from DigitalContrastLib.weights import sha256_file
+    from DigitalContrastLib.checksum import file_sha256
 
-    assert saved["output_sha256"] == sha256_file(out)
-    assert saved["input"]["sha256"] == sha256_file(files["noncontrast"])
+    assert saved["output_sha256"] == file_sha256(out)
+    assert saved["input"]["sha256"] == file_sha256(files["noncontrast"])
     assert saved["model"]["id"] == DEFAULT_MODEL_ID and len(saved["model"]["weights_sha256"]) == 64
     assert saved["device"] == "cpu" and {"load", "gate", "model", "inference", "write"} <= set(saved["timings_s"])
     assert {"torch", "monai", "digital-contrast"} <= set(saved["software"])
     sd_volume = read_volume(sd)
-    assert sd_volume.same_geometry(case.noncontrast) and saved["uncertainty"]["sha256"] == sha256_file(sd)
+    assert sd_volume.same_geometry(case.noncontrast) and saved["uncertainty"]["sha256"] == file_sha256(sd)
 
 
 @pytest.mark.slow

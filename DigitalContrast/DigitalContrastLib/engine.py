@@ -499,7 +499,11 @@ class NetworkRunner:
             precision = self.precision_for(device)
             import copy
 
-            module = copy.deepcopy(self.base).to(device)
+            module = copy.deepcopy(self.base).eval()
+            from .network import fold_batch_norm
+
+            fold_batch_norm(module)  # fp32 fold before any cast: one memory pass less per layer
+            module = module.to(device)
             if precision == "bf16":
                 module = module.to(torch.bfloat16)
             if device.type == "cpu":

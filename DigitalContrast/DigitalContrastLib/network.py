@@ -90,3 +90,29 @@ def load_network(card, device: str | torch.device = "cpu") -> torch.nn.Module:
             code="weights_mismatch",
         ) from None
     return network.to(device).eval()
+
+
+def fold_batch_norm(network: torch.nn.Module) -> int:
+    """Fold every eval-mode batch norm of MONAI ``Convolution`` blocks into the convolution before it.
+
+    Inference-only (the running statistics become part of the weights); the function computed is
+    unchanged up to float rounding and one memory pass per layer is saved. Returns how many
+    layers were folded. The network must be in eval mode.
+    """
+    from monai.networks.blocks import Convolution
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    folded = 0
+    for block in network.modules():
+        adn = getattr(block, "adn", None)
+        norm = getattr(adn, "N", None)
+        if not isinstance(block, Convolution) or not isinstance(norm, torch.nn.modules.batchnorm._BatchNorm):
+            continue
+        if norm.training or not norm.track_running_stats:
+            continue
+        conv = block.conv
+        transpose = isinstance(conv, torch.nn.modules.conv._ConvTransposeNd)
+        block.conv = fuse_conv_bn_eval(conv, norm, transpose=transpose)
+        adn.N = torch.nn.Identity()
+        folded += 1
+    return folded

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import InputError, OutputError
+from .errors import OutputError
 from .models import ModelCard, resolve_model
 from .progress import ProgressCallback, no_progress
 from .volume import CTVolume
@@ -152,15 +152,15 @@ def load_engine(model_id: str | None = None, device: str = "auto") -> SynthesisE
 
 def sha256_input(path: str | os.PathLike) -> str:
     """sha256 of a file, or of a folder (a DICOM series: sorted relative names and file contents)."""
-    from .weights import sha256_file
+    from .checksum import file_sha256
 
     path = Path(path)
     if path.is_file():
-        return sha256_file(path)
+        return file_sha256(path)
     digest = hashlib.sha256()
     for item in sorted(p for p in path.rglob("*") if p.is_file()):
         digest.update(item.relative_to(path).as_posix().encode())
-        digest.update(bytes.fromhex(sha256_file(item)))
+        digest.update(bytes.fromhex(file_sha256(item)))
     return digest.hexdigest()
 
 
@@ -215,9 +215,9 @@ def synthesize_file(
         InputError: unreadable input or the input gate found an error (its sentence).
         ModelError, NoGPUError, OutOfMemoryError, OutputError: as their names say.
     """
-    from .gate import check_volume
+    from .gate import gate_or_raise
     from .io import read_volume, write_volume
-    from .weights import sha256_file
+    from .checksum import file_sha256
 
     progress = progress or no_progress
     timings: dict[str, float] = {}
@@ -231,14 +231,7 @@ def synthesize_file(
 
     t0 = time.perf_counter()
     progress("gate", 0, 1)
-    report = check_volume(volume)
-    if not report.ok:
-        first = report.errors[0]
-        raise InputError(first.message, code=first.code)
-    gate_warnings = [{"code": w.code, "message": w.message} for w in report.warnings]
-    for warning in gate_warnings:
-        if on_warning is not None:
-            on_warning(warning["code"], warning["message"])
+    gate_warnings = [{"code": w.code, "message": w.message} for w in gate_or_raise(volume, on_warning)]
     progress("gate", 1, 1)
     timings["gate"] = time.perf_counter() - t0
 
@@ -263,7 +256,7 @@ def synthesize_file(
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "input": {"path": str(input_path.resolve()), "sha256": sha256_input(input_path), "series_uid": series_uid},
             "output": {"path": str(output_path.resolve())},
-            "output_sha256": sha256_file(output_path),
+            "output_sha256": file_sha256(output_path),
             "model": {
                 "id": engine.card.id,
                 "version": engine.card.version,
@@ -287,7 +280,7 @@ def synthesize_file(
             written.append(uncertainty_path)
             provenance["uncertainty"] = {
                 "path": str(uncertainty_path.resolve()),
-                "sha256": sha256_file(uncertainty_path),
+                "sha256": file_sha256(uncertainty_path),
                 "kind": "voxel-wise SD in HU across flip test-time augmentation (identity, z, y, z+y flips)",
             }
         timings["write"] = time.perf_counter() - t0
@@ -310,18 +303,3 @@ def synthesize_file(
         raise
     progress("write", 1, 1)
     return provenance
-
-
-#: The keys of a synthesis request (the CLI builds one; the background worker's job carries the same).
-REQUEST_KEYS = ("input_path", "output_path", "model_id", "device", "uncertainty_path", "overlap", "series_uid")
-
-
-def synthesize_request(request: dict[str, Any], progress: ProgressCallback | None = None,
-                       on_warning: WarningCallback | None = None) -> dict[str, Any]:
-    """Run one synthesis request (a dict with :data:`REQUEST_KEYS`) in this process; returns the provenance."""
-    unknown = sorted(set(request) - set(REQUEST_KEYS))
-    if unknown:
-        from .errors import JobError
-
-        raise JobError(f"Synthesis request has unknown keys {unknown}; use only {list(REQUEST_KEYS)}.", code="bad_request")
-    return synthesize_file(**request, progress=progress, on_warning=on_warning)

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from .json_values import jsonable
 from .progress import ProgressCallback, no_progress
 
 ORACLE_LUMEN_HU = 350.0
@@ -63,21 +64,6 @@ def oracle_prediction(noncontrast_hu: np.ndarray, labels: np.ndarray) -> np.ndar
     oracle = np.array(noncontrast_hu, dtype=np.int16, copy=True)
     oracle[np.asarray(labels) == LABELS["aortic_lumen"]] = int(ORACLE_LUMEN_HU)
     return oracle
-
-
-def json_safe(value: Any) -> Any:
-    """``value`` with NaN/inf floats replaced by None and numpy scalars by Python ones (strict JSON)."""
-    if isinstance(value, dict):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    if isinstance(value, (np.floating, float)):
-        return float(value) if math.isfinite(float(value)) else None
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, np.bool_):
-        return bool(value)
-    return value
 
 
 def _finite(values: Sequence[float]) -> list[float]:
@@ -251,7 +237,7 @@ def write_validation_to_card(card: Any, report: dict[str, Any]) -> Path:
         data["validation"]["realdata"] = report["realdata"]
     if during:
         data["validation"]["during_training"] = during
-    data = json_safe(data)
+    data = jsonable(data)
     validate_card_data(data, str(card.path))
     atomic_write_text(card.path, json.dumps(data, indent=2, allow_nan=False, default=str) + "\n")
     return load_card(card.path).path

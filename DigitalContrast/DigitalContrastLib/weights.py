@@ -15,13 +15,13 @@ torch is imported lazily so that :func:`verify_weights_file` also runs in the GU
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import struct
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .checksum import file_sha256
 from .errors import ModelError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -32,15 +32,6 @@ if TYPE_CHECKING:  # pragma: no cover
 PICKLE_SUFFIXES = {".pt", ".pth", ".ckpt", ".bin", ".pkl", ".pickle", ".tar"}
 _ZIP_MAGIC = b"PK\x03\x04"
 _MAX_HEADER_BYTES = 100 * 1024 * 1024
-
-
-def sha256_file(path: str | os.PathLike, chunk_bytes: int = 1 << 20) -> str:
-    """Hex sha256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk_bytes):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _looks_like_pickle(head: bytes) -> bool:
@@ -87,7 +78,7 @@ def verify_weights_file(card: "ModelCard") -> Path:
     path = check_safetensors_file(card.weights_path)
     expected_size = int(card.data["weights"]["size_bytes"])
     actual_size = path.stat().st_size
-    actual_sha = sha256_file(path)
+    actual_sha = file_sha256(path)
     if actual_sha != card.weights_sha256 or actual_size != expected_size:
         raise ModelError(
             f"Weights file {path} fails its checksum (sha256 {actual_sha[:12]}…, {actual_size} bytes; the card "
@@ -118,7 +109,7 @@ def save_state_dict(state: dict[str, "torch.Tensor"], path: str | os.PathLike,
         raise ValueError(f"weights must be written as .safetensors, not {path.name}")
     tensors = {k: v.detach().contiguous().cpu() for k, v in state.items()}
     atomic_write_bytes(path, save_bytes(tensors, metadata=metadata))
-    return {"file": path.name, "format": "safetensors", "sha256": sha256_file(path), "size_bytes": path.stat().st_size}
+    return {"file": path.name, "format": "safetensors", "sha256": file_sha256(path), "size_bytes": path.stat().st_size}
 
 
 def load_unverified(path: str | os.PathLike) -> tuple[dict[str, "torch.Tensor"], dict[str, str]]:

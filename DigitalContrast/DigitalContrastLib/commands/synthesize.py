@@ -10,7 +10,8 @@ NAME = "synthesize"
 HELP = "synthesize a contrast-enhanced CT angiogram from a non-contrast CT"
 ORDER = 30
 DESCRIPTION = """\
-Check the input (errors stop with exit code 2, warnings are printed), run the synthesis model,
+Check the input (errors stop with exit code 2, warnings are printed), run the synthesis model
+in a background worker process (the same worker Slicer uses; Ctrl-C cancels it and its children),
 and write the synthetic CTA atomically on exactly the input grid, with its provenance JSON
 beside it (<OUTPUT>.json: input and model hashes, device, timings, warnings).
 
@@ -35,8 +36,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..client import run_synthesis_job
     from ..progressbar import ProgressBar
-    from ..synthesis import synthesize_request
 
     request = {
         "input_path": args.input,
@@ -52,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"warning [{code}]: {message}", file=sys.stderr)
 
     with ProgressBar("synthesize") as bar:
-        provenance = synthesize_request(request, progress=bar, on_warning=warn)
+        provenance = run_synthesis_job(**request, progress=bar, on_warning=warn)["provenance"]
     if args.json:
         print(json.dumps(provenance, indent=2))
     else:

@@ -46,7 +46,9 @@ def run(args: argparse.Namespace) -> int:
     if args.write_card:
         write_validation_to_card(engine.card, report)
     if args.json:
-        print(json.dumps(report, indent=2))
+        from ..json_values import jsonable
+
+        print(json.dumps(jsonable(report), indent=2))
         return 0
     summary = report["summary"]
     keys = ["body_mae_hu", "lumen_mae_hu", "lumen_bias_hu", "thrombus_bias_hu", "lumen_dice",
