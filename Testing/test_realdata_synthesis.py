@@ -25,4 +25,4 @@ def test_synthetic_aortic_lumen_of_a_real_chest_cta(real_data):
                             device="cpu")
     median = report["synthetic_lumen_median_hu"]
     assert report["pseudo_noncontrast_lumen_median_hu"] < 60 and np.isfinite(median)
-    @@ASSERTION@@
+    assert LUMEN_RANGE_HU[0] <= median <= LUMEN_RANGE_HU[1], report

@@ -72,6 +72,9 @@ class TrainConfig:
     weight_decay: float = 1e-4
     warmup_steps: int = 50
     vessel_weight: float = 4.0
+    # extra weight on thrombus voxels (labels needed): the thrombus sits a few HU below blood and
+    # must not light up; without it, the few thrombus voxels barely count against the whole body
+    thrombus_weight: float = 0.0
     # fraction of the steps trained with a squared error before the L1 takes over (blended over the
     # following 20 %): L1 alone stalls at "predict no enhancement", because its per-voxel gradient
     # does not grow with the (large, rare) vessel errors
@@ -134,6 +137,7 @@ class TrainingCase:
     noncontrast: np.ndarray
     contrast: np.ndarray
     vessel: np.ndarray  # bool: over-sampled and weighted in the loss
+    thrombus: np.ndarray | None  # bool (from labels): weighted in the loss, never enhanced
     labels: np.ndarray | None
     positives: np.ndarray  # flat indices of vessel voxels to centre patches on (subsampled)
     body_box: tuple[tuple[int, int], ...]  # per axis [lo, hi) of the body's bounding box
@@ -171,6 +175,12 @@ def _vessel_codes() -> list[int]:
 
     names = ("aortic_lumen", "thrombus", "calcification", "aortic_wall", "branch_artery")
     return [LABELS[n] for n in names if n in LABELS]
+
+
+def _thrombus_code() -> int:
+    from .phantom import LABELS
+
+    return LABELS["thrombus"]
 
 
 def _positive_codes() -> list[int]:
@@ -212,12 +222,14 @@ def load_case(folder: Path, config: TrainConfig, keep_volumes: bool = False, rng
         labels = labels.to(torch.int16).numpy()
         vessel = np.isin(labels, _vessel_codes())
         positive = np.isin(labels, _positive_codes())
+        thrombus = labels == _thrombus_code()
     else:
         from scipy.ndimage import uniform_filter
 
         rise = uniform_filter((c.astype(np.float32) - nc.astype(np.float32)), size=3)
         vessel = rise > ENHANCEMENT_FALLBACK_HU
         positive = vessel
+        thrombus = None
     body = nc > config.body_threshold_hu
     coords = np.nonzero(body)
     if not coords[0].size:
@@ -230,7 +242,7 @@ def load_case(folder: Path, config: TrainConfig, keep_volumes: bool = False, rng
         positives = np.sort(rng.choice(positives, max_positives, replace=False))
     spacing_xyz = (target[0], target[1], target[2])
     return TrainingCase(
-        name=folder.name, folder=folder, noncontrast=nc, contrast=c, vessel=vessel,
+        name=folder.name, folder=folder, noncontrast=nc, contrast=c, vessel=vessel, thrombus=thrombus,
         labels=labels if keep_volumes else None,  # training needs only the vessel mask: save the memory
         positives=positives, body_box=box, spacing_xyz_mm=spacing_xyz,
         source_volume=nc_volume if keep_volumes else None,
@@ -292,11 +304,14 @@ class PatchSampler:
         nc = _crop(case.noncontrast, start, size, -1024).astype(np.float32)
         c = _crop(case.contrast, start, size, -1024).astype(np.float32)
         vessel = _crop(case.vessel, start, size, False)
+        weight = 1.0 + self.config.vessel_weight * vessel.astype(np.float32)
+        if case.thrombus is not None and self.config.thrombus_weight:
+            weight += self.config.thrombus_weight * _crop(case.thrombus, start, size, False).astype(np.float32)
         cfg = self.config
         item = {
             "image": ((np.clip(nc, *cfg.clip_hu) - cfg.offset_hu) / cfg.scale_hu)[None],
             "target": ((c - nc) / cfg.output_scale_hu)[None],
-            "weight": (1.0 + cfg.vessel_weight * vessel.astype(np.float32))[None],
+            "weight": weight[None],
             "nc_hu": nc[None],
             "c_hu": c[None],
         }

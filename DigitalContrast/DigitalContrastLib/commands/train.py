@@ -48,6 +48,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="model spacing in mm (cases are resampled to it)")
     parser.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (AdamW, cosine decay)")
     parser.add_argument("--vessel-weight", type=float, default=4.0, help="extra L1 weight on vessel voxels")
+    parser.add_argument("--thrombus-weight", type=float, default=0.0,
+                        help="extra L1 weight on thrombus voxels (cases with labels.nrrd)")
     parser.add_argument("--mse-warmup", type=float, default=0.3,
                         help="fraction of the steps trained with a squared error before the L1 (0 for L1 throughout)")
     parser.add_argument("--freeze-norm", type=float, default=0.4,
@@ -91,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
         num_res_units=args.res_units, norm=None if args.norm == "none" else args.norm.upper(), target_spacing_xyz_mm=tuple(args.spacing), learning_rate=args.lr,
         clip_hu=tuple(args.clip_hu), offset_hu=args.input_offset_hu, scale_hu=args.input_scale_hu,
         weights_dtype=args.weights_dtype,
-        vessel_weight=args.vessel_weight, mse_warmup_fraction=args.mse_warmup,
+        vessel_weight=args.vessel_weight, thrombus_weight=args.thrombus_weight, mse_warmup_fraction=args.mse_warmup,
         freeze_norm_fraction=args.freeze_norm, ssim_weight=args.ssim_weight, val_cases=args.val_cases, seed=args.seed,
         model_id=args.model_id, version=args.model_version, command=command_line(["train", *_options_as_given(args)]),
         data_description={"phantoms": {"generator": "DigitalContrastLib.phantom.make_phantom", **{k: list(v) for k, v in phantom.items()}}}
