@@ -41,8 +41,12 @@ chromium:
 		echo "Chromium is not installed and this user cannot install it (needs root and apt-get): the report rendering test will skip."; \
 	fi
 
+# Speed and calibration figures as JSON, each against a baseline measured in the same run:
+# synthesis vs naive MONAI sliding_window_inference, warm vs cold worker, and the reader-study
+# MRMC analysis's type I error over simulated null studies (bench/*.json keeps them).
 bench: $(STAMP)
-	$(BIN)/digital-contrast bench --json
+	$(BIN)/digital-contrast bench --json --out bench/results.json
+	$(BIN)/python -m DigitalContrastReaderLib.null_simulation --studies 2000 --json | tee bench/null_simulation.json
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) bench .pytest_cache

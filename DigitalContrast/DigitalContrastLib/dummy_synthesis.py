@@ -27,11 +27,10 @@ import numpy as np
 
 from .atomic import atomic_write_text
 from .checksum import file_sha256
-from .errors import InputError, ModelError, NoGPUError
-from .gate import check_volume
+from .errors import ModelError, NoGPUError
+from .gate import gate_or_raise
 from .io import read_volume, write_volume
 from .progress import ProgressCallback, no_progress
-from .volume import CTVolume
 
 DUMMY_MODEL_ID = "dummy"
 DUMMY_MODEL_VERSION = "0.0.0"
@@ -109,7 +108,7 @@ def synthesize_file(
         progress("load", 1, 1)
 
         progress("gate", 0, 1)
-        _gate(volume, on_warning)
+        gate_or_raise(volume, on_warning)
         progress("gate", 1, 1)
 
         progress("preprocess", 0, 1)
@@ -175,17 +174,6 @@ def _largest_soft_tissue_region(array: np.ndarray) -> np.ndarray:
     sizes = np.bincount(labels.ravel())
     sizes[0] = 0
     return labels == int(np.argmax(sizes))
-
-
-def _gate(volume: CTVolume, on_warning: Any) -> None:
-    """The input gate, as the engine runs it: the first error raises InputError, warnings go on."""
-    report = check_volume(volume)
-    if not report.ok:
-        first = report.errors[0]
-        raise InputError(first.message, code=first.code)
-    for warning in report.warnings:
-        if on_warning is not None:
-            on_warning(warning.code, warning.message)
 
 
 def _spawn_sleeping_child() -> subprocess.Popen:

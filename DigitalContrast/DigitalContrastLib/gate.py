@@ -45,6 +45,7 @@ import math
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -356,3 +357,16 @@ def check_path(path: str | os.PathLike, series_uid: str | None = None) -> tuple[
         return report, None
     report = check_volume(volume)
     return report, volume
+
+
+def gate_or_raise(volume: CTVolume, on_warning: Callable[[str, str], None] | None = None) -> list[GateMessage]:
+    """The input gate as synthesis runs it: the first error raises ``InputError``; warnings go to
+    ``on_warning(code, message)`` and are returned (they belong in the provenance)."""
+    report = check_volume(volume)
+    if not report.ok:
+        first = report.errors[0]
+        raise InputError(first.message, code=first.code)
+    for warning in report.warnings:
+        if on_warning is not None:
+            on_warning(warning.code, warning.message)
+    return list(report.warnings)

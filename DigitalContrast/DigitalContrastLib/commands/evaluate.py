@@ -110,7 +110,7 @@ def print_summary(result) -> None:
           f"({result.seconds:.1f} s).")
     for case in s.get("failed_cases", []):
         print(f"  failed: {case['case_id']}: {case['reason']}")
-    for name in ("body_mae_hu", "lumen_bias_hu", "lumen_dice", "max_diameter_error_mm"):
+    for name in ("body_mae_hu", "lumen_mae_hu", "lumen_bias_hu", "thrombus_bias_hu", "lumen_dice", "max_diameter_error_mm"):
         m = s["metrics"][name]
         if m["n"]:
             ci = m["ci95_mean"]

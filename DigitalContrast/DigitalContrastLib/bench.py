@@ -1,0 +1,211 @@
+"""Synthesis benchmark: the engine's full path against a naive MONAI baseline, in one run.
+
+``run_bench`` generates (and caches) a phantom at the requested size, then, in a fresh child
+process (so its peak RSS is the synthesis's, not the phantom generator's):
+
+* reads the volume and times ``SynthesisEngine.synthesize`` (after a small warm-up run);
+* times the naive baseline on the same model and the same preprocessing/postprocessing: MONAI
+  ``sliding_window_inference`` with its default settings (overlap 0.25, constant blending),
+  ``sw_batch_size=1``, fp32, every window (no skipping);
+* compares the two outputs inside the body (``metrics.body_mask_from_ct``): largest and mean
+  absolute difference in HU;
+* counts the FLOPs of one window (``torch.utils.flop_counter``) to report achieved GFLOP/s.
+
+Figures are printed as JSON and written to ``bench/results.json``. These machines are shared and
+noisy: the load average before and after is recorded with the figures.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import engine as E
+
+DEFAULT_SIZE_XYZ = (512, 512, 300)
+FOV_MM = 358.4
+
+
+def default_spacing(size_xyz: tuple[int, int, int]) -> tuple[float, float, float]:
+    """About a 358 mm in-plane field of view and 1 mm slices (0.7 x 0.7 x 1.0 mm at 512 x 512 x 300)."""
+    return (round(FOV_MM / size_xyz[0], 4), round(FOV_MM / size_xyz[1], 4), 1.0)
+
+
+def phantom_file(folder: Path, size_xyz: tuple[int, int, int], spacing: tuple[float, float, float], seed: int) -> Path:
+    """Generate (once) and cache the benchmark phantom's non-contrast scan as raw NRRD."""
+    from .io import write_volume
+    from .phantom import make_phantom
+
+    name = f"phantom-{seed}-{'x'.join(map(str, size_xyz))}-{'x'.join(f'{s:g}' for s in spacing)}.nrrd"
+    path = folder / name
+    if not path.is_file():
+        case = make_phantom(seed, size_xyz=size_xyz, spacing_xyz_mm=spacing)
+        write_volume(case.noncontrast, path)
+    return path
+
+
+def flops_per_window(network: torch.nn.Module, roi_zyx: tuple[int, int, int]) -> int:
+    """FLOPs of one forward pass on one window (fp32, counted by ``torch.utils.flop_counter``)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with torch.inference_mode(), counter:
+        network(torch.zeros((1, 1, *roi_zyx)))
+    return int(counter.get_total_flops())
+
+
+def _peak_rss_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def naive_synthesis(volume, network: torch.nn.Module, settings: E.EngineSettings) -> tuple[np.ndarray, dict[str, float], int]:
+    """The baseline: same preprocessing and postprocessing, MONAI's default sliding window, fp32, batch 1.
+
+    Returns ``(int16 synthetic [z, y, x], timings_s, windows)``.
+    """
+    from monai.inferers import sliding_window_inference
+
+    timings = {}
+    t0 = time.perf_counter()
+    orientation = E.canonical_orientation(volume.direction)
+    canonical = orientation.to_canonical(np.asarray(volume.array))
+    spacing_zyx = orientation.spacing_zyx(volume.spacing_mm)
+    target = settings.target_spacing_xyz_mm
+    grid = E.model_grid_shape(canonical.shape, spacing_zyx, None if target is None else (target[2], target[1], target[0]))
+    image = E.hu_to_model_grid(canonical, grid).clamp_(*settings.clip_hu).sub_(settings.offset_hu).div_(settings.scale_hu)
+    timings["preprocess"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    with torch.inference_mode():
+        output = sliding_window_inference(image[None, None], list(settings.roi_size_zyx), 1, network)[0, 0]
+    timings["inference"] = time.perf_counter() - t0
+    windows = 1
+    for n, r in zip(grid, settings.roi_size_zyx):
+        windows *= len(E.window_starts(max(n, r), r, 0.25))
+    t0 = time.perf_counter()
+    out = np.empty(volume.array.shape, dtype=np.int16)
+    E.model_grid_to_input(output.float() * settings.output_scale_hu, orientation.to_canonical(out),
+                          base_hu=canonical, threshold_hu=settings.body_threshold_hu)
+    timings["postprocess"] = time.perf_counter() - t0
+    return out, timings, windows
+
+
+def measure(input_path: str, model_id: str | None, device: str = "cpu") -> dict[str, Any]:
+    """Run in the child process: time the engine and the naive baseline on one file."""
+    from .io import read_volume
+    from .metrics import body_mask_from_ct
+    from .network import load_network
+    from .synthesis import load_engine
+
+    result: dict[str, Any] = {"load_average_before": list(os.getloadavg()) if hasattr(os, "getloadavg") else None}
+    t0 = time.perf_counter()
+    engine = load_engine(model_id, device)
+    result["model_load_s"] = round(time.perf_counter() - t0, 3)
+    t0 = time.perf_counter()
+    volume = read_volume(input_path)
+    result["read_s"] = round(time.perf_counter() - t0, 3)
+    # warm-up on a small block: one-time costs (network copies, kernels) are not the steady state
+    warm = volume.with_array(np.ascontiguousarray(volume.array[: min(64, volume.array.shape[0]), :192, :192]))
+    engine.synthesize(warm)
+
+    t0 = time.perf_counter()
+    fast = engine.synthesize(volume)
+    fast_s = time.perf_counter() - t0
+    rss_fast = _peak_rss_mb()
+
+    network = load_network(engine.card, "cpu")  # the same weights, fp32, plain memory layout
+    settings = engine.settings
+    t0 = time.perf_counter()
+    naive, naive_timings, naive_windows = naive_synthesis(volume, network, settings)
+    naive_s = time.perf_counter() - t0
+
+    body = body_mask_from_ct(volume.array)
+    diff = np.abs(fast.synthetic.array.astype(np.int32) - naive.astype(np.int32))[body]
+    flops = flops_per_window(network, tuple(settings.roi_size_zyx))
+    # the engine notes "skipped K of N windows that hold no body"
+    skipped = next((int(n.split()[1]) for n in fast.notes if n.startswith("skipped ")), 0)
+    fast_windows = naive_windows - skipped
+    result.update({
+        "input": input_path,
+        "shape_zyx": list(volume.shape_zyx),
+        "spacing_xyz_mm": list(volume.spacing_mm),
+        "model": {"id": engine.card.id, "version": engine.card.version, "roi_size_zyx": list(settings.roi_size_zyx),
+                  "target_spacing_xyz_mm": list(settings.target_spacing_xyz_mm or [])},
+        "device": fast.device,
+        "precision": engine.precision,
+        "threads": torch.get_num_threads(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "synthesize_s": round(fast_s, 3),
+        "synthesize_timings_s": {k: round(v, 3) for k, v in fast.timings_s.items()},
+        "synthesize_notes": fast.notes,
+        "naive_s": round(naive_s, 3),
+        "naive_timings_s": {k: round(v, 3) for k, v in naive_timings.items()},
+        "speedup": round(naive_s / fast_s, 2),
+        "inference_speedup": round(naive_timings["inference"] / fast.timings_s["inference"], 2),
+        "windows_total": naive_windows,
+        "windows_run": fast_windows,
+        "body_voxels": int(body.sum()),
+        "max_abs_diff_hu_in_body": int(diff.max()) if diff.size else 0,
+        "mean_abs_diff_hu_in_body": round(float(diff.mean()), 4) if diff.size else 0.0,
+        "peak_rss_mb": round(rss_fast, 1),
+        "peak_rss_mb_including_naive": round(_peak_rss_mb(), 1),
+        "gflop_per_window": round(flops / 1e9, 3),
+        "achieved_gflops": round(flops * fast_windows / fast.timings_s["inference"] / 1e9, 1),
+        "naive_achieved_gflops": round(flops * naive_windows / naive_timings["inference"] / 1e9, 1),
+        "load_average_after": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        "cpu_cores": E.available_cpu_cores(),
+        "machine": platform.processor() or platform.machine(),
+        "torch": torch.__version__,
+    })
+    return result
+
+
+def run_bench(size_xyz: tuple[int, int, int] = DEFAULT_SIZE_XYZ, spacing_xyz_mm: tuple[float, float, float] | None = None,
+              model_id: str | None = None, seed: int = 20240, cache_dir: str | Path = "bench",
+              out_path: str | Path | None = "bench/results.json") -> dict[str, Any]:
+    """Generate/cache the phantom, measure in a child process, write and return the figures."""
+    from .atomic import atomic_write_text
+    from .errors import OutOfMemoryError
+
+    size_xyz = tuple(int(v) for v in size_xyz)  # type: ignore[assignment]
+    spacing = tuple(spacing_xyz_mm) if spacing_xyz_mm else default_spacing(size_xyz)  # type: ignore[arg-type]
+    cache_dir = Path(cache_dir)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    path = phantom_file(cache_dir, size_xyz, spacing, seed)
+    phantom_s = time.perf_counter() - t0
+    code = (
+        "import json, sys; from DigitalContrastLib.bench import measure; "
+        "print('BENCH-RESULT ' + json.dumps(measure(sys.argv[1], sys.argv[2] or None)))"
+    )
+    child = subprocess.run([sys.executable, "-c", code, str(path), model_id or ""], capture_output=True, text=True)
+    lines = [line for line in child.stdout.splitlines() if line.startswith("BENCH-RESULT ")]
+    if child.returncode != 0 or not lines:
+        tail = "\n".join((child.stderr or child.stdout).strip().splitlines()[-5:])
+        if child.returncode in (-9, 137):
+            raise OutOfMemoryError(f"The benchmark child was killed (out of memory?) on {path}; try a smaller --size.")
+        raise RuntimeError(f"benchmark child failed (exit {child.returncode}):\n{tail}")
+    result = json.loads(lines[-1][len("BENCH-RESULT "):])
+    result["phantom_generation_s"] = round(phantom_s, 1)
+    result["targets"] = {
+        "speedup_min": 5.0, "mean_abs_diff_hu_max": 2.0, "synthesize_s_max": 20.0, "peak_rss_mb_max": 4096.0,
+    }
+    result["meets_targets"] = {
+        "speedup": result["speedup"] >= 5.0,
+        "mean_abs_diff": result["mean_abs_diff_hu_in_body"] <= 2.0,
+        "synthesize_time": result["synthesize_s"] <= 20.0,
+        "peak_rss": result["peak_rss_mb"] <= 4096.0,
+    }
+    if out_path:
+        atomic_write_text(out_path, json.dumps(result, indent=2) + "\n")
+    return result

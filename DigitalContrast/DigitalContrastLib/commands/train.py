@@ -1,0 +1,128 @@
+"""``digital-contrast train``: train a synthesis model on paired non-contrast / contrast cases."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+NAME = "train"
+HELP = "train a synthesis model on paired cases (optionally generating phantoms first)"
+ORDER = 60
+DESCRIPTION = """\
+Train a residual UNet on paired cases: DIR/<case>/noncontrast.nrrd + contrast.nrrd (same grid)
+and optionally labels.nrrd. Patches over-sample the vessels; the loss is a vessel-weighted L1 in
+HU plus an SSIM term. After each epoch the validation cases are scored and a checkpoint
+(safetensors + optimizer state) is written to OUT/training/; --resume continues from it. At the
+end OUT/ holds model.safetensors and a complete model_card.json.
+
+examples:
+  digital-contrast train --data phantoms/ --out my-model --generate-phantoms 32 --seed-start 0 \\
+      --val-data val/ --generate-val-phantoms 2 --val-seed-start 10000 --epochs 20
+  digital-contrast train --data phantoms/ --out my-model --epochs 30 --resume
+"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", required=True, help="folder of training cases (phantoms are written here when generated)")
+    parser.add_argument("--out", required=True, help="model folder to write (card, weights, training/ checkpoints)")
+    parser.add_argument("--val-data", default=None, help="folder of validation cases (default: the last training case)")
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--steps-per-epoch", type=int, default=100)
+    parser.add_argument("--batch-size", type=int, default=2)
+    parser.add_argument("--patch-size", type=int, nargs=3, metavar=("Z", "Y", "X"), default=(48, 96, 96),
+                        help="training patch in model-grid voxels [z y x] (multiples of 16 for 4 strides)")
+    parser.add_argument("--roi-size", type=int, nargs=3, metavar=("Z", "Y", "X"), default=(64, 128, 128),
+                        help="inference window written to the card [z y x]")
+    parser.add_argument("--channels", type=int, nargs="+", default=[16, 32, 64, 128, 256], help="UNet channels per level")
+    parser.add_argument("--res-units", type=int, default=0,
+                        help="residual units per UNet block (0 keeps MONAI UNet's output layer a plain convolution)")
+    parser.add_argument("--norm", choices=["none", "batch", "instance"], default="batch",
+                        help="normalisation layers of the UNet")
+    parser.add_argument("--clip-hu", type=float, nargs=2, metavar=("LO", "HI"), default=(-300.0, 1200.0),
+                        help="input HU clip range")
+    parser.add_argument("--input-offset-hu", type=float, default=40.0, help="network input = (clip(HU) - offset) / scale")
+    parser.add_argument("--input-scale-hu", type=float, default=250.0, help="network input = (clip(HU) - offset) / scale")
+    parser.add_argument("--weights-dtype", choices=["float16", "float32"], default="float16",
+                        help="storage precision of the written weights (loaded as float32)")
+    parser.add_argument("--spacing", type=float, nargs=3, metavar=("X", "Y", "Z"), default=(1.4, 1.4, 2.5),
+                        help="model spacing in mm (cases are resampled to it)")
+    parser.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (AdamW, cosine decay)")
+    parser.add_argument("--vessel-weight", type=float, default=4.0, help="extra L1 weight on vessel voxels")
+    parser.add_argument("--thrombus-weight", type=float, default=0.0,
+                        help="extra L1 weight on thrombus voxels (cases with labels.nrrd)")
+    parser.add_argument("--mse-warmup", type=float, default=0.3,
+                        help="fraction of the steps trained with a squared error before the L1 (0 for L1 throughout)")
+    parser.add_argument("--freeze-norm", type=float, default=0.4,
+                        help="fraction of the steps after which batch norm uses fixed running statistics (0: never)")
+    parser.add_argument("--ssim-weight", type=float, default=0.1, help="weight of the SSIM loss term")
+    parser.add_argument("--val-cases", type=int, default=2, help="validation cases scored after each epoch")
+    parser.add_argument("--seed", type=int, default=0, help="random seed of the run")
+    parser.add_argument("--model-id", default="aorta-phantom-v1")
+    parser.add_argument("--model-version", default="1.0.0")
+    parser.add_argument("--resume", action="store_true", help="continue from OUT/training/checkpoint.safetensors")
+    parser.add_argument("--generate-phantoms", type=int, default=0, metavar="N", help="first write N phantoms into --data")
+    parser.add_argument("--seed-start", type=int, default=0, help="seed of the first generated training phantom")
+    parser.add_argument("--generate-val-phantoms", type=int, default=0, metavar="K", help="write K phantoms into --val-data")
+    parser.add_argument("--val-seed-start", type=int, default=10000, help="seed of the first validation phantom")
+    parser.add_argument("--phantom-size", type=int, nargs=3, metavar=("X", "Y", "Z"), default=(256, 256, 160))
+    parser.add_argument("--phantom-spacing", type=float, nargs=3, metavar=("X", "Y", "Z"), default=(1.4, 1.4, 2.5))
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..errors import JobError
+    from ..progressbar import ProgressBar
+    from ..train import TrainConfig, command_line, generate_phantom_cases, train
+
+    phantom = {"size_xyz": tuple(args.phantom_size), "spacing_xyz_mm": tuple(args.phantom_spacing)}
+    if args.generate_phantoms:
+        with ProgressBar("phantoms", weights={"phantoms": 1.0}) as bar:
+            generate_phantom_cases(args.data, args.generate_phantoms, args.seed_start, progress=bar, **phantom)
+    if args.generate_val_phantoms:
+        if not args.val_data:
+            raise JobError("--generate-val-phantoms needs --val-data to say where to write them.")
+        if args.val_seed_start < args.seed_start + args.generate_phantoms and args.val_seed_start + args.generate_val_phantoms > args.seed_start:
+            raise JobError("Validation seeds overlap the training seeds; choose --val-seed-start outside them.")
+        with ProgressBar("validation phantoms", weights={"phantoms": 1.0}) as bar:
+            generate_phantom_cases(args.val_data, args.generate_val_phantoms, args.val_seed_start, progress=bar, **phantom)
+    if len(args.channels) < 2:
+        raise JobError("--channels needs at least two levels, e.g. 8 16 32 64 128.")
+    config = TrainConfig(
+        data_dir=args.data, out_dir=args.out, val_dir=args.val_data, epochs=args.epochs,
+        steps_per_epoch=args.steps_per_epoch, batch_size=args.batch_size, patch_size_zyx=tuple(args.patch_size),
+        inference_roi_zyx=tuple(args.roi_size), channels=tuple(args.channels), strides=(2,) * (len(args.channels) - 1),
+        num_res_units=args.res_units, norm=None if args.norm == "none" else args.norm.upper(), target_spacing_xyz_mm=tuple(args.spacing), learning_rate=args.lr,
+        clip_hu=tuple(args.clip_hu), offset_hu=args.input_offset_hu, scale_hu=args.input_scale_hu,
+        weights_dtype=args.weights_dtype,
+        vessel_weight=args.vessel_weight, thrombus_weight=args.thrombus_weight, mse_warmup_fraction=args.mse_warmup,
+        freeze_norm_fraction=args.freeze_norm, ssim_weight=args.ssim_weight, val_cases=args.val_cases, seed=args.seed,
+        model_id=args.model_id, version=args.model_version, command=command_line(["train", *_options_as_given(args)]),
+        data_description={"phantoms": {"generator": "DigitalContrastLib.phantom.make_phantom", **{k: list(v) for k, v in phantom.items()}}}
+        if args.generate_phantoms or args.generate_val_phantoms else {},
+    )
+
+    def step_bar(total: int):
+        if not sys.stderr.isatty():
+            return None
+        from tqdm import tqdm
+
+        return tqdm(total=total, desc="steps", file=sys.stderr, leave=False)
+
+    card_path = train(config, resume=args.resume, step_bar=step_bar)
+    print(f"wrote {card_path}")
+    return 0
+
+
+def _options_as_given(args: argparse.Namespace) -> list[str]:
+    """Every option of this run spelled out, so the recorded command reproduces it exactly."""
+    out: list[str] = []
+    for key, value in sorted(vars(args).items()):
+        if key.startswith("_") or key == "command" or value is None or value is False:
+            continue
+        flag = "--" + key.replace("_", "-")
+        if value is True:
+            out.append(flag)
+        elif isinstance(value, (list, tuple)):
+            out += [flag, *(str(v) for v in value)]
+        else:
+            out += [flag, str(value)]
+    return out

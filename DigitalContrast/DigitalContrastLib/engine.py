@@ -1,0 +1,798 @@
+"""The synthesis engine: a residual network turns a non-contrast CT into a synthetic CTA.
+
+Data flow for one volume (arrays ``[z, y, x]``, HU float32 while processing):
+
+1. **canonical orientation**: the array is transposed/flipped (views, no copy) so its index axes
+   run along +x, +y, +z of LPS, as the training phantoms do; undone at the end;
+2. **preprocess**: resample to the card's target spacing on the same physical extent (box/area
+   averaging where the grid gets coarser, linear interpolation where it gets finer), clip to the
+   card's HU range, ``(hu - offset_hu) / scale_hu``;
+3. **sliding-window inference** with Gaussian blending over a grid computed here, skipping every
+   window that holds no body voxel (HU above the card's ``body_threshold_hu`` on the model grid,
+   or within two voxels of one): the residual there is 0;
+4. **postprocess**: ``residual_hu = output * output_scale_hu``, resampled back onto the EXACT input
+   grid and added to the ORIGINAL input HU (so the input's texture and noise are kept); voxels at or
+   below ``body_threshold_hu`` (air, lung) keep their input value; rounded to int16.
+
+Device and precision (:func:`select_device`, :func:`choose_precision`): ``auto`` takes CUDA, then
+MPS, then the CPU. On CUDA the network runs under autocast (bf16 where supported, else fp16); on a
+CPU with native bf16 (AVX-512 BF16 / AMX) the network is cast to bf16 with ``channels_last_3d``
+input; elsewhere fp32. Out-of-memory errors walk down :func:`plan_attempts` (smaller window batch,
+then stitching on the CPU, then the CPU alone) and every step taken is reported in the notes.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .errors import JobError, NoGPUError, OutOfMemoryError
+from .progress import ProgressCallback, no_progress
+from .volume import CTVolume
+
+# --------------------------------------------------------------------------- settings
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """What the engine needs from a model card (see ``model_card.schema.json``).
+
+    Attributes:
+        clip_hu: input HU clip range ``(low, high)``.
+        offset_hu, scale_hu: network input = ``(clip(hu) - offset_hu) / scale_hu``.
+        target_spacing_xyz_mm: model grid spacing ``(x, y, z)`` mm, or None to run on the input grid.
+        body_threshold_hu: voxels at or below stay unchanged; windows without a voxel above are skipped.
+        output_scale_hu: residual HU = network output * output_scale_hu.
+        roi_size_zyx: sliding-window size in model-grid voxels ``(z, y, x)``.
+        overlap: fraction of a window shared with its neighbour along each axis, in ``[0, 1)``.
+        blend_mode: ``"gaussian"`` (default) or ``"constant"``.
+        sigma_scale: Gaussian sigma as a fraction of the window size.
+        sw_batch_size: windows per network call.
+        cpu_precision: ``"bf16-if-supported"`` or ``"fp32"``.
+        cuda_precision: ``"autocast"`` or ``"fp32"``.
+        skip_empty_windows: skip windows holding no body voxel.
+    """
+
+    clip_hu: tuple[float, float] = (-1024.0, 3071.0)
+    offset_hu: float = 0.0
+    scale_hu: float = 1000.0
+    target_spacing_xyz_mm: tuple[float, float, float] | None = None
+    body_threshold_hu: float = -500.0
+    output_scale_hu: float = 500.0
+    roi_size_zyx: tuple[int, int, int] = (64, 96, 96)
+    overlap: float = 0.25
+    blend_mode: str = "gaussian"
+    sigma_scale: float = 0.125
+    sw_batch_size: int = 4
+    cpu_precision: str = "bf16-if-supported"
+    cuda_precision: str = "autocast"
+    skip_empty_windows: bool = True
+
+    @classmethod
+    def from_card(cls, data: dict[str, Any]) -> "EngineSettings":
+        """Settings from a (validated) card dict."""
+        inp, out, inf = data["input"], data["output"], data["inference"]
+        spacing = inp.get("target_spacing_xyz_mm")
+        return cls(
+            clip_hu=tuple(float(v) for v in inp["clip_hu"]),
+            offset_hu=float(inp["offset_hu"]),
+            scale_hu=float(inp["scale_hu"]),
+            target_spacing_xyz_mm=tuple(float(v) for v in spacing) if spacing else None,
+            body_threshold_hu=float(inp["body_threshold_hu"]),
+            output_scale_hu=float(out["scale_hu"]),
+            roi_size_zyx=tuple(int(v) for v in inf["roi_size_zyx"]),
+            overlap=float(inf["overlap"]),
+            blend_mode=str(inf["blend_mode"]),
+            sigma_scale=float(inf.get("sigma_scale", 0.125)),
+            sw_batch_size=int(inf["sw_batch_size"]),
+            cpu_precision=str(inf["precision"]["cpu"]),
+            cuda_precision=str(inf["precision"]["cuda"]),
+            skip_empty_windows=bool(inf.get("skip_empty_windows", True)),
+        )
+
+
+# --------------------------------------------------------------------------- device & precision
+
+
+def available_cpu_cores() -> int:
+    """CPU cores this process may use (affinity-aware)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # macOS, Windows
+        return max(1, os.cpu_count() or 1)
+
+
+def use_all_cpu_cores() -> int:
+    """Give torch's intra-op pool every core this process may use; returns the count."""
+    cores = available_cpu_cores()
+    if torch.get_num_threads() != cores:
+        torch.set_num_threads(cores)
+    return cores
+
+
+def select_device(requested: str = "auto") -> torch.device:
+    """``auto`` -> CUDA, then MPS, then CPU; ``cuda[:N]``/``mps``/``cpu`` forced.
+
+    Raises:
+        NoGPUError: a GPU was forced but is not usable.
+        JobError: not a device name.
+    """
+    name = (requested or "auto").strip().lower()
+    mps = getattr(torch.backends, "mps", None)
+    mps_ok = bool(mps and mps.is_available())
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", torch.cuda.current_device())
+        return torch.device("mps") if mps_ok else torch.device("cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise NoGPUError(
+                "A CUDA GPU was requested (--device cuda) but torch sees none (a CPU-only torch build or no driver); "
+                "use --device auto or cpu, or install a CUDA build of torch.",
+                code="no_gpu",
+            )
+        device = torch.device(name)
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise NoGPUError(f"GPU {name} does not exist ({torch.cuda.device_count()} present); pick another.", code="no_gpu")
+        return device if device.index is not None else torch.device("cuda", torch.cuda.current_device())
+    if name == "mps":
+        if not mps_ok:
+            raise NoGPUError("An Apple GPU was requested (--device mps) but none is usable; use --device auto or cpu.")
+        return torch.device("mps")
+    if name == "cpu":
+        return torch.device("cpu")
+    raise JobError(f"Device '{requested}' is not one of auto, cpu, cuda, cuda:N, mps; pick one of those.", code="bad_device")
+
+
+def cpu_has_fast_bf16() -> bool:
+    """True when this CPU has native bf16 arithmetic (AVX-512 BF16 or AMX), where bf16 is fast.
+
+    On CPUs without it torch emulates bf16, which is slower than fp32, so fp32 is kept there.
+    """
+    forced = os.environ.get("DIGITALCONTRAST_CPU_BF16")
+    if forced is not None:
+        return forced.strip() not in {"0", "false", "no", ""}
+    try:
+        capability = torch.backends.cpu.get_cpu_capability()
+    except Exception:  # noqa: BLE001 - older torch
+        capability = ""
+    if "AVX512" not in str(capability).upper():
+        return False
+    flags = ""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="ignore") as handle:
+            for line in handle:
+                if line.startswith("flags"):
+                    flags = line
+                    break
+    except OSError:
+        pass
+    if flags:
+        return " avx512_bf16" in flags or " amx_bf16" in flags
+    checker = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+    return bool(checker and checker())
+
+
+def choose_precision(device: torch.device, settings: EngineSettings) -> str:
+    """``"fp32"``, ``"bf16"`` (network cast to bf16, CPU) or ``"autocast-bf16"``/``"autocast-fp16"`` (CUDA)."""
+    if device.type == "cuda" and settings.cuda_precision == "autocast":
+        return "autocast-bf16" if torch.cuda.is_bf16_supported() else "autocast-fp16"
+    if device.type == "cpu" and settings.cpu_precision == "bf16-if-supported" and cpu_has_fast_bf16():
+        return "bf16"
+    return "fp32"
+
+
+# --------------------------------------------------------------------------- geometry helpers
+
+
+@dataclass(frozen=True)
+class Orientation:
+    """How an input array maps to the canonical (LPS-ordered, positive) axis order.
+
+    ``canonical = np.flip(np.transpose(array, permutation), flip_axes)``; both in ``[z, y, x]`` axes.
+    """
+
+    permutation: tuple[int, int, int]
+    flip_axes: tuple[int, ...]
+
+    def to_canonical(self, array: np.ndarray) -> np.ndarray:
+        out = np.transpose(array, self.permutation)
+        return np.flip(out, self.flip_axes) if self.flip_axes else out
+
+    def from_canonical(self, array: np.ndarray) -> np.ndarray:
+        out = np.flip(array, self.flip_axes) if self.flip_axes else array
+        return np.transpose(out, np.argsort(self.permutation))
+
+    def spacing_zyx(self, spacing_xyz: Sequence[float]) -> tuple[float, float, float]:
+        """Spacing of the canonical array's ``[z, y, x]`` axes."""
+        zyx = (spacing_xyz[2], spacing_xyz[1], spacing_xyz[0])
+        return tuple(float(zyx[p]) for p in self.permutation)  # type: ignore[return-value]
+
+
+def canonical_orientation(direction: Sequence[float]) -> Orientation:
+    """The transpose/flip that brings index axes closest to LPS +x, +y, +z.
+
+    ``direction`` is ITK's row-major 3x3 matrix: column ``c`` is the LPS direction of index axis
+    ``c`` (x, y, z). Array axes are ``[z, y, x]`` = index axes ``[2, 1, 0]``.
+    """
+    matrix = np.asarray(direction, dtype=float).reshape(3, 3)
+    # for each LPS axis (x, y, z) pick the index axis pointing most along it
+    index_axis_for_lps: list[int] = []
+    remaining = [0, 1, 2]
+    for lps_axis in np.argsort(-np.abs(matrix).max(axis=1)):  # most decisive LPS axis first
+        best = max(remaining, key=lambda c: abs(matrix[lps_axis, c]))
+        remaining.remove(best)
+        index_axis_for_lps.append((int(lps_axis), best))
+    mapping = dict(index_axis_for_lps)  # lps axis -> index axis
+    # canonical array axes [z, y, x] = LPS axes [2, 1, 0]; index axis c is array axis 2 - c
+    permutation = tuple(2 - mapping[lps] for lps in (2, 1, 0))
+    flips = tuple(a for a, lps in enumerate((2, 1, 0)) if matrix[lps, mapping[lps]] < 0)
+    return Orientation(permutation=permutation, flip_axes=flips)  # type: ignore[arg-type]
+
+
+def model_grid_shape(shape_zyx: Sequence[int], spacing_zyx: Sequence[float],
+                     target_spacing_zyx: Sequence[float] | None) -> tuple[int, int, int]:
+    """Voxel counts of the model grid covering the same physical extent (edges aligned)."""
+    if target_spacing_zyx is None:
+        return tuple(int(n) for n in shape_zyx)  # type: ignore[return-value]
+    return tuple(max(1, int(round(n * s / t))) for n, s, t in zip(shape_zyx, spacing_zyx, target_spacing_zyx))  # type: ignore[return-value]
+
+
+def resample_edges(image: torch.Tensor, shape_zyx: Sequence[int]) -> torch.Tensor:
+    """Resample ``[B, C, z, y, x]`` onto ``shape_zyx`` with the voxel edges of both grids aligned.
+
+    Axes that get coarser are box-averaged (``adaptive_avg_pool3d``, anti-aliased), axes that get
+    finer are linearly interpolated (``align_corners=False``: both grids share their outer edges).
+    """
+    shape = tuple(int(v) for v in shape_zyx)
+    current = tuple(image.shape[2:])
+    if current == shape:
+        return image
+    coarser = tuple(min(c, s) for c, s in zip(current, shape))
+    if coarser != current:
+        image = F.adaptive_avg_pool3d(image, coarser)
+    if coarser != shape:
+        image = F.interpolate(image, size=shape, mode="trilinear", align_corners=False)
+    return image
+
+
+def axis_weights(n_in: int, n_out: int) -> torch.Tensor:
+    """Dense ``[n_out, n_in]`` resampling matrix along one axis, voxel edges aligned.
+
+    Coarser (``n_out < n_in``): exact area overlap of each output voxel with the input voxels,
+    rows summing to 1. Finer: linear interpolation at the output centres, the same as
+    ``F.interpolate(mode="linear", align_corners=False)`` (clamped at the ends).
+    """
+    if n_out == n_in:
+        return torch.eye(n_in, dtype=torch.float32)
+    weights = torch.zeros((n_out, n_in), dtype=torch.float64)
+    ratio = n_in / n_out
+    if n_out < n_in:
+        for i in range(n_out):
+            lo, hi = i * ratio, (i + 1) * ratio
+            for j in range(int(math.floor(lo)), min(int(math.ceil(hi)), n_in)):
+                weights[i, j] = min(hi, j + 1) - max(lo, j)
+        weights /= weights.sum(dim=1, keepdim=True)
+    else:
+        for i in range(n_out):
+            src = max((i + 0.5) * ratio - 0.5, 0.0)
+            j0 = min(int(math.floor(src)), n_in - 1)
+            j1 = min(j0 + 1, n_in - 1)
+            frac = src - j0
+            weights[i, j0] += 1.0 - frac
+            weights[i, j1] += frac
+    return weights.float()
+
+
+def resample_rows(source: torch.Tensor, weights: torch.Tensor, rows: range) -> torch.Tensor:
+    """Rows ``rows`` of ``weights @ source`` along axis 0 (``source`` ``[n_in, ...]`` float32).
+
+    Only the band of input rows the requested output rows touch is read, so resampling a big
+    volume slab by slab stays cheap and cache-friendly.
+    """
+    block = weights[rows.start: rows.stop]
+    used = torch.nonzero(block.abs().sum(dim=0) > 0).flatten()
+    first, last = int(used[0]), int(used[-1]) + 1
+    band = source[first:last].reshape(last - first, -1)
+    return (block[:, first:last] @ band).reshape(len(rows), *source.shape[1:])
+
+
+_RESIDUAL_LIMIT_HU = 4096  # a residual beyond this is not contrast; it also keeps int16 sums in range
+_INT16_HEADROOM = 32767 - _RESIDUAL_LIMIT_HU
+
+
+def _slab_ranges(n: int, slab: int) -> list[range]:
+    return [range(z, min(z + slab, n)) for z in range(0, n, slab)]
+
+
+def _inplane_mean(block: torch.Tensor, shape_yx: Sequence[int]) -> torch.Tensor:
+    """Downsample ``[c, y, x]`` float32 in-plane to ``shape_yx`` (area averaging, edges aligned).
+
+    Integer factors up to 4 use strided sums (several times faster than adaptive pooling on a CPU);
+    anything else goes through :func:`resample_edges`.
+    """
+    c, ny, nx = block.shape
+    gy, gx = (int(v) for v in shape_yx)
+    if (ny, nx) == (gy, gx):
+        return block
+    fy, fx = ny // gy, nx // gx
+    if ny == fy * gy and nx == fx * gx and fy * fx <= 16:
+        total = block[:, 0::fy, 0::fx].clone()
+        for i in range(fy):
+            for j in range(fx):
+                if i or j:
+                    total += block[:, i::fy, j::fx]
+        return total.mul_(1.0 / (fy * fx))
+    return resample_edges(block[None, None], (c, gy, gx))[0, 0]
+
+
+def hu_to_model_grid(canonical_hu: np.ndarray, grid_shape_zyx: Sequence[int], slab: int = 16) -> torch.Tensor:
+    """Resample a canonical ``[z, y, x]`` HU array (any dtype, any strides) to the model grid.
+
+    In-plane first, slab by slab (so the full-resolution volume is never held as float32), then
+    along z with :func:`axis_weights`. Returns float32 HU ``[gz, gy, gx]``.
+    """
+    nz = canonical_hu.shape[0]
+    gz, gy, gx = (int(v) for v in grid_shape_zyx)
+    inplane = torch.empty((nz, gy, gx), dtype=torch.float32)
+    for rows in _slab_ranges(nz, slab):
+        block = torch.from_numpy(np.ascontiguousarray(canonical_hu[rows.start: rows.stop])).to(torch.float32)
+        inplane[rows.start: rows.stop] = _inplane_mean(block, (gy, gx))
+    if gz == nz:
+        return inplane
+    weights = axis_weights(nz, gz)
+    return torch.cat([resample_rows(inplane, weights, rows) for rows in _slab_ranges(gz, slab)])
+
+
+def model_grid_to_input(
+    values: torch.Tensor,
+    out: np.ndarray,
+    base_hu: np.ndarray | None = None,
+    threshold_hu: float = -500.0,
+    slab: int = 8,
+) -> None:
+    """Resample model-grid ``values`` ``[gz, gy, gx]`` onto the input grid, slab by slab, into ``out``.
+
+    With ``base_hu`` (the canonical input HU, same shape as ``out``): ``out = base + values`` where
+    ``base > threshold_hu`` and ``out = base`` elsewhere, rounded to ``out``'s dtype (int16). Without
+    it: ``out = values`` (rounded, clipped at 0 for SD maps written to int16). ``out`` may be a strided
+    view (the caller's array seen in canonical order).
+    """
+    nz, ny, nx = out.shape
+    inplane = resample_edges(values[None, None].float(), (values.shape[0], ny, nx))[0, 0]
+    weights = axis_weights(values.shape[0], nz)
+    info = np.iinfo(out.dtype) if np.issubdtype(out.dtype, np.integer) else None
+    for rows in _slab_ranges(nz, slab):
+        block = resample_rows(inplane, weights, rows)
+        if base_hu is not None:
+            base = torch.from_numpy(np.ascontiguousarray(base_hu[rows.start: rows.stop]))
+            if base.dtype == torch.int16 and out.dtype == np.int16 and int(base.abs().max()) < _INT16_HEADROOM:
+                # integer path: the residual is rounded and added in int16 (no float copy of the input)
+                step = block.round_().clamp_(-_RESIDUAL_LIMIT_HU, _RESIDUAL_LIMIT_HU).to(torch.int16)
+                out[rows.start: rows.stop] = torch.where(base > threshold_hu, base + step, base).numpy()
+                continue
+            base_f = base.to(torch.float32)
+            block = torch.where(base > threshold_hu, base_f + block.clamp_(-_RESIDUAL_LIMIT_HU, _RESIDUAL_LIMIT_HU), base_f)
+        if info is not None:
+            block = block.round_().clamp_(info.min, info.max)
+        out[rows.start: rows.stop] = block.numpy().astype(out.dtype, copy=False)
+
+
+# --------------------------------------------------------------------------- sliding windows
+
+
+#: A window runs when a body voxel lies within this many model-grid voxels of it: the resampling
+#: back to the input grid reads one model voxel beyond a body voxel.
+BODY_MARGIN_VOXELS = 2
+
+
+def window_starts(size: int, roi: int, overlap: float) -> list[int]:
+    """Start indices of windows of length ``roi`` covering ``[0, size)`` (``size >= roi``).
+
+    Same grid as MONAI's ``dense_patch_slices``: step ``int(roi * (1 - overlap))`` (at least 1),
+    the last window flush with the end.
+    """
+    if size <= roi:
+        return [0]
+    step = max(1, int(roi * (1.0 - overlap)))
+    count = math.ceil((size - roi) / step) + 1
+    return sorted({min(i * step, size - roi) for i in range(count)})
+
+
+def importance_map(roi_size_zyx: Sequence[int], mode: str, sigma_scale: float) -> torch.Tensor:
+    """Blending weights ``[z, y, x]`` for one window: a Gaussian (max 1, floor 1e-3) or ones."""
+    if mode == "constant":
+        return torch.ones(tuple(roi_size_zyx))
+    axes = []
+    for n in roi_size_zyx:
+        centre = (n - 1) / 2.0
+        sigma = max(n * sigma_scale, 1e-3)
+        x = torch.arange(n, dtype=torch.float64)
+        axes.append(torch.exp(-0.5 * ((x - centre) / sigma) ** 2))
+    weights = axes[0][:, None, None] * axes[1][None, :, None] * axes[2][None, None, :]
+    weights = weights / weights.max()
+    return weights.clamp_min(1e-3).float()
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One way to run the sliding window: where the network runs, where windows are stitched."""
+
+    compute_device: str
+    stitch_device: str
+    sw_batch_size: int
+    label: str
+
+
+def plan_attempts(device: torch.device, sw_batch_size: int) -> list[Attempt]:
+    """The out-of-memory fallback chain for ``device``, first choice first.
+
+    CUDA: full batch -> batch of one -> network on the GPU but stitching on the CPU -> CPU alone.
+    CPU: full batch -> batch of one. MPS: as CPU, then the CPU.
+    """
+    dev = str(device)
+    chain = [Attempt(dev, dev, sw_batch_size, f"{dev}, window batch {sw_batch_size}")]
+    if sw_batch_size > 1:
+        chain.append(Attempt(dev, dev, 1, f"{dev}, window batch 1"))
+    if device.type == "cuda":
+        chain.append(Attempt(dev, "cpu", 1, f"network on {dev}, stitching on the CPU"))
+    if device.type != "cpu":
+        chain.append(Attempt("cpu", "cpu", sw_batch_size, "CPU only"))
+    return chain
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """True for CUDA/MPS/CPU allocation failures."""
+    oom_type = getattr(torch, "OutOfMemoryError", None) or getattr(torch.cuda, "OutOfMemoryError", None)
+    if oom_type is not None and isinstance(error, oom_type):
+        return True
+    if isinstance(error, MemoryError):
+        return True
+    text = str(error).lower()
+    return isinstance(error, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
+
+
+class _MonotonicProgress:
+    """Forward ``(stage, done, total)`` but never let ``done`` go backwards within a stage."""
+
+    def __init__(self, callback: ProgressCallback | None) -> None:
+        self.callback = callback or no_progress
+        self.best: dict[str, int] = {}
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        done = max(int(done), self.best.get(stage, 0))
+        done = min(done, total)
+        self.best[stage] = done
+        self.callback(stage, done, max(int(total), 1))
+
+
+@dataclass
+class WindowRun:
+    """Result of one sliding-window pass over the model grid."""
+
+    output: torch.Tensor  # [z, y, x] float32 on the CPU, network output units
+    windows_total: int
+    windows_run: int
+    attempt: Attempt
+    notes: list[str] = field(default_factory=list)
+
+
+class NetworkRunner:
+    """The network placed on one device with one precision policy, cached per device."""
+
+    def __init__(self, network: torch.nn.Module, precision_for: Callable[[torch.device], str]) -> None:
+        self.base = network.eval()
+        self.precision_for = precision_for
+        self._placed: dict[str, tuple[torch.nn.Module, str]] = {}
+
+    def placed(self, device: torch.device) -> tuple[torch.nn.Module, str]:
+        key = str(device)
+        if key not in self._placed:
+            precision = self.precision_for(device)
+            import copy
+
+            module = copy.deepcopy(self.base).eval()
+            from .network import fold_batch_norm
+
+            fold_batch_norm(module)  # fp32 fold before any cast: one memory pass less per layer
+            module = module.to(device)
+            if precision == "bf16":
+                module = module.to(torch.bfloat16)
+            if device.type == "cpu":
+                module = module.to(memory_format=torch.channels_last_3d)
+            self._placed[key] = (module.eval(), precision)
+        return self._placed[key]
+
+    @torch.inference_mode()
+    def __call__(self, batch: torch.Tensor, device: torch.device) -> torch.Tensor:
+        """Run ``[B, 1, z, y, x]`` float32 windows; returns float32 ``[B, 1, z, y, x]`` on ``device``."""
+        module, precision = self.placed(device)
+        batch = batch.to(device, non_blocking=True)
+        if device.type == "cpu":
+            batch = batch.contiguous(memory_format=torch.channels_last_3d)
+        if precision == "bf16":
+            return module(batch.to(torch.bfloat16)).float()
+        if precision.startswith("autocast"):
+            dtype = torch.bfloat16 if precision == "autocast-bf16" else torch.float16
+            with torch.autocast(device_type=device.type, dtype=dtype):
+                return module(batch).float()
+        return module(batch).float()
+
+
+def sliding_window(
+    runner: Callable[[torch.Tensor, torch.device], torch.Tensor],
+    image: torch.Tensor,
+    body: torch.Tensor | None,
+    settings: EngineSettings,
+    attempt: Attempt,
+    overlap: float,
+    progress: Callable[[int, int], None] | None = None,
+) -> WindowRun:
+    """Gaussian-blended sliding-window prediction over ``image`` ``[z, y, x]`` (network input units).
+
+    Args:
+        runner: maps a ``[B, 1, *roi]`` batch to the network output on a device.
+        image: the normalised model-grid image, float32 on the CPU.
+        body: bool ``[z, y, x]`` body mask on the model grid; windows with no True voxel within
+            :data:`BODY_MARGIN_VOXELS` of them are skipped (output 0 there). None runs every window.
+        attempt: devices and window batch size.
+        overlap: window overlap fraction.
+        progress: ``progress(done, total)`` in windows.
+    Returns:
+        :class:`WindowRun` with the stitched output ``[z, y, x]`` float32 on the CPU.
+    """
+    compute = torch.device(attempt.compute_device)
+    stitch = torch.device(attempt.stitch_device)
+    roi = tuple(settings.roi_size_zyx)
+    shape = tuple(image.shape)
+    padded_shape = tuple(max(s, r) for s, r in zip(shape, roi))
+    if padded_shape != shape:
+        # pad with air (in network units) at the high end of each short axis
+        air = (settings.clip_hu[0] - settings.offset_hu) / settings.scale_hu
+        padded = torch.full(padded_shape, air, dtype=image.dtype)
+        padded[: shape[0], : shape[1], : shape[2]] = image
+        image = padded
+        if body is not None:
+            body_padded = torch.zeros(padded_shape, dtype=torch.bool)
+            body_padded[: shape[0], : shape[1], : shape[2]] = body
+            body = body_padded
+    starts = [window_starts(n, r, overlap) for n, r in zip(padded_shape, roi)]
+    windows = [(z, y, x) for z in starts[0] for y in starts[1] for x in starts[2]]
+    total = len(windows)
+    if body is not None:
+        m = BODY_MARGIN_VOXELS  # a window also runs when body lies just outside it (resampling reaches there)
+        windows = [w for w in windows if bool(body[max(w[0] - m, 0): w[0] + roi[0] + m, max(w[1] - m, 0): w[1] + roi[1] + m,
+                                                   max(w[2] - m, 0): w[2] + roi[2] + m].any())]
+    weights = importance_map(roi, settings.blend_mode, settings.sigma_scale).to(stitch)
+    out = torch.zeros(padded_shape, dtype=torch.float32, device=stitch)
+    norm = torch.zeros(padded_shape, dtype=torch.float32, device=stitch)
+    done = 0
+    if progress:
+        progress(0, max(len(windows), 1))
+    for first in range(0, len(windows), attempt.sw_batch_size):
+        group = windows[first: first + attempt.sw_batch_size]
+        batch = torch.stack([image[z: z + roi[0], y: y + roi[1], x: x + roi[2]] for z, y, x in group])[:, None]
+        pred = runner(batch, compute)[:, 0].to(stitch)
+        for (z, y, x), window in zip(group, pred):
+            region = (slice(z, z + roi[0]), slice(y, y + roi[1]), slice(x, x + roi[2]))
+            out[region] += window * weights
+            norm[region] += weights
+        done += len(group)
+        if progress:
+            progress(done, max(len(windows), 1))
+    out = torch.where(norm > 0, out / norm.clamp_min(1e-12), torch.zeros((), device=stitch))
+    out = out[: shape[0], : shape[1], : shape[2]].float().cpu()
+    return WindowRun(output=out, windows_total=total, windows_run=len(windows), attempt=attempt)
+
+
+def sliding_window_with_fallback(
+    runner: Callable[[torch.Tensor, torch.device], torch.Tensor],
+    image: torch.Tensor,
+    body: torch.Tensor | None,
+    settings: EngineSettings,
+    attempts: Sequence[Attempt],
+    overlap: float,
+    progress: Callable[[int, int], None] | None = None,
+    attempt_hook: Callable[[Attempt], None] | None = None,
+) -> WindowRun:
+    """:func:`sliding_window`, walking down ``attempts`` on out-of-memory errors.
+
+    ``attempt_hook(attempt)`` runs first in every attempt (tests inject an out-of-memory error
+    through it). The notes say which attempts failed and which one produced the result.
+
+    Raises:
+        OutOfMemoryError: every attempt ran out of memory.
+    """
+    notes: list[str] = []
+    for index, attempt in enumerate(attempts):
+        try:
+            if attempt_hook is not None:
+                attempt_hook(attempt)
+            run = sliding_window(runner, image, body, settings, attempt, overlap, progress)
+        except Exception as error:  # noqa: BLE001 - only memory errors are retried
+            if not is_out_of_memory(error):
+                raise
+            _release_cached_memory(attempt)
+            following = attempts[index + 1].label if index + 1 < len(attempts) else None
+            notes.append(
+                f"out of memory with {attempt.label}" + (f"; retried with {following}" if following else "; no fallback left")
+            )
+            continue
+        run.notes = notes
+        return run
+    raise OutOfMemoryError(
+        "Synthesis ran out of memory on every device and window batch size tried ("
+        + "; ".join(a.label for a in attempts)
+        + "); close other programs, use a machine with more memory, or crop the volume.",
+        code="out_of_memory",
+    )
+
+
+def _release_cached_memory(attempt: Attempt) -> None:
+    if attempt.compute_device.startswith("cuda") and torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+# --------------------------------------------------------------------------- the whole volume
+
+
+@dataclass
+class EngineOutput:
+    """What :func:`synthesize_volume` returns (wrapped by ``synthesis.SynthesisResult``)."""
+
+    synthetic: CTVolume
+    uncertainty: CTVolume | None
+    device: str
+    timings_s: dict[str, float]
+    notes: list[str]
+    windows_total: int
+    windows_run: int
+    precision: str
+
+
+def body_mask_hu(hu: np.ndarray | torch.Tensor, threshold_hu: float) -> np.ndarray | torch.Tensor:
+    """Voxels the engine may change: HU strictly above ``threshold_hu`` (same type and shape as ``hu``)."""
+    return hu > threshold_hu
+
+
+#: Test-time flips for the uncertainty map, as ``[z, y, x]`` axes: identity, z, y, z+y. Never x:
+#: the models are trained without left-right flips (the aorta lies on the patient's left).
+FLIP_TTA_AXES: tuple[tuple[int, ...], ...] = ((), (0,), (1,), (0, 1))
+
+
+def synthesize_volume(
+    volume: CTVolume,
+    runner: NetworkRunner,
+    settings: EngineSettings,
+    device: torch.device,
+    progress: ProgressCallback | None = None,
+    uncertainty: bool = False,
+    overlap: float | None = None,
+    attempt_hook: Callable[[Attempt], None] | None = None,
+    skip_empty_windows: bool | None = None,
+) -> EngineOutput:
+    """Synthesize a CTA from ``volume`` (any HU dtype, any LPS direction).
+
+    Returns:
+        :class:`EngineOutput`: ``synthetic`` is int16 HU on exactly the input grid (same shape,
+        spacing, origin, direction), unchanged wherever the input is at or below the card's body
+        threshold; ``uncertainty`` (when asked) is the voxel-wise SD in HU across flip test-time
+        augmentation (identity, z, y and z+y flips), int16 on the same grid.
+    """
+    report = _MonotonicProgress(progress)
+    overlap = settings.overlap if overlap is None else float(overlap)
+    if not 0.0 <= overlap < 1.0:
+        raise JobError(f"Overlap {overlap} is outside [0, 1); pick e.g. 0.25.", code="bad_overlap")
+    skip = settings.skip_empty_windows if skip_empty_windows is None else skip_empty_windows
+    timings: dict[str, float] = {}
+    if device.type == "cpu":
+        use_all_cpu_cores()
+
+    # ---- preprocess
+    t0 = time.perf_counter()
+    report("preprocess", 0, 2)
+    orientation = canonical_orientation(volume.direction)
+    canonical = orientation.to_canonical(np.asarray(volume.array))  # a view, no copy
+    spacing_zyx = orientation.spacing_zyx(volume.spacing_mm)
+    target = settings.target_spacing_xyz_mm
+    target_zyx = None if target is None else (target[2], target[1], target[0])
+    grid_shape = model_grid_shape(canonical.shape, spacing_zyx, target_zyx)
+    model_hu = hu_to_model_grid(canonical, grid_shape)
+    report("preprocess", 1, 2)
+    body_model = body_mask_hu(model_hu, settings.body_threshold_hu) if skip else None
+    image = model_hu.clamp_(*settings.clip_hu).sub_(settings.offset_hu).div_(settings.scale_hu)
+    report("preprocess", 2, 2)
+    timings["preprocess"] = time.perf_counter() - t0
+
+    # ---- inference
+    t0 = time.perf_counter()
+    attempts = plan_attempts(device, settings.sw_batch_size)
+    run = sliding_window_with_fallback(
+        runner, image, body_model, settings, attempts, overlap,
+        progress=lambda d, t: report("inference", d, t), attempt_hook=attempt_hook,
+    )
+    timings["inference"] = time.perf_counter() - t0
+    notes = list(run.notes)
+    used = torch.device(run.attempt.compute_device)
+    precision = runner.placed(used)[1]
+    if run.windows_run < run.windows_total:
+        notes.append(f"skipped {run.windows_total - run.windows_run} of {run.windows_total} windows that hold no body")
+
+    # ---- uncertainty (flip TTA)
+    spread = None
+    if uncertainty:
+        t0 = time.perf_counter()
+        passes = [run.output]
+        chain = [a for a in attempts if a.compute_device == run.attempt.compute_device and a.sw_batch_size <= run.attempt.sw_batch_size] or [run.attempt]
+        n_extra = len(FLIP_TTA_AXES) - 1
+        for k, axes in enumerate(FLIP_TTA_AXES[1:]):
+            flipped = torch.flip(image, axes).contiguous()
+            flipped_body = torch.flip(body_model, axes).contiguous() if body_model is not None else None
+            extra = sliding_window_with_fallback(
+                runner, flipped, flipped_body, settings, chain, overlap,
+                progress=lambda d, t, k=k: report("uncertainty", k * t + d, n_extra * t),
+            )
+            notes.extend(extra.notes)
+            passes.append(torch.flip(extra.output, axes))
+        stack = torch.stack(passes)
+        spread = stack.std(dim=0, unbiased=False) * settings.output_scale_hu
+        timings["uncertainty"] = time.perf_counter() - t0
+
+    # ---- postprocess: residual back onto the exact input grid, added to the original HU
+    t0 = time.perf_counter()
+    report("postprocess", 0, 2)
+    out_array = np.empty(volume.array.shape, dtype=np.int16)
+    model_grid_to_input(
+        run.output.mul_(settings.output_scale_hu), orientation.to_canonical(out_array),
+        base_hu=canonical, threshold_hu=settings.body_threshold_hu,
+    )
+    report("postprocess", 1, 2)
+    sd_volume = None
+    if spread is not None:
+        sd_array = np.zeros(volume.array.shape, dtype=np.int16)
+        sd_view = orientation.to_canonical(sd_array)
+        model_grid_to_input(spread, sd_view)
+        sd_view[~body_mask_hu(canonical, settings.body_threshold_hu)] = 0
+        sd_volume = volume.with_array(sd_array, synthetic=True, kind="uncertainty_sd_hu")
+    report("postprocess", 2, 2)
+    timings["postprocess"] = time.perf_counter() - t0
+    synthetic_volume = volume.with_array(out_array, synthetic=True)
+    return EngineOutput(
+        synthetic=synthetic_volume,
+        uncertainty=sd_volume,
+        device=str(used),
+        timings_s=timings,
+        notes=notes,
+        windows_total=run.windows_total,
+        windows_run=run.windows_run,
+        precision=precision,
+    )
+
+
+def peak_memory_mb(device: str) -> float:
+    """Peak GPU memory allocated on ``device`` (CUDA), else this process's peak RSS, in MiB."""
+    if device.startswith("cuda") and torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated(torch.device(device)) / 2**20
+    try:
+        import resource
+        import sys
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak / 2**20 if sys.platform == "darwin" else peak / 1024
+    except ImportError:  # Windows
+        import psutil
+
+        return psutil.Process().memory_info().peak_wset / 2**20  # type: ignore[attr-defined]
+
+
+def replace_settings(settings: EngineSettings, **changes: Any) -> EngineSettings:
+    """A copy of ``settings`` with ``changes`` (used by the bench and tests)."""
+    return replace(settings, **changes)

@@ -1,0 +1,219 @@
+"""The synthesis engine on small volumes with a tiny random network (no trained model needed)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+from model_fixtures import body_volume, write_tiny_model
+
+from DigitalContrastLib import engine as E
+from DigitalContrastLib.errors import JobError, NoGPUError, OutOfMemoryError
+from DigitalContrastLib.synthesis import SynthesisEngine
+
+
+@pytest.fixture(scope="module")
+def tiny_engine(tmp_path_factory):
+    card = write_tiny_model(tmp_path_factory.mktemp("models") / "tiny-test")
+    return SynthesisEngine(card, device="cpu")
+
+
+def _fp32_engine(engine: SynthesisEngine) -> SynthesisEngine:
+    twin = SynthesisEngine(engine.card, device="cpu")
+    twin.settings = dataclasses.replace(twin.settings, cpu_precision="fp32")
+    twin._runner = E.NetworkRunner(twin._runner.base, lambda d: "fp32")
+    return twin
+
+
+def test_output_keeps_geometry_dtype_and_outside_body(tiny_engine):
+    volume = body_volume()
+    result = tiny_engine.synthesize(volume)
+    out = result.synthetic
+    assert out.array.dtype == np.int16
+    assert out.same_geometry(volume) and out.array.shape == volume.array.shape
+    outside = volume.array <= -500
+    np.testing.assert_array_equal(out.array[outside], volume.array[outside])
+    inside = ~outside
+    changed = np.abs(out.array[inside].astype(int) - volume.array[inside]).mean()
+    assert changed > 0.5, "the network's residual never reached the body"
+    assert result.device == "cpu" and set(result.timings_s) >= {"preprocess", "inference", "postprocess"}
+    assert out.metadata.get("synthetic") is True
+    assert any("skipped" in note for note in result.notes), result.notes
+
+
+def test_input_noise_is_kept_where_the_residual_is_smooth(tiny_engine):
+    """The residual is added to the ORIGINAL input: voxel-to-voxel noise of the input survives."""
+    volume = body_volume(seed=3)
+    out = tiny_engine.synthesize(volume).synthetic.array.astype(np.float32)
+    inp = volume.array.astype(np.float32)
+    body = volume.array > -500
+    # high-pass (difference of x-neighbours) of output and input agree closely inside the body
+    d_out, d_in = np.diff(out, axis=2)[body[:, :, 1:] & body[:, :, :-1]], np.diff(inp, axis=2)[body[:, :, 1:] & body[:, :, :-1]]
+    assert np.corrcoef(d_out, d_in)[0, 1] > 0.9
+
+
+def test_window_skipping_gives_the_same_output_inside_the_body(tiny_engine):
+    volume = body_volume(seed=1)
+    settings = tiny_engine.settings
+    skipped = E.synthesize_volume(volume, tiny_engine._runner, settings, torch.device("cpu"), skip_empty_windows=True)
+    full = E.synthesize_volume(volume, tiny_engine._runner, settings, torch.device("cpu"), skip_empty_windows=False)
+    assert skipped.windows_run < full.windows_run == full.windows_total
+    body = volume.array > -500
+    diff = np.abs(skipped.synthetic.array.astype(int) - full.synthetic.array.astype(int))[body]
+    assert diff.max() <= 1  # identical up to rounding of float sums
+
+
+def test_bf16_stays_within_the_accuracy_guard_of_fp32(tiny_engine):
+    if tiny_engine.precision != "bf16":
+        pytest.skip(f"this CPU runs {tiny_engine.precision}: no native bf16 (AVX-512 BF16/AMX)")
+    volume = body_volume(seed=2)
+    fast = tiny_engine.synthesize(volume).synthetic.array.astype(np.float32)
+    exact = _fp32_engine(tiny_engine).synthesize(volume).synthetic.array.astype(np.float32)
+    body = volume.array > -500
+    assert np.abs(fast - exact)[body].mean() <= 2.0
+
+
+def test_out_of_memory_walks_down_the_fallback_chain(tiny_engine):
+    volume = body_volume(seed=4)
+    reference = tiny_engine.synthesize(volume).synthetic.array
+    # the CUDA chain, re-targeted at the CPU (no GPU here): same steps, same bookkeeping
+    chain = E.plan_attempts(torch.device("cuda", 0), sw_batch_size=3)
+    assert [(a.compute_device, a.stitch_device, a.sw_batch_size) for a in chain] == [
+        ("cuda:0", "cuda:0", 3), ("cuda:0", "cuda:0", 1), ("cuda:0", "cpu", 1), ("cpu", "cpu", 3)]
+    cpu_chain = [dataclasses.replace(a, compute_device="cpu", stitch_device="cpu") for a in chain]
+    failures = []
+
+    def hook(attempt):
+        if len(failures) < 3:
+            failures.append(attempt.label)
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (injected)")
+
+    image = torch.randn(17, 36, 72) * 0.1
+    run = E.sliding_window_with_fallback(tiny_engine._runner, image, None, tiny_engine.settings, cpu_chain, 0.25,
+                                         attempt_hook=hook)
+    assert run.attempt == cpu_chain[3]
+    assert len(run.notes) == 3 and "window batch 1" in run.notes[0] and "stitching on the CPU" in run.notes[1]
+    assert "CPU only" in run.notes[2]
+    direct = E.sliding_window(tiny_engine._runner, image, None, tiny_engine.settings, cpu_chain[0], 0.25)
+    torch.testing.assert_close(run.output, direct.output, atol=1e-5, rtol=0)
+
+    # through the engine: one injected failure, the result is the same and says what happened
+    calls = []
+
+    def once(attempt):
+        calls.append(attempt)
+        if len(calls) == 1:
+            raise torch.OutOfMemoryError("out of memory (injected)")
+
+    tiny_engine.attempt_hook = once
+    try:
+        result = tiny_engine.synthesize(volume)
+    finally:
+        tiny_engine.attempt_hook = None
+    assert any("out of memory" in n and "retried with" in n for n in result.notes)
+    np.testing.assert_array_equal(result.synthetic.array, reference)
+
+    def always(attempt):
+        raise torch.OutOfMemoryError("out of memory (injected)")
+
+    with pytest.raises(OutOfMemoryError, match="every device"):
+        E.sliding_window_with_fallback(tiny_engine._runner, image, None, tiny_engine.settings, cpu_chain, 0.25,
+                                       attempt_hook=always)
+
+
+def test_progress_is_monotonic_per_stage_and_uncertainty_is_an_sd_map(tiny_engine):
+    volume = body_volume(seed=5)
+    events = []
+    result = tiny_engine.synthesize(volume, progress=lambda s, d, t: events.append((s, d, t)), uncertainty=True)
+    stages = [s for s, _, _ in events]
+    assert [s for i, s in enumerate(stages) if i == 0 or stages[i - 1] != s] == [
+        "preprocess", "inference", "uncertainty", "postprocess"]
+    for stage in set(stages):
+        done = [d for s, d, t in events if s == stage]
+        assert done == sorted(done) and all(0 <= d <= t for s, d, t in events if s == stage)
+        assert events[max(i for i, e in enumerate(events) if e[0] == stage)][1] == \
+            events[max(i for i, e in enumerate(events) if e[0] == stage)][2]
+    sd = result.uncertainty
+    assert sd is not None and sd.same_geometry(volume) and sd.array.dtype == np.int16
+    assert sd.array.min() >= 0 and sd.array[volume.array <= -500].max() == 0
+    assert sd.array[volume.array > -500].mean() > 0
+
+
+@pytest.mark.parametrize("direction", [(-1, 0, 0, 0, -1, 0, 0, 0, 1), (0, 1, 0, 1, 0, 0, 0, 0, -1)])
+def test_any_direction_gives_the_same_anatomy_result(tiny_engine, direction):
+    """A flipped/transposed storage of the same anatomy gives the same synthetic voxels at the same LPS points."""
+    base = body_volume(seed=6)
+    orientation = E.canonical_orientation(direction)
+    stored = dataclasses.replace(base, array=np.ascontiguousarray(orientation.from_canonical(base.array)),
+                                 direction=tuple(float(v) for v in direction),
+                                 spacing_mm=_permuted_spacing(base.spacing_mm, orientation))
+    a = tiny_engine.synthesize(base).synthetic.array
+    b = tiny_engine.synthesize(stored).synthetic.array
+    assert b.shape == stored.array.shape
+    np.testing.assert_array_equal(orientation.to_canonical(b), a)
+
+
+def _permuted_spacing(spacing_xyz, orientation):
+    zyx = (spacing_xyz[2], spacing_xyz[1], spacing_xyz[0])
+    stored_zyx = [0.0, 0.0, 0.0]
+    for canonical_axis, stored_axis in enumerate(orientation.permutation):
+        stored_zyx[stored_axis] = zyx[canonical_axis]
+    return (stored_zyx[2], stored_zyx[1], stored_zyx[0])
+
+
+def test_resampling_round_trip_and_grid():
+    assert E.model_grid_shape((300, 512, 512), (1.0, 0.7, 0.7), (2.5, 1.4, 1.4)) == (120, 256, 256)
+    smooth = torch.linspace(-1, 1, 40)[:, None, None] + torch.linspace(0, 1, 30)[None, :, None] + torch.zeros(1, 1, 20)
+    down = E.hu_to_model_grid(smooth.numpy(), (16, 15, 10))
+    assert down.shape == (16, 15, 10)
+    assert abs(float(down.mean()) - float(smooth.mean())) < 1e-4  # area averaging keeps the mean
+    out = np.zeros((40, 30, 20), np.float32)
+    E.model_grid_to_input(down, out)
+    assert np.abs(out - smooth.numpy())[2:-2, 2:-2].max() < 0.05
+
+
+def test_window_grid_matches_monai():
+    from monai.data.utils import dense_patch_slices
+
+    for size, roi, overlap in [(256, 96, 0.25), (120, 64, 0.25), (70, 32, 0.5), (32, 32, 0.25)]:
+        scan = max(1, int(roi * (1 - overlap)))
+        monai_starts = sorted({s[0].start for s in dense_patch_slices((size,), (roi,), (scan,))})
+        assert E.window_starts(size, roi, overlap) == monai_starts
+
+
+def test_device_selection():
+    assert E.select_device("cpu").type == "cpu"
+    assert E.select_device("auto").type in {"cpu", "cuda", "mps"}
+    if not torch.cuda.is_available():
+        with pytest.raises(NoGPUError, match="CUDA"):
+            E.select_device("cuda")
+    with pytest.raises(JobError):
+        E.select_device("tpu")
+
+
+def test_bad_overlap_is_a_job_error(tiny_engine):
+    with pytest.raises(JobError, match="Overlap"):
+        tiny_engine.synthesize(body_volume(), overlap=1.5)
+
+
+def test_batch_norm_folding_keeps_the_function():
+    from DigitalContrastLib.network import build_network, fold_batch_norm
+
+    torch.manual_seed(0)
+    net = build_network("UNet", {"spatial_dims": 3, "in_channels": 1, "out_channels": 1, "channels": [4, 8, 16],
+                                 "strides": [2, 2], "num_res_units": 0, "norm": "BATCH"})
+    with torch.no_grad():
+        for module in net.modules():
+            if isinstance(module, torch.nn.BatchNorm3d):
+                module.running_mean.uniform_(-0.5, 0.5)
+                module.running_var.uniform_(0.5, 2.0)
+                module.weight.uniform_(0.5, 1.5)
+    net.eval()
+    x = torch.randn(2, 1, 16, 24, 24)
+    with torch.no_grad():
+        expected = net(x)
+        assert fold_batch_norm(net) == 4  # 2 down, 1 bottom, 1 up (the top layer has no norm)
+        assert not any(isinstance(m, torch.nn.BatchNorm3d) for m in net.modules())
+        torch.testing.assert_close(net(x), expected, atol=1e-5, rtol=1e-4)
