@@ -217,3 +217,19 @@ def test_batch_norm_folding_keeps_the_function():
         assert fold_batch_norm(net) == 4  # 2 down, 1 bottom, 1 up (the top layer has no norm)
         assert not any(isinstance(m, torch.nn.BatchNorm3d) for m in net.modules())
         torch.testing.assert_close(net(x), expected, atol=1e-5, rtol=1e-4)
+
+
+def test_benchmark_measures_both_paths_on_the_same_model(tmp_path):
+    """`make bench`'s measurement on a small file: both outputs agree and every reported figure is real."""
+    from DigitalContrastLib.bench import measure
+    from DigitalContrastLib.io import write_volume
+
+    card = write_tiny_model(tmp_path / "models" / "tiny-bench")
+    path = write_volume(body_volume(shape_zyx=(40, 64, 128)), tmp_path / "ct.nrrd")
+    figures = measure(str(path), str(card.folder))
+    assert figures["shape_zyx"] == [40, 64, 128] and figures["model"]["id"] == card.id
+    assert 0 < figures["windows_run"] <= figures["windows_total"]
+    assert figures["synthesize_s"] > 0 and figures["naive_s"] > 0 and figures["peak_rss_mb"] > 0
+    # both times are printed rounded to 1 ms: on a file this small that moves their ratio by a few per cent
+    assert figures["speedup"] == pytest.approx(figures["naive_s"] / figures["synthesize_s"], rel=0.05)
+    assert figures["mean_abs_diff_hu_in_body"] <= 2.0, figures

@@ -115,7 +115,10 @@ def measure(input_path: str, model_id: str | None, device: str = "cpu") -> dict[
     volume = read_volume(input_path)
     result["read_s"] = round(time.perf_counter() - t0, 3)
     # warm-up on a small block: one-time costs (network copies, kernels) are not the steady state
-    warm = volume.with_array(np.ascontiguousarray(volume.array[: min(64, volume.array.shape[0]), :192, :192]))
+    from .volume import CTVolume
+
+    warm = CTVolume(np.ascontiguousarray(volume.array[: min(64, volume.array.shape[0]), :192, :192]), volume.spacing_mm,
+                    volume.origin_mm, volume.direction)
     engine.synthesize(warm)
 
     t0 = time.perf_counter()
