@@ -183,3 +183,11 @@ def test_synthesize_cli_reports_a_missing_model_with_exit_code_3(tmp_path, capsy
 
 def test_card_data_template_is_valid():
     models.validate_card_data(tiny_card_data(), "tiny card")
+
+
+def test_bench_reports_a_missing_model_with_exit_code_3_and_writes_nothing(tmp_path, capsys, isolated_search_path):
+    out = tmp_path / "results.json"
+    assert main(["bench", "--model", "no-such-model", "--size", "32", "32", "16", "--out", str(out)]) == EXIT_MODEL
+    err = capsys.readouterr().err
+    assert "no-such-model" in err and "Traceback" not in err
+    assert not out.exists()

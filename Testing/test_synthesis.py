@@ -85,10 +85,11 @@ def test_synthesize_file_progress_is_monotonic_and_warnings_reach_the_caller(pha
 
 def test_a_gate_error_stops_with_exit_2_and_writes_nothing(phantom_files, tmp_path, capsys):
     from DigitalContrastLib.io import read_volume, write_volume
+    from DigitalContrastLib.volume import CTVolume
 
     files, _ = phantom_files
     volume = read_volume(files["noncontrast"])
-    few = write_volume(volume.__class__(volume.array[:8].copy(), volume.spacing_mm, volume.origin_mm, volume.direction),
+    few = write_volume(CTVolume(volume.array[:8].copy(), volume.spacing_mm, volume.origin_mm, volume.direction),
                        tmp_path / "eight_slices.nrrd")  # the gate refuses fewer than 16 slices
     out = tmp_path / "never.nrrd"
     code = main(["synthesize", str(few), str(out)])

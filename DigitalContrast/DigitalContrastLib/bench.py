@@ -174,11 +174,15 @@ def measure(input_path: str, model_id: str | None, device: str = "cpu") -> dict[
 
 
 def run_bench(size_xyz: tuple[int, int, int] = DEFAULT_SIZE_XYZ, spacing_xyz_mm: tuple[float, float, float] | None = None,
-              model_id: str | None = None, seed: int = 20240, cache_dir: str | Path = "bench",
-              out_path: str | Path | None = "bench/results.json") -> dict[str, Any]:
-    """Generate/cache the phantom, measure in a child process, write and return the figures."""
-    from .atomic import atomic_write_text
+              model_id: str | None = None, seed: int = 20240, cache_dir: str | Path = "bench") -> dict[str, Any]:
+    """Generate/cache the phantom, measure in a child process and return the figures."""
     from .errors import OutOfMemoryError
+    from .models import resolve_model
+    from .weights import verify_weights_file
+
+    # a missing model or bad weights is the user's error (exit 3, one sentence), found before the
+    # phantom is generated, not a failed child process
+    verify_weights_file(resolve_model(model_id))
 
     size_xyz = tuple(int(v) for v in size_xyz)  # type: ignore[assignment]
     spacing = tuple(spacing_xyz_mm) if spacing_xyz_mm else default_spacing(size_xyz)  # type: ignore[arg-type]
@@ -209,6 +213,4 @@ def run_bench(size_xyz: tuple[int, int, int] = DEFAULT_SIZE_XYZ, spacing_xyz_mm:
         "synthesize_time": result["synthesize_s"] <= 20.0,
         "peak_rss": result["peak_rss_mb"] <= 4096.0,
     }
-    if out_path:
-        atomic_write_text(out_path, json.dumps(result, indent=2) + "\n")
     return result

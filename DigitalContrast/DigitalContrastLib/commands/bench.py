@@ -34,8 +34,7 @@ def run(args: argparse.Namespace) -> int:
     from ..bench import run_bench
     from ..bench_worker import run_worker_bench
 
-    result = run_bench(tuple(args.size), tuple(args.spacing) if args.spacing else None, model_id=args.model,
-                       out_path=None)
+    result = run_bench(tuple(args.size), tuple(args.spacing) if args.spacing else None, model_id=args.model)
     worker = run_worker_bench(dummy=False, model_id=args.model, device="cpu")
     figures = {"synthesis": result, "worker": worker}
     atomic_write_text(args.out, json.dumps(figures, indent=2) + "\n")

@@ -39,10 +39,12 @@ def run(args: argparse.Namespace) -> int:
 
     engine = load_engine(args.model, args.device)
     seeds = list(range(args.seed_start, args.seed_start + args.count))
+    # the real-data check first: a wrong path then fails in seconds, not after every phantom
+    realdata = realdata_check(args.realdata[0], args.realdata[1], engine=engine) if args.realdata else None
     with ProgressBar("validate", weights={"validate": 1.0}) as bar:
         report = validate_model(seeds=seeds, engine=engine, progress=bar)
-    if args.realdata:
-        report["realdata"] = realdata_check(args.realdata[0], args.realdata[1], engine=engine)
+    if realdata is not None:
+        report["realdata"] = realdata
     if args.write_card:
         write_validation_to_card(engine.card, report)
     if args.json:
