@@ -1,4 +1,4 @@
-"""``digital-contrast validate``: score a model on held-out phantoms (identity / oracle / model)."""
+"""``digital-contrast validate``: score a model on held-out phantoms (identity / oracle / observer / model)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ HELP = "validate a synthesis model on held-out phantom seeds (and optionally a r
 ORDER = 65
 DESCRIPTION = """\
 Generate phantoms from seeds never used in training, synthesize each, and score the non-contrast
-input (identity), a label oracle (true lumen filled with 350 HU) and the model side by side:
+input (identity), a label oracle (true lumen filled with 350 HU), an intensity observer (told the
+aortic sac and the lumen and thrombus HU, it thresholds the smoothed NCCT inside the sac: how far
+NCCT intensity alone separates lumen from thrombus) and the model side by side:
 body MAE, lumen MAE/bias, thrombus bias, lumen Dice at 150 HU, diameter error; then check the
 acceptance criteria. --realdata CTA MASK adds the real-anatomy check (aortic lumen of a real CTA
 replaced by unenhanced blood). --write-card stores the results in the model card.
@@ -35,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..progressbar import ProgressBar
     from ..synthesis import load_engine
-    from ..validation import realdata_check, validate_model, write_validation_to_card
+    from ..validation import METHODS, realdata_check, validate_model, write_validation_to_card
 
     engine = load_engine(args.model, args.device)
     seeds = list(range(args.seed_start, args.seed_start + args.count))
@@ -55,9 +57,9 @@ def run(args: argparse.Namespace) -> int:
     summary = report["summary"]
     keys = ["body_mae_hu", "lumen_mae_hu", "lumen_bias_hu", "thrombus_bias_hu", "lumen_dice",
             "median_abs_max_diameter_error_mm"]
-    print(f"{'metric':36s} {'identity':>10s} {'oracle':>10s} {'model':>10s}")
+    print(f"{'metric':36s} " + " ".join(f"{m:>10s}" for m in METHODS))
     for key in keys:
-        print(f"{key:36s} " + " ".join(f"{summary[m].get(key, float('nan')):10.2f}" for m in ("identity", "oracle", "model")))
+        print(f"{key:36s} " + " ".join(f"{summary[m].get(key, float('nan')):10.2f}" for m in METHODS))
     for name, check in report["acceptance"].items():
         print(f"[{'PASS' if check['passed'] else 'FAIL'}] {check['rule']}: {check['value']}")
     if "realdata" in report:
