@@ -43,6 +43,11 @@ def filled(prediction: np.ndarray) -> np.ndarray:
     return prediction == int(ORACLE_LUMEN_HU)
 
 
+def observer_metrics(noncontrast: np.ndarray, contrast: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """The observer's prediction for a :func:`sac_case`, scored against its contrast scan."""
+    return case_metrics(observer_prediction(noncontrast, labels, SPACING_XYZ), contrast, noncontrast, labels, SPACING_XYZ)
+
+
 def test_the_observer_finds_a_noise_free_lumen_and_leaves_everything_else_unchanged():
     nc, ref, labels = sac_case(40, 30, noise_sd_hu=0)
     prediction = observer_prediction(nc, labels, SPACING_XYZ)
@@ -52,16 +57,14 @@ def test_the_observer_finds_a_noise_free_lumen_and_leaves_everything_else_unchan
     assert filled(prediction)[thrombus].mean() < 0.01
     outside = ~(lumen | thrombus)
     np.testing.assert_array_equal(prediction[outside], nc[outside])
-    metrics = case_metrics(prediction, ref, nc, labels, SPACING_XYZ)
+    metrics = observer_metrics(nc, ref, labels)
     assert metrics["lumen_dice"] > 0.95 and abs(metrics["thrombus_bias_hu"]) < 5
 
 
 def test_noise_makes_the_observer_light_up_thrombus_as_it_does_in_the_phantoms():
     """8 HU between lumen and thrombus under 25 HU noise: a local-intensity observer cannot separate them cleanly."""
-    clean = case_metrics(*(lambda nc, ref, lab: (observer_prediction(nc, lab, SPACING_XYZ), ref, nc, lab))(
-        *sac_case(40, 32, noise_sd_hu=0)), SPACING_XYZ)
-    nc, ref, labels = sac_case(40, 32, noise_sd_hu=25)
-    noisy = case_metrics(observer_prediction(nc, labels, SPACING_XYZ), ref, nc, labels, SPACING_XYZ)
+    clean = observer_metrics(*sac_case(40, 32, noise_sd_hu=0))
+    noisy = observer_metrics(*sac_case(40, 32, noise_sd_hu=25))
     assert noisy["lumen_dice"] < clean["lumen_dice"] - 0.03
     assert noisy["thrombus_bias_hu"] > clean["thrombus_bias_hu"] + 10
 
