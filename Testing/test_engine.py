@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
-from model_fixtures import body_volume, write_tiny_model
+from model_fixtures import TINY_CARD, body_volume, write_tiny_model
 
 from DigitalContrastLib import engine as E
 from DigitalContrastLib.errors import JobError, NoGPUError, OutOfMemoryError
@@ -233,3 +233,87 @@ def test_benchmark_measures_both_paths_on_the_same_model(tmp_path):
     # both times are printed rounded to 1 ms: on a file this small that moves their ratio by a few per cent
     assert figures["speedup"] == pytest.approx(figures["naive_s"] / figures["synthesize_s"], rel=0.05)
     assert figures["mean_abs_diff_hu_in_body"] <= 2.0, figures
+
+
+def _coverage(plan: E.WindowPlan, shape) -> np.ndarray:
+    count = np.zeros(plan.padded_zyx, dtype=np.int32)
+    rz, ry, rx = plan.roi_zyx
+    for z, y, x in plan.windows:
+        count[z: z + rz, y: y + ry, x: x + rx] += 1
+    return count[: shape[0], : shape[1], : shape[2]]
+
+
+@pytest.mark.parametrize("shape", [(120, 256, 256), (160, 256, 256), (400, 256, 256), (600, 512, 512), (17, 36, 72),
+                                   (300, 100, 700)])
+def test_large_window_plan_tiles_the_grid_within_the_budget(shape):
+    settings = E.EngineSettings(roi_size_zyx=(64, 128, 128), overlap=0.25, max_window_voxels=256**3,
+                                window_multiple_zyx=(16, 16, 16))
+    plan = E.plan_windows(shape, settings, 0.25, settings.max_window_voxels)
+    assert all(r % 16 == 0 for r in plan.roi_zyx)
+    assert np.prod(plan.roi_zyx) <= settings.max_window_voxels
+    assert _coverage(plan, shape).min() >= 1  # every voxel is in a window
+    fits = np.prod([-(-n // 16) * 16 for n in shape]) <= settings.max_window_voxels
+    assert (len(plan.windows) == 1) == bool(fits)
+    for axis, starts in enumerate(plan.starts_zyx):
+        gaps = np.diff(starts)
+        # neighbouring tiles share at least the card's overlap (16 of 64 along z, 32 of 128 in-plane)
+        assert all(plan.roi_zyx[axis] - g >= 0.25 * settings.roi_size_zyx[axis] for g in gaps)
+    # without a budget: the card's windows on MONAI's grid
+    card = E.plan_windows(shape, settings, 0.25, 0)
+    assert card.roi_zyx == (64, 128, 128)
+    assert card.starts_zyx[0] == E.window_starts(max(shape[0], 64), 64, 0.25)
+
+
+def test_total_stride_of_a_unet():
+    assert E.total_stride_zyx({"strides": [2, 2, 2, 2]}) == (16, 16, 16)
+    assert E.total_stride_zyx({"strides": [[1, 2, 2], 2]}) == (2, 4, 4)
+    assert E.total_stride_zyx({}) == (1, 1, 1)
+
+
+LARGE_WINDOW_VOXELS = 128**3
+
+
+@pytest.fixture(scope="module")
+def large_window_engine(tmp_path_factory):
+    data_changes = {"inference": {**TINY_CARD["inference"], "max_window_voxels": LARGE_WINDOW_VOXELS}}
+    card = write_tiny_model(tmp_path_factory.mktemp("models") / "tiny-large", **data_changes)
+    return SynthesisEngine(card, device="cpu")
+
+
+def test_large_windows_agree_with_the_cards_windows_inside_the_body(large_window_engine):
+    engine = large_window_engine
+    volume = body_volume(shape_zyx=(40, 96, 160), seed=6)
+    large = engine.synthesize(volume)
+    # 40x96x160 voxels at 1.5x1.5x2.5 mm -> a 33x72x120 model grid (2x2x3 mm), padded to multiples of 4
+    assert (large.windows_run, large.window_zyx) == (1, (36, 72, 120))
+    assert any(note.startswith("1 window of 36x72x120") for note in large.notes)
+    card_windows = dataclasses.replace(engine.settings, max_window_voxels=0)
+    small = E.synthesize_volume(volume, engine._runner, card_windows, torch.device("cpu"))
+    assert small.windows_run > 1 and small.window_zyx == (16, 32, 32)
+    body = volume.array > -500
+    changed = np.abs(large.synthetic.array.astype(np.float32) - volume.array)[body].mean()
+    diff = np.abs(large.synthetic.array.astype(np.float32) - small.synthetic.array)[body]
+    assert changed > 5 * diff.mean()  # the network does change the body, and both plans agree on how
+    assert diff.mean() <= 2.0
+
+
+def test_out_of_memory_with_large_windows_falls_back_to_the_cards_windows(large_window_engine):
+    engine = large_window_engine
+    chain = E.plan_attempts(torch.device("cpu"), sw_batch_size=3, max_window_voxels=LARGE_WINDOW_VOXELS)
+    assert [(a.sw_batch_size, a.window_voxels) for a in chain] == [(1, LARGE_WINDOW_VOXELS), (3, 0), (1, 0)]
+    volume = body_volume(shape_zyx=(40, 96, 160), seed=6)
+    card_windows = dataclasses.replace(engine.settings, max_window_voxels=0)
+    expected = E.synthesize_volume(volume, engine._runner, card_windows, torch.device("cpu")).synthetic.array
+
+    def fail_large(attempt):
+        if attempt.window_voxels:
+            raise torch.OutOfMemoryError("out of memory (injected)")
+
+    engine.attempt_hook = fail_large
+    try:
+        result = engine.synthesize(volume)
+    finally:
+        engine.attempt_hook = None
+    assert result.window_zyx == (16, 32, 32)
+    assert any("out of memory with cpu, windows of up to" in note for note in result.notes)
+    np.testing.assert_array_equal(result.synthetic.array, expected)

@@ -7,9 +7,11 @@ Data flow for one volume (arrays ``[z, y, x]``, HU float32 while processing):
 2. **preprocess**: resample to the card's target spacing on the same physical extent (box/area
    averaging where the grid gets coarser, linear interpolation where it gets finer), clip to the
    card's HU range, ``(hu - offset_hu) / scale_hu``;
-3. **sliding-window inference** with Gaussian blending over a grid computed here, skipping every
-   window that holds no body voxel (HU above the card's ``body_threshold_hu`` on the model grid,
-   or within two voxels of one): the residual there is 0;
+3. **sliding-window inference** (:func:`plan_windows`): with a card budget ``max_window_voxels``
+   the whole model grid is ONE window when it fits (else the fewest overlapping tiles that do),
+   otherwise the card's ``roi_size_zyx`` windows on MONAI's grid; Gaussian blending where windows
+   overlap; every window that holds no body voxel (HU above the card's ``body_threshold_hu`` on
+   the model grid, or within two voxels of one) is skipped: the residual there is 0;
 4. **postprocess**: ``residual_hu = output * output_scale_hu``, resampled back onto the EXACT input
    grid and added to the ORIGINAL input HU (so the input's texture and noise are kept); voxels at or
    below ``body_threshold_hu`` (air, lung) keep their input value; rounded to int16.
@@ -17,8 +19,9 @@ Data flow for one volume (arrays ``[z, y, x]``, HU float32 while processing):
 Device and precision (:func:`select_device`, :func:`choose_precision`): ``auto`` takes CUDA, then
 MPS, then the CPU. On CUDA the network runs under autocast (bf16 where supported, else fp16); on a
 CPU with native bf16 (AVX-512 BF16 / AMX) the network is cast to bf16 with ``channels_last_3d``
-input; elsewhere fp32. Out-of-memory errors walk down :func:`plan_attempts` (smaller window batch,
-then stitching on the CPU, then the CPU alone) and every step taken is reported in the notes.
+input; elsewhere fp32. Out-of-memory errors walk down :func:`plan_attempts` (the card's windows
+instead of large ones, a smaller window batch, then stitching on the CPU, then the CPU alone) and
+every step taken is reported in the notes.
 """
 
 from __future__ import annotations
@@ -40,6 +43,10 @@ from .volume import CTVolume
 
 # --------------------------------------------------------------------------- settings
 
+#: Large-window budget written into new model cards: 256^3 voxels. The UNet's first layer has
+#: stride 2, so such a window costs about 350 MB of activations in bf16 on a CPU (measured).
+DEFAULT_MAX_WINDOW_VOXELS = 256**3
+
 
 @dataclass(frozen=True)
 class EngineSettings:
@@ -59,6 +66,12 @@ class EngineSettings:
         cpu_precision: ``"bf16-if-supported"`` or ``"fp32"``.
         cuda_precision: ``"autocast"`` or ``"fp32"``.
         skip_empty_windows: skip windows holding no body voxel.
+        max_window_voxels: 0 runs the card's ``roi_size_zyx`` windows; above 0 the engine first tries
+            windows as large as the whole model grid, split into as few overlapping tiles as keep
+            each window at or below this many voxels (a fully convolutional network gives the same
+            function on any size; fewer, larger windows repeat far less work at the overlaps).
+        window_multiple_zyx: window sides must be multiples of these (the network's total stride
+            per axis) when windows are sized by ``max_window_voxels``.
     """
 
     clip_hu: tuple[float, float] = (-1024.0, 3071.0)
@@ -75,6 +88,8 @@ class EngineSettings:
     cpu_precision: str = "bf16-if-supported"
     cuda_precision: str = "autocast"
     skip_empty_windows: bool = True
+    max_window_voxels: int = 0
+    window_multiple_zyx: tuple[int, int, int] = (1, 1, 1)
 
     @classmethod
     def from_card(cls, data: dict[str, Any]) -> "EngineSettings":
@@ -96,7 +111,21 @@ class EngineSettings:
             cpu_precision=str(inf["precision"]["cpu"]),
             cuda_precision=str(inf["precision"]["cuda"]),
             skip_empty_windows=bool(inf.get("skip_empty_windows", True)),
+            max_window_voxels=int(inf.get("max_window_voxels", 0)),
+            window_multiple_zyx=total_stride_zyx(data.get("network", {}).get("kwargs", {})),
         )
+
+
+def total_stride_zyx(network_kwargs: dict[str, Any]) -> tuple[int, int, int]:
+    """Product of a MONAI UNet's ``strides`` per axis ``(z, y, x)`` (1s when it has none).
+
+    A stride may be one int (all axes) or one per spatial axis in the network's ``(z, y, x)`` order.
+    """
+    total = [1, 1, 1]
+    for stride in network_kwargs.get("strides", ()) or ():
+        per_axis = [int(stride)] * 3 if isinstance(stride, (int, float)) else [int(v) for v in stride]
+        total = [t * v for t, v in zip(total, per_axis)]
+    return tuple(total)  # type: ignore[return-value]
 
 
 # --------------------------------------------------------------------------- device & precision
@@ -407,6 +436,71 @@ def window_starts(size: int, roi: int, overlap: float) -> list[int]:
     return sorted({min(i * step, size - roi) for i in range(count)})
 
 
+@dataclass(frozen=True)
+class WindowPlan:
+    """Where the windows of one sliding-window pass go (model-grid voxels, ``[z, y, x]``).
+
+    Attributes:
+        roi_zyx: window size.
+        starts_zyx: window start indices per axis (every combination is one window).
+        padded_zyx: the grid the windows tile: the image padded with air at the high end of each
+            axis shorter than the window.
+    """
+
+    roi_zyx: tuple[int, int, int]
+    starts_zyx: tuple[list[int], list[int], list[int]]
+    padded_zyx: tuple[int, int, int]
+
+    @property
+    def windows(self) -> list[tuple[int, int, int]]:
+        return [(z, y, x) for z in self.starts_zyx[0] for y in self.starts_zyx[1] for x in self.starts_zyx[2]]
+
+
+def _round_up(value: int, multiple: int) -> int:
+    return -(-int(value) // multiple) * multiple
+
+
+def plan_windows(shape_zyx: Sequence[int], settings: EngineSettings, overlap: float, max_window_voxels: int = 0) -> WindowPlan:
+    """The windows covering a model-grid image of ``shape_zyx``.
+
+    ``max_window_voxels`` 0: the card's ``roi_size_zyx`` on MONAI's grid (:func:`window_starts`).
+    Above 0: the fewest tiles per axis whose windows hold at most ``max_window_voxels`` voxels;
+    each side is a multiple of ``settings.window_multiple_zyx`` and neighbouring tiles overlap by
+    at least ``overlap`` of the card's window on that axis. The axis whose tile is largest
+    relative to the card's window is split first; a side never shrinks below the card's. A
+    volume that fits is ONE window: no overlap is computed twice and nothing needs blending.
+    """
+    shape = tuple(int(v) for v in shape_zyx)
+    card = tuple(int(v) for v in settings.roi_size_zyx)
+    if max_window_voxels <= 0:
+        padded = tuple(max(s, r) for s, r in zip(shape, card))
+        starts = tuple(window_starts(n, r, overlap) for n, r in zip(padded, card))
+        return WindowPlan(card, starts, padded)  # type: ignore[arg-type]
+    multiple = settings.window_multiple_zyx
+    margin = [math.ceil(r * overlap) for r in card]
+    tiles = [1, 1, 1]
+
+    def side(axis: int, count: int) -> int:
+        needed = math.ceil((shape[axis] + (count - 1) * margin[axis]) / count)
+        return max(_round_up(needed, multiple[axis]), min(card[axis], _round_up(shape[axis], multiple[axis])))
+
+    roi = [side(a, 1) for a in range(3)]
+    while math.prod(roi) > max_window_voxels:
+        splittable = [a for a in range(3) if roi[a] > card[a] and side(a, tiles[a] + 1) < roi[a]]
+        if not splittable:
+            break
+        axis = max(splittable, key=lambda a: roi[a] / card[a])
+        tiles[axis] += 1
+        roi[axis] = side(axis, tiles[axis])
+    padded = tuple(max(s, r) for s, r in zip(shape, roi))
+    starts = []
+    for axis in range(3):
+        span = padded[axis] - roi[axis]
+        count = tiles[axis] if span > 0 else 1
+        starts.append(sorted({round(k * span / (count - 1)) for k in range(count)}) if count > 1 else [0])
+    return WindowPlan(tuple(roi), tuple(starts), padded)  # type: ignore[arg-type]
+
+
 def importance_map(roi_size_zyx: Sequence[int], mode: str, sigma_scale: float) -> torch.Tensor:
     """Blending weights ``[z, y, x]`` for one window: a Gaussian (max 1, floor 1e-3) or ones."""
     if mode == "constant":
@@ -430,16 +524,22 @@ class Attempt:
     stitch_device: str
     sw_batch_size: int
     label: str
+    window_voxels: int = 0  # 0: the card's windows; above 0: see :func:`plan_windows`
 
 
-def plan_attempts(device: torch.device, sw_batch_size: int) -> list[Attempt]:
+def plan_attempts(device: torch.device, sw_batch_size: int, max_window_voxels: int = 0) -> list[Attempt]:
     """The out-of-memory fallback chain for ``device``, first choice first.
 
+    With ``max_window_voxels`` > 0 the chain starts with large windows (one at a time, see
+    :func:`plan_windows`), then goes on with the card's windows:
     CUDA: full batch -> batch of one -> network on the GPU but stitching on the CPU -> CPU alone.
     CPU: full batch -> batch of one. MPS: as CPU, then the CPU.
     """
     dev = str(device)
-    chain = [Attempt(dev, dev, sw_batch_size, f"{dev}, window batch {sw_batch_size}")]
+    chain = []
+    if max_window_voxels > 0:
+        chain.append(Attempt(dev, dev, 1, f"{dev}, windows of up to {max_window_voxels} voxels", max_window_voxels))
+    chain.append(Attempt(dev, dev, sw_batch_size, f"{dev}, window batch {sw_batch_size}"))
     if sw_batch_size > 1:
         chain.append(Attempt(dev, dev, 1, f"{dev}, window batch 1"))
     if device.type == "cuda":
@@ -482,6 +582,7 @@ class WindowRun:
     windows_total: int
     windows_run: int
     attempt: Attempt
+    roi_zyx: tuple[int, int, int] = (0, 0, 0)
     notes: list[str] = field(default_factory=list)
 
 
@@ -551,11 +652,11 @@ def sliding_window(
     """
     compute = torch.device(attempt.compute_device)
     stitch = torch.device(attempt.stitch_device)
-    roi = tuple(settings.roi_size_zyx)
     shape = tuple(image.shape)
-    padded_shape = tuple(max(s, r) for s, r in zip(shape, roi))
+    plan = plan_windows(shape, settings, overlap, attempt.window_voxels)
+    roi, padded_shape = plan.roi_zyx, plan.padded_zyx
     if padded_shape != shape:
-        # pad with air (in network units) at the high end of each short axis
+        # pad with air (in network units) at the high end of each short axis, as training patches are
         air = (settings.clip_hu[0] - settings.offset_hu) / settings.scale_hu
         padded = torch.full(padded_shape, air, dtype=image.dtype)
         padded[: shape[0], : shape[1], : shape[2]] = image
@@ -564,13 +665,21 @@ def sliding_window(
             body_padded = torch.zeros(padded_shape, dtype=torch.bool)
             body_padded[: shape[0], : shape[1], : shape[2]] = body
             body = body_padded
-    starts = [window_starts(n, r, overlap) for n, r in zip(padded_shape, roi)]
-    windows = [(z, y, x) for z in starts[0] for y in starts[1] for x in starts[2]]
+    windows = plan.windows
     total = len(windows)
     if body is not None:
         m = BODY_MARGIN_VOXELS  # a window also runs when body lies just outside it (resampling reaches there)
         windows = [w for w in windows if bool(body[max(w[0] - m, 0): w[0] + roi[0] + m, max(w[1] - m, 0): w[1] + roi[1] + m,
                                                    max(w[2] - m, 0): w[2] + roi[2] + m].any())]
+    if total == 1 and windows:  # one window covers the grid: its output is the result, nothing to blend
+        if progress:
+            progress(0, 1)
+        out = runner(image[None, None], compute)[0, 0].float().cpu()
+        if progress:
+            progress(1, 1)
+        # clone: a normal tensor (the runner's is an inference tensor, which callers may not edit in place)
+        return WindowRun(output=out[: shape[0], : shape[1], : shape[2]].clone(), windows_total=1, windows_run=1,
+                         attempt=attempt, roi_zyx=roi)
     weights = importance_map(roi, settings.blend_mode, settings.sigma_scale).to(stitch)
     out = torch.zeros(padded_shape, dtype=torch.float32, device=stitch)
     norm = torch.zeros(padded_shape, dtype=torch.float32, device=stitch)
@@ -590,7 +699,7 @@ def sliding_window(
             progress(done, max(len(windows), 1))
     out = torch.where(norm > 0, out / norm.clamp_min(1e-12), torch.zeros((), device=stitch))
     out = out[: shape[0], : shape[1], : shape[2]].float().cpu()
-    return WindowRun(output=out, windows_total=total, windows_run=len(windows), attempt=attempt)
+    return WindowRun(output=out, windows_total=total, windows_run=len(windows), attempt=attempt, roi_zyx=roi)
 
 
 def sliding_window_with_fallback(
@@ -656,6 +765,7 @@ class EngineOutput:
     windows_total: int
     windows_run: int
     precision: str
+    window_zyx: tuple[int, int, int] = (0, 0, 0)
 
 
 def body_mask_hu(hu: np.ndarray | torch.Tensor, threshold_hu: float) -> np.ndarray | torch.Tensor:
@@ -714,7 +824,7 @@ def synthesize_volume(
 
     # ---- inference
     t0 = time.perf_counter()
-    attempts = plan_attempts(device, settings.sw_batch_size)
+    attempts = plan_attempts(device, settings.sw_batch_size, settings.max_window_voxels)
     run = sliding_window_with_fallback(
         runner, image, body_model, settings, attempts, overlap,
         progress=lambda d, t: report("inference", d, t), attempt_hook=attempt_hook,
@@ -723,6 +833,8 @@ def synthesize_volume(
     notes = list(run.notes)
     used = torch.device(run.attempt.compute_device)
     precision = runner.placed(used)[1]
+    notes.append(f"{run.windows_run} window{'s' if run.windows_run != 1 else ''} of {'x'.join(map(str, run.roi_zyx))} "
+                 f"model-grid voxels over {'x'.join(map(str, image.shape))}")
     if run.windows_run < run.windows_total:
         notes.append(f"skipped {run.windows_total - run.windows_run} of {run.windows_total} windows that hold no body")
 
@@ -774,6 +886,7 @@ def synthesize_volume(
         windows_total=run.windows_total,
         windows_run=run.windows_run,
         precision=precision,
+        window_zyx=run.roi_zyx,
     )
 
 

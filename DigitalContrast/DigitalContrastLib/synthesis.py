@@ -44,6 +44,8 @@ class SynthesisResult:
         timings_s: seconds per stage (``preprocess``, ``inference``, ``uncertainty``, ``postprocess``).
         notes: what the engine decided on the way (windows skipped, precision, memory fallbacks).
         peak_memory_mb: peak GPU memory allocated (CUDA) or this process's peak RSS (CPU), MiB.
+        windows_run, windows_total: network windows run, and in the plan before empty ones were skipped.
+        window_zyx: size of those windows in model-grid voxels ``(z, y, x)``.
     """
 
     synthetic: CTVolume
@@ -52,6 +54,9 @@ class SynthesisResult:
     timings_s: dict[str, float]
     notes: list[str] = field(default_factory=list)
     peak_memory_mb: float = 0.0
+    windows_run: int = 0
+    windows_total: int = 0
+    window_zyx: tuple[int, int, int] = (0, 0, 0)
 
 
 class SynthesisEngine:
@@ -117,6 +122,9 @@ class SynthesisEngine:
             timings_s=out.timings_s,
             notes=notes,
             peak_memory_mb=self._engine.peak_memory_mb(out.device),
+            windows_run=out.windows_run,
+            windows_total=out.windows_total,
+            window_zyx=out.window_zyx,
         )
 
 

@@ -421,6 +421,7 @@ def card_template(config: TrainConfig, network_kwargs: dict[str, Any]) -> dict[s
             "sw_batch_size": config.inference_sw_batch_size,
             "precision": {"cpu": "bf16-if-supported", "cuda": "autocast"},
             "skip_empty_windows": True,
+            "max_window_voxels": E.DEFAULT_MAX_WINDOW_VOXELS,
             "uncertainty": "flip-tta",
         },
         "weights": {"file": "model.safetensors", "format": "safetensors", "sha256": "0" * 64, "size_bytes": 1},
