@@ -317,3 +317,52 @@ def test_out_of_memory_with_large_windows_falls_back_to_the_cards_windows(large_
     assert result.window_zyx == (16, 32, 32)
     assert any("out of memory with cpu, windows of up to" in note for note in result.notes)
     np.testing.assert_array_equal(result.synthetic.array, expected)
+
+
+def test_flip_mean_prediction_is_the_mean_of_the_flipped_single_passes(tmp_path):
+    single_card = write_tiny_model(tmp_path / "single", seed=3,
+                                   inference={**TINY_CARD["inference"], "max_window_voxels": LARGE_WINDOW_VOXELS})
+    mean_card = write_tiny_model(tmp_path / "mean", seed=3,
+                                 inference={**TINY_CARD["inference"], "max_window_voxels": LARGE_WINDOW_VOXELS,
+                                            "prediction": "flip-tta-mean"})
+    single, mean = SynthesisEngine(single_card, device="cpu"), SynthesisEngine(mean_card, device="cpu")
+    # 24x96x160 voxels at 1.5x1.5x2.5 mm -> a 20x72x120 model grid: one window, no padding, so a
+    # flipped pass sees exactly the mirrored input
+    volume = body_volume(shape_zyx=(24, 96, 160), seed=7)
+    residuals = []
+    for axes in E.FLIP_TTA_AXES:
+        flipped = volume.with_array(np.ascontiguousarray(np.flip(volume.array, axes)) if axes else volume.array)
+        out = single.synthesize(flipped).synthetic.array.astype(np.float32)
+        residuals.append((np.flip(out, axes) if axes else out) - volume.array)
+    events = []
+    result = mean.synthesize(volume, progress=lambda *e: events.append(e), uncertainty=True)
+    body = volume.array > -500
+    expected = np.mean(residuals, axis=0)
+    got = result.synthetic.array.astype(np.float32) - volume.array
+    assert np.abs(got - expected)[body].max() <= 1.0  # each single pass was rounded to whole HU
+    assert np.abs(residuals[0] - residuals[1])[body].mean() > 1.0  # the passes differ: the mean is not one of them
+    assert any(note.startswith("prediction: mean of 4") for note in result.notes)
+    # progress: the four passes share the inference stage; the SD map costs no extra pass
+    inference = [(d, t) for stage, d, t in events if stage == "inference"]
+    assert inference[-1][0] == inference[-1][1] and len(inference) >= 5
+    assert "uncertainty" not in result.timings_s and result.uncertainty is not None
+    assert float(np.asarray(result.uncertainty.array)[body].mean()) > 0
+
+
+def test_benchmark_of_a_flip_mean_card_compares_the_same_function(tmp_path):
+    """A card whose prediction is the flip mean: the naive path averages the same flips (small
+    difference), one pass of each path is reported too, and the fast path's windows are large."""
+    from DigitalContrastLib.bench import measure
+    from DigitalContrastLib.io import write_volume
+
+    card = write_tiny_model(tmp_path / "models" / "tiny-flip", seed=5,
+                            inference={**TINY_CARD["inference"], "max_window_voxels": LARGE_WINDOW_VOXELS,
+                                       "prediction": "flip-tta-mean"})
+    path = write_volume(body_volume(shape_zyx=(40, 64, 128), seed=8), tmp_path / "ct.nrrd")
+    figures = measure(str(path), str(card.folder))
+    assert figures["prediction"] == "flip-tta-mean" and figures["passes"] == 4
+    assert figures["windows_run"] == 1 and figures["naive_windows"] > 1
+    assert figures["gflop_naive"] > figures["gflop_synthesize"] > 0
+    one = figures["single_pass"]
+    assert one["synthesize_s"] > 0 and one["naive_s"] > 0
+    assert figures["mean_abs_diff_hu_in_body"] <= 2.0 and one["mean_abs_diff_hu_in_body"] <= 2.0, figures

@@ -3,13 +3,18 @@
 ``run_bench`` generates (and caches) a phantom at the requested size, then, in a fresh child
 process (so its peak RSS is the synthesis's, not the phantom generator's):
 
-* reads the volume and times ``SynthesisEngine.synthesize`` (after a small warm-up run);
+* reads the volume and times ``SynthesisEngine.synthesize`` (after a small warm-up run), as the
+  card sets it up (large windows; for a card whose ``prediction`` is ``flip-tta-mean``, four
+  network passes), and, for such a card, one pass of each path alone (``single_pass``);
 * times the naive baseline on the same model and the same preprocessing/postprocessing: MONAI
   ``sliding_window_inference`` with its default settings (overlap 0.25, constant blending),
-  ``sw_batch_size=1``, fp32, every window (no skipping);
+  ``sw_batch_size=1``, fp32, every window (no skipping), the card's ``roi_size_zyx`` windows; for a
+  card whose prediction is the flip mean, the naive path averages the same four flips, so both
+  paths compute the same function;
 * compares the two outputs inside the body (``metrics.body_mask_from_ct``): largest and mean
   absolute difference in HU;
-* counts the FLOPs of one window (``torch.utils.flop_counter``) to report achieved GFLOP/s.
+* counts the FLOPs of one window of each path (``torch.utils.flop_counter``) to report the GFLOP
+  each path computes and the achieved GFLOP/s.
 
 Figures are printed as JSON and written to ``bench/results.json``. These machines are shared and
 noisy: the load average before and after is recorded with the figures.
@@ -23,6 +28,7 @@ import platform
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -69,10 +75,13 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def naive_synthesis(volume, network: torch.nn.Module, settings: E.EngineSettings) -> tuple[np.ndarray, dict[str, float], int]:
+def naive_synthesis(volume, network: torch.nn.Module, settings: E.EngineSettings,
+                    flips: Sequence[tuple[int, ...]] = ((),)) -> tuple[np.ndarray, dict[str, float], int]:
     """The baseline: same preprocessing and postprocessing, MONAI's default sliding window, fp32, batch 1.
 
-    Returns ``(int16 synthetic [z, y, x], timings_s, windows)``.
+    ``flips`` (``[z, y, x]`` axes per pass): the residual is the mean over these flipped passes, so a
+    card whose prediction is the flip mean is compared with the same function computed naively.
+    Returns ``(int16 synthetic [z, y, x], timings_s, windows per pass)``.
     """
     from monai.inferers import sliding_window_inference
 
@@ -86,8 +95,13 @@ def naive_synthesis(volume, network: torch.nn.Module, settings: E.EngineSettings
     image = E.hu_to_model_grid(canonical, grid).clamp_(*settings.clip_hu).sub_(settings.offset_hu).div_(settings.scale_hu)
     timings["preprocess"] = time.perf_counter() - t0
     t0 = time.perf_counter()
+    outputs = []
     with torch.inference_mode():
-        output = sliding_window_inference(image[None, None], list(settings.roi_size_zyx), 1, network)[0, 0]
+        for axes in flips:
+            source = torch.flip(image, axes) if axes else image
+            output = sliding_window_inference(source[None, None], list(settings.roi_size_zyx), 1, network)[0, 0]
+            outputs.append(torch.flip(output, axes) if axes else output)
+    output = torch.stack(outputs).mean(dim=0) if len(outputs) > 1 else outputs[0]
     timings["inference"] = time.perf_counter() - t0
     windows = 1
     for n, r in zip(grid, settings.roi_size_zyx):
@@ -98,6 +112,12 @@ def naive_synthesis(volume, network: torch.nn.Module, settings: E.EngineSettings
                           base_hu=canonical, threshold_hu=settings.body_threshold_hu)
     timings["postprocess"] = time.perf_counter() - t0
     return out, timings, windows
+
+
+def _diff_in_body(a: np.ndarray, b: np.ndarray, body: np.ndarray) -> tuple[int, float]:
+    """Largest and mean absolute difference (HU) of two int16 volumes inside ``body``."""
+    diff = np.abs(a.astype(np.int32) - b.astype(np.int32))[body]
+    return (int(diff.max()), round(float(diff.mean()), 4)) if diff.size else (0, 0.0)
 
 
 def measure(input_path: str, model_id: str | None, device: str = "cpu") -> dict[str, Any]:
@@ -128,14 +148,39 @@ def measure(input_path: str, model_id: str | None, device: str = "cpu") -> dict[
 
     network = load_network(engine.card, "cpu")  # the same weights, fp32, plain memory layout
     settings = engine.settings
+    flip_mean = settings.prediction == "flip-tta-mean"
+    passes = len(E.FLIP_TTA_AXES) if flip_mean else 1
     t0 = time.perf_counter()
-    naive, naive_timings, naive_windows = naive_synthesis(volume, network, settings)
+    naive, naive_timings, naive_windows = naive_synthesis(volume, network, settings,
+                                                          E.FLIP_TTA_AXES if flip_mean else ((),))
     naive_s = time.perf_counter() - t0
-
     body = body_mask_from_ct(volume.array)
-    diff = np.abs(fast.synthetic.array.astype(np.int32) - naive.astype(np.int32))[body]
+    max_diff, mean_diff = _diff_in_body(fast.synthetic.array, naive, body)
+
+    # a card that averages the flips: one pass of each path too (engine with prediction single-pass)
+    single_figures = None
+    if flip_mean:
+        t0 = time.perf_counter()
+        one = E.synthesize_volume(volume, engine._runner, E.replace_settings(settings, prediction="single-pass"),
+                                  engine._torch_device)
+        one_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        naive_one, naive_one_timings, _ = naive_synthesis(volume, network, settings)
+        naive_one_s = time.perf_counter() - t0
+        one_max, one_mean = _diff_in_body(one.synthetic.array, naive_one, body)
+        single_figures = {
+            "synthesize_s": round(one_s, 3),
+            "timings_s": {k: round(v, 3) for k, v in one.timings_s.items()},
+            "naive_s": round(naive_one_s, 3),
+            "naive_timings_s": {k: round(v, 3) for k, v in naive_one_timings.items()},
+            "speedup": round(naive_one_s / one_s, 2),
+            "inference_speedup": round(naive_one_timings["inference"] / one.timings_s["inference"], 2),
+            "max_abs_diff_hu_in_body": one_max,
+            "mean_abs_diff_hu_in_body": one_mean,
+        }
+
     flops = flops_per_window(network, tuple(settings.roi_size_zyx))
-    fast_flops = flops_per_window(network, tuple(fast.window_zyx)) * fast.windows_run
+    fast_flops = flops_per_window(network, tuple(fast.window_zyx)) * fast.windows_run * passes
     result.update({
         "input": input_path,
         "shape_zyx": list(volume.shape_zyx),
@@ -149,6 +194,8 @@ def measure(input_path: str, model_id: str | None, device: str = "cpu") -> dict[
         "synthesize_s": round(fast_s, 3),
         "synthesize_timings_s": {k: round(v, 3) for k, v in fast.timings_s.items()},
         "synthesize_notes": fast.notes,
+        "prediction": engine.settings.prediction,
+        "single_pass": single_figures,
         "naive_s": round(naive_s, 3),
         "naive_timings_s": {k: round(v, 3) for k, v in naive_timings.items()},
         "speedup": round(naive_s / fast_s, 2),
@@ -159,14 +206,15 @@ def measure(input_path: str, model_id: str | None, device: str = "cpu") -> dict[
         "windows_total": fast.windows_total,
         "window_zyx": list(fast.window_zyx),
         "body_voxels": int(body.sum()),
-        "max_abs_diff_hu_in_body": int(diff.max()) if diff.size else 0,
-        "mean_abs_diff_hu_in_body": round(float(diff.mean()), 4) if diff.size else 0.0,
+        "max_abs_diff_hu_in_body": max_diff,
+        "mean_abs_diff_hu_in_body": mean_diff,
         "peak_rss_mb": round(rss_fast, 1),
         "peak_rss_mb_including_naive": round(_peak_rss_mb(), 1),
-        "gflop_naive": round(flops * naive_windows / 1e9, 1),
+        "passes": passes,
+        "gflop_naive": round(flops * naive_windows * passes / 1e9, 1),
         "gflop_synthesize": round(fast_flops / 1e9, 1),
         "achieved_gflops": round(fast_flops / fast.timings_s["inference"] / 1e9, 1),
-        "naive_achieved_gflops": round(flops * naive_windows / naive_timings["inference"] / 1e9, 1),
+        "naive_achieved_gflops": round(flops * naive_windows * passes / naive_timings["inference"] / 1e9, 1),
         "load_average_after": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
         "cpu_cores": E.available_cpu_cores(),
         "machine": platform.processor() or platform.machine(),

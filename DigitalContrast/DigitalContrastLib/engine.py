@@ -70,6 +70,9 @@ class EngineSettings:
             windows as large as the whole model grid, split into as few overlapping tiles as keep
             each window at or below this many voxels (a fully convolutional network gives the same
             function on any size; fewer, larger windows repeat far less work at the overlaps).
+        prediction: ``"single-pass"``, or ``"flip-tta-mean"``: the residual is the mean of the network
+            over the test-time flips :data:`FLIP_TTA_AXES` (4 passes; the uncertainty map then costs
+            nothing more).
         window_multiple_zyx: window sides must be multiples of these (the network's total stride
             per axis) when windows are sized by ``max_window_voxels``.
     """
@@ -89,6 +92,7 @@ class EngineSettings:
     cuda_precision: str = "autocast"
     skip_empty_windows: bool = True
     max_window_voxels: int = 0
+    prediction: str = "single-pass"
     window_multiple_zyx: tuple[int, int, int] = (1, 1, 1)
 
     @classmethod
@@ -112,6 +116,7 @@ class EngineSettings:
             cuda_precision=str(inf["precision"]["cuda"]),
             skip_empty_windows=bool(inf.get("skip_empty_windows", True)),
             max_window_voxels=int(inf.get("max_window_voxels", 0)),
+            prediction=str(inf.get("prediction", "single-pass")),
             window_multiple_zyx=total_stride_zyx(data.get("network", {}).get("kwargs", {})),
         )
 
@@ -822,14 +827,16 @@ def synthesize_volume(
     report("preprocess", 2, 2)
     timings["preprocess"] = time.perf_counter() - t0
 
-    # ---- inference
+    # ---- inference (one pass, or the mean of the flip passes when the card asks for it)
     t0 = time.perf_counter()
+    flip_mean = settings.prediction == "flip-tta-mean"
+    n_passes = len(FLIP_TTA_AXES)
+    share = n_passes if flip_mean else 1  # the first pass's share of the inference stage's progress
     attempts = plan_attempts(device, settings.sw_batch_size, settings.max_window_voxels)
     run = sliding_window_with_fallback(
         runner, image, body_model, settings, attempts, overlap,
-        progress=lambda d, t: report("inference", d, t), attempt_hook=attempt_hook,
+        progress=lambda d, t: report("inference", d, share * t), attempt_hook=attempt_hook,
     )
-    timings["inference"] = time.perf_counter() - t0
     notes = list(run.notes)
     used = torch.device(run.attempt.compute_device)
     precision = runner.placed(used)[1]
@@ -838,25 +845,34 @@ def synthesize_volume(
     if run.windows_run < run.windows_total:
         notes.append(f"skipped {run.windows_total - run.windows_run} of {run.windows_total} windows that hold no body")
 
-    # ---- uncertainty (flip TTA)
-    spread = None
-    if uncertainty:
-        t0 = time.perf_counter()
-        passes = [run.output]
-        chain = [a for a in attempts if a.compute_device == run.attempt.compute_device and a.sw_batch_size <= run.attempt.sw_batch_size] or [run.attempt]
-        n_extra = len(FLIP_TTA_AXES) - 1
+    # ---- the other flip passes (identity, z, y, z+y): the prediction's mean and/or the uncertainty's SD
+    passes = [run.output]
+    if flip_mean or uncertainty:
+        if not flip_mean:
+            timings["inference"] = time.perf_counter() - t0
+            t0 = time.perf_counter()
+        stage = "inference" if flip_mean else "uncertainty"
+        # the extra passes start where the first one succeeded: no retry of what ran out of memory
+        chain = [a for a in attempts[attempts.index(run.attempt):] if a.compute_device == run.attempt.compute_device]
+        first = 1 if flip_mean else 0
+        total = n_passes if flip_mean else n_passes - 1
         for k, axes in enumerate(FLIP_TTA_AXES[1:]):
             flipped = torch.flip(image, axes).contiguous()
             flipped_body = torch.flip(body_model, axes).contiguous() if body_model is not None else None
             extra = sliding_window_with_fallback(
                 runner, flipped, flipped_body, settings, chain, overlap,
-                progress=lambda d, t, k=k: report("uncertainty", k * t + d, n_extra * t),
+                progress=lambda d, t, k=k: report(stage, (first + k) * t + d, total * t),
             )
             notes.extend(extra.notes)
             passes.append(torch.flip(extra.output, axes))
-        stack = torch.stack(passes)
-        spread = stack.std(dim=0, unbiased=False) * settings.output_scale_hu
-        timings["uncertainty"] = time.perf_counter() - t0
+    stack = torch.stack(passes) if len(passes) > 1 else None
+    spread = stack.std(dim=0, unbiased=False) * settings.output_scale_hu if uncertainty and stack is not None else None
+    if flip_mean and stack is not None:
+        run.output = stack.mean(dim=0)
+        notes.append(f"prediction: mean of {n_passes} test-time flip passes (identity, z, y, z+y)")
+    timings["uncertainty" if uncertainty and not flip_mean else "inference"] = time.perf_counter() - t0
+    if uncertainty and flip_mean:
+        report("uncertainty", 1, 1)  # the SD comes from the prediction's own passes: nothing more to run
 
     # ---- postprocess: residual back onto the exact input grid, added to the original HU
     t0 = time.perf_counter()

@@ -110,6 +110,7 @@ class TrainConfig:
     inference_roi_zyx: tuple[int, int, int] = (64, 128, 128)
     inference_overlap: float = 0.25
     inference_sw_batch_size: int = 2
+    inference_prediction: str = "single-pass"  # or "flip-tta-mean" (see engine.EngineSettings)
     train_precision: str = "auto"  # auto: bf16 autocast where the CPU has native bf16, else fp32
     weights_dtype: str = "float16"  # storage of the shipped weights (loaded into float32)
     command: str = ""
@@ -422,6 +423,7 @@ def card_template(config: TrainConfig, network_kwargs: dict[str, Any]) -> dict[s
             "precision": {"cpu": "bf16-if-supported", "cuda": "autocast"},
             "skip_empty_windows": True,
             "max_window_voxels": E.DEFAULT_MAX_WINDOW_VOXELS,
+            "prediction": config.inference_prediction,
             "uncertainty": "flip-tta",
         },
         "weights": {"file": "model.safetensors", "format": "safetensors", "sha256": "0" * 64, "size_bytes": 1},

@@ -45,6 +45,11 @@ def run(args: argparse.Namespace) -> int:
           f"(inference alone {result['inference_speedup']:.1f}x); |diff| in body mean {result['mean_abs_diff_hu_in_body']:.2f} "
           f"max {result['max_abs_diff_hu_in_body']} HU; peak RSS {result['peak_rss_mb']:.0f} MB; "
           f"{result['achieved_gflops']:.0f} GFLOP/s; load {result['load_average_before']}")
+    single = result.get("single_pass")
+    if single:
+        print(f"  ({result['prediction']}; one pass of each: {single['synthesize_s']:.2f} s vs naive "
+              f"{single['naive_s']:.2f} s: {single['speedup']:.1f}x, "
+              f"|diff| in body mean {single['mean_abs_diff_hu_in_body']:.2f} max {single['max_abs_diff_hu_in_body']} HU)")
     warm = worker["warm"]
     print(f"worker: cold job {worker['cold']['job_wall_s']:.2f} s (start-up {worker['cold']['startup_s']:.2f} s); "
           f"second job in a warm worker {warm['second_job_wall_s']:.2f} s, {warm['second_job_extra_s']:.3f} s beyond "

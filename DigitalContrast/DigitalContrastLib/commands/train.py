@@ -33,6 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="training patch in model-grid voxels [z y x] (multiples of 16 for 4 strides)")
     parser.add_argument("--roi-size", type=int, nargs=3, metavar=("Z", "Y", "X"), default=(64, 128, 128),
                         help="inference window written to the card [z y x]")
+    parser.add_argument("--prediction", choices=["single-pass", "flip-tta-mean"], default="single-pass",
+                        help="written to the card: one network pass, or the mean of 4 test-time flip passes "
+                             "(identity, z, y, z+y; smoother, 4x the inference time)")
     parser.add_argument("--channels", type=int, nargs="+", default=[16, 32, 64, 128, 256], help="UNet channels per level")
     parser.add_argument("--res-units", type=int, default=0,
                         help="residual units per UNet block (0 keeps MONAI UNet's output layer a plain convolution)")
@@ -89,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
     config = TrainConfig(
         data_dir=args.data, out_dir=args.out, val_dir=args.val_data, epochs=args.epochs,
         steps_per_epoch=args.steps_per_epoch, batch_size=args.batch_size, patch_size_zyx=tuple(args.patch_size),
-        inference_roi_zyx=tuple(args.roi_size), channels=tuple(args.channels), strides=(2,) * (len(args.channels) - 1),
+        inference_roi_zyx=tuple(args.roi_size), inference_prediction=args.prediction, channels=tuple(args.channels), strides=(2,) * (len(args.channels) - 1),
         num_res_units=args.res_units, norm=None if args.norm == "none" else args.norm.upper(), target_spacing_xyz_mm=tuple(args.spacing), learning_rate=args.lr,
         clip_hu=tuple(args.clip_hu), offset_hu=args.input_offset_hu, scale_hu=args.input_scale_hu,
         weights_dtype=args.weights_dtype,
