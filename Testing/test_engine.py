@@ -75,6 +75,15 @@ def test_bf16_stays_within_the_accuracy_guard_of_fp32(tiny_engine):
     assert np.abs(fast - exact)[body].mean() <= 2.0
 
 
+def _synthesize_with_hook(engine: SynthesisEngine, volume, hook):
+    """``engine.synthesize(volume)`` with ``hook`` called before each sliding-window attempt."""
+    engine.attempt_hook = hook
+    try:
+        return engine.synthesize(volume)
+    finally:
+        engine.attempt_hook = None
+
+
 def test_out_of_memory_walks_down_the_fallback_chain(tiny_engine):
     volume = body_volume(seed=4)
     reference = tiny_engine.synthesize(volume).synthetic.array
@@ -107,11 +116,7 @@ def test_out_of_memory_walks_down_the_fallback_chain(tiny_engine):
         if len(calls) == 1:
             raise torch.OutOfMemoryError("out of memory (injected)")
 
-    tiny_engine.attempt_hook = once
-    try:
-        result = tiny_engine.synthesize(volume)
-    finally:
-        tiny_engine.attempt_hook = None
+    result = _synthesize_with_hook(tiny_engine, volume, once)
     assert any("out of memory" in n and "retried with" in n for n in result.notes)
     np.testing.assert_array_equal(result.synthetic.array, reference)
 
@@ -309,11 +314,7 @@ def test_out_of_memory_with_large_windows_falls_back_to_the_cards_windows(large_
         if attempt.window_voxels:
             raise torch.OutOfMemoryError("out of memory (injected)")
 
-    engine.attempt_hook = fail_large
-    try:
-        result = engine.synthesize(volume)
-    finally:
-        engine.attempt_hook = None
+    result = _synthesize_with_hook(engine, volume, fail_large)
     assert result.window_zyx == (16, 32, 32)
     assert any("out of memory with cpu, windows of up to" in note for note in result.notes)
     np.testing.assert_array_equal(result.synthetic.array, expected)
