@@ -344,3 +344,18 @@ def test_a_launcher_that_merges_stderr_into_stdout_works(ncct, tmp_path, work_ro
     assert outcome.ok, outcome
     assert any("job" in line for line in outcome.log_tail)
     assert outcome.result["sha256"] == file_sha256(tmp_path / "o.nrrd")
+
+
+def test_a_module_named_like_the_standard_library_in_the_users_folder_is_not_imported(ncct, tmp_path, work_root,
+                                                                                      monkeypatch):
+    """`python -m` puts the current folder first on sys.path; the worker must not import from it."""
+    folder = tmp_path / "where-the-user-works"
+    folder.mkdir()
+    (folder / "json.py").write_text("raise SystemExit('the json.py of the current folder was imported')\n")
+    shadowed = subprocess.run([sys.executable, "-c", "import json"], cwd=folder, capture_output=True, text=True)
+    assert shadowed.returncode != 0 and "current folder was imported" in shadowed.stderr  # the hazard is real
+    monkeypatch.chdir(folder)
+    output = tmp_path / "out" / "synthetic.nrrd"
+    outcome = WorkerClient(dummy=True, work_root=work_root).run(make_job(ncct, output))
+    assert outcome.ok, outcome
+    assert read_hu(output).shape == read_hu(ncct).shape

@@ -245,7 +245,10 @@ def run_bench(size_xyz: tuple[int, int, int] = DEFAULT_SIZE_XYZ, spacing_xyz_mm:
         "import json, sys; from DigitalContrastLib.bench import measure; "
         "print('BENCH-RESULT ' + json.dumps(measure(sys.argv[1], sys.argv[2] or None)))"
     )
-    child = subprocess.run([sys.executable, "-c", code, str(path), model_id or ""], capture_output=True, text=True)
+    from .client import SAFE_PATH_FLAGS
+
+    child = subprocess.run([sys.executable, *SAFE_PATH_FLAGS, "-c", code, str(path), model_id or ""],
+                           capture_output=True, text=True)
     lines = [line for line in child.stdout.splitlines() if line.startswith("BENCH-RESULT ")]
     if child.returncode != 0 or not lines:
         tail = "\n".join((child.stderr or child.stdout).strip().splitlines()[-5:])

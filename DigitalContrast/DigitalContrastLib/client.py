@@ -23,7 +23,7 @@ running; cancel it or wait"). Use one client per concurrent job.
 How a job runs:
 
 * The worker is launched by an injectable *launcher* ``launcher(args, env) -> Popen`` (stdin,
-  stdout and stderr pipes). The default runs ``sys.executable -m DigitalContrastLib.worker`` in
+  stdout and stderr pipes). The default runs ``sys.executable -P -m DigitalContrastLib.worker`` in
   its own process group; inside Slicer, pass ``worker_script_launcher(PythonSlicer)`` (it runs
   ``Scripts/DigitalContrastWorker.py``; Slicer's ``sys.executable`` is the application).
   The child alone gets ``PYTHONUNBUFFERED=1``, ``PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True``,
@@ -131,9 +131,16 @@ def popen_launcher(command: Sequence[str], cwd: str | os.PathLike | None = None)
     return launch
 
 
+#: ``-P`` (Python 3.11+): ``-m`` and ``-c`` would otherwise put the current folder first on
+#: ``sys.path``, so a file such as ``json.py`` or ``timeit.py`` in the folder a user works in would
+#: be imported by the worker instead of the standard module (a crash, or someone else's code run on
+#: patient data).
+SAFE_PATH_FLAGS: tuple[str, ...] = ("-P",) if sys.version_info >= (3, 11) else ()
+
+
 def default_launcher() -> Launcher:
-    """``sys.executable -m DigitalContrastLib.worker`` (the package's folder joins PYTHONPATH)."""
-    launch = popen_launcher([sys.executable, "-m", "DigitalContrastLib.worker"])
+    """``sys.executable -P -m DigitalContrastLib.worker`` (the package's folder joins PYTHONPATH)."""
+    launch = popen_launcher([sys.executable, *SAFE_PATH_FLAGS, "-m", "DigitalContrastLib.worker"])
     package_parent = str(Path(__file__).resolve().parent.parent)
 
     def launch_with_path(args: Sequence[str], env: Mapping[str, str]) -> subprocess.Popen:
