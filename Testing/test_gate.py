@@ -22,7 +22,7 @@ import SimpleITK as sitk
 from ct_test_inputs import ct_like_volume, write_dicom_series
 from DigitalContrastLib import gate
 from DigitalContrastLib.cli import main
-from DigitalContrastLib.contrast_evidence import find_contrast_evidence
+from DigitalContrastLib.contrast_evidence import find_contrast_evidence, median_3x3x3
 from DigitalContrastLib.gate import check_path, check_volume
 from DigitalContrastLib.io import read_volume, write_volume
 from DigitalContrastLib.volume import CTVolume
@@ -302,3 +302,16 @@ def test_pydicom_ct_small_reads_but_has_too_few_slices():
     assert volume is not None and volume.shape_zyx == (1, 128, 128)
     assert report.error_codes() == ["too_few_slices"]
     assert "folder that holds the whole series" in report.errors[0].message
+
+
+@pytest.mark.parametrize("shape, dtype", [((9, 17, 23), np.int16), ((1, 5, 7), np.int16), ((4, 3, 2), np.float32),
+                                          ((12, 40, 30), np.float32)])
+def test_the_gates_median_equals_scipys(shape, dtype):
+    from scipy import ndimage
+
+    rng = np.random.default_rng(sum(shape))
+    array = rng.integers(-1024, 3000, shape).astype(dtype)
+    # a small slab forces several slabs, and a transposed view is taken as it comes (the gate passes views)
+    np.testing.assert_array_equal(median_3x3x3(array, voxels_per_slab=50), ndimage.median_filter(array, size=3))
+    view = np.transpose(array, (0, 2, 1))
+    np.testing.assert_array_equal(median_3x3x3(view), ndimage.median_filter(view, size=3))

