@@ -336,18 +336,26 @@ def test_flip_mean_prediction_is_the_mean_of_the_flipped_single_passes(tmp_path)
         out = single.synthesize(flipped).synthetic.array.astype(np.float32)
         residuals.append((np.flip(out, axes) if axes else out) - volume.array)
     events = []
-    result = mean.synthesize(volume, progress=lambda *e: events.append(e), uncertainty=True)
+    result = mean.synthesize(volume, progress=lambda *e: events.append(e))
     body = volume.array > -500
     expected = np.mean(residuals, axis=0)
     got = result.synthetic.array.astype(np.float32) - volume.array
     assert np.abs(got - expected)[body].max() <= 1.0  # each single pass was rounded to whole HU
     assert np.abs(residuals[0] - residuals[1])[body].mean() > 1.0  # the passes differ: the mean is not one of them
     assert any(note.startswith("prediction: mean of 4") for note in result.notes)
-    # progress: the four passes share the inference stage; the SD map costs no extra pass
+    # progress: the four passes share the inference stage
     inference = [(d, t) for stage, d, t in events if stage == "inference"]
     assert inference[-1][0] == inference[-1][1] and len(inference) >= 5
-    assert "uncertainty" not in result.timings_s and result.uncertainty is not None
-    assert float(np.asarray(result.uncertainty.array)[body].mean()) > 0
+    assert "uncertainty" not in result.timings_s and result.uncertainty is None
+    # with the SD map: the same prediction from the same four passes, the last three reported as the
+    # "uncertainty" stage (as the client weighs it)
+    events.clear()
+    with_sd = mean.synthesize(volume, progress=lambda *e: events.append(e), uncertainty=True)
+    np.testing.assert_array_equal(with_sd.synthetic.array, result.synthetic.array)
+    stages = [stage for stage, _, _ in events]
+    assert stages.index("uncertainty") > max(i for i, s in enumerate(stages) if s == "inference")
+    assert set(with_sd.timings_s) >= {"inference", "uncertainty"}
+    assert float(np.asarray(with_sd.uncertainty.array)[body].mean()) > 0
 
 
 def test_benchmark_of_a_flip_mean_card_compares_the_same_function(tmp_path):

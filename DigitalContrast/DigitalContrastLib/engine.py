@@ -831,7 +831,10 @@ def synthesize_volume(
     t0 = time.perf_counter()
     flip_mean = settings.prediction == "flip-tta-mean"
     n_passes = len(FLIP_TTA_AXES)
-    share = n_passes if flip_mean else 1  # the first pass's share of the inference stage's progress
+    # with --uncertainty the extra passes are reported as the "uncertainty" stage (the client weighs
+    # it as 3 passes), whether they serve the SD alone or the flip-mean prediction too
+    extra_stage = "uncertainty" if uncertainty else "inference"
+    share = n_passes if flip_mean and not uncertainty else 1  # the first pass's share of "inference"
     attempts = plan_attempts(device, settings.sw_batch_size, settings.max_window_voxels)
     run = sliding_window_with_fallback(
         runner, image, body_model, settings, attempts, overlap,
@@ -848,20 +851,19 @@ def synthesize_volume(
     # ---- the other flip passes (identity, z, y, z+y): the prediction's mean and/or the uncertainty's SD
     passes = [run.output]
     if flip_mean or uncertainty:
-        if not flip_mean:
+        if extra_stage == "uncertainty":
             timings["inference"] = time.perf_counter() - t0
             t0 = time.perf_counter()
-        stage = "inference" if flip_mean else "uncertainty"
         # the extra passes start where the first one succeeded: no retry of what ran out of memory
         chain = [a for a in attempts[attempts.index(run.attempt):] if a.compute_device == run.attempt.compute_device]
-        first = 1 if flip_mean else 0
-        total = n_passes if flip_mean else n_passes - 1
+        first = 0 if extra_stage == "uncertainty" else 1  # passes already counted in the stage
+        total = n_passes - 1 if extra_stage == "uncertainty" else n_passes
         for k, axes in enumerate(FLIP_TTA_AXES[1:]):
             flipped = torch.flip(image, axes).contiguous()
             flipped_body = torch.flip(body_model, axes).contiguous() if body_model is not None else None
             extra = sliding_window_with_fallback(
                 runner, flipped, flipped_body, settings, chain, overlap,
-                progress=lambda d, t, k=k: report(stage, (first + k) * t + d, total * t),
+                progress=lambda d, t, k=k: report(extra_stage, (first + k) * t + d, total * t),
             )
             notes.extend(extra.notes)
             passes.append(torch.flip(extra.output, axes))
@@ -870,9 +872,7 @@ def synthesize_volume(
     if flip_mean and stack is not None:
         run.output = stack.mean(dim=0)
         notes.append(f"prediction: mean of {n_passes} test-time flip passes (identity, z, y, z+y)")
-    timings["uncertainty" if uncertainty and not flip_mean else "inference"] = time.perf_counter() - t0
-    if uncertainty and flip_mean:
-        report("uncertainty", 1, 1)  # the SD comes from the prediction's own passes: nothing more to run
+    timings["uncertainty" if uncertainty else "inference"] = time.perf_counter() - t0
 
     # ---- postprocess: residual back onto the exact input grid, added to the original HU
     t0 = time.perf_counter()
