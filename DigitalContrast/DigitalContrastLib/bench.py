@@ -103,9 +103,7 @@ def naive_synthesis(volume, network: torch.nn.Module, settings: E.EngineSettings
             outputs.append(torch.flip(output, axes) if axes else output)
     output = torch.stack(outputs).mean(dim=0) if len(outputs) > 1 else outputs[0]
     timings["inference"] = time.perf_counter() - t0
-    windows = 1
-    for n, r in zip(grid, settings.roi_size_zyx):
-        windows *= len(E.window_starts(max(n, r), r, 0.25))
+    windows = len(E.plan_windows(grid, settings, 0.25).windows)  # MONAI's grid of the card's windows
     t0 = time.perf_counter()
     out = np.empty(volume.array.shape, dtype=np.int16)
     E.model_grid_to_input(output.float() * settings.output_scale_hu, orientation.to_canonical(out),
