@@ -116,3 +116,69 @@ def fold_batch_norm(network: torch.nn.Module) -> int:
         adn.N = torch.nn.Identity()
         folded += 1
     return folded
+
+
+class SubpixelConvTranspose3d(torch.nn.Module):
+    """A ``ConvTranspose3d(kernel 3, stride 2, padding 1, output_padding 1)`` computed as one convolution.
+
+    Output voxel ``2m + p`` (parity ``p`` per axis) of such a transposed convolution only reads input
+    voxels ``m`` (and ``m + 1`` where ``p`` is odd): even outputs take kernel tap 1, odd outputs
+    taps 2 and 0. So the layer equals one ordinary 2x2x2 convolution over the input padded by one
+    voxel at the high end, with ``8 * out_channels`` outputs (one group per parity, unused taps
+    zero), interleaved back onto the doubled grid ("sub-pixel convolution"). Same function up to
+    float rounding. CPU convolution libraries handle transposed convolutions with very few output
+    channels poorly: for the UNet's last layer (32 -> 1 channels) this form is about 2x faster in
+    bf16 on the reference CPU (measured).
+
+    Shapes: ``[B, C_in, z, y, x]`` -> ``[B, C_out, 2z, 2y, 2x]``.
+    """
+
+    #: per parity, ``(position in the 2-tap convolution, tap of the transposed kernel)``
+    _TAPS = {0: ((0, 1),), 1: ((0, 2), (1, 0))}
+
+    def __init__(self, transpose: torch.nn.ConvTranspose3d) -> None:
+        super().__init__()
+        if not self.supports(transpose):
+            raise ValueError(f"{transpose} is not a kernel-3, stride-2, padding-1, output-padding-1 ConvTranspose3d")
+        weight = transpose.weight.detach()  # [C_in, C_out, 3, 3, 3]
+        c_in, c_out = weight.shape[:2]
+        sub = weight.new_zeros(2, 2, 2, c_out, c_in, 2, 2, 2)
+        for pz in (0, 1):
+            for py in (0, 1):
+                for px in (0, 1):
+                    for a, ka in self._TAPS[pz]:
+                        for b, kb in self._TAPS[py]:
+                            for c, kc in self._TAPS[px]:
+                                sub[pz, py, px, :, :, a, b, c] = weight[:, :, ka, kb, kc].t()
+        self.out_channels = int(c_out)
+        self.weight = torch.nn.Parameter(sub.reshape(8 * c_out, c_in, 2, 2, 2), requires_grad=False)
+        bias = transpose.bias.detach() if transpose.bias is not None else weight.new_zeros(c_out)
+        self.bias = torch.nn.Parameter(bias.clone(), requires_grad=False)
+
+    @staticmethod
+    def supports(module: torch.nn.Module) -> bool:
+        """Whether ``module`` is a transposed convolution this class reproduces exactly."""
+        return (isinstance(module, torch.nn.ConvTranspose3d) and module.kernel_size == (3, 3, 3)
+                and module.stride == (2, 2, 2) and module.padding == (1, 1, 1) and module.output_padding == (1, 1, 1)
+                and module.dilation == (1, 1, 1) and module.groups == 1 and module.padding_mode == "zeros")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, _, d, h, w = x.shape
+        y = torch.nn.functional.conv3d(torch.nn.functional.pad(x, (0, 1, 0, 1, 0, 1)), self.weight)
+        y = y.view(b, 2, 2, 2, self.out_channels, d, h, w).permute(0, 4, 5, 1, 6, 2, 7, 3)
+        y = y.reshape(b, self.out_channels, 2 * d, 2 * h, 2 * w)
+        return y + self.bias.view(1, -1, 1, 1, 1)
+
+
+def use_subpixel_for_narrow_transposed_convs(network: torch.nn.Module, max_out_channels: int = 4) -> int:
+    """Replace every supported ``ConvTranspose3d`` with at most ``max_out_channels`` outputs by
+    :class:`SubpixelConvTranspose3d` (inference only; call after :func:`fold_batch_norm`, before any
+    dtype or memory-format cast). Returns how many layers were replaced.
+    """
+    replaced = 0
+    for parent in list(network.modules()):
+        for name, child in list(parent.named_children()):
+            if SubpixelConvTranspose3d.supports(child) and child.out_channels <= max_out_channels:
+                setattr(parent, name, SubpixelConvTranspose3d(child))
+                replaced += 1
+    return replaced
