@@ -969,7 +969,7 @@ def synthesize_volume(
         first = 0 if extra_stage == "uncertainty" else 1  # passes already counted in the stage
         total = n_passes - 1 if extra_stage == "uncertainty" else n_passes
         # without an SD map the passes are summed as they come (no stack of four model grids)
-        total_output = run.output.clone() if not uncertainty else None
+        total_output = run.output if not uncertainty else None  # the first pass's own tensor: no copy
         for k, axes in enumerate(FLIP_TTA_AXES[1:]):
             extra = sliding_window_with_fallback(
                 runner, image, body_model, settings, chain, overlap,

@@ -164,8 +164,10 @@ class SubpixelConvTranspose3d(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, _, d, h, w = x.shape
-        y = torch.nn.functional.conv3d(torch.nn.functional.pad(x, (0, 1, 0, 1, 0, 1)), self.weight)
-        y = y.view(b, 2, 2, 2, self.out_channels, d, h, w).permute(0, 4, 5, 1, 6, 2, 7, 3)
+        # zero padding on both sides, then drop the first output along each axis: the 2x2x2 window
+        # at output m + 1 covers inputs m and m + 1 (no padded copy of the wide input is made)
+        y = torch.nn.functional.conv3d(x, self.weight, padding=1)[:, :, 1:, 1:, 1:]
+        y = y.unflatten(1, (2, 2, 2, self.out_channels)).permute(0, 4, 5, 1, 6, 2, 7, 3)
         y = y.reshape(b, self.out_channels, 2 * d, 2 * h, 2 * w)
         return y + self.bias.view(1, -1, 1, 1, 1)
 
