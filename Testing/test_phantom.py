@@ -200,6 +200,49 @@ def test_anatomy_is_defined_in_millimetres_not_voxels():
         assert coarse.params[key] == fine.params[key]
 
 
+CHEST_LABELS = ("myocardium", "heart_left", "heart_right", "pulmonary_artery")
+
+
+def test_chest_field_of_view_shows_heart_lungs_and_the_thoracic_aorta():
+    # 3.5 mm pixels, 5 mm slices, centred on the chest: kidneys to the aortic arch
+    for seed in (2, 11):
+        case = make_phantom(seed, size_xyz=(100, 100, 80), spacing_xyz_mm=(3.5, 3.5, 5.0),
+                            center_z_mm=ph.CHEST_CENTER_Z_MM)
+        labels, nc, c = case.labels.array, case.noncontrast.array, case.contrast.array
+        chest = case.params["chest"]
+        z = case.labels.origin_mm[2] + 5.0 * np.arange(labels.shape[0])
+        for name in CHEST_LABELS:
+            assert (labels == LABELS[name]).sum() > 50, (seed, name)
+        # the blood pools look like unenhanced blood without contrast and enhance with it
+        for name in ("heart_left", "heart_right"):
+            pool = ndimage.binary_erosion(labels == LABELS[name], iterations=1)
+            assert 0 < np.median(nc[pool]) < 80 and np.median(c[pool]) > 120, (seed, name)
+        # between the aortic root and the arch, one axial slice cuts the aorta twice: the
+        # ascending aorta in front and the descending aorta beside the spine, on the left
+        lumen = labels == LABELS["aortic_lumen"]
+        level = int(np.argmin(np.abs(z - (chest["z_arch_mm"] - 25))))
+        parts, n = ndimage.label(lumen[level])
+        assert n >= 2, (seed, n)
+        centres = ndimage.center_of_mass(lumen[level], parts, range(1, n + 1))
+        big = sorted(centres, key=lambda yx: yx[0])  # rows: y grows posteriorly
+        x_of = lambda col: case.labels.origin_mm[0] + 3.5 * col  # noqa: E731
+        ascending, descending = big[0], big[-1]
+        assert descending[0] - ascending[0] > 40 / 3.5, (seed, centres)
+        assert x_of(descending[1]) > 5, (seed, centres)  # patient's left of the midline
+        assert np.median(c[level][parts == parts[tuple(np.round(descending).astype(int))]]) > 200
+        # lungs fill much of the chest
+        assert (labels[level] == LABELS["lung"]).sum() > 0.2 * (labels[level] > 0).sum()
+
+
+def test_chest_draws_nothing_below_the_right_dome(coarse_cases):
+    # the chest has its own random stream and starts above the right diaphragmatic dome, so the
+    # abdominal field of view (centred on z = 0) holds none of its labels
+    for case in coarse_cases:
+        assert not np.isin(case.labels.array, [LABELS[n] for n in CHEST_LABELS]).any(), case.params["seed"]
+        assert case.params["chest"]["z_chest_mm"] == case.params["levels_z_mm"]["diaphragm_dome_right"]
+        assert case.params["center_z_mm"] == 0.0
+
+
 @pytest.mark.slow
 def test_thrombus_does_not_enhance_and_hides_in_the_non_contrast_scan():
     # 1.4 mm pixels over the aneurysm's levels, so both medians rest on hundreds of voxels: with
@@ -356,6 +399,7 @@ def test_misregistration_is_recorded_and_the_recorded_transform_registers_the_pa
         (dict(spacing_xyz_mm=(1.0, 0.0, 1.0)), "spacing"),
         (dict(spacing_xyz_mm=(1.0, 1.0, -2.0)), "spacing"),
         (dict(ifu="brain"), "aorta"),
+        (dict(center_z_mm=float("nan")), "z centre"),
     ],
 )
 def test_bad_requests_raise_a_one_sentence_job_error(kwargs, words):

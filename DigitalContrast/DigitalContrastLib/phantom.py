@@ -3,10 +3,11 @@
 The phantoms are the project's training data, demo and ground truth. One seed gives one
 patient: the anatomy is drawn in millimetres in the patient's LPS frame (x to the patient's
 left, y posterior, z superior; the body's midline is x = 0), then voxelised on the grid asked
-for, with identity direction, centred on the body in-plane and on z = 0, so the same seed gives
-the same anatomy at any size and spacing (only the noise depends on the grid). A field of view
-of about 350 mm in-plane shows the whole body; 400 mm craniocaudal spans the lung bases to the
-hips.
+for, with identity direction, centred on the body in-plane and on z = ``center_z_mm`` (0 by
+default), so the same seed gives the same anatomy at any size, spacing and z centre (only the
+noise depends on the grid). A field of view of about 350 mm in-plane shows the whole body; 400 mm
+craniocaudal centred on z = 0 spans the lung bases to the hips; centred on z = 250 mm
+(:data:`CHEST_CENTER_Z_MM`) it spans the kidneys to the aortic arch.
 
 One label map, two HU tables (non-contrast and arterial phase), partial-volume blur, then
 independent, spatially correlated noise for each scan. Every sampled value is recorded in
@@ -37,11 +38,16 @@ code  name                what it is
 15    bowel_gas           gas in the stomach, small bowel and colon
 16    bowel               bowel wall and content (stomach, small bowel, colon)
 17    spleen              spleen
-18    lung                lung bases
+18    lung                lungs (bases in the abdominal field of view)
 19    disc                intervertebral discs
 20    vein                portal, superior mesenteric, splenic and renal veins
 21    pancreas            pancreas
 22    fluid               water-like fluid: urine (bladder, renal pelvis), bile (gallbladder)
+23    myocardium          heart muscle (ventricular and atrial walls, septum)
+24    heart_left          blood in the left atrium and ventricle
+25    heart_right         blood in the right atrium and ventricle
+26    pulmonary_artery    pulmonary trunk, left and right pulmonary arteries and their branches
+                          in the lungs (lumen)
 ====  ==================  ==================================================================
 
 HU tables (per-case values drawn uniformly in these ranges; ``HU_RANGES``)
@@ -79,6 +85,10 @@ disc                70 ... 100            NC + 0 ... 10
 vein                blood +- 3            NC + 30 ... 90
 pancreas            35 ... 50             100 ... 140
 fluid               0 ... 15              NC + 0 ... 5
+myocardium          35 ... 50             90 ... 130
+heart_left          blood                 the case's aortic mid level + 0 ... 30
+pulmonary_artery    blood                 180 ... 450
+heart_right         blood                 pulmonary artery - 60 ... + 20, clipped to 120 ... 400
 ==================  ====================  ===================================================
 
 Image formation
@@ -98,7 +108,7 @@ Image formation
 5. Rounded and clipped to -1024 ... 3071 HU (the scanner range, inside int16).
 
 Anatomy: each intended use draws its own patient in ``phantom_<ifu>.py`` (registered with
-:func:`register_ifu`); ``phantom_aorta.py`` draws the abdomen from the lung bases to the hips.
+:func:`register_ifu`); ``phantom_aorta.py`` draws the trunk from the aortic arch to the hips.
 Aneurysm: present with probability ``ANEURYSM_PROBABILITY`` (0.7): a fusiform infrarenal sac of
 maximum outer diameter U(35, 80) mm with an eccentric crescent of intraluminal thrombus whose
 thickness and side vary along z, and calcified plaques in the wall.
@@ -119,7 +129,7 @@ from .atomic import atomic_write_text
 from .errors import InputError, JobError, OutputError
 from .volume import IDENTITY_DIRECTION, CTVolume
 
-GENERATOR_VERSION = "1.1.0"
+GENERATOR_VERSION = "1.2.0"
 """Bumped whenever the same seed and grid give different voxels."""
 
 LABELS: dict[str, int] = {
@@ -146,6 +156,10 @@ LABELS: dict[str, int] = {
     "vein": 20,
     "pancreas": 21,
     "fluid": 22,
+    "myocardium": 23,
+    "heart_left": 24,
+    "heart_right": 25,
+    "pulmonary_artery": 26,
 }
 
 #: Documented range of each label's noise-free level: ``name -> ((nc_lo, nc_hi), (c_lo, c_hi))``.
@@ -174,6 +188,10 @@ HU_RANGES: dict[str, tuple[tuple[float, float], tuple[float, float]]] = {
     "vein": ((27, 53), (57, 143)),
     "pancreas": ((35, 50), (100, 140)),
     "fluid": ((0, 15), (0, 20)),
+    "myocardium": ((35, 50), (90, 130)),
+    "heart_left": ((30, 50), (250, 480)),
+    "heart_right": ((30, 50), (120, 400)),
+    "pulmonary_artery": ((30, 50), (180, 450)),
 }
 
 #: Display colours (RGB) of the labels, for previews and legends.
@@ -201,9 +219,15 @@ LABEL_COLORS: dict[int, tuple[int, int, int]] = {
     20: (110, 150, 255),
     21: (235, 175, 205),
     22: (40, 190, 255),
+    23: (170, 40, 60),
+    24: (255, 60, 120),
+    25: (90, 120, 230),
+    26: (60, 90, 255),
 }
 
 ANEURYSM_PROBABILITY = 0.7
+CHEST_CENTER_Z_MM = 250.0
+"""A 400 mm field of view centred here (LPS z, mm) reaches from the kidneys to the aortic arch."""
 HU_CLIP = (-1024, 3071)
 _MAX_VOXELS = 1024 * 1024 * 1024 // 4  # 256 M voxels: several GB of float32 work arrays
 
@@ -556,6 +580,13 @@ def sample_hu_tables(rng: np.random.Generator) -> tuple[dict[str, float], dict[s
         "lumen_gradient_sign": float(1.0 if rng.random() < 0.7 else -1.0),
         "caval_mixing_above_renal_veins_hu": u(30, 80),
     }
+    # the chest (drawn after everything else so that the abdomen's levels stay as they were)
+    nc["myocardium"] = u(35, 50)
+    c["myocardium"] = u(90, 130)
+    nc["heart_left"] = nc["heart_right"] = nc["pulmonary_artery"] = blood
+    c["heart_left"] = lumen_mid + u(0, 30)
+    c["pulmonary_artery"] = u(180, 450)
+    c["heart_right"] = float(np.clip(c["pulmonary_artery"] + u(-60, 20), 120, 400))
     return nc, c, extras
 
 
@@ -667,7 +698,7 @@ def _check_request(seed: int, ifu: str, size_xyz, spacing_xyz_mm) -> tuple[tuple
 
 
 def make_phantom(seed: int, ifu: str = "aorta", size_xyz=(256, 256, 160), spacing_xyz_mm=(1.4, 1.4, 2.5),
-                 misregistration: RigidMisregistration | None = None) -> PhantomCase:
+                 misregistration: RigidMisregistration | None = None, center_z_mm: float = 0.0) -> PhantomCase:
     """Generate one paired phantom.
 
     Args:
@@ -675,21 +706,26 @@ def make_phantom(seed: int, ifu: str = "aorta", size_xyz=(256, 256, 160), spacin
         ifu: intended use whose anatomy to draw (:func:`known_ifus`; ``"aorta"``).
         size_xyz: voxels ``(x, y, z)``.
         spacing_xyz_mm: voxel size ``(x, y, z)`` in mm. Identity direction; the grid is centred
-            on the body (in-plane) and on LPS z = 0; the anatomy's LPS coordinates do not depend
-            on the grid.
+            on the body (in-plane) and on LPS z = ``center_z_mm``; the anatomy's LPS coordinates
+            do not depend on the grid.
         misregistration: when given, the contrast scan's anatomy is moved by this rigid transform
             (recorded in ``params["misregistration"]``); labels stay on the non-contrast anatomy.
+        center_z_mm: LPS z (mm) of the grid's centre: 0 shows the abdomen (lung bases to the hips),
+            :data:`CHEST_CENTER_Z_MM` the chest (kidneys to the aortic arch).
 
     Returns:
         A :class:`PhantomCase`; volumes are int16 ``[z, y, x]`` on one grid.
 
     Raises:
-        JobError: an unknown IFU, a size < 1, a spacing <= 0 or a negative seed.
+        JobError: an unknown IFU, a size < 1, a spacing <= 0, a negative seed or a z centre that
+            is not a finite number.
     """
     from scipy.ndimage import gaussian_filter
 
     size, spacing = _check_request(seed, ifu, size_xyz, spacing_xyz_mm)
-    anatomy = _IFU_BUILDERS[ifu](int(seed), Grid(size, spacing))
+    if not isinstance(center_z_mm, (int, float)) or not math.isfinite(center_z_mm):
+        raise JobError(f"The phantom's z centre {center_z_mm!r} must be a finite number of millimetres.")
+    anatomy = _IFU_BUILDERS[ifu](int(seed), Grid(size, spacing, (0.0, 0.0, float(center_z_mm))))
     grid = anatomy.grid
     rng = np.random.default_rng([int(seed), 3])
     blur_voxels = uniform(rng, 0.5, 1.0)
@@ -745,6 +781,7 @@ def make_phantom(seed: int, ifu: str = "aorta", size_xyz=(256, 256, 160), spacin
         "seed": int(seed),
         "size_xyz": list(size),
         "spacing_xyz_mm": list(spacing),
+        "center_z_mm": float(center_z_mm),
         "origin_lps_mm": list(grid.origin),
         "direction": list(IDENTITY_DIRECTION),
         "labels": dict(LABELS),

@@ -1,15 +1,19 @@
-"""The aorta IFU's phantom patient: abdominal CT from the lung bases to the hips, with the aorta.
+"""The aorta IFU's phantom patient: CT of the trunk from the aortic arch to the hips, with the aorta.
 
 Drawn in millimetres in the patient's LPS frame (midline x = 0; the grid is re-centred on the
 body's anteroposterior middle), top to bottom:
-levels along the spine, body outline with skin, subcutaneous fat and abdominal wall, the lumbar
-spine (bodies, discs, arches, sacrum), psoas, quadratus, erector spinae, iliac wings with iliacus
+levels along the spine, body outline with skin, subcutaneous fat and abdominal wall, the
+spine (lumbar and thoracic bodies, discs, arches, sacrum), psoas, quadratus, erector spinae, iliac wings with iliacus
 and gluteal muscles, hip joints, diaphragm and lung bases, liver, gallbladder, spleen, stomach,
 kidneys, bladder, ribs, then the vessels: the aorta along a curving centre line with a radius
 profile, an optional fusiform infrarenal aneurysm (probability ``ANEURYSM_PROBABILITY``) with an
 eccentric crescent of thrombus and calcified plaques, iliac arteries, IVC and iliac veins, renal
 arteries and veins, SMA with mesenteric branches, coeliac trunk with hepatic and splenic arteries,
-the portal system, pancreas; last the colon and small-bowel loops in the free fat.
+the portal system, pancreas; the colon and small-bowel loops in the free fat; last the chest
+above the right dome (:func:`_paint_chest`: heart, ascending aorta and arch, pulmonary arteries,
+superior vena cava, oesophagus, upper ribs and sternum), where the descending aorta runs beside
+the thoracic spine. The chest draws from its own random stream, so it left the abdomen as it was;
+it is seen when the grid is centred higher (``make_phantom(center_z_mm=CHEST_CENTER_Z_MM)``).
 
 The order of the random draws is part of :data:`~DigitalContrastLib.phantom.GENERATOR_VERSION`:
 changing it changes every phantom. Label codes and HU tables live in
@@ -247,6 +251,22 @@ def _paint_hip(canvas: Canvas, center: np.ndarray, r_head: float, shell: float) 
     canvas.paint(box, r <= r_head - shell, "bone_marrow")
 
 
+def _paint_rib(canvas: Canvas, side: int, z_root: float, theta_end: float, drop: float, *, Zf: np.ndarray,
+               body_f: dict[str, np.ndarray], depth_mm: float, y_root: float, radius: float, shell: float,
+               over: tuple[str, ...], clip=None) -> None:
+    """One rib (``side`` +1 left, -1 right): from its head beside the spine at ``z_root`` (mm)
+    round the body wall, ``depth_mm`` below the skin, to the angle ``theta_end`` (radians from
+    straight back), descending by ``drop`` mm on the way; a cortical tube with marrow inside."""
+    th = np.linspace(0.45, theta_end, 24)
+    zr = z_root - drop * ((th - th[0]) / (th[-1] - th[0])) ** 1.3
+    a_z = np.interp(zr, Zf, body_f["a"])
+    yb = np.where(np.cos(th) > 0, np.interp(zr, Zf, body_f["b_post"]), np.interp(zr, Zf, body_f["b_ant"]))
+    pts = np.stack([side * (a_z - depth_mm) * np.sin(th), (yb - depth_mm) * np.cos(th), zr], axis=1)
+    pts = np.concatenate([np.array([[side * 25.0, y_root, z_root]]), pts], axis=0)
+    canvas.polyline(pts, radius, "cortical_bone", over=over, clip=clip)
+    canvas.polyline(pts, radius - shell, "bone_marrow", over=("cortical_bone",), clip=clip)
+
+
 def _paint_plaque(canvas: Canvas, tube: SliceTube, plaque: dict[str, Any]) -> None:
     """A calcified plaque: an elliptical patch (``arc_half_mm`` round the vessel, ``z_half_mm`` along
     it) of the outer ``thickness_mm`` of the vessel, centred at ``z_mm`` and ``angle_deg``."""
@@ -317,7 +337,7 @@ def build_aorta(seed: int, grid: Grid) -> Anatomy:  # noqa: C901 (one patient, d
     square = u(-0.01, 0.06)
     body_f["square"] = np.full(len(Zf), square)
     # centre the grid on the body: halfway between the front of the abdomen and the flat back
-    grid = grid.centered_at((0.0, (0.93 * b_post0 - b_ant0) / 2.0, 0.0))
+    grid = grid.centered_at((0.0, (0.93 * b_post0 - b_ant0) / 2.0, grid.center[2]))
     canvas = Canvas(grid)
     gz = grid.z
     nz = len(gz)
@@ -360,8 +380,8 @@ def build_aorta(seed: int, grid: Grid) -> Anatomy:  # noqa: C901 (one patient, d
     x_spine_f = 3.0 * smooth_noise_1d(rng, len(Zf), 60.0) * u(0, 1)
     y_spine = np.interp(gz, Zf, y_spine_f)
     x_spine = np.interp(gz, Zf, x_spine_f)
-    # vertebral levels: L4 centred at the bifurcation; index 0 = L5 ... 7 = T10, 8 = T9, 9 = T8
-    names = ["L5", "L4", "L3", "L2", "L1", "T12", "T11", "T10", "T9", "T8"]
+    # vertebral levels: L4 centred at the bifurcation; index 0 = L5 ... 7 = T10, 8 = T9, 9 = T8 ... 16 = T1
+    names = ["L5", "L4", "L3", "L2", "L1", "T12", "T11", "T10", "T9", "T8", "T7", "T6", "T5", "T4", "T3", "T2", "T1"]
     h_disc = u(8, 11)
     vb_a0, vb_b0 = u(21, 25), u(15, 18)
     shell = u(1.5, 2.5)
@@ -501,8 +521,8 @@ def build_aorta(seed: int, grid: Grid) -> Anatomy:  # noqa: C901 (one patient, d
     levels = []
     for k, lvl in enumerate(names):
         zc = z_bif + (k - 1) * pitch
-        grow = 1.0 - 0.03 * max(k - 1, 0)
-        levels.append((lvl, zc, vb_a0 * grow, vb_b0 * (1.0 - 0.02 * max(k - 1, 0))))
+        grow = max(1.0 - 0.03 * max(k - 1, 0), 0.7)
+        levels.append((lvl, zc, vb_a0 * grow, vb_b0 * max(1.0 - 0.02 * max(k - 1, 0), 0.8)))
     _paint_spine(canvas, levels, h_disc, shell, x_spine, y_spine, (r_canal_x, r_canal_y), lam_len, tp_len,
                  z_lumbar_top=z_bif + 4.5 * pitch, z_s1=z_s1)
     P["spine"].update({"levels_z_mm": {lvl: zc for lvl, zc, _, _ in levels},
@@ -511,21 +531,15 @@ def build_aorta(seed: int, grid: Grid) -> Anatomy:  # noqa: C901 (one patient, d
     # ribs 6 to 12, from the transverse processes round the body wall, descending anteriorly
     rib_r = u(4.5, 6.0)
     ribs = []
+    rib_depth = 0.8 * t_fat0 + t_muscle * 0.6 + rib_r  # of the rib's centre below the skin
     for k, lvl in enumerate(["T12", "T11", "T10", "T9", "T8", "T7", "T6"]):
         z0 = z_bif + (k + 4) * pitch
         theta_end = [1.35, 1.8, 2.3, 2.5, 2.6, 2.7, 2.75][k]
         drop = [25, 45, 75, 95, 110, 120, 125][k] * u(0.85, 1.15)
         for side in (-1, 1):
-            th = np.linspace(0.45, theta_end, 24)
-            zr = z0 - drop * ((th - th[0]) / (th[-1] - th[0])) ** 1.3
-            a_z = np.interp(zr, Zf, body_f["a"])
-            dep = 0.8 * t_fat0 + t_muscle * 0.6 + rib_r
-            yb = np.where(np.cos(th) > 0, b_post0, np.interp(zr, Zf, body_f["b_ant"]))
-            pts = np.stack([side * (a_z - dep) * np.sin(th), (yb - dep) * np.cos(th), zr], axis=1)
-            root = np.array([[side * 25.0, float(np.interp(z0, Zf, y_spine_f)) + vb_b0 + 12, z0]])
-            pts = np.concatenate([root, pts], axis=0)
-            canvas.polyline(pts, rib_r, "cortical_bone", over=("fat", "muscle", "lung", "liver", "spleen", "soft_tissue"))
-            canvas.polyline(pts, rib_r - shell, "bone_marrow", over=("cortical_bone",))
+            _paint_rib(canvas, side, z0, theta_end, drop, Zf=Zf, body_f=body_f, depth_mm=rib_depth,
+                       y_root=float(np.interp(z0, Zf, y_spine_f)) + vb_b0 + 12, radius=rib_r, shell=shell,
+                       over=("fat", "muscle", "lung", "liver", "spleen", "soft_tissue"))
             ribs.append(lvl + ("L" if side > 0 else "R"))
     P["ribs"] = {"radius_mm": rib_r, "ribs": ribs}
 
@@ -557,6 +571,12 @@ def build_aorta(seed: int, grid: Grid) -> Anatomy:  # noqa: C901 (one patient, d
           + u(1.5, 4) * smooth_noise_1d(rng, len(Zf), 35.0) + side_bulge * (R_outer - r_normal))
     gap = u(2, 5)
     cy = spine_front(Zf) - R_outer - gap
+    # the chest: its own random stream, so the abdomen's draws stay as they were
+    rng_chest = np.random.default_rng([int(seed), 7])
+    z_chest = z_dome_right
+    z_arch = min(z_chest + uniform(rng_chest, 120, 150), float(Zf[-1]) - 15)
+    cx, cy = _thoracic_aorta_course(Zf, cx, cy, R_outer, z_start=z_chest, x_spine_f=x_spine_f, y_spine_f=y_spine_f,
+                                    vb_a=0.8 * vb_a0, vb_b=0.85 * vb_b0)
     # thrombus: lumen shrinks inside the sac, eccentric; side and thickness vary along z
     Ri = R_outer - wall_mm
     if aneurysm:
@@ -578,7 +598,7 @@ def build_aorta(seed: int, grid: Grid) -> Anatomy:  # noqa: C901 (one patient, d
     rl_c = capped_radius(Zf, r_lumen, z_bif, below=True)
     cxc = np.where(Zf < z_bif, np.interp(z_bif, Zf, cx), cx)
     cyc = np.where(Zf < z_bif, np.interp(z_bif, Zf, cy), cy)
-    aorta = SliceTube(Zf, cxc, cyc, np.where(R_c > 0, R_c, 0), Ri_c, rl_c, ldx, ldy)
+    aorta = SliceTube(Zf, cxc, cyc, np.where((R_c > 0) & (Zf <= z_arch), R_c, 0), Ri_c, rl_c, ldx, ldy)
 
     # iliac arteries: diverge from the bifurcation, then run down the pelvic brim anteriorly
     x_b, y_b = float(np.interp(z_bif, Zf, cx)), float(np.interp(z_bif, Zf, cy))
@@ -773,6 +793,15 @@ def build_aorta(seed: int, grid: Grid) -> Anatomy:  # noqa: C901 (one patient, d
                                      peritoneal=peritoneal, bladder_c=bladder_c,
                                      y_sacrum=y_spine_f, Zf=Zf))
 
+    # ---------------------------------------------------------------- chest (above the right dome)
+    P["chest"] = _paint_chest(canvas, rng_chest, dict(
+        z_chest=z_chest, z_arch=z_arch, Zf=Zf, body_f=body_f, cavity=cavity, depth=depth, rib_r=rib_r,
+        rib_depth=rib_depth, t_fat0=t_fat0,
+        t_muscle=t_muscle, z_t6=z_bif + 10 * pitch, pitch=pitch, y_spine_f=y_spine_f, x_spine_f=x_spine_f,
+        vb_b=0.85 * vb_b0, shell=shell, wall_mm=wall_mm,
+        arch_end=(float(np.interp(z_arch, Zf, cx)), float(np.interp(z_arch, Zf, cy)), z_arch),
+        arch_end_radius=float(np.interp(z_arch, Zf, R_outer))))
+
     # ---------------------------------------------------------------- record
     dmax_outer = float(2 * R_outer.max())
     P["aorta"] = {
@@ -896,3 +925,153 @@ def _paint_bowel(canvas: Canvas, grid: Grid, rng: np.random.Generator, cavity, a
         sub[tuple(i[gas] for i in index)] = LABELS["bowel_gas"]
     return {"colon_path_mm": np.round(path, 1).tolist(), "colon_radius_mm": np.round(r_colon, 1).tolist(),
             "loop_correlation_mm": corr, "loop_threshold": loop_threshold, "gas_threshold": gas_threshold}
+
+
+def _thoracic_aorta_course(Zf: np.ndarray, cx: np.ndarray, cy: np.ndarray, R_outer: np.ndarray, *, z_start: float,
+                           x_spine_f: np.ndarray, y_spine_f: np.ndarray, vb_a: float,
+                           vb_b: float) -> tuple[np.ndarray, np.ndarray]:
+    """The descending aorta's centre line above ``z_start`` (mm): it moves from in front of the
+    spine (abdomen) to beside the vertebral bodies on the left (chest) over 60 mm."""
+    w = smoothstep((Zf - z_start) / 60.0)
+    x_chest = x_spine_f + 0.75 * vb_a + 0.6 * R_outer
+    y_chest = y_spine_f - 0.5 * vb_b
+    return cx + w * (x_chest - cx), cy + w * (y_chest - cy)
+
+
+def _paint_chest(canvas: Canvas, rng: np.random.Generator, anat: dict[str, Any]) -> dict[str, Any]:
+    """The chest above the right diaphragmatic dome (``anat["z_chest"]``, mm): upper ribs and
+    sternum, mediastinal fat, the heart (myocardium, left and right chambers), the aortic root,
+    ascending aorta and arch with its three branches, pulmonary trunk and arteries with branches
+    into the lungs, superior vena cava and oesophagus. Nothing is drawn below ``z_chest``, so
+    abdominal fields of view (centred on z = 0) are unchanged. The descending aorta itself is the
+    aorta's :class:`SliceTube`, which ends at ``anat["z_arch"]`` where the arch takes over.
+    """
+    u = lambda lo, hi: uniform(rng, lo, hi)  # noqa: E731
+    grid = canvas.grid
+    z0, z_arch = anat["z_chest"], anat["z_arch"]
+    Zf, body_f = anat["Zf"], anat["body_f"]
+    soft = ("lung", "fat", "muscle", "soft_tissue")
+
+    def chest(box: Box) -> np.ndarray:
+        return (box.Z > z0) & anat["cavity"](box)
+
+    # upper ribs (T5 ... T1) and the sternum
+    rib_r, t_fat0, t_muscle = anat["rib_r"], anat["t_fat0"], anat["t_muscle"]
+    for k, (theta_end, drop) in enumerate(((2.8, 118), (2.8, 108), (2.7, 95), (2.5, 80), (2.2, 60))):
+        z_root = anat["z_t6"] + (k + 1) * anat["pitch"]
+        drop *= u(0.85, 1.15)
+        for side in (-1, 1):
+            _paint_rib(canvas, side, z_root, theta_end, drop, Zf=Zf, body_f=body_f, depth_mm=anat["rib_depth"],
+                       y_root=float(np.interp(z_root, Zf, anat["y_spine_f"])) + anat["vb_b"] + 12, radius=rib_r,
+                       shell=anat["shell"], over=soft, clip=lambda b: b.Z > z0)
+    y_skin = -float(np.interp(z0 + 100, Zf, body_f["b_ant"]))
+    y_sternum = y_skin + 0.8 * t_fat0 + t_muscle + 6
+    sternum = np.array([[0.0, y_sternum + 4, z0 - 30], [0.0, y_sternum, z0 + 60], [0.0, y_sternum - 2, z_arch + 60]])
+    canvas.polyline(sternum, 7.0, "cortical_bone", over=soft, clip=lambda b: b.Z > z0)
+    canvas.polyline(sternum, 4.5, "bone_marrow", over=("cortical_bone",), clip=lambda b: b.Z > z0)
+
+    # lungs: the rib cage above the dome but the spine and the muscles behind it (below z0 the
+    # abdomen's lung bases stay as drawn)
+    cage = grid.box((-250.0, -250.0, z0), (250.0, 250.0, 1e9))
+    if cage is not None:
+        inside_ribs = anat["depth"][cage.sl] > 0.8 * t_fat0 + 0.6 * t_muscle + 2 * rib_r + 1
+        y_spine = np.interp(grid.z[cage.z_index], Zf, anat["y_spine_f"])[:, None, None]
+        spine_block = (np.abs(cage.X) < 40) & (cage.Y > y_spine - anat["vb_b"] - 5)
+        canvas.paint(cage, inside_ribs & ~spine_block, "lung", over=("fat", "muscle", "soft_tissue"))
+    # mediastinum: fat between the sternum and the spine, over the lungs
+    x_med = u(0, 10)
+    med = grid.box((x_med - 40, y_sternum, z0), (x_med + 40, 200, 1e9))
+    if med is not None:
+        y_front_spine = np.interp(grid.z[med.z_index], Zf, anat["y_spine_f"])[:, None, None] - anat["vb_b"]
+        half_w = 22 + 10 * np.clip((med.Y - y_sternum) / 60.0, 0, 1)
+        canvas.paint(med, chest(med) & (np.abs(med.X - x_med) < half_w) & (med.Y < y_front_spine + 5), "fat", over=soft)
+
+    # heart: a tilted ellipsoid on the diaphragm, apex to the left and forwards
+    r_h = np.array([u(62, 72), u(45, 55), u(52, 62)])
+    c_h = np.array([u(12, 25), y_sternum + 8 + r_h[1] * u(0.85, 1.0), z0 + r_h[2] * u(0.8, 0.95)])
+    ang = math.radians(u(25, 45))
+    rot = np.array([[math.cos(ang), -math.sin(ang), 0], [math.sin(ang), math.cos(ang), 0], [0, 0, 1]])
+    heart_over = soft + ("bowel", "bowel_gas")
+    canvas.ellipsoid(c_h, r_h, "myocardium", rotation=rot, clip=chest, over=heart_over)
+    # left chambers behind and to the left, right chambers in front and to the right, septum between
+    sep = u(5, 8)
+    left_c = c_h + rot @ np.array([0.0, r_h[1] * 0.28, 0.0]) + np.array([sep, 0, 0])
+    right_c = c_h + rot @ np.array([0.0, -r_h[1] * 0.3, 0.0]) - np.array([sep, 0, 0])
+    canvas.ellipsoid(left_c, r_h * np.array([0.72, 0.4, 0.72]), "heart_left", rotation=rot, over=("myocardium",))
+    canvas.ellipsoid(right_c, r_h * np.array([0.75, 0.38, 0.75]), "heart_right", rotation=rot, over=("myocardium",))
+
+    # ascending aorta from the root (in the heart's upper middle) up behind the sternum, the arch
+    # over the pulmonary bifurcation to the descending aorta (its top point: anat["arch_end"])
+    wall = anat["wall_mm"]
+    r_asc = u(14, 18)
+    root = np.array([c_h[0] - u(8, 14), c_h[1] + u(0, 8), c_h[2] + r_h[2] * 0.45])
+    top_asc = np.array([u(-12, 0), y_sternum + u(25, 35), z_arch])
+    end = np.asarray(anat["arch_end"], dtype=float)
+    r_end = float(anat["arch_end_radius"])
+    mid = (top_asc + end) / 2
+    rise = u(22, 32)
+    t = np.linspace(0, np.pi, 13)
+    arch = mid + np.outer(np.cos(t), top_asc - mid) + np.outer(np.sin(t), [0.0, 0.0, rise])
+    asc = np.array([root, root + [0, -6, 25], top_asc])
+    path = np.concatenate([asc, arch[1:]], axis=0)
+    radii = np.concatenate([np.full(len(asc), r_asc), np.linspace(r_asc, r_end, len(arch))[1:]])
+    vessel_over = heart_over + ("myocardium", "heart_left", "heart_right", "vein", "pulmonary_artery")
+    # the arch's branches: brachiocephalic, left common carotid, left subclavian
+    r_br = u(4.5, 6.5)
+    for k, frac in enumerate((0.3, 0.5, 0.7)):
+        p = mid + np.cos(np.pi * frac) * (top_asc - mid) + np.sin(np.pi * frac) * np.array([0, 0, rise])
+        drift = (-25.0, 5.0, 40.0)[k]
+        branch = np.array([p, p + [drift * 0.3, 0, 30], p + [drift, 5, 90]])
+        canvas.polyline(branch, r_br * (1.2 if k == 0 else 1.0), "branch_artery", over=vessel_over)
+
+    # pulmonary trunk from the right ventricle's outflow, up and back to the left under the arch,
+    # then the left and right pulmonary arteries (the right one behind the ascending aorta)
+    r_pt = u(12, 15)
+    outflow = right_c + np.array([u(5, 15), -r_h[1] * 0.2, r_h[2] * 0.35])
+    bif = np.array([top_asc[0] + r_asc + u(5, 12), top_asc[1] + r_asc + u(8, 14), z_arch - u(28, 38)])
+    trunk = np.array([outflow, (outflow + bif) / 2 + [4, -4, 4], bif])
+    canvas.polyline(trunk, [r_pt, r_pt, r_pt * 0.9], "pulmonary_artery", over=vessel_over)
+    hila = {}
+    for side in (-1, 1):
+        hil = np.array([side * u(55, 70), bif[1] + u(15, 25), bif[2] - u(5, 20)])
+        via = np.array([(bif[0] + hil[0]) / 2, max(bif[1], top_asc[1] + r_asc + 4) + 6, bif[2] - 3])
+        canvas.polyline(np.array([bif, via, hil]), [r_pt * 0.8, r_pt * 0.7, r_pt * 0.55], "pulmonary_artery",
+                        over=vessel_over)
+        hila["left" if side > 0 else "right"] = hil
+    # branches into the lungs: random walks away from each hilum, thinning
+    n_lung = int(rng.integers(10, 17))
+    for side, name in ((1, "left"), (-1, "right")):
+        for _ in range(n_lung):
+            direction = np.array([side * u(0.4, 1.0), u(-0.8, 0.9), u(-0.9, 0.9)])
+            pts = [hila[name]]
+            for _ in range(5):
+                step = direction / np.linalg.norm(direction) * u(14, 22) + rng.uniform(-6, 6, 3)
+                pts.append(pts[-1] + step)
+            canvas.polyline(np.array(pts), np.linspace(u(3.5, 5.0), 1.2, len(pts)), "pulmonary_artery",
+                            over=("lung",), clip=chest)
+
+    # superior vena cava to the right of the ascending aorta, down into the right atrium
+    r_svc = u(8, 11)
+    svc_x = top_asc[0] - r_asc - r_svc - u(3, 8)
+    svc = np.array([[svc_x, top_asc[1] + 8, z_arch + 120], [svc_x, top_asc[1] + 10, z_arch - 30],
+                    [right_c[0] - 10, right_c[1] + 10, c_h[2] + r_h[2] * 0.4]])
+    canvas.polyline(svc, r_svc, "vein", over=vessel_over)
+    # the aorta: wall, then lumen (the descending part is painted by the caller)
+    canvas.polyline(path, radii, "aortic_wall", over=vessel_over + ("branch_artery",), clip=lambda b: b.Z > z0)
+    canvas.polyline(path, radii - wall, "aortic_lumen", over=("aortic_wall", "branch_artery") + vessel_over,
+                    clip=lambda b: b.Z > z0)
+    # oesophagus: in front of the spine, to the right of the descending aorta
+    r_oes = u(7, 10)
+    zs = np.linspace(z0, z_arch + 120, 12)
+    ys = np.interp(zs, Zf, anat["y_spine_f"]) - anat["vb_b"] - r_oes - 1
+    xs = np.interp(zs, Zf, anat["x_spine_f"]) + u(-6, 2)
+    canvas.polyline(np.stack([xs, ys, zs], 1), r_oes, "muscle", over=("lung", "fat", "soft_tissue"))
+    return {
+        "z_chest_mm": z0, "z_arch_mm": z_arch, "arch_rise_mm": rise,
+        "heart": {"center_mm": c_h.tolist(), "radii_mm": r_h.tolist(), "rotation_deg": math.degrees(ang)},
+        "ascending_aorta": {"root_mm": root.tolist(), "top_mm": top_asc.tolist(), "outer_radius_mm": r_asc},
+        "pulmonary_trunk": {"bifurcation_mm": bif.tolist(), "radius_mm": r_pt},
+        "pulmonary_hila_mm": {k: v.tolist() for k, v in hila.items()},
+        "lung_branches_per_side": n_lung,
+        "svc_radius_mm": r_svc, "oesophagus_radius_mm": r_oes,
+    }

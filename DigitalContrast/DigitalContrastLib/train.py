@@ -671,8 +671,12 @@ def train(config: TrainConfig, resume: bool = False, progress: ProgressCallback 
 
 
 def generate_phantom_cases(folder: str | Path, count: int, seed_start: int,
-                           progress: ProgressCallback | None = None, **phantom_kwargs: Any) -> list[Path]:
-    """Write phantoms ``seed_start .. seed_start+count-1`` into ``folder/phantom-<seed>/`` (kept if present)."""
+                           progress: ProgressCallback | None = None, prefix: str = "phantom",
+                           **phantom_kwargs: Any) -> list[Path]:
+    """Write phantoms ``seed_start .. seed_start+count-1`` into ``folder/<prefix>-<seed>/`` (kept if present).
+
+    ``phantom_kwargs`` go to :func:`~DigitalContrastLib.phantom.make_phantom` (size, spacing, z centre).
+    """
     from .phantom import make_phantom, write_phantom
 
     if count < 0 or seed_start < 0:
@@ -682,7 +686,7 @@ def generate_phantom_cases(folder: str | Path, count: int, seed_start: int,
     made = []
     for k in range(count):
         seed = seed_start + k
-        case_dir = folder / f"phantom-{seed:05d}"
+        case_dir = folder / f"{prefix}-{seed:05d}"
         if not all((case_dir / name).is_file() for name in CASE_FILES.values()):
             write_phantom(make_phantom(seed, **phantom_kwargs), case_dir)
         made.append(case_dir)

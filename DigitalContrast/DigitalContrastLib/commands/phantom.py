@@ -24,18 +24,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="voxels along x, y, z (default: 256 256 160)")
     parser.add_argument("--spacing", type=float, nargs=3, default=(1.4, 1.4, 2.5), metavar=("X", "Y", "Z"),
                         help="voxel size in mm along x, y, z (default: 1.4 1.4 2.5)")
+    parser.add_argument("--chest", action="store_true",
+                        help="centre the field of view on the chest (z = 250 mm: kidneys to the aortic arch, "
+                             "with heart, lungs and the thoracic aorta) instead of the abdomen (z = 0)")
     parser.add_argument("--misregister", action="store_true",
                         help="move the contrast scan's anatomy by a small random rigid transform (recorded)")
     parser.add_argument("--png", action="store_true", help="also write preview.png (axial and coronal views)")
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..phantom import RigidMisregistration, make_phantom, summary_line, write_phantom
+    from ..phantom import CHEST_CENTER_Z_MM, RigidMisregistration, make_phantom, summary_line, write_phantom
 
     misregistration = RigidMisregistration.random(args.seed) if args.misregister and args.seed >= 0 else None
     started = time.perf_counter()
     case = make_phantom(args.seed, ifu=args.ifu, size_xyz=args.size, spacing_xyz_mm=args.spacing,
-                        misregistration=misregistration)
+                        misregistration=misregistration, center_z_mm=CHEST_CENTER_Z_MM if args.chest else 0.0)
     seconds = time.perf_counter() - started
     paths = write_phantom(case, args.outdir)
     if args.png:

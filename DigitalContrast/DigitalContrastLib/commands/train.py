@@ -65,6 +65,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", action="store_true", help="continue from OUT/training/checkpoint.safetensors")
     parser.add_argument("--generate-phantoms", type=int, default=0, metavar="N", help="first write N phantoms into --data")
     parser.add_argument("--seed-start", type=int, default=0, help="seed of the first generated training phantom")
+    parser.add_argument("--generate-chest-phantoms", type=int, default=0, metavar="M",
+                        help="also write M phantoms whose field of view is the chest (kidneys to the aortic arch; "
+                             "seeds from --seed-start, folders chest-<seed>)")
     parser.add_argument("--generate-val-phantoms", type=int, default=0, metavar="K", help="write K phantoms into --val-data")
     parser.add_argument("--val-seed-start", type=int, default=10000, help="seed of the first validation phantom")
     parser.add_argument("--phantom-size", type=int, nargs=3, metavar=("X", "Y", "Z"), default=(256, 256, 160))
@@ -80,6 +83,12 @@ def run(args: argparse.Namespace) -> int:
     if args.generate_phantoms:
         with ProgressBar("phantoms", weights={"phantoms": 1.0}) as bar:
             generate_phantom_cases(args.data, args.generate_phantoms, args.seed_start, progress=bar, **phantom)
+    if args.generate_chest_phantoms:
+        from ..phantom import CHEST_CENTER_Z_MM
+
+        with ProgressBar("chest phantoms", weights={"phantoms": 1.0}) as bar:
+            generate_phantom_cases(args.data, args.generate_chest_phantoms, args.seed_start, progress=bar,
+                                   prefix="chest", center_z_mm=CHEST_CENTER_Z_MM, **phantom)
     if args.generate_val_phantoms:
         if not args.val_data:
             raise JobError("--generate-val-phantoms needs --val-data to say where to write them.")
@@ -100,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
         freeze_norm_fraction=args.freeze_norm, ssim_weight=args.ssim_weight, val_cases=args.val_cases, seed=args.seed,
         model_id=args.model_id, version=args.model_version, command=command_line(["train", *_options_as_given(args)]),
         data_description={"phantoms": {"generator": "DigitalContrastLib.phantom.make_phantom", **{k: list(v) for k, v in phantom.items()}}}
-        if args.generate_phantoms or args.generate_val_phantoms else {},
+        if args.generate_phantoms or args.generate_val_phantoms or args.generate_chest_phantoms else {},
     )
 
     def step_bar(total: int):
