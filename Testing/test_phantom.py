@@ -436,6 +436,21 @@ def test_cli_writes_the_four_files_preview_and_records_misregistration(tmp_path)
     motion = params["misregistration"]
     assert motion is not None and len(motion["matrix_4x4"]) == 4 and "ZXY" in motion["convention"]
     assert not np.allclose(np.array(motion["matrix_4x4"]), np.eye(4))
+    assert params["center_z_mm"] == 0.0
+
+
+@pytest.mark.process
+def test_cli_chest_centres_the_field_of_view_on_the_chest(tmp_path):
+    out = tmp_path / "chest"
+    result = run_cli(str(out), "--seed", "7", "--size", "64", "64", "40", "--spacing", "5.6", "5.6", "10", "--chest")
+    assert result.returncode == 0, result.stderr
+    case = read_phantom(out)
+    assert case.params["center_z_mm"] == ph.CHEST_CENTER_Z_MM
+    assert case.labels.origin_mm[2] == pytest.approx(ph.CHEST_CENTER_Z_MM - 19.5 * 10)
+    abdomen = make_phantom(7, size_xyz=(64, 64, 40), spacing_xyz_mm=(5.6, 5.6, 10.0))
+    lung = LABELS["lung"]
+    assert (case.labels.array == LABELS["myocardium"]).any()
+    assert (case.labels.array == lung).mean() > 3 * (abdomen.labels.array == lung).mean()
 
 
 @pytest.mark.process

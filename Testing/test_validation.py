@@ -123,3 +123,34 @@ def test_validate_model_scores_every_method_on_held_out_phantoms():
     assert case["identity"]["lumen_dice"] + 0.3 < case["observer"]["lumen_dice"] <= case["oracle"]["lumen_dice"] + 0.05
     assert set(report["acceptance"]) == {"lumen_dice", "thrombus_bias", "lumen_median", "lumen_mae_vs_oracle",
                                          "body_mae_vs_identity", "max_diameter"}
+
+
+class _ReferenceEngine:
+    """A reference "model" for the chest check: the identity (returns its input) or, knowing the
+    phantom, the true contrast scan; the same roles as the identity and oracle rows above."""
+
+    def __init__(self, truth=None):
+        self.truth = truth
+
+    def synthesize(self, volume):
+        from types import SimpleNamespace
+
+        return SimpleNamespace(synthetic=self.truth if self.truth is not None else volume)
+
+
+def test_chest_check_measures_the_thoracic_lumen_from_both_inputs():
+    from DigitalContrastLib.phantom import CHEST_CENTER_Z_MM, make_phantom
+    from DigitalContrastLib.validation import chest_check
+
+    grid = dict(size_xyz=(128, 128, 80), spacing_xyz_mm=(2.8, 2.8, 5.0))
+    # seed 10102: lumen level 381 HU, so partial volume at 2.8 mm keeps the true median inside 250-450
+    identity = chest_check([10102], _ReferenceEngine(), **grid)
+    case = identity["cases"][0]
+    assert case["thoracic_lumen_voxels"] > 100 and 250 <= case["true_thoracic_lumen_median_hu"] <= 450
+    # the identity keeps the unenhanced blood of both inputs: it fails the rule
+    assert case["synthetic_thoracic_lumen_median_hu"] < 80 and case["pseudo_noncontrast_thoracic_lumen_median_hu"] < 80
+    assert identity["passed"] is False
+    truth = make_phantom(10102, center_z_mm=CHEST_CENTER_Z_MM, **grid).contrast
+    oracle = chest_check([10102], _ReferenceEngine(truth), **grid)
+    assert oracle["passed"] is True
+    assert oracle["cases"][0]["synthetic_thoracic_lumen_median_hu"] == case["true_thoracic_lumen_median_hu"]

@@ -15,11 +15,15 @@ aortic sac and the lumen and thrombus HU, it thresholds the smoothed NCCT inside
 NCCT intensity alone separates lumen from thrombus) and the model side by side:
 body MAE, lumen MAE/bias, thrombus bias, lumen Dice at 150 HU, diameter error; then check the
 acceptance criteria. --realdata CTA MASK adds the real-anatomy check (aortic lumen of a real CTA
-replaced by unenhanced blood). --write-card stores the results in the model card.
+replaced by unenhanced blood). --chest-count N adds N phantoms whose field of view is the chest
+(kidneys to the aortic arch) and reports the synthetic thoracic aortic lumen median of each, from
+its non-contrast scan and from a pseudo non-contrast scan made like the real-anatomy check.
+--write-card stores the results in the model card.
 
 examples:
   digital-contrast validate --seed-start 10000 --count 8
   digital-contrast validate --realdata cta.nii.gz aorta_mask.nii.gz --write-card --json
+  digital-contrast validate --count 8 --chest-seed-start 10100 --chest-count 4
 """
 
 
@@ -30,6 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     parser.add_argument("--realdata", nargs=2, metavar=("CTA", "MASK"), default=None,
                         help="real CTA and its aorta mask for the real-anatomy check")
+    parser.add_argument("--chest-count", type=int, default=0, metavar="N",
+                        help="also score N chest-field phantoms (thoracic aortic lumen median; default 0)")
+    parser.add_argument("--chest-seed-start", type=int, default=10100, help="first chest phantom seed")
     parser.add_argument("--write-card", action="store_true", help="store the results in the model's card")
     parser.add_argument("--json", action="store_true", help="print the full results as JSON")
 
@@ -37,8 +44,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..progressbar import ProgressBar
     from ..synthesis import load_engine
-    from ..validation import METHODS, realdata_check, validate_model, write_validation_to_card
+    from ..errors import JobError
+    from ..validation import METHODS, chest_check, realdata_check, validate_model, write_validation_to_card
 
+    if args.count < 1 or args.chest_count < 0 or args.seed_start < 0 or args.chest_seed_start < 0:
+        raise JobError("--count must be at least 1, and --chest-count and the seed starts zero or more.")
     engine = load_engine(args.model, args.device)
     seeds = list(range(args.seed_start, args.seed_start + args.count))
     # the real-data check first: a wrong path then fails in seconds, not after every phantom
@@ -47,6 +57,10 @@ def run(args: argparse.Namespace) -> int:
         report = validate_model(seeds=seeds, engine=engine, progress=bar)
     if realdata is not None:
         report["realdata"] = realdata
+    if args.chest_count:
+        with ProgressBar("chest phantoms", weights={"chest": 1.0}) as bar:
+            chest_seeds = list(range(args.chest_seed_start, args.chest_seed_start + args.chest_count))
+            report["chest"] = chest_check(chest_seeds, engine, progress=bar)
     if args.write_card:
         write_validation_to_card(engine.card, report)
     if args.json:
@@ -66,4 +80,9 @@ def run(args: argparse.Namespace) -> int:
         r = report["realdata"]
         print(f"[{'PASS' if r['passed'] else 'FAIL'}] real CTA: synthetic lumen median {r['synthetic_lumen_median_hu']:.0f} HU "
               f"(real {r['real_lumen_median_hu']:.0f}, pseudo-NCCT {r['pseudo_noncontrast_lumen_median_hu']:.0f})")
+    if "chest" in report:
+        c = report["chest"]
+        print(f"[{'PASS' if c['passed'] else 'FAIL'}] chest phantoms {c['seeds'][0]}-{c['seeds'][-1]}: synthetic thoracic "
+              f"lumen median {c['min_thoracic_lumen_median_hu']:.0f}-{c['max_thoracic_lumen_median_hu']:.0f} HU "
+              f"(from pseudo-NCCT, median of cases {c['median_pseudo_noncontrast_thoracic_lumen_median_hu']:.0f})")
     return 0
