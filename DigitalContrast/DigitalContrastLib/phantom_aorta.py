@@ -574,7 +574,7 @@ def build_aorta(seed: int, grid: Grid) -> Anatomy:  # noqa: C901 (one patient, d
     # the chest: its own random stream, so the abdomen's draws stay as they were
     rng_chest = np.random.default_rng([int(seed), 7])
     z_chest = z_dome_right
-    z_arch = min(z_chest + uniform(rng_chest, 120, 150), float(Zf[-1]) - 15)
+    z_arch = min(z_chest + uniform(rng_chest, 150, 175), float(Zf[-1]) - 15)
     cx, cy = _thoracic_aorta_course(Zf, cx, cy, R_outer, z_start=z_chest, x_spine_f=x_spine_f, y_spine_f=y_spine_f,
                                     vb_a=0.8 * vb_a0, vb_b=0.85 * vb_b0)
     # thrombus: lumen shrinks inside the sac, eccentric; side and thickness vary along z
@@ -833,10 +833,18 @@ def build_aorta(seed: int, grid: Grid) -> Anatomy:  # noqa: C901 (one patient, d
         "lumen_center_lps_mm": np.round(np.stack([f["cx"] + f["lumen_dx"], f["cy"] + f["lumen_dy"], gz], 1)[present], 3).tolist(),
     }
 
-    # focus for previews: widest aortic slice in the field of view (infrarenal)
+    # focus for previews: widest aortic slice in the field of view (infrarenal); in a field of view
+    # centred in the chest, the slice that cuts the ascending and the descending aorta, and the
+    # coronal plane through the ascending aorta (heart, aortic root, arch)
     infrarenal = present & (gz < z_renal)
     cand = infrarenal if infrarenal.any() else present
-    if cand.any():
+    if grid.center[2] > z_chest:
+        zi = int(np.argmin(np.abs(gz - (z_arch - 25.0))))
+        y_asc, x_asc = P["chest"]["ascending_aorta"]["top_mm"][1], P["chest"]["ascending_aorta"]["top_mm"][0]
+        yi = int(np.clip(round((y_asc - grid.origin[1]) / grid.spacing[1]), 0, grid.shape_zyx[1] - 1))
+        xi = int(np.clip(round((x_asc - grid.origin[0]) / grid.spacing[0]), 0, grid.shape_zyx[2] - 1))
+        focus = (zi, yi, xi)
+    elif cand.any():
         zi = int(np.argmax(np.where(cand, f["outer"], -1)))
         # coronal plane: through the flowing lumen of the infrarenal aorta (median over its slices)
         y_lumen = float(np.median((f["cy"] + f["lumen_dy"])[cand]))
