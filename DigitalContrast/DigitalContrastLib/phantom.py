@@ -129,7 +129,7 @@ from .atomic import atomic_write_text
 from .errors import InputError, JobError, OutputError
 from .volume import IDENTITY_DIRECTION, CTVolume
 
-GENERATOR_VERSION = "1.2.0"
+GENERATOR_VERSION = "1.3.0"
 """Bumped whenever the same seed and grid give different voxels."""
 
 LABELS: dict[str, int] = {

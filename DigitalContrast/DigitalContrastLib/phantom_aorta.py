@@ -575,6 +575,10 @@ def build_aorta(seed: int, grid: Grid) -> Anatomy:  # noqa: C901 (one patient, d
     rng_chest = np.random.default_rng([int(seed), 7])
     z_chest = z_dome_right
     z_arch = min(z_chest + uniform(rng_chest, 150, 175), float(Zf[-1]) - 15)
+    # the thoracic aorta is wider than the abdominal one (24-34 mm): it widens over 80 mm above the dome
+    widen = smoothstep((Zf - z_chest) / 80.0) * uniform(rng_chest, 1.5, 4.0)
+    R_outer = R_outer + widen
+    r_normal = r_normal + widen
     cx, cy = _thoracic_aorta_course(Zf, cx, cy, R_outer, z_start=z_chest, x_spine_f=x_spine_f, y_spine_f=y_spine_f,
                                     vb_a=0.8 * vb_a0, vb_b=0.85 * vb_b0)
     # thrombus: lumen shrinks inside the sac, eccentric; side and thickness vary along z

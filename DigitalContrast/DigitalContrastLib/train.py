@@ -430,12 +430,14 @@ def card_template(config: TrainConfig, network_kwargs: dict[str, Any]) -> dict[s
         "training": {"command": config.command or "(not recorded)", "data": dict(config.data_description)},
         "validation": {},
         "intended_use": (
-            "Demonstrates the DigitalContrast pipeline: turns a non-contrast abdominal CT into a synthetic "
-            "arterial-phase CT angiogram of the aorta, for software testing, teaching and research on procedural "
-            "phantoms. Not for clinical use: it was trained only on procedural phantoms, never on patient scans."
+            "Demonstrates the DigitalContrast pipeline: turns a non-contrast CT of the abdomen or chest into a "
+            "synthetic arterial-phase CT angiogram of the aorta, for software testing, teaching and research on "
+            "procedural phantoms. Not for clinical use: it was trained only on procedural phantoms, never on patient "
+            "scans."
         ),
         "limitations": [
-            "Trained on procedural abdominal phantoms only; real anatomy, pathology, implants and scanners differ.",
+            "Trained on procedural phantoms only (the fields of view its training data held); real anatomy, "
+            "pathology, implants and scanners differ.",
             "Predicts the average enhancement: the true bolus level (250-450 HU) of a given scan cannot be known from "
             "a non-contrast CT.",
             "Smooths image noise inside enhancing structures (L1 training against a target with independent noise).",
