@@ -77,3 +77,52 @@ def test_checkpoint_round_trips_the_optimizer_without_pickle(tmp_path):
     assert json.dumps(s1["param_groups"]) == json.dumps(s2["param_groups"])
     for k in s1["state"]:
         torch.testing.assert_close(s1["state"][k]["exp_avg"], s2["state"][k]["exp_avg"])
+
+
+def _two_vessel_case(config):
+    """A 20x24x24 case: a dark aorta (labelled) and a heart, both enhanced in the contrast scan."""
+    from pathlib import Path
+
+    from DigitalContrastLib.train import TrainingCase
+
+    nc = np.full((20, 24, 24), 40, np.int16)
+    c = nc.copy()
+    lumen = np.zeros(nc.shape, bool)
+    lumen[:, 4:10, 4:10] = True
+    heart = np.zeros(nc.shape, bool)
+    heart[:, 14:20, 14:20] = True
+    c[lumen], c[heart] = 300, 200
+    return TrainingCase(name="two-vessels", folder=Path("."), noncontrast=nc, contrast=c, vessel=lumen | heart,
+                        thrombus=None, labels=None, aortic_lumen=lumen if config.pseudo_noncontrast_fraction else None,
+                        positives=np.flatnonzero(lumen), body_box=((0, 20), (0, 24), (0, 24)), spacing_xyz_mm=(1.0, 1.0, 1.0))
+
+
+@pytest.mark.parametrize("fraction", [0.0, 1.0])
+def test_pseudo_noncontrast_patches_keep_every_enhanced_neighbour_and_only_darken_the_aorta(tmp_path, fraction):
+    from DigitalContrastLib.train import PatchSampler, TrainConfig
+
+    config = TrainConfig(data_dir=str(tmp_path), out_dir=str(tmp_path), patch_size_zyx=(20, 24, 24),
+                         intensity_shift_hu=0.0, pseudo_noncontrast_fraction=fraction)
+    sampler = PatchSampler([_two_vessel_case(config)], config, np.random.default_rng(3))
+    for _ in range(4):
+        item = sampler.sample()
+        nc_hu, c_hu = item["nc_hu"][0].numpy(), item["c_hu"][0].numpy()
+        target_hu = item["target"][0].numpy() * config.output_scale_hu
+        assert (c_hu == 300).sum() == 20 * 36 and (c_hu == 200).sum() == 20 * 36
+        assert not (nc_hu == 300).any()  # the aorta is never enhanced in the input
+        if fraction:
+            assert ((nc_hu == 200) == (c_hu == 200)).all()  # the heart stays enhanced
+            np.testing.assert_allclose(target_hu[c_hu != 300], 0.0, atol=1e-3)  # only the aorta is to be filled
+        else:
+            assert not (nc_hu == 200).any()
+            np.testing.assert_allclose(target_hu[c_hu == 200], 160.0, atol=1e-3)
+        np.testing.assert_allclose(target_hu[c_hu == 300], 260.0, atol=1e-3)
+
+
+def test_train_refuses_a_pseudo_noncontrast_fraction_outside_0_to_1(tmp_path, capsys):
+    (tmp_path / "data").mkdir()
+    assert main(["train", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "m"),
+                 "--pseudo-noncontrast-fraction", "1.5"]) == 4
+    err = capsys.readouterr().err
+    assert "--pseudo-noncontrast-fraction 1.5 is not a fraction" in err and "Traceback" not in err
+    assert not (tmp_path / "m").exists()

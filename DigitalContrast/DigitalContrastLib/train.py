@@ -75,6 +75,11 @@ class TrainConfig:
     # extra weight on thrombus voxels (labels needed): the thrombus sits a few HU below blood and
     # must not light up; without it, the few thrombus voxels barely count against the whole body
     thrombus_weight: float = 0.0
+    # fraction of the patches whose input is a pseudo non-contrast scan (labels needed): the contrast
+    # scan with only the aortic lumen taken from the non-contrast one, so that enhanced neighbours
+    # (heart, pulmonary arteries, branches) do not stop the model from filling a dark aorta. The
+    # real-anatomy check builds its input this way from a real CTA; 0 trains on true pairs only.
+    pseudo_noncontrast_fraction: float = 0.0
     # fraction of the steps trained with a squared error before the L1 takes over (blended over the
     # following 20 %): L1 alone stalls at "predict no enhancement", because its per-voxel gradient
     # does not grow with the (large, rare) vessel errors
@@ -140,6 +145,7 @@ class TrainingCase:
     vessel: np.ndarray  # bool: over-sampled and weighted in the loss
     thrombus: np.ndarray | None  # bool (from labels): weighted in the loss, never enhanced
     labels: np.ndarray | None
+    aortic_lumen: np.ndarray | None  # bool (from labels), kept only for pseudo non-contrast inputs
     positives: np.ndarray  # flat indices of vessel voxels to centre patches on (subsampled)
     body_box: tuple[tuple[int, int], ...]  # per axis [lo, hi) of the body's bounding box
     spacing_xyz_mm: tuple[float, float, float]
@@ -184,6 +190,12 @@ def _thrombus_code() -> int:
     return LABELS["thrombus"]
 
 
+def _aortic_lumen_code() -> int:
+    from .phantom import LABELS
+
+    return LABELS["aortic_lumen"]
+
+
 def _positive_codes() -> list[int]:
     from .phantom import LABELS
 
@@ -224,6 +236,7 @@ def load_case(folder: Path, config: TrainConfig, keep_volumes: bool = False, rng
         vessel = np.isin(labels, _vessel_codes())
         positive = np.isin(labels, _positive_codes())
         thrombus = labels == _thrombus_code()
+        aortic_lumen = labels == _aortic_lumen_code() if config.pseudo_noncontrast_fraction > 0 else None
     else:
         from scipy.ndimage import uniform_filter
 
@@ -231,6 +244,7 @@ def load_case(folder: Path, config: TrainConfig, keep_volumes: bool = False, rng
         vessel = rise > ENHANCEMENT_FALLBACK_HU
         positive = vessel
         thrombus = None
+        aortic_lumen = None
     body = nc > config.body_threshold_hu
     coords = np.nonzero(body)
     if not coords[0].size:
@@ -245,6 +259,7 @@ def load_case(folder: Path, config: TrainConfig, keep_volumes: bool = False, rng
     return TrainingCase(
         name=folder.name, folder=folder, noncontrast=nc, contrast=c, vessel=vessel, thrombus=thrombus,
         labels=labels if keep_volumes else None,  # training needs only the vessel mask: save the memory
+        aortic_lumen=aortic_lumen,
         positives=positives, body_box=box, spacing_xyz_mm=spacing_xyz,
         source_volume=nc_volume if keep_volumes else None,
         contrast_volume=c_volume if keep_volumes else None,
@@ -304,6 +319,9 @@ class PatchSampler:
         start = [min(max(s, 0), max(length - n, 0)) for s, n, length in zip(start, size, case.noncontrast.shape)]
         nc = _crop(case.noncontrast, start, size, -1024).astype(np.float32)
         c = _crop(case.contrast, start, size, -1024).astype(np.float32)
+        if case.aortic_lumen is not None and self.rng.random() < self.config.pseudo_noncontrast_fraction:
+            # pseudo non-contrast input: the contrast phase everywhere but in the aortic lumen
+            nc = np.where(_crop(case.aortic_lumen, start, size, False), nc, c)
         vessel = _crop(case.vessel, start, size, False)
         weight = 1.0 + self.config.vessel_weight * vessel.astype(np.float32)
         if case.thrombus is not None and self.config.thrombus_weight:

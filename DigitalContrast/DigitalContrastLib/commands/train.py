@@ -53,6 +53,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--vessel-weight", type=float, default=4.0, help="extra L1 weight on vessel voxels")
     parser.add_argument("--thrombus-weight", type=float, default=0.0,
                         help="extra L1 weight on thrombus voxels (cases with labels.nrrd)")
+    parser.add_argument("--pseudo-noncontrast-fraction", type=float, default=0.0, metavar="F",
+                        help="fraction of the patches whose input is the contrast scan with only the aortic lumen "
+                             "unenhanced (cases with labels.nrrd; robustness to enhanced neighbours of a dark aorta)")
     parser.add_argument("--mse-warmup", type=float, default=0.3,
                         help="fraction of the steps trained with a squared error before the L1 (0 for L1 throughout)")
     parser.add_argument("--freeze-norm", type=float, default=0.4,
@@ -96,6 +99,8 @@ def run(args: argparse.Namespace) -> int:
             raise JobError("Validation seeds overlap the training seeds; choose --val-seed-start outside them.")
         with ProgressBar("validation phantoms", weights={"phantoms": 1.0}) as bar:
             generate_phantom_cases(args.val_data, args.generate_val_phantoms, args.val_seed_start, progress=bar, **phantom)
+    if not 0.0 <= args.pseudo_noncontrast_fraction <= 1.0:
+        raise JobError(f"--pseudo-noncontrast-fraction {args.pseudo_noncontrast_fraction:g} is not a fraction; give a value from 0 to 1.")
     if len(args.channels) < 2:
         raise JobError("--channels needs at least two levels, e.g. 8 16 32 64 128.")
     config = TrainConfig(
@@ -105,7 +110,8 @@ def run(args: argparse.Namespace) -> int:
         num_res_units=args.res_units, norm=None if args.norm == "none" else args.norm.upper(), target_spacing_xyz_mm=tuple(args.spacing), learning_rate=args.lr,
         clip_hu=tuple(args.clip_hu), offset_hu=args.input_offset_hu, scale_hu=args.input_scale_hu,
         weights_dtype=args.weights_dtype,
-        vessel_weight=args.vessel_weight, thrombus_weight=args.thrombus_weight, mse_warmup_fraction=args.mse_warmup,
+        vessel_weight=args.vessel_weight, thrombus_weight=args.thrombus_weight,
+        pseudo_noncontrast_fraction=args.pseudo_noncontrast_fraction, mse_warmup_fraction=args.mse_warmup,
         freeze_norm_fraction=args.freeze_norm, ssim_weight=args.ssim_weight, val_cases=args.val_cases, seed=args.seed,
         model_id=args.model_id, version=args.model_version, command=command_line(["train", *_options_as_given(args)]),
         data_description={"phantoms": {"generator": "DigitalContrastLib.phantom.make_phantom", **{k: list(v) for k, v in phantom.items()}}}
