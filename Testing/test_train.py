@@ -121,8 +121,8 @@ def test_pseudo_noncontrast_patches_keep_every_enhanced_neighbour_and_only_darke
 
 def test_train_refuses_a_pseudo_noncontrast_fraction_outside_0_to_1(tmp_path, capsys):
     (tmp_path / "data").mkdir()
-    assert main(["train", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "m"),
-                 "--pseudo-noncontrast-fraction", "1.5"]) == 4
+    assert main(["train", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "m"), *TINY,
+                 "--generate-phantoms", "1", "--pseudo-noncontrast-fraction", "1.5"]) == 4
     err = capsys.readouterr().err
     assert "--pseudo-noncontrast-fraction 1.5 is not a fraction" in err and "Traceback" not in err
-    assert not (tmp_path / "m").exists()
+    assert not (tmp_path / "m").exists() and not any((tmp_path / "data").iterdir())  # refused before any phantom

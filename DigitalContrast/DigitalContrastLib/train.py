@@ -184,16 +184,10 @@ def _vessel_codes() -> list[int]:
     return [LABELS[n] for n in names if n in LABELS]
 
 
-def _thrombus_code() -> int:
+def _label_code(name: str) -> int:
     from .phantom import LABELS
 
-    return LABELS["thrombus"]
-
-
-def _aortic_lumen_code() -> int:
-    from .phantom import LABELS
-
-    return LABELS["aortic_lumen"]
+    return LABELS[name]
 
 
 def _positive_codes() -> list[int]:
@@ -235,8 +229,8 @@ def load_case(folder: Path, config: TrainConfig, keep_volumes: bool = False, rng
         labels = labels.to(torch.int16).numpy()
         vessel = np.isin(labels, _vessel_codes())
         positive = np.isin(labels, _positive_codes())
-        thrombus = labels == _thrombus_code()
-        aortic_lumen = labels == _aortic_lumen_code() if config.pseudo_noncontrast_fraction > 0 else None
+        thrombus = labels == _label_code("thrombus")
+        aortic_lumen = labels == _label_code("aortic_lumen") if config.pseudo_noncontrast_fraction > 0 else None
     else:
         from scipy.ndimage import uniform_filter
 

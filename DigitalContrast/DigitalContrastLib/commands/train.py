@@ -82,6 +82,16 @@ def run(args: argparse.Namespace) -> int:
     from ..progressbar import ProgressBar
     from ..train import TrainConfig, command_line, generate_phantom_cases, train
 
+    # every option is checked before anything is written
+    if args.generate_val_phantoms:
+        if not args.val_data:
+            raise JobError("--generate-val-phantoms needs --val-data to say where to write them.")
+        if args.val_seed_start < args.seed_start + args.generate_phantoms and args.val_seed_start + args.generate_val_phantoms > args.seed_start:
+            raise JobError("Validation seeds overlap the training seeds; choose --val-seed-start outside them.")
+    if not 0.0 <= args.pseudo_noncontrast_fraction <= 1.0:
+        raise JobError(f"--pseudo-noncontrast-fraction {args.pseudo_noncontrast_fraction:g} is not a fraction; give a value from 0 to 1.")
+    if len(args.channels) < 2:
+        raise JobError("--channels needs at least two levels, e.g. 8 16 32 64 128.")
     phantom = {"size_xyz": tuple(args.phantom_size), "spacing_xyz_mm": tuple(args.phantom_spacing)}
     if args.generate_phantoms:
         with ProgressBar("phantoms", weights={"phantoms": 1.0}) as bar:
@@ -93,16 +103,8 @@ def run(args: argparse.Namespace) -> int:
             generate_phantom_cases(args.data, args.generate_chest_phantoms, args.seed_start, progress=bar,
                                    prefix="chest", center_z_mm=CHEST_CENTER_Z_MM, **phantom)
     if args.generate_val_phantoms:
-        if not args.val_data:
-            raise JobError("--generate-val-phantoms needs --val-data to say where to write them.")
-        if args.val_seed_start < args.seed_start + args.generate_phantoms and args.val_seed_start + args.generate_val_phantoms > args.seed_start:
-            raise JobError("Validation seeds overlap the training seeds; choose --val-seed-start outside them.")
         with ProgressBar("validation phantoms", weights={"phantoms": 1.0}) as bar:
             generate_phantom_cases(args.val_data, args.generate_val_phantoms, args.val_seed_start, progress=bar, **phantom)
-    if not 0.0 <= args.pseudo_noncontrast_fraction <= 1.0:
-        raise JobError(f"--pseudo-noncontrast-fraction {args.pseudo_noncontrast_fraction:g} is not a fraction; give a value from 0 to 1.")
-    if len(args.channels) < 2:
-        raise JobError("--channels needs at least two levels, e.g. 8 16 32 64 128.")
     config = TrainConfig(
         data_dir=args.data, out_dir=args.out, val_dir=args.val_data, epochs=args.epochs,
         steps_per_epoch=args.steps_per_epoch, batch_size=args.batch_size, patch_size_zyx=tuple(args.patch_size),
