@@ -47,6 +47,26 @@ def test_tiny_training_run_writes_a_card_and_weights_that_load_and_resumes(tmp_p
     assert resumed["steps"] == 4 and [h["epoch"] for h in resumed["history"]] == [1, 2]
     assert "resumed from" in capsys.readouterr().err
 
+    # fine-tuning from that model at learning rate 0 with batch norm frozen from the first step keeps
+    # its weights exactly, so it must synthesize the very same volume; the card names its parent
+    tuned = tmp_path / "tuned"
+    assert main(["train", "--data", str(data), "--out", str(tuned), "--epochs", "1", "--val-data", str(val),
+                 "--init-from", str(out), "--lr", "0", "--freeze-norm", "0.001", "--mse-warmup", "0", *TINY]) == 0
+    parent = load_card(out)
+    child = load_card(tuned)
+    assert child.data["training"]["initialised_from"] == {
+        "id": "tiny-trained", "version": "1.0.0", "weights_sha256": parent.weights_sha256,
+        "command": parent.data["training"]["command"]}
+    again = SynthesisEngine(child, device="cpu").synthesize(case.noncontrast)
+    np.testing.assert_array_equal(again.synthetic.array, SynthesisEngine(parent, device="cpu").synthesize(case.noncontrast).synthetic.array)
+    assert "starting from the weights of tiny-trained 1.0.0" in capsys.readouterr().err
+    # resumed, the fine-tuning continues from its own checkpoint and still names its parent
+    assert main(["train", "--data", str(data), "--out", str(tuned), "--epochs", "2", "--val-data", str(val), "--resume",
+                 "--init-from", str(out), "--lr", "0", "--freeze-norm", "0.001", "--mse-warmup", "0", *TINY]) == 0
+    resumed_child = load_card(tuned).data["training"]
+    assert resumed_child["steps"] == 4 and resumed_child["initialised_from"]["weights_sha256"] == parent.weights_sha256
+    assert "resumed from" in capsys.readouterr().err
+
 
 def test_train_refuses_an_empty_data_folder(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
@@ -126,3 +146,55 @@ def test_train_refuses_a_pseudo_noncontrast_fraction_outside_0_to_1(tmp_path, ca
     err = capsys.readouterr().err
     assert "--pseudo-noncontrast-fraction 1.5 is not a fraction" in err and "Traceback" not in err
     assert not (tmp_path / "m").exists() and not any((tmp_path / "data").iterdir())  # refused before any phantom
+
+
+def test_init_from_a_model_with_another_network_is_refused_before_anything_is_written(tmp_path, capsys):
+    from model_fixtures import write_tiny_model
+
+    write_tiny_model(tmp_path / "parent")  # channels 4 8 16 with residual units, another input scale
+    (tmp_path / "data").mkdir()
+    assert main(["train", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "m"), *TINY,
+                 "--generate-phantoms", "1", "--init-from", str(tmp_path / "parent")]) == 4
+    err = capsys.readouterr().err
+    assert "its card has network.kwargs" in err and "tiny-test 0.0.1" in err and "Traceback" not in err
+    assert not (tmp_path / "m").exists() and not any((tmp_path / "data").iterdir())
+
+
+def test_init_from_a_model_that_is_not_installed_is_refused_with_exit_3(tmp_path, capsys):
+    (tmp_path / "data").mkdir()
+    assert main(["train", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "m"), *TINY,
+                 "--generate-phantoms", "1", "--init-from", "no-such-model"]) == 3
+    assert "Model 'no-such-model' is not installed" in capsys.readouterr().err
+    assert not any((tmp_path / "data").iterdir())
+
+
+def test_appearance_jitter_moves_each_tissue_and_bone_but_never_blood_air_or_the_residual():
+    from DigitalContrastLib.phantom import LABELS
+    from DigitalContrastLib.train import jitter_appearance
+
+    rng = np.random.default_rng(0)
+    names = ["outside", "fat", "muscle", "liver", "cortical_bone", "bone_marrow", "aortic_lumen", "thrombus",
+             "vena_cava", "lung", "heart_left"]
+    tissue = np.repeat(np.array([LABELS[n] for n in names], np.uint8), 50).reshape(len(names), 5, 10)
+    nc = rng.normal(40, 15, tissue.shape).astype(np.float32)
+    nc[tissue == LABELS["cortical_bone"]] += 900
+    nc[tissue == LABELS["bone_marrow"]] += 200
+    c = nc + rng.normal(0, 10, tissue.shape).astype(np.float32)
+    c[tissue == LABELS["aortic_lumen"]] += 300
+    nc0, c0 = nc.copy(), c.copy()
+    shifts = []
+    for seed in range(6):
+        nc, c = nc0.copy(), c0.copy()
+        jitter_appearance(nc, c, tissue, np.random.default_rng(seed), offset_hu=25.0, bone_scale=(0.4, 1.2))
+        np.testing.assert_allclose(c - nc, c0 - nc0, atol=1e-3)  # the residual target is untouched
+        for name in ["outside", "aortic_lumen", "thrombus", "vena_cava", "lung", "heart_left"]:
+            where = tissue == LABELS[name]
+            np.testing.assert_array_equal(nc[where], nc0[where])
+        for name in ["fat", "muscle", "liver"]:
+            delta = (nc - nc0)[tissue == LABELS[name]]
+            assert np.ptp(delta) < 1e-3 and abs(delta[0]) <= 25.0  # one offset per tissue, inside +-25 HU
+            shifts.append(float(delta[0]))
+        bone = np.isin(tissue, [LABELS["cortical_bone"], LABELS["bone_marrow"]])
+        ratio = (nc[bone] - 40.0) / (nc0[bone] - 40.0)
+        assert np.ptp(ratio) < 1e-3 and 0.4 <= ratio[0] <= 1.2  # one contrast scale for all bone
+    assert np.std(shifts) > 5.0  # the offsets really vary between patches and tissues

@@ -80,6 +80,17 @@ class TrainConfig:
     # (heart, pulmonary arteries, branches) do not stop the model from filling a dark aorta. The
     # real-anatomy check builds its input this way from a real CTA; 0 trains on true pairs only.
     pseudo_noncontrast_fraction: float = 0.0
+    # an installed model (id or folder) whose weights start this run: fine-tuning instead of a random
+    # start; its network and input normalisation must be this run's. A checkpoint found by --resume wins.
+    init_from: str = ""
+    # fraction of the patches whose non-vessel tissues (labels needed) get another look, the same in
+    # both scans so the residual target is unchanged: each soft tissue and organ shifted by up to
+    # +-appearance_offset_hu, bone contrast scaled by a factor in appearance_bone_scale. Blood, vessel
+    # walls, thrombus and air keep their values: the aorta is to be found by its shape and place, not
+    # by the exact HU of its neighbours in the phantoms (a real CT's bone and organs differ from them).
+    appearance_jitter: float = 0.0
+    appearance_offset_hu: float = 25.0
+    appearance_bone_scale: tuple[float, float] = (0.4, 1.2)
     # fraction of the steps trained with a squared error before the L1 takes over (blended over the
     # following 20 %): L1 alone stalls at "predict no enhancement", because its per-voxel gradient
     # does not grow with the (large, rare) vessel errors
@@ -142,16 +153,19 @@ class TrainingCase:
     folder: Path
     noncontrast: np.ndarray
     contrast: np.ndarray
-    vessel: np.ndarray  # bool: over-sampled and weighted in the loss
-    thrombus: np.ndarray | None  # bool (from labels): weighted in the loss, never enhanced
+    vessel: np.ndarray | None  # bool: over-sampled and weighted in the loss (None: derived from ``tissue``)
+    thrombus: np.ndarray | None  # bool: weighted in the loss, never enhanced (None: from ``tissue`` or none)
     labels: np.ndarray | None
-    aortic_lumen: np.ndarray | None  # bool (from labels), kept only for pseudo non-contrast inputs
+    aortic_lumen: np.ndarray | None  # bool, for pseudo non-contrast inputs (None: from ``tissue`` or none)
     positives: np.ndarray  # flat indices of vessel voxels to centre patches on (subsampled)
     body_box: tuple[tuple[int, int], ...]  # per axis [lo, hi) of the body's bounding box
     spacing_xyz_mm: tuple[float, float, float]
     source_volume: Any = None  # the non-contrast CTVolume as read (validation synthesizes it)
     contrast_volume: Any = None
     labels_volume: Any = None
+    # uint8 label codes on the model grid (cases with labels): the vessel, thrombus and aortic lumen
+    # masks of a patch are cut from it, one byte per voxel instead of one per mask
+    tissue: np.ndarray | None = None
 
 
 def find_cases(data_dir: str | Path) -> list[Path]:
@@ -227,10 +241,11 @@ def load_case(folder: Path, config: TrainConfig, keep_volumes: bool = False, rng
         canonical = torch.from_numpy(np.ascontiguousarray(orientation.to_canonical(labels_volume.array)).astype(np.int16))
         labels = torch.nn.functional.interpolate(canonical[None, None].float(), size=grid, mode="nearest")[0, 0]
         labels = labels.to(torch.int16).numpy()
-        vessel = np.isin(labels, _vessel_codes())
+        if labels.min() < 0 or labels.max() > 255:
+            raise InputError(f"{label_path}: label codes must lie in 0-255; relabel the case.", code="bad_labels")
+        tissue = labels.astype(np.uint8)
         positive = np.isin(labels, _positive_codes())
-        thrombus = labels == _label_code("thrombus")
-        aortic_lumen = labels == _label_code("aortic_lumen") if config.pseudo_noncontrast_fraction > 0 else None
+        vessel = thrombus = aortic_lumen = None  # cut from ``tissue`` per patch
     else:
         from scipy.ndimage import uniform_filter
 
@@ -239,6 +254,7 @@ def load_case(folder: Path, config: TrainConfig, keep_volumes: bool = False, rng
         positive = vessel
         thrombus = None
         aortic_lumen = None
+        tissue = None
     body = nc > config.body_threshold_hu
     coords = np.nonzero(body)
     if not coords[0].size:
@@ -258,6 +274,7 @@ def load_case(folder: Path, config: TrainConfig, keep_volumes: bool = False, rng
         source_volume=nc_volume if keep_volumes else None,
         contrast_volume=c_volume if keep_volumes else None,
         labels_volume=labels_volume if keep_volumes else None,
+        tissue=tissue,
     )
 
 
@@ -274,6 +291,43 @@ def _crop(array: np.ndarray, start: Sequence[int], size: Sequence[int], fill: fl
         dst.append(slice(lo - s, hi - s))
     out[tuple(dst)] = array[tuple(src)]
     return out
+
+
+# tissues whose look is varied by jitter_appearance (same change in both scans); every other label
+# (blood, vessel walls, thrombus, calcification, air, lung) keeps its values
+APPEARANCE_OFFSET_TISSUES = ("soft_tissue", "fat", "muscle", "liver", "kidney_cortex", "kidney_medulla", "bowel",
+                             "spleen", "disc", "pancreas", "fluid", "myocardium")
+APPEARANCE_BONE_TISSUES = ("cortical_bone", "bone_marrow")
+BONE_SCALE_CENTRE_HU = 40.0
+
+
+def jitter_appearance(nc_hu: np.ndarray, c_hu: np.ndarray, tissue: np.ndarray, rng: np.random.Generator,
+                      offset_hu: float, bone_scale: Sequence[float]) -> None:
+    """Give a patch's non-vessel tissues another look, in place and identically in both scans.
+
+    Each tissue of :data:`APPEARANCE_OFFSET_TISSUES` present is shifted by its own offset drawn from
+    ``U(-offset_hu, offset_hu)``; bone (:data:`APPEARANCE_BONE_TISSUES`) has its contrast against
+    40 HU scaled by one factor from ``U(*bone_scale)`` in the non-contrast scan, its enhancement kept.
+    ``c_hu - nc_hu`` (the residual the network learns) is unchanged everywhere.
+
+    Args:
+        nc_hu, c_hu: float32 ``[z, y, x]`` patches in HU (modified).
+        tissue: uint8 label codes of the patch (phantom :data:`~DigitalContrastLib.phantom.LABELS`).
+    """
+    present = set(np.flatnonzero(np.bincount(tissue.ravel(), minlength=256)).tolist())
+    for name in APPEARANCE_OFFSET_TISSUES:
+        code = _label_code(name)
+        if code in present:
+            where = tissue == code
+            offset = float(rng.uniform(-offset_hu, offset_hu))
+            nc_hu[where] += offset
+            c_hu[where] += offset
+    bone = np.isin(tissue, [_label_code(n) for n in APPEARANCE_BONE_TISSUES])
+    if bone.any():
+        scale = float(rng.uniform(*bone_scale))
+        enhancement = c_hu[bone] - nc_hu[bone]
+        nc_hu[bone] = BONE_SCALE_CENTRE_HU + (nc_hu[bone] - BONE_SCALE_CENTRE_HU) * scale
+        c_hu[bone] = nc_hu[bone] + enhancement
 
 
 class PatchSampler:
@@ -313,14 +367,26 @@ class PatchSampler:
         start = [min(max(s, 0), max(length - n, 0)) for s, n, length in zip(start, size, case.noncontrast.shape)]
         nc = _crop(case.noncontrast, start, size, -1024).astype(np.float32)
         c = _crop(case.contrast, start, size, -1024).astype(np.float32)
-        if case.aortic_lumen is not None and self.rng.random() < self.config.pseudo_noncontrast_fraction:
-            # pseudo non-contrast input: the contrast phase everywhere but in the aortic lumen
-            nc = np.where(_crop(case.aortic_lumen, start, size, False), nc, c)
-        vessel = _crop(case.vessel, start, size, False)
-        weight = 1.0 + self.config.vessel_weight * vessel.astype(np.float32)
-        if case.thrombus is not None and self.config.thrombus_weight:
-            weight += self.config.thrombus_weight * _crop(case.thrombus, start, size, False).astype(np.float32)
         cfg = self.config
+        tissue = _crop(case.tissue, start, size, 0) if case.tissue is not None else None
+
+        def mask(name: str, stored: np.ndarray | None) -> np.ndarray | None:
+            if tissue is not None:
+                return tissue == _label_code(name)
+            return _crop(stored, start, size, False) if stored is not None else None
+
+        if cfg.pseudo_noncontrast_fraction > 0:
+            lumen = mask("aortic_lumen", case.aortic_lumen)
+            if lumen is not None and self.rng.random() < cfg.pseudo_noncontrast_fraction:
+                # pseudo non-contrast input: the contrast phase everywhere but in the aortic lumen
+                nc = np.where(lumen, nc, c)
+        if tissue is not None and cfg.appearance_jitter > 0 and self.rng.random() < cfg.appearance_jitter:
+            jitter_appearance(nc, c, tissue, self.rng, cfg.appearance_offset_hu, cfg.appearance_bone_scale)
+        vessel = np.isin(tissue, _vessel_codes()) if tissue is not None else _crop(case.vessel, start, size, False)
+        weight = 1.0 + cfg.vessel_weight * vessel.astype(np.float32)
+        thrombus = mask("thrombus", case.thrombus)
+        if thrombus is not None and cfg.thrombus_weight:
+            weight += cfg.thrombus_weight * thrombus.astype(np.float32)
         item = {
             "image": ((np.clip(nc, *cfg.clip_hu) - cfg.offset_hu) / cfg.scale_hu)[None],
             "target": ((c - nc) / cfg.output_scale_hu)[None],
@@ -472,6 +538,37 @@ def network_kwargs_for(config: TrainConfig) -> dict[str, Any]:
     }
 
 
+def initial_weights(config: TrainConfig) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The verified weights (float32) of the installed model ``config.init_from``, and its identity.
+
+    The identity (id, version, weights sha256, its training command) goes into the new card as
+    ``training.initialised_from``.
+
+    Raises:
+        ModelError: not installed, or its weights fail the checksum / are not safetensors.
+        JobError: its network or input normalisation differs from this run's (the field is named).
+    """
+    from .models import resolve_model
+    from .weights import load_state_dict
+
+    card = resolve_model(config.init_from)
+    ours = card_template(config, network_kwargs_for(config))
+    theirs = json.loads(json.dumps(card.data))
+    fields = [("network", "class", "--channels/--norm"), ("network", "kwargs", "--channels, --res-units and --norm"),
+              ("input", "clip_hu", "--clip-hu"), ("input", "offset_hu", "--input-offset-hu"),
+              ("input", "scale_hu", "--input-scale-hu"), ("input", "target_spacing_xyz_mm", "--spacing"),
+              ("output", "scale_hu", "the output scale")]
+    for section, key, option in fields:
+        want, have = ours[section][key], theirs.get(section, {}).get(key)
+        if json.dumps(want, sort_keys=True) != json.dumps(have, sort_keys=True):
+            raise JobError(f"--init-from {config.init_from}: its card has {section}.{key} = {json.dumps(have)} but this "
+                           f"run has {json.dumps(want)}; give the same {option} as {card.id} {card.version}.",
+                           code="init_mismatch")
+    state = {k: v.float() if v.is_floating_point() else v for k, v in load_state_dict(card).items()}
+    return state, {"id": card.id, "version": card.version, "weights_sha256": card.weights_sha256,
+                   "command": theirs.get("training", {}).get("command", "")}
+
+
 # --------------------------------------------------------------------------- validation during training
 
 
@@ -509,8 +606,12 @@ def _checkpoint_paths(out_dir: Path) -> tuple[Path, Path]:
 
 
 def save_checkpoint(out_dir: Path, network: torch.nn.Module, optimizer: torch.optim.Optimizer, epoch: int, step: int,
-                    config: TrainConfig, history: list[dict[str, Any]]) -> Path:
-    """Model + optimizer state as safetensors (no pickle) and the history as JSON, atomically."""
+                    config: TrainConfig, history: list[dict[str, Any]], parent: dict[str, Any] | None = None) -> Path:
+    """Model + optimizer state as safetensors (no pickle) and the history as JSON, atomically.
+
+    ``parent`` (the model a fine-tuning started from, see :func:`initial_weights`) is kept in the
+    checkpoint's metadata, so a resumed run still names it in its card.
+    """
     from .atomic import atomic_write_text
     from .weights import optimizer_state_to_tensors, save_state_dict
 
@@ -520,6 +621,7 @@ def save_checkpoint(out_dir: Path, network: torch.nn.Module, optimizer: torch.op
     tensors.update(optim_tensors)
     save_state_dict(tensors, path, metadata={
         "epoch": str(epoch), "step": str(step), "optimizer": optim_json, "config": json.dumps(config.to_json()),
+        **({"initialised_from": json.dumps(parent)} if parent else {}),
     })
     atomic_write_text(history_path, json.dumps(history, indent=1) + "\n")
     return path
@@ -535,6 +637,15 @@ def load_checkpoint(out_dir: Path, network: torch.nn.Module, optimizer: torch.op
     optimizer.load_state_dict(optimizer_state_from_tensors(tensors, metadata["optimizer"]))
     history = json.loads(history_path.read_text()) if history_path.is_file() else []
     return int(metadata["epoch"]), int(metadata["step"]), history
+
+
+def checkpoint_parent(out_dir: Path) -> dict[str, Any] | None:
+    """The model the checkpointed run started from (``None``: random weights)."""
+    from .weights import load_unverified
+
+    path, _ = _checkpoint_paths(out_dir)
+    _, metadata = load_unverified(path)
+    return json.loads(metadata["initialised_from"]) if "initialised_from" in metadata else None
 
 
 def train(config: TrainConfig, resume: bool = False, progress: ProgressCallback | None = None,
@@ -583,8 +694,13 @@ def train(config: TrainConfig, resume: bool = False, progress: ProgressCallback 
     if resume and checkpoint.is_file():
         first_epoch, step, history = load_checkpoint(out_dir, network, optimizer)
         log(f"resumed from {checkpoint} after epoch {first_epoch} (step {step})")
-    elif resume:
+    elif resume and not config.init_from:
         log(f"no checkpoint at {checkpoint}: starting from scratch")
+    parent = checkpoint_parent(out_dir) if first_epoch else None
+    if config.init_from and first_epoch == 0:
+        state, parent = initial_weights(config)
+        network.load_state_dict(state)
+        log(f"starting from the weights of {parent['id']} {parent['version']} (sha256 {parent['weights_sha256'][:12]}…)")
     precision = config.train_precision
     if precision == "auto":
         precision = "bf16-autocast" if E.cpu_has_fast_bf16() else "fp32"
@@ -637,7 +753,7 @@ def train(config: TrainConfig, resume: bool = False, progress: ProgressCallback 
             "seconds_val": round(time.perf_counter() - t_val, 1),
         }
         history.append(entry)
-        save_checkpoint(out_dir, network, optimizer, epoch + 1, step, config, history)
+        save_checkpoint(out_dir, network, optimizer, epoch + 1, step, config, history, parent=parent)
         log(
             f"epoch {epoch + 1}/{config.epochs} step {step}: loss {entry['train_loss']:.4f} "
             f"L1 {entry['train_l1_hu']:.1f} HU | val body MAE {val.get('body_mae_hu', float('nan')):.1f} "
@@ -665,6 +781,8 @@ def train(config: TrainConfig, resume: bool = False, progress: ProgressCallback 
         "hardware": f"{platform.processor() or platform.machine()}, {E.available_cpu_cores()} CPU cores, torch {torch.__version__}",
         "history": history,
     })
+    if parent is not None:
+        card["training"]["initialised_from"] = parent
     last = history[-1] if history else {}
     card["validation"] = {
         "during_training": {k[4:]: v for k, v in last.items() if k.startswith("val_")},

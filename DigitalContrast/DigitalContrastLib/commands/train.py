@@ -19,6 +19,8 @@ examples:
   digital-contrast train --data phantoms/ --out my-model --generate-phantoms 32 --seed-start 0 \\
       --val-data val/ --generate-val-phantoms 2 --val-seed-start 10000 --epochs 20
   digital-contrast train --data phantoms/ --out my-model --epochs 30 --resume
+  digital-contrast train --data my-cases/ --out my-model --init-from aorta-phantom-v1 --epochs 10 \\
+      --lr 1e-4 --mse-warmup 0 --freeze-norm 0.001 --prediction flip-tta-mean --patch-size 64 128 128
 """
 
 
@@ -56,6 +58,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pseudo-noncontrast-fraction", type=float, default=0.0, metavar="F",
                         help="fraction of the patches whose input is the contrast scan with only the aortic lumen "
                              "unenhanced (cases with labels.nrrd; robustness to enhanced neighbours of a dark aorta)")
+    parser.add_argument("--appearance-jitter", type=float, default=0.0, metavar="F",
+                        help="fraction of the patches whose non-vessel tissues look different (labels needed): each "
+                             "organ and soft tissue shifted by up to +-25 HU, bone contrast scaled by 0.4-1.2, the same "
+                             "in both scans; blood, vessel walls, thrombus and air unchanged")
     parser.add_argument("--mse-warmup", type=float, default=0.3,
                         help="fraction of the steps trained with a squared error before the L1 (0 for L1 throughout)")
     parser.add_argument("--freeze-norm", type=float, default=0.4,
@@ -66,6 +72,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model-id", default="aorta-phantom-v1")
     parser.add_argument("--model-version", default="1.0.0")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/training/checkpoint.safetensors")
+    parser.add_argument("--init-from", default=None, metavar="MODEL",
+                        help="start from the weights of an installed model (id or folder) instead of random ones: "
+                             "fine-tuning; its network and input options must match this run's. Usually with "
+                             "--mse-warmup 0 (L1 from the start) and a small --freeze-norm such as 0.001 (keep its "
+                             "batch-norm statistics). With --resume, an existing checkpoint wins")
     parser.add_argument("--generate-phantoms", type=int, default=0, metavar="N", help="first write N phantoms into --data")
     parser.add_argument("--seed-start", type=int, default=0, help="seed of the first generated training phantom")
     parser.add_argument("--generate-chest-phantoms", type=int, default=0, metavar="M",
@@ -80,7 +91,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..errors import JobError
     from ..progressbar import ProgressBar
-    from ..train import TrainConfig, command_line, generate_phantom_cases, train
+    from ..train import TrainConfig, command_line, generate_phantom_cases, initial_weights, train
 
     # every option is checked before anything is written
     if args.generate_val_phantoms:
@@ -88,11 +99,30 @@ def run(args: argparse.Namespace) -> int:
             raise JobError("--generate-val-phantoms needs --val-data to say where to write them.")
         if args.val_seed_start < args.seed_start + args.generate_phantoms and args.val_seed_start + args.generate_val_phantoms > args.seed_start:
             raise JobError("Validation seeds overlap the training seeds; choose --val-seed-start outside them.")
-    if not 0.0 <= args.pseudo_noncontrast_fraction <= 1.0:
-        raise JobError(f"--pseudo-noncontrast-fraction {args.pseudo_noncontrast_fraction:g} is not a fraction; give a value from 0 to 1.")
+    for option, value in (("--pseudo-noncontrast-fraction", args.pseudo_noncontrast_fraction),
+                          ("--appearance-jitter", args.appearance_jitter)):
+        if not 0.0 <= value <= 1.0:
+            raise JobError(f"{option} {value:g} is not a fraction; give a value from 0 to 1.")
     if len(args.channels) < 2:
         raise JobError("--channels needs at least two levels, e.g. 8 16 32 64 128.")
     phantom = {"size_xyz": tuple(args.phantom_size), "spacing_xyz_mm": tuple(args.phantom_spacing)}
+    config = TrainConfig(
+        data_dir=args.data, out_dir=args.out, val_dir=args.val_data, epochs=args.epochs,
+        steps_per_epoch=args.steps_per_epoch, batch_size=args.batch_size, patch_size_zyx=tuple(args.patch_size),
+        inference_roi_zyx=tuple(args.roi_size), inference_prediction=args.prediction, channels=tuple(args.channels), strides=(2,) * (len(args.channels) - 1),
+        num_res_units=args.res_units, norm=None if args.norm == "none" else args.norm.upper(), target_spacing_xyz_mm=tuple(args.spacing), learning_rate=args.lr,
+        clip_hu=tuple(args.clip_hu), offset_hu=args.input_offset_hu, scale_hu=args.input_scale_hu,
+        weights_dtype=args.weights_dtype,
+        vessel_weight=args.vessel_weight, thrombus_weight=args.thrombus_weight,
+        pseudo_noncontrast_fraction=args.pseudo_noncontrast_fraction, init_from=args.init_from or "",
+        appearance_jitter=args.appearance_jitter, mse_warmup_fraction=args.mse_warmup,
+        freeze_norm_fraction=args.freeze_norm, ssim_weight=args.ssim_weight, val_cases=args.val_cases, seed=args.seed,
+        model_id=args.model_id, version=args.model_version, command=command_line(["train", *_options_as_given(args)]),
+        data_description={"phantoms": {"generator": "DigitalContrastLib.phantom.make_phantom", **{k: list(v) for k, v in phantom.items()}}}
+        if args.generate_phantoms or args.generate_val_phantoms or args.generate_chest_phantoms else {},
+    )
+    if config.init_from:
+        initial_weights(config)  # an unknown, tampered or mismatched model is refused before anything is written
     if args.generate_phantoms:
         with ProgressBar("phantoms", weights={"phantoms": 1.0}) as bar:
             generate_phantom_cases(args.data, args.generate_phantoms, args.seed_start, progress=bar, **phantom)
@@ -105,20 +135,6 @@ def run(args: argparse.Namespace) -> int:
     if args.generate_val_phantoms:
         with ProgressBar("validation phantoms", weights={"phantoms": 1.0}) as bar:
             generate_phantom_cases(args.val_data, args.generate_val_phantoms, args.val_seed_start, progress=bar, **phantom)
-    config = TrainConfig(
-        data_dir=args.data, out_dir=args.out, val_dir=args.val_data, epochs=args.epochs,
-        steps_per_epoch=args.steps_per_epoch, batch_size=args.batch_size, patch_size_zyx=tuple(args.patch_size),
-        inference_roi_zyx=tuple(args.roi_size), inference_prediction=args.prediction, channels=tuple(args.channels), strides=(2,) * (len(args.channels) - 1),
-        num_res_units=args.res_units, norm=None if args.norm == "none" else args.norm.upper(), target_spacing_xyz_mm=tuple(args.spacing), learning_rate=args.lr,
-        clip_hu=tuple(args.clip_hu), offset_hu=args.input_offset_hu, scale_hu=args.input_scale_hu,
-        weights_dtype=args.weights_dtype,
-        vessel_weight=args.vessel_weight, thrombus_weight=args.thrombus_weight,
-        pseudo_noncontrast_fraction=args.pseudo_noncontrast_fraction, mse_warmup_fraction=args.mse_warmup,
-        freeze_norm_fraction=args.freeze_norm, ssim_weight=args.ssim_weight, val_cases=args.val_cases, seed=args.seed,
-        model_id=args.model_id, version=args.model_version, command=command_line(["train", *_options_as_given(args)]),
-        data_description={"phantoms": {"generator": "DigitalContrastLib.phantom.make_phantom", **{k: list(v) for k, v in phantom.items()}}}
-        if args.generate_phantoms or args.generate_val_phantoms or args.generate_chest_phantoms else {},
-    )
 
     def step_bar(total: int):
         if not sys.stderr.isatty():
