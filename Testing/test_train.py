@@ -139,12 +139,17 @@ def test_pseudo_noncontrast_patches_keep_every_enhanced_neighbour_and_only_darke
         np.testing.assert_allclose(target_hu[c_hu == 300], 260.0, atol=1e-3)
 
 
-def test_train_refuses_a_pseudo_noncontrast_fraction_outside_0_to_1(tmp_path, capsys):
+@pytest.mark.parametrize("option, message", [
+    (["--pseudo-noncontrast-fraction", "1.5"], "--pseudo-noncontrast-fraction 1.5 is not a fraction"),
+    (["--appearance-jitter", "-0.1"], "--appearance-jitter -0.1 is not a fraction"),
+    (["--appearance-bone-scale", "1.2", "0.4"], "--appearance-bone-scale 1.2 0.4 is not a range of positive factors"),
+])
+def test_train_refuses_an_augmentation_option_out_of_range_before_any_phantom(tmp_path, capsys, option, message):
     (tmp_path / "data").mkdir()
     assert main(["train", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "m"), *TINY,
-                 "--generate-phantoms", "1", "--pseudo-noncontrast-fraction", "1.5"]) == 4
+                 "--generate-phantoms", "1", *option]) == 4
     err = capsys.readouterr().err
-    assert "--pseudo-noncontrast-fraction 1.5 is not a fraction" in err and "Traceback" not in err
+    assert message in err and "Traceback" not in err
     assert not (tmp_path / "m").exists() and not any((tmp_path / "data").iterdir())  # refused before any phantom
 
 

@@ -62,6 +62,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="fraction of the patches whose non-vessel tissues look different (labels needed): each "
                              "organ and soft tissue shifted by up to +-25 HU, bone contrast scaled by 0.4-1.2, the same "
                              "in both scans; blood, vessel walls, thrombus and air unchanged")
+    parser.add_argument("--appearance-bone-scale", type=float, nargs=2, metavar=("LO", "HI"), default=(0.4, 1.2),
+                        help="range of the factor on bone contrast (against 40 HU) under --appearance-jitter")
     parser.add_argument("--mse-warmup", type=float, default=0.3,
                         help="fraction of the steps trained with a squared error before the L1 (0 for L1 throughout)")
     parser.add_argument("--freeze-norm", type=float, default=0.4,
@@ -103,6 +105,9 @@ def run(args: argparse.Namespace) -> int:
                           ("--appearance-jitter", args.appearance_jitter)):
         if not 0.0 <= value <= 1.0:
             raise JobError(f"{option} {value:g} is not a fraction; give a value from 0 to 1.")
+    low, high = args.appearance_bone_scale
+    if not 0.0 < low <= high:
+        raise JobError(f"--appearance-bone-scale {low:g} {high:g} is not a range of positive factors; give LO <= HI, both above 0.")
     if len(args.channels) < 2:
         raise JobError("--channels needs at least two levels, e.g. 8 16 32 64 128.")
     phantom = {"size_xyz": tuple(args.phantom_size), "spacing_xyz_mm": tuple(args.phantom_spacing)}
@@ -115,7 +120,8 @@ def run(args: argparse.Namespace) -> int:
         weights_dtype=args.weights_dtype,
         vessel_weight=args.vessel_weight, thrombus_weight=args.thrombus_weight,
         pseudo_noncontrast_fraction=args.pseudo_noncontrast_fraction, init_from=args.init_from or "",
-        appearance_jitter=args.appearance_jitter, mse_warmup_fraction=args.mse_warmup,
+        appearance_jitter=args.appearance_jitter,
+        appearance_bone_scale=tuple(args.appearance_bone_scale), mse_warmup_fraction=args.mse_warmup,
         freeze_norm_fraction=args.freeze_norm, ssim_weight=args.ssim_weight, val_cases=args.val_cases, seed=args.seed,
         model_id=args.model_id, version=args.model_version, command=command_line(["train", *_options_as_given(args)]),
         data_description={"phantoms": {"generator": "DigitalContrastLib.phantom.make_phantom", **{k: list(v) for k, v in phantom.items()}}}
