@@ -7,7 +7,8 @@ import pytest
 
 from DigitalContrastLib.phantom import LABELS
 from DigitalContrastLib.validation import (
-    METHODS, ORACLE_LUMEN_HU, acceptance, case_metrics, observer_prediction, oracle_prediction, summarize, validate_model,
+    METHODS, ORACLE_LUMEN_HU, acceptance, case_metrics, criterion_intervals, observer_prediction, oracle_prediction,
+    summarize, validate_model,
 )
 
 SPACING_XYZ = (1.0, 1.0, 2.0)
@@ -110,6 +111,42 @@ def test_summary_takes_means_the_median_diameter_error_and_skips_cases_without_t
     assert model["lumen_dice"] == pytest.approx(0.9) and model["thrombus_bias_hu"] == pytest.approx(20.0)
     assert model["median_abs_max_diameter_error_mm"] == pytest.approx(1.0)
     assert (model["min_lumen_dice"], model["min_lumen_median_hu"], model["max_lumen_median_hu"]) == (0.8, 240.0, 320.0)
+
+
+def _cases_with(thrombus_bias_hu, dice=0.95):
+    """Cases whose model figures are ``thrombus_bias_hu`` (one per case); every other figure passes."""
+    base = {"lumen_dice": dice, "lumen_mae_hu": 60.0, "body_mae_hu": 20.0, "max_diameter_error_mm": 1.0,
+            "lumen_median_hu_pred": 300.0}
+    return [{"identity": {**base, "body_mae_hu": 26.0}, "oracle": {**base, "lumen_mae_hu": 70.0}, "observer": base,
+             "model": {**base, "thrombus_bias_hu": t}} for t in thrombus_bias_hu]
+
+
+def test_intervals_settle_a_clear_miss_and_leave_a_scattered_one_open():
+    # eight cases far above +15 HU: the whole interval misses -> a settled miss
+    clear = _cases_with([28.0, 31.0, 25.0, 30.0, 27.0, 29.0, 26.0, 32.0])
+    checks = acceptance(summarize(clear), criterion_intervals(clear))
+    thrombus = checks["thrombus_bias"]
+    assert thrombus["passed"] is False and thrombus["settled"] is True
+    low, high = thrombus["ci95"]["ci95"]
+    assert 25.0 <= low < 28.5 < high <= 32.0 and thrombus["ci95"]["n"] == 8
+    # the same mean with a wide scatter: the interval reaches into +-15 HU -> the miss is open
+    scattered = _cases_with([-20.0, 70.0, 5.0, 60.0, 0.0, 55.0, 10.0, 48.0])
+    open_check = acceptance(summarize(scattered), criterion_intervals(scattered))["thrombus_bias"]
+    assert open_check["passed"] is False and open_check["settled"] is False
+    assert open_check["ci95"]["ci95"][0] < 15.0
+    # the differences to the baselines are what the "vs" criteria test: settled passes here
+    assert checks["lumen_mae_vs_oracle"]["ci95"]["ci95"] == [-10.0, -10.0] and checks["lumen_mae_vs_oracle"]["settled"]
+    assert checks["body_mae_vs_identity"]["passed"] and checks["body_mae_vs_identity"]["settled"]
+    assert checks["max_diameter"]["ci95"]["statistic"] == "median"
+    assert "ci95" not in checks["lumen_median"]  # a per-case range, no interval
+
+
+def test_an_interval_that_straddles_both_edges_of_the_thrombus_band_is_open():
+    from DigitalContrastLib.validation import _settled
+
+    assert _settled("thrombus_bias", [-20.0, 20.0], passed=False) is False
+    assert _settled("thrombus_bias", [16.0, 40.0], passed=False) is True
+    assert _settled("thrombus_bias", [-14.0, 14.0], passed=True) is True
 
 
 @pytest.mark.slow

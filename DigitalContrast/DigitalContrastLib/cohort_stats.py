@@ -30,17 +30,25 @@ def _finite(values: Iterable[float]) -> np.ndarray:
     return array[np.isfinite(array)]
 
 
-def bootstrap_mean_ci(values: Iterable[float], resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED,
-                      confidence: float = CONFIDENCE) -> tuple[float, float] | None:
-    """Percentile bootstrap interval of the mean of the finite ``values``; None for n < 2."""
+def bootstrap_ci(values: Iterable[float], statistic: str = "mean", resamples: int = BOOTSTRAP_RESAMPLES,
+                 seed: int = BOOTSTRAP_SEED, confidence: float = CONFIDENCE) -> tuple[float, float] | None:
+    """Percentile bootstrap interval of the ``statistic`` (``"mean"`` or ``"median"``) of the finite
+    ``values``; None for n < 2."""
     x = _finite(values)
     if x.size < 2:
         return None
     rng = np.random.default_rng(seed)
-    means = x[rng.integers(0, x.size, size=(int(resamples), x.size))].mean(axis=1)
+    resampled = x[rng.integers(0, x.size, size=(int(resamples), x.size))]
+    stats = {"mean": np.mean, "median": np.median}[statistic](resampled, axis=1)
     tail = (1.0 - confidence) / 2.0
-    low, high = np.quantile(means, [tail, 1.0 - tail])
+    low, high = np.quantile(stats, [tail, 1.0 - tail])
     return float(low), float(high)
+
+
+def bootstrap_mean_ci(values: Iterable[float], resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED,
+                      confidence: float = CONFIDENCE) -> tuple[float, float] | None:
+    """Percentile bootstrap interval of the mean of the finite ``values``; None for n < 2."""
+    return bootstrap_ci(values, "mean", resamples, seed, confidence)
 
 
 def describe(values: Iterable[float], resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED) -> dict[str, Any]:

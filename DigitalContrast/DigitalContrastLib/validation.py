@@ -19,8 +19,11 @@ by unenhanced blood) and reports the synthetic lumen median. :func:`chest_check`
 held-out phantoms whose field of view is the chest (kidneys to the aortic arch), from their
 non-contrast scan and from such a pseudo non-contrast scan, where the true answer is known.
 
-Acceptance criteria (:data:`ACCEPTANCE`) are evaluated on the summary. Nothing here imports torch
-at module level.
+Acceptance criteria (:data:`ACCEPTANCE`) are evaluated on the summary. Each figure behind a
+criterion also gets a 95 % percentile-bootstrap interval over the cases (seeded, as in the cohort
+statistics): a verdict is *settled* when the whole interval lies on its side of the threshold, and
+*open* when it crosses it (more seeds would be needed to tell). Nothing here imports torch at
+module level.
 """
 
 from __future__ import annotations
@@ -119,7 +122,7 @@ def summarize(cases: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
         for key in keys:
             values = _finite([r.get(key, float("nan")) for r in rows])
             table[key] = float(np.mean(values)) if values else float("nan")
-        diam = _finite([abs(r.get("max_diameter_error_mm", float("nan"))) for r in rows])
+        diam = [abs(v) for v in _finite([r.get("max_diameter_error_mm") for r in rows])]  # None: stored NaN
         table["median_abs_max_diameter_error_mm"] = float(np.median(diam)) if diam else float("nan")
         dice = _finite([r.get("lumen_dice", float("nan")) for r in rows])
         table["min_lumen_dice"] = float(min(dice)) if dice else float("nan")
@@ -130,20 +133,79 @@ def summarize(cases: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     return summary
 
 
-def acceptance(summary: dict[str, dict[str, float]]) -> dict[str, dict[str, Any]]:
-    """Each criterion of :data:`ACCEPTANCE`: ``{"rule", "value", "passed"}``."""
+#: name -> (the case-level figure its interval is computed from, the statistic, the test on one value
+#: of that statistic); for the two "vs" criteria the figure is the per-case difference to the baseline.
+_CRITERION_TESTS = {
+    "lumen_dice": ("model lumen Dice", "mean", lambda v: v >= 0.90),
+    "thrombus_bias": ("model thrombus bias, HU", "mean", lambda v: abs(v) <= 15.0),
+    "lumen_mae_vs_oracle": ("model minus oracle lumen MAE, HU", "mean", lambda v: v <= 10.0),
+    "body_mae_vs_identity": ("model minus identity body MAE, HU", "mean", lambda v: v < 0.0),
+    "max_diameter": ("|model max-diameter error|, mm", "median", lambda v: v <= 2.0),
+}
+
+
+def _criterion_values(cases: list[dict[str, Any]]) -> dict[str, list[float]]:
+    """Per criterion of :data:`_CRITERION_TESTS`, its figure on every case (NaN where undefined)."""
+    def get(case: dict[str, Any], method: str, key: str) -> float:
+        value = case.get(method, {}).get(key)
+        return float(value) if value is not None else float("nan")
+
+    return {
+        "lumen_dice": [get(c, "model", "lumen_dice") for c in cases],
+        "thrombus_bias": [get(c, "model", "thrombus_bias_hu") for c in cases],
+        "lumen_mae_vs_oracle": [get(c, "model", "lumen_mae_hu") - get(c, "oracle", "lumen_mae_hu") for c in cases],
+        "body_mae_vs_identity": [get(c, "model", "body_mae_hu") - get(c, "identity", "body_mae_hu") for c in cases],
+        "max_diameter": [abs(get(c, "model", "max_diameter_error_mm")) for c in cases],
+    }
+
+
+def criterion_intervals(cases: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """95 % bootstrap intervals of the figures behind the acceptance criteria.
+
+    Returns ``{criterion: {"figure", "statistic", "n", "ci95": [low, high] or None}}``; the intervals
+    come from :func:`~DigitalContrastLib.cohort_stats.bootstrap_ci` (seeded, so reproducible).
+    """
+    from .cohort_stats import bootstrap_ci
+
+    out = {}
+    for name, values in _criterion_values(cases).items():
+        figure, statistic, _ = _CRITERION_TESTS[name]
+        finite = _finite(values)
+        ci = bootstrap_ci(finite, statistic)
+        out[name] = {"figure": figure, "statistic": statistic, "n": len(finite), "ci95": list(ci) if ci else None}
+    return out
+
+
+def _settled(name: str, interval: Sequence[float], passed: bool) -> bool:
+    """Whether every value inside ``interval`` gives the same verdict as ``passed``."""
+    test = _CRITERION_TESTS[name][2]
+    return all(bool(test(float(v))) == passed for v in np.linspace(interval[0], interval[1], 201))
+
+
+def acceptance(summary: dict[str, dict[str, float]],
+               intervals: dict[str, dict[str, Any]] | None = None) -> dict[str, dict[str, Any]]:
+    """Each criterion of :data:`ACCEPTANCE`: ``{"rule", "value", "passed"}``, and with ``intervals``
+    (from :func:`criterion_intervals`) also ``"ci95"`` and ``"settled"`` where an interval exists."""
     model, oracle, identity = summary["model"], summary["oracle"], summary["identity"]
+    test = {name: spec[2] for name, spec in _CRITERION_TESTS.items()}
     checks = {
-        "lumen_dice": (model["lumen_dice"], model["lumen_dice"] >= 0.90),
-        "thrombus_bias": (model["thrombus_bias_hu"], abs(model["thrombus_bias_hu"]) <= 15.0),
+        "lumen_dice": (model["lumen_dice"], test["lumen_dice"](model["lumen_dice"])),
+        "thrombus_bias": (model["thrombus_bias_hu"], test["thrombus_bias"](model["thrombus_bias_hu"])),
         "lumen_median": ([model["min_lumen_median_hu"], model["max_lumen_median_hu"]],
                          LUMEN_RANGE_HU[0] <= model["min_lumen_median_hu"] and model["max_lumen_median_hu"] <= LUMEN_RANGE_HU[1]),
         "lumen_mae_vs_oracle": ([model["lumen_mae_hu"], oracle["lumen_mae_hu"]],
-                                model["lumen_mae_hu"] <= oracle["lumen_mae_hu"] + 10.0),
-        "body_mae_vs_identity": ([model["body_mae_hu"], identity["body_mae_hu"]], model["body_mae_hu"] < identity["body_mae_hu"]),
-        "max_diameter": (model["median_abs_max_diameter_error_mm"], model["median_abs_max_diameter_error_mm"] <= 2.0),
+                                test["lumen_mae_vs_oracle"](model["lumen_mae_hu"] - oracle["lumen_mae_hu"])),
+        "body_mae_vs_identity": ([model["body_mae_hu"], identity["body_mae_hu"]],
+                                 test["body_mae_vs_identity"](model["body_mae_hu"] - identity["body_mae_hu"])),
+        "max_diameter": (model["median_abs_max_diameter_error_mm"],
+                         test["max_diameter"](model["median_abs_max_diameter_error_mm"])),
     }
-    return {name: {"rule": ACCEPTANCE[name], "value": value, "passed": bool(passed)} for name, (value, passed) in checks.items()}
+    out = {name: {"rule": ACCEPTANCE[name], "value": value, "passed": bool(passed)} for name, (value, passed) in checks.items()}
+    for name, interval in (intervals or {}).items():
+        if name in out and interval.get("ci95"):
+            out[name]["ci95"] = {k: interval[k] for k in ("figure", "statistic", "n", "ci95")}
+            out[name]["settled"] = _settled(name, interval["ci95"], out[name]["passed"])
+    return out
 
 
 def validate_model(
@@ -197,7 +259,7 @@ def validate_model(
         "training_seed_overlap": sorted(train_seeds & {int(s) for s in seeds}),
         "cases": cases,
         "summary": summary,
-        "acceptance": acceptance(summary),
+        "acceptance": acceptance(summary, criterion_intervals(cases)),
     }
 
 

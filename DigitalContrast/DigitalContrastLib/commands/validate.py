@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     for key in keys:
         print(f"{key:36s} " + " ".join(f"{summary[m].get(key, float('nan')):10.2f}" for m in METHODS))
     for name, check in report["acceptance"].items():
-        print(f"[{'PASS' if check['passed'] else 'FAIL'}] {check['rule']}: {check['value']}")
+        print(f"[{'PASS' if check['passed'] else 'FAIL'}] {check['rule']}: {check['value']}{_interval_text(check)}")
     if "realdata" in report:
         r = report["realdata"]
         print(f"[{'PASS' if r['passed'] else 'FAIL'}] real CTA: synthetic lumen median {r['synthetic_lumen_median_hu']:.0f} HU "
@@ -86,3 +86,13 @@ def run(args: argparse.Namespace) -> int:
               f"lumen median {c['min_thoracic_lumen_median_hu']:.0f}-{c['max_thoracic_lumen_median_hu']:.0f} HU "
               f"(from pseudo-NCCT, median of cases {c['median_pseudo_noncontrast_thoracic_lumen_median_hu']:.0f})")
     return 0
+
+
+def _interval_text(check: dict) -> str:
+    """`` (95% CI of the mean ...: lo to hi, settled)`` for a criterion that has an interval."""
+    interval = check.get("ci95")
+    if not interval:
+        return ""
+    low, high = interval["ci95"]
+    verdict = "settled" if check.get("settled") else "open: the interval crosses the threshold, more seeds needed"
+    return f" (95% CI of the {interval['statistic']} {interval['figure']} over {interval['n']} cases: {low:.2f} to {high:.2f}; {verdict})"
