@@ -29,7 +29,7 @@ def _writer_args(db, round_no: int) -> list[str]:
 @pytest.mark.process
 @pytest.mark.slow
 def test_sigkill_at_random_moments_loses_no_acknowledged_answer(tmp_path):
-    study = load_study(write_example_study(tmp_path / "ex", cases=60, training_cases=2, readers=1))
+    study = load_study(write_example_study(tmp_path / "ex", cases=150, training_cases=2, readers=1))
     db = tmp_path / "study.sqlite"
     store = create_store(db, study, backup_every=7)
     store.enrol("r01", seed=5)
