@@ -67,6 +67,27 @@ def test_tiny_training_run_writes_a_card_and_weights_that_load_and_resumes(tmp_p
     assert resumed_child["steps"] == 4 and resumed_child["initialised_from"]["weights_sha256"] == parent.weights_sha256
     assert "resumed from" in capsys.readouterr().err
 
+    # --parent-weight: the written weights are W * parent + (1 - W) * trained; the checkpoint keeps
+    # the trained weights unblended
+    from DigitalContrastLib.weights import load_state_dict, load_unverified
+
+    blend = tmp_path / "blend"
+    assert main(["train", "--data", str(data), "--out", str(blend), "--epochs", "1", "--val-data", str(val),
+                 "--init-from", str(out), "--lr", "0.05", "--mse-warmup", "0", "--parent-weight", "0.25", *TINY]) == 0
+    blended = load_card(blend)
+    assert blended.data["training"]["weights_blend"]["parent_share"] == 0.25
+    written, before = load_state_dict(blended), load_state_dict(parent)
+    tensors, _ = load_unverified(blend / "training" / "checkpoint.safetensors")
+    trained = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+    assert set(written) == set(trained) == set(before)
+    moved = 0.0
+    for k, w in written.items():
+        if w.is_floating_point():
+            expected = (0.25 * before[k].float() + 0.75 * trained[k].float()).half().float()
+            np.testing.assert_allclose(w.float().numpy(), expected.numpy(), rtol=0, atol=0)
+            moved = max(moved, float((trained[k].float() - before[k].float()).abs().max()))
+    assert moved > 1e-3  # the fine-tune did change the weights, so the blend is neither of the two
+
 
 def test_train_refuses_an_empty_data_folder(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
@@ -139,8 +160,36 @@ def test_pseudo_noncontrast_patches_keep_every_enhanced_neighbour_and_only_darke
         np.testing.assert_allclose(target_hu[c_hu == 300], 260.0, atol=1e-3)
 
 
+@pytest.mark.parametrize("margin", [0, 1])
+def test_pseudo_noncontrast_margin_takes_the_partial_volume_rim_from_the_noncontrast_scan(tmp_path, margin):
+    from DigitalContrastLib.train import PatchSampler, TrainConfig
+
+    config = TrainConfig(data_dir=str(tmp_path), out_dir=str(tmp_path), patch_size_zyx=(20, 24, 24),
+                         intensity_shift_hu=0.0, pseudo_noncontrast_fraction=1.0,
+                         pseudo_noncontrast_margin_voxels=margin)
+    case = _two_vessel_case(config)
+    rim = np.zeros(case.contrast.shape, bool)  # the face neighbours just outside the 6x6 lumen label:
+    rim[:, [3, 10], 4:10] = rim[:, 4:10, [3, 10]] = True  # the blur of the enhanced lumen
+    case.contrast[rim] = 170
+    item = PatchSampler([case], config, np.random.default_rng(3)).sample()
+    nc_hu, c_hu = item["nc_hu"][0].numpy(), item["c_hu"][0].numpy()
+    target_hu = item["target"][0].numpy() * config.output_scale_hu
+    rim_patch = c_hu == 170
+    assert rim_patch.sum() == 20 * 24
+    if margin:
+        assert (nc_hu[rim_patch] == 40).all()  # no bright rim around the dark lumen
+        np.testing.assert_allclose(target_hu[rim_patch], 130.0, atol=1e-3)
+    else:
+        assert (nc_hu[rim_patch] == 170).all()
+    assert ((nc_hu == 200) == (c_hu == 200)).all()  # the heart, further away, stays enhanced
+    np.testing.assert_allclose(target_hu[c_hu == 300], 260.0, atol=1e-3)
+
+
 @pytest.mark.parametrize("option, message", [
     (["--pseudo-noncontrast-fraction", "1.5"], "--pseudo-noncontrast-fraction 1.5 is not a fraction"),
+    (["--pseudo-noncontrast-margin", "-1"], "--pseudo-noncontrast-margin -1 is negative"),
+    (["--parent-weight", "1"], "--parent-weight 1 is not a share below 1"),
+    (["--parent-weight", "0.5"], "--parent-weight needs --init-from"),
     (["--appearance-jitter", "-0.1"], "--appearance-jitter -0.1 is not a fraction"),
     (["--appearance-bone-scale", "1.2", "0.4"], "--appearance-bone-scale 1.2 0.4 is not a range of positive factors"),
 ])

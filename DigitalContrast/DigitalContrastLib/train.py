@@ -40,6 +40,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from scipy import ndimage
 
 from . import engine as E
 from .errors import InputError, JobError
@@ -80,9 +81,19 @@ class TrainConfig:
     # (heart, pulmonary arteries, branches) do not stop the model from filling a dark aorta. The
     # real-anatomy check builds its input this way from a real CTA; 0 trains on true pairs only.
     pseudo_noncontrast_fraction: float = 0.0
+    # voxels by which the unenhanced region of a pseudo non-contrast patch reaches beyond the lumen
+    # label (6-connected dilation). With 0 the contrast scan's partial-volume blur of the lumen stays
+    # as a bright rim around a dark lumen: a cue that neither a true non-contrast scan nor the real
+    # check (whose mask covers the partial-volume layer) has.
+    pseudo_noncontrast_margin_voxels: int = 0
     # an installed model (id or folder) whose weights start this run: fine-tuning instead of a random
     # start; its network and input normalisation must be this run's. A checkpoint found by --resume wins.
     init_from: str = ""
+    # share of the --init-from parent's weights in the written model: the weights written are
+    # parent_weight * parent + (1 - parent_weight) * trained, a weight-space ensemble of the two
+    # (WiSE-FT, Wortsman et al. 2022), which keeps more of the parent's behaviour on its own data and
+    # part of the fine-tune's gain. Checkpoints (and --resume) keep the trained weights unblended.
+    parent_weight: float = 0.0
     # fraction of the patches whose non-vessel tissues (labels needed) get another look, the same in
     # both scans so the residual target is unchanged: each soft tissue and organ shifted by up to
     # +-appearance_offset_hu, bone contrast scaled by a factor in appearance_bone_scale. Blood, vessel
@@ -379,6 +390,8 @@ class PatchSampler:
             lumen = mask("aortic_lumen", case.aortic_lumen)
             if lumen is not None and self.rng.random() < cfg.pseudo_noncontrast_fraction:
                 # pseudo non-contrast input: the contrast phase everywhere but in the aortic lumen
+                if cfg.pseudo_noncontrast_margin_voxels > 0:
+                    lumen = ndimage.binary_dilation(lumen, iterations=cfg.pseudo_noncontrast_margin_voxels)
                 nc = np.where(lumen, nc, c)
         if tissue is not None and cfg.appearance_jitter > 0 and self.rng.random() < cfg.appearance_jitter:
             jitter_appearance(nc, c, tissue, self.rng, cfg.appearance_offset_hu, cfg.appearance_bone_scale)
@@ -567,6 +580,26 @@ def initial_weights(config: TrainConfig) -> tuple[dict[str, torch.Tensor], dict[
     state = {k: v.float() if v.is_floating_point() else v for k, v in load_state_dict(card).items()}
     return state, {"id": card.id, "version": card.version, "weights_sha256": card.weights_sha256,
                    "command": theirs.get("training", {}).get("command", "")}
+
+
+def blend_with_parent(state: dict[str, torch.Tensor], config: TrainConfig) -> dict[str, torch.Tensor]:
+    """``config.parent_weight`` * the parent's weights + the rest * ``state`` (the trained weights).
+
+    Floating tensors are blended in float32 (and returned so); integer buffers (batch-norm counters)
+    keep the trained values. The parent is ``config.init_from``, verified again.
+
+    Raises:
+        JobError: no --init-from, or its tensors do not match the trained network's.
+    """
+    if not config.init_from:
+        raise JobError("--parent-weight needs --init-from: the model whose weights are blended in.", code="init_mismatch")
+    parent, identity = initial_weights(config)
+    if set(parent) != set(state) or any(parent[k].shape != state[k].shape for k in state):
+        raise JobError(f"--parent-weight: the weights of {identity['id']} {identity['version']} do not match the trained "
+                       "network's tensors; train with the same network options.", code="init_mismatch")
+    w = float(config.parent_weight)
+    return {k: (w * parent[k].float() + (1.0 - w) * v.float() if v.is_floating_point() else v)
+            for k, v in state.items()}
 
 
 # --------------------------------------------------------------------------- validation during training
@@ -795,8 +828,16 @@ def train(config: TrainConfig, resume: bool = False, progress: ProgressCallback 
         "a few seconds, well under 0.1 Wh."
     )
     store = {"float16": torch.float16, "float32": torch.float32}[config.weights_dtype]
-    state = {k: (v.detach().cpu().to(store) if v.is_floating_point() else v.detach().cpu())
-             for k, v in network.state_dict().items()}
+    state = {k: v.detach().cpu() for k, v in network.state_dict().items()}
+    if config.parent_weight > 0:
+        state = blend_with_parent(state, config)
+        card["training"]["weights_blend"] = {
+            "parent_share": config.parent_weight,
+            "rule": "written weights = parent_share * parent + (1 - parent_share) * trained (float32, then stored)",
+            "note": "The figures in training.history and validation.during_training are of the trained network "
+                    "before the blend.",
+        }
+    state = {k: v.to(store) if v.is_floating_point() else v for k, v in state.items()}
     written = write_model_folder(out_dir, card, state)
     log(f"model written: {written.path} (weights sha256 {written.weights_sha256[:12]}…)")
     return written.path

@@ -58,6 +58,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pseudo-noncontrast-fraction", type=float, default=0.0, metavar="F",
                         help="fraction of the patches whose input is the contrast scan with only the aortic lumen "
                              "unenhanced (cases with labels.nrrd; robustness to enhanced neighbours of a dark aorta)")
+    parser.add_argument("--pseudo-noncontrast-margin", type=int, default=0, metavar="N",
+                        help="voxels by which the unenhanced region of a pseudo non-contrast patch reaches beyond the "
+                             "lumen label, so that no bright partial-volume rim is left around the dark lumen (0: none)")
+    parser.add_argument("--parent-weight", type=float, default=0.0, metavar="W",
+                        help="with --init-from: write W * the parent's weights + (1 - W) * the trained weights (a "
+                             "weight-space ensemble, WiSE-FT) as the model; checkpoints stay unblended (0: no blend)")
     parser.add_argument("--appearance-jitter", type=float, default=0.0, metavar="F",
                         help="fraction of the patches whose non-vessel tissues look different (labels needed): each "
                              "organ and soft tissue shifted by up to +-25 HU, bone contrast scaled by 0.4-1.2, the same "
@@ -105,6 +111,12 @@ def run(args: argparse.Namespace) -> int:
                           ("--appearance-jitter", args.appearance_jitter)):
         if not 0.0 <= value <= 1.0:
             raise JobError(f"{option} {value:g} is not a fraction; give a value from 0 to 1.")
+    if not 0.0 <= args.parent_weight < 1.0:
+        raise JobError(f"--parent-weight {args.parent_weight:g} is not a share below 1; give a value from 0 up to (not including) 1.")
+    if args.parent_weight and not args.init_from:
+        raise JobError("--parent-weight needs --init-from: name the installed model whose weights are blended in.")
+    if args.pseudo_noncontrast_margin < 0:
+        raise JobError(f"--pseudo-noncontrast-margin {args.pseudo_noncontrast_margin} is negative; give 0 or more voxels.")
     low, high = args.appearance_bone_scale
     if not 0.0 < low <= high:
         raise JobError(f"--appearance-bone-scale {low:g} {high:g} is not a range of positive factors; give LO <= HI, both above 0.")
@@ -119,7 +131,9 @@ def run(args: argparse.Namespace) -> int:
         clip_hu=tuple(args.clip_hu), offset_hu=args.input_offset_hu, scale_hu=args.input_scale_hu,
         weights_dtype=args.weights_dtype,
         vessel_weight=args.vessel_weight, thrombus_weight=args.thrombus_weight,
-        pseudo_noncontrast_fraction=args.pseudo_noncontrast_fraction, init_from=args.init_from or "",
+        pseudo_noncontrast_fraction=args.pseudo_noncontrast_fraction,
+        pseudo_noncontrast_margin_voxels=args.pseudo_noncontrast_margin, parent_weight=args.parent_weight,
+        init_from=args.init_from or "",
         appearance_jitter=args.appearance_jitter,
         appearance_bone_scale=tuple(args.appearance_bone_scale), mse_warmup_fraction=args.mse_warmup,
         freeze_norm_fraction=args.freeze_norm, ssim_weight=args.ssim_weight, val_cases=args.val_cases, seed=args.seed,
