@@ -214,6 +214,16 @@ def test_init_from_a_model_with_another_network_is_refused_before_anything_is_wr
     assert not (tmp_path / "m").exists() and not any((tmp_path / "data").iterdir())
 
 
+def test_train_refuses_a_parent_weight_without_a_parent_before_it_trains(tmp_path):
+    from DigitalContrastLib.errors import JobError
+    from DigitalContrastLib.train import TrainConfig, train
+
+    config = TrainConfig(data_dir=str(tmp_path / "no-data"), out_dir=str(tmp_path / "m"), parent_weight=0.5)
+    with pytest.raises(JobError, match="--parent-weight needs --init-from"):
+        train(config)  # refused first: not the missing data, not after the epochs
+    assert not (tmp_path / "m").exists()
+
+
 def test_init_from_a_model_that_is_not_installed_is_refused_with_exit_3(tmp_path, capsys):
     (tmp_path / "data").mkdir()
     assert main(["train", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "m"), *TINY,

@@ -586,13 +586,12 @@ def blend_with_parent(state: dict[str, torch.Tensor], config: TrainConfig) -> di
     """``config.parent_weight`` * the parent's weights + the rest * ``state`` (the trained weights).
 
     Floating tensors are blended in float32 (and returned so); integer buffers (batch-norm counters)
-    keep the trained values. The parent is ``config.init_from``, verified again.
+    keep the trained values. The parent is ``config.init_from`` (:func:`train` refuses a
+    ``parent_weight`` without one before it trains), verified again.
 
     Raises:
-        JobError: no --init-from, or its tensors do not match the trained network's.
+        JobError: its tensors do not match the trained network's.
     """
-    if not config.init_from:
-        raise JobError("--parent-weight needs --init-from: the model whose weights are blended in.", code="init_mismatch")
     parent, identity = initial_weights(config)
     if set(parent) != set(state) or any(parent[k].shape != state[k].shape for k in state):
         raise JobError(f"--parent-weight: the weights of {identity['id']} {identity['version']} do not match the trained "
@@ -693,12 +692,15 @@ def train(config: TrainConfig, resume: bool = False, progress: ProgressCallback 
         step_bar: optional factory ``step_bar(total) -> tqdm-like`` for a per-epoch step bar.
     Raises:
         InputError: no usable cases.
+        JobError: ``parent_weight`` without ``init_from`` (before anything is read or trained).
     """
     from .models import write_model_folder
 
     progress = progress or no_progress
     log = log or (lambda line: print(line, file=sys.stderr, flush=True))
     started = time.perf_counter()
+    if config.parent_weight and not config.init_from:
+        raise JobError("--parent-weight needs --init-from: the model whose weights are blended in.", code="init_mismatch")
     E.use_all_cpu_cores()
     out_dir = Path(config.out_dir)
     rng = np.random.default_rng(config.seed)
