@@ -234,6 +234,53 @@ def test_chest_field_of_view_shows_heart_lungs_and_the_thoracic_aorta():
         assert (labels[level] == LABELS["lung"]).sum() > 0.2 * (labels[level] > 0).sum()
 
 
+AORTA_PARTS = ("aortic_lumen", "aortic_wall", "thrombus", "calcification")
+
+
+def _periaortic_shell(case, lo_mm: float, hi_mm: float) -> np.ndarray:
+    """Labels in-plane ``lo_mm``...``hi_mm`` outside the thoracic aorta (10 mm clear of the dome and arch)."""
+    labels = case.labels.array
+    z = case.labels.origin_mm[2] + case.labels.spacing_mm[2] * np.arange(labels.shape[0])
+    chest = case.params["chest"]
+    thoracic = (z > chest["z_chest_mm"] + 10) & (z < chest["z_arch_mm"] - 10)
+    aorta = np.isin(labels, [LABELS[n] for n in AORTA_PARTS]) & thoracic[:, None, None]
+    distance = np.full(labels.shape, np.inf, np.float32)
+    for k in np.nonzero(aorta.any(axis=(1, 2)))[0]:
+        distance[k] = ndimage.distance_transform_edt(~aorta[k], sampling=case.labels.spacing_mm[:2])
+    return labels[(distance > lo_mm) & (distance < hi_mm)]
+
+
+def test_thoracic_aorta_lies_against_lung_and_soft_tissue_not_in_fat(monkeypatch):
+    # a real chest (the shared CTA: 7-8 % fat 4.5-7.5 mm round its aorta) has little fat beside the
+    # descending aorta; generator 1.3.0 drew it inside the mediastinal fat block (32-47 % fat here)
+    import DigitalContrastLib.phantom_aorta as anatomy
+
+    grid = dict(size_xyz=(180, 180, 80), spacing_xyz_mm=(2.0, 2.0, 4.0), center_z_mm=ph.CHEST_CENTER_Z_MM)
+    painter = anatomy._paint_periaortic
+    fat_now, fat_before = [], []
+    for seed in range(4):
+        case = make_phantom(seed, **grid)
+        monkeypatch.setattr(anatomy, "_paint_periaortic", lambda *args: {})
+        before = make_phantom(seed, **grid)
+        monkeypatch.setattr(anatomy, "_paint_periaortic", painter)
+        p = case.params["chest"]["periaortic"]
+        assert 0 <= p["sleeve_mm"] <= 8 and 0.5 <= p["lung_gap_mm"] <= 3, p
+        # only fat and soft tissue changed, into soft tissue or lung, and only above the right dome
+        changed = case.labels.array != before.labels.array
+        assert changed.any(), seed
+        pairs = set(zip(before.labels.array[changed].tolist(), case.labels.array[changed].tolist()))
+        assert pairs <= {(LABELS["fat"], LABELS["soft_tissue"]), (LABELS["fat"], LABELS["lung"]),
+                         (LABELS["soft_tissue"], LABELS["lung"])}, pairs
+        z = case.labels.origin_mm[2] + 4.0 * np.arange(changed.shape[0])
+        assert z[changed.any(axis=(1, 2))].min() > case.params["chest"]["z_chest_mm"]
+        fat_now.append(np.mean(_periaortic_shell(case, 2, 7) == LABELS["fat"]))
+        fat_before.append(np.mean(_periaortic_shell(before, 2, 7) == LABELS["fat"]))
+        if p["lung_contact"]:  # the lung now reaches the aorta's surroundings
+            assert np.mean(_periaortic_shell(case, 2, 7) == LABELS["lung"]) > np.mean(
+                _periaortic_shell(before, 2, 7) == LABELS["lung"]), seed
+    assert min(fat_before) > 0.3 and max(fat_now) < 0.2 and np.mean(fat_now) < 0.1, (fat_now, fat_before)
+
+
 def test_chest_draws_nothing_below_the_right_dome(coarse_cases):
     # the chest has its own random stream and starts above the right diaphragmatic dome, so the
     # abdominal field of view (centred on z = 0) holds none of its labels

@@ -129,8 +129,9 @@ from .atomic import atomic_write_text
 from .errors import InputError, JobError, OutputError
 from .volume import IDENTITY_DIRECTION, CTVolume
 
-GENERATOR_VERSION = "1.3.0"
-"""Bumped whenever the same seed and grid give different voxels."""
+GENERATOR_VERSION = "1.4.0"
+"""Bumped whenever the same seed and grid give different voxels (1.4.0: lung and soft tissue round the
+thoracic aorta instead of fat; fields of view centred on the abdomen are unchanged)."""
 
 LABELS: dict[str, int] = {
     "outside": 0,
