@@ -8,7 +8,7 @@ import pytest
 from DigitalContrastLib.phantom import LABELS
 from DigitalContrastLib.validation import (
     METHODS, ORACLE_LUMEN_HU, acceptance, case_metrics, criterion_intervals, observer_prediction, oracle_prediction,
-    summarize, validate_model,
+    lumen_medians_by_level, summarize, validate_model,
 )
 
 SPACING_XYZ = (1.0, 1.0, 2.0)
@@ -191,3 +191,27 @@ def test_chest_check_measures_the_thoracic_lumen_from_both_inputs():
     oracle = chest_check([10102], _ReferenceEngine(truth), **grid)
     assert oracle["passed"] is True
     assert oracle["cases"][0]["synthetic_thoracic_lumen_median_hu"] == case["true_thoracic_lumen_median_hu"]
+
+
+@pytest.mark.parametrize("z_direction", [1.0, -1.0])
+def test_lumen_medians_by_level_cut_the_mask_into_craniocaudal_thirds(z_direction):
+    # a 30-slice tube whose lumen brightens by 10 HU per slice towards the head; the slices are stored
+    # head first when the direction's z column points down (-1): the thirds must still go feet to head
+    from DigitalContrastLib.volume import CTVolume
+
+    shape = (30, 16, 16)
+    k = np.arange(shape[0], dtype=np.float32)[:, None, None]
+    head_ward = k if z_direction > 0 else shape[0] - 1 - k
+    image = np.broadcast_to(100 + 10 * head_ward, shape).astype(np.int16)
+    mask = np.zeros(shape, bool)
+    mask[3:27, 4:12, 4:12] = True  # 24 slices: 8 per third
+    volume = CTVolume(image, spacing_mm=(1.0, 1.0, 2.0), origin_mm=(0.0, 0.0, 50.0),
+                      direction=(1, 0, 0, 0, 1, 0, 0, 0, z_direction))
+    levels = lumen_medians_by_level(volume, mask, {"real": image, "synthetic": image - 5})
+    assert [lv["level"] for lv in levels] == ["inferior", "middle", "superior"]
+    assert sum(lv["voxels"] for lv in levels) == mask.sum() and all(lv["voxels"] == 8 * 64 for lv in levels)
+    medians = [lv["real_median_hu"] for lv in levels]
+    assert medians[0] < medians[1] < medians[2] and medians[2] - medians[0] == pytest.approx(160)
+    assert [lv["synthetic_median_hu"] for lv in levels] == [m - 5 for m in medians]
+    lows = [lv["z_lps_mm"][0] for lv in levels]
+    assert lows == sorted(lows) and levels[0]["z_lps_mm"][1] - levels[0]["z_lps_mm"][0] == pytest.approx(14.0)

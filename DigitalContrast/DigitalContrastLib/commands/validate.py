@@ -80,6 +80,9 @@ def run(args: argparse.Namespace) -> int:
         r = report["realdata"]
         print(f"[{'PASS' if r['passed'] else 'FAIL'}] real CTA: synthetic lumen median {r['synthetic_lumen_median_hu']:.0f} HU "
               f"(real {r['real_lumen_median_hu']:.0f}, pseudo-NCCT {r['pseudo_noncontrast_lumen_median_hu']:.0f})")
+        for level in r.get("by_level", []):
+            print(f"       {level['level']:9s} third (z {level['z_lps_mm'][0]:.0f} to {level['z_lps_mm'][1]:.0f} mm): synthetic "
+                  f"{level['synthetic_median_hu']:.0f} HU, real {level['real_median_hu']:.0f} HU")
     if "chest" in report:
         c = report["chest"]
         print(f"[{'PASS' if c['passed'] else 'FAIL'}] chest phantoms {c['seeds'][0]}-{c['seeds'][-1]}: synthetic thoracic "
