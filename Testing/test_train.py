@@ -185,12 +185,73 @@ def test_pseudo_noncontrast_margin_takes_the_partial_volume_rim_from_the_noncont
     np.testing.assert_allclose(target_hu[c_hu == 300], 260.0, atol=1e-3)
 
 
+def test_warp_inplane_turns_and_scales_about_the_patch_centre_and_keeps_labels_whole():
+    import math
+
+    from DigitalContrastLib.train import inplane_footprint, warp_inplane
+
+    # no turn, no scale: the centre of the crop, voxel for voxel
+    block = np.arange(20 * 12 * 12, dtype=np.int16).reshape(20, 12, 12)
+    np.testing.assert_array_equal(warp_inplane(block, (20, 10, 10), 0.0, 1.0, nearest=True), block[:, 1:11, 1:11])
+    # a quarter turn lays a bar along x along y, through the centre
+    bar = np.zeros((2, 33, 33), bool)
+    bar[:, 16, 4:29] = True
+    turned = warp_inplane(bar, (2, 31, 31), math.pi / 2, 1.0, nearest=True)
+    ys, xs = np.nonzero(turned[0])
+    assert set(xs) == {15} and ys.max() - ys.min() == 24
+    # scale 1.25 enlarges a disc's area by 1.25^2; labels keep their codes (nearest)
+    yy, xx = np.mgrid[:101, :101]
+    disc = np.where((yy - 50) ** 2 + (xx - 50) ** 2 <= 20 ** 2, 10, 2).astype(np.int16)[None].repeat(2, 0)
+    grown = warp_inplane(disc, (2, 61, 61), 0.4, 1.25, nearest=True)
+    assert set(np.unique(grown)) == {2, 10}
+    assert (grown[0] == 10).sum() / (disc[0] == 10).sum() == pytest.approx(1.25 ** 2, rel=0.03)
+    # the crop a turned and shrunk patch samples from holds its corners
+    assert inplane_footprint((128, 128), math.radians(45), 0.8) == (229, 229)  # ceil(128 * sqrt(2) / 0.8) + 2
+
+
+def test_geometric_augment_turns_scans_and_labels_together(tmp_path):
+    from DigitalContrastLib.train import PatchSampler, TrainConfig, TrainingCase
+
+    # a 4 x 96 x 96 case: a 16 x 8 voxel bar of enhanced lumen (labelled) in the middle
+    nc = np.full((4, 96, 96), 40, np.int16)
+    c = nc.copy()
+    labels = np.full(nc.shape, 2, np.int16)
+    bar = np.zeros(nc.shape, bool)
+    bar[:, 44:52, 40:56] = True
+    labels[bar], c[bar] = 10, 300
+    case = TrainingCase(name="bar", folder=tmp_path, noncontrast=nc, contrast=c, vessel=None, thrombus=None,
+                        labels=labels, aortic_lumen=None, positives=np.array([np.ravel_multi_index((2, 48, 48), nc.shape)]),
+                        body_box=((0, 4), (0, 96), (0, 96)), spacing_xyz_mm=(1.0, 1.0, 1.0), tissue=labels.astype(np.uint8))
+    config = TrainConfig(data_dir=str(tmp_path), out_dir=str(tmp_path), patch_size_zyx=(4, 32, 32),
+                         intensity_shift_hu=0.0, positive_fraction=1.0, geometric_fraction=1.0, rotate_deg=90.0,
+                         scale_range=0.25)
+    sampler = PatchSampler([case], config, np.random.default_rng(5))
+    areas, orientations = [], set()
+    for _ in range(12):
+        item = sampler.sample()
+        c_hu = item["c_hu"][0].numpy()
+        target_hu = item["target"][0].numpy() * config.output_scale_hu
+        lumen = c_hu > 250
+        # the scans turned together: the enhancement sits on the bar in both the contrast scan and the target
+        assert lumen.any() and np.median(target_hu[lumen]) == pytest.approx(260.0, abs=1)
+        np.testing.assert_allclose(target_hu[c_hu < 45], 0.0, atol=5)
+        areas.append(lumen[0].sum() / 128)  # the bar holds 128 voxels per slice
+        ys, xs = np.nonzero(lumen[0])
+        orientations.add(bool(np.ptp(ys) > np.ptp(xs)))
+    # turned both ways (the bar stands or lies), scaled within (1 / 1.25)^2 ... 1.25^2 but not always 1
+    assert orientations == {True, False}
+    assert min(areas) > 0.64 * 0.9 and max(areas) < 1.5625 * 1.1 and np.ptp(areas) > 0.2, areas
+
+
 @pytest.mark.parametrize("option, message", [
     (["--pseudo-noncontrast-fraction", "1.5"], "--pseudo-noncontrast-fraction 1.5 is not a fraction"),
     (["--pseudo-noncontrast-margin", "-1"], "--pseudo-noncontrast-margin -1 is negative"),
     (["--parent-weight", "1"], "--parent-weight 1 is not a share below 1"),
     (["--parent-weight", "0.5"], "--parent-weight needs --init-from"),
     (["--appearance-jitter", "-0.1"], "--appearance-jitter -0.1 is not a fraction"),
+    (["--geometric-augment", "2"], "--geometric-augment 2 is not a fraction"),
+    (["--rotate-deg", "200"], "--rotate-deg 200 is not an angle from 0 to 180 degrees"),
+    (["--scale-range", "-0.1"], "--scale-range -0.1 is outside 0 to 1"),
     (["--appearance-bone-scale", "1.2", "0.4"], "--appearance-bone-scale 1.2 0.4 is not a range of positive factors"),
 ])
 def test_train_refuses_an_augmentation_option_out_of_range_before_any_phantom(tmp_path, capsys, option, message):

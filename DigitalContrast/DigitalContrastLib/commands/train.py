@@ -70,6 +70,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "in both scans; blood, vessel walls, thrombus and air unchanged")
     parser.add_argument("--appearance-bone-scale", type=float, nargs=2, metavar=("LO", "HI"), default=(0.4, 1.2),
                         help="range of the factor on bone contrast (against 40 HU) under --appearance-jitter")
+    parser.add_argument("--geometric-augment", type=float, default=0.0, metavar="F",
+                        help="fraction of the patches turned about z by up to +-ROTATE degrees and scaled in-plane by up "
+                             "to 1+SCALE (or 1/(1+SCALE)), both scans and the labels alike (0: none)")
+    parser.add_argument("--rotate-deg", type=float, default=20.0, metavar="ROTATE",
+                        help="largest in-plane turn of --geometric-augment, degrees (0 to 180)")
+    parser.add_argument("--scale-range", type=float, default=0.25, metavar="SCALE",
+                        help="largest in-plane scaling of --geometric-augment: factors from 1/(1+SCALE) to 1+SCALE (0 to 1)")
     parser.add_argument("--mse-warmup", type=float, default=0.3,
                         help="fraction of the steps trained with a squared error before the L1 (0 for L1 throughout)")
     parser.add_argument("--freeze-norm", type=float, default=0.4,
@@ -108,7 +115,8 @@ def run(args: argparse.Namespace) -> int:
         if args.val_seed_start < args.seed_start + args.generate_phantoms and args.val_seed_start + args.generate_val_phantoms > args.seed_start:
             raise JobError("Validation seeds overlap the training seeds; choose --val-seed-start outside them.")
     for option, value in (("--pseudo-noncontrast-fraction", args.pseudo_noncontrast_fraction),
-                          ("--appearance-jitter", args.appearance_jitter)):
+                          ("--appearance-jitter", args.appearance_jitter),
+                          ("--geometric-augment", args.geometric_augment)):
         if not 0.0 <= value <= 1.0:
             raise JobError(f"{option} {value:g} is not a fraction; give a value from 0 to 1.")
     if not 0.0 <= args.parent_weight < 1.0:
@@ -117,6 +125,10 @@ def run(args: argparse.Namespace) -> int:
         raise JobError("--parent-weight needs --init-from: name the installed model whose weights are blended in.")
     if args.pseudo_noncontrast_margin < 0:
         raise JobError(f"--pseudo-noncontrast-margin {args.pseudo_noncontrast_margin} is negative; give 0 or more voxels.")
+    if not 0.0 <= args.rotate_deg <= 180.0:
+        raise JobError(f"--rotate-deg {args.rotate_deg:g} is not an angle from 0 to 180 degrees; give one in that range.")
+    if not 0.0 <= args.scale_range <= 1.0:
+        raise JobError(f"--scale-range {args.scale_range:g} is outside 0 to 1; give e.g. 0.25 for factors 0.8 to 1.25.")
     low, high = args.appearance_bone_scale
     if not 0.0 < low <= high:
         raise JobError(f"--appearance-bone-scale {low:g} {high:g} is not a range of positive factors; give LO <= HI, both above 0.")
@@ -134,7 +146,8 @@ def run(args: argparse.Namespace) -> int:
         pseudo_noncontrast_fraction=args.pseudo_noncontrast_fraction,
         pseudo_noncontrast_margin_voxels=args.pseudo_noncontrast_margin, parent_weight=args.parent_weight,
         init_from=args.init_from or "",
-        appearance_jitter=args.appearance_jitter,
+        appearance_jitter=args.appearance_jitter, geometric_fraction=args.geometric_augment,
+        rotate_deg=args.rotate_deg, scale_range=args.scale_range,
         appearance_bone_scale=tuple(args.appearance_bone_scale), mse_warmup_fraction=args.mse_warmup,
         freeze_norm_fraction=args.freeze_norm, ssim_weight=args.ssim_weight, val_cases=args.val_cases, seed=args.seed,
         model_id=args.model_id, version=args.model_version, command=command_line(["train", *_options_as_given(args)]),
