@@ -160,6 +160,32 @@ def test_pseudo_noncontrast_patches_keep_every_enhanced_neighbour_and_only_darke
         np.testing.assert_allclose(target_hu[c_hu == 300], 260.0, atol=1e-3)
 
 
+@pytest.mark.parametrize("gain", [(1.0, 1.0), (2.5, 2.5)])
+def test_neighbour_gain_brightens_the_heart_in_input_and_target_alike_and_never_the_aorta(tmp_path, gain):
+    from DigitalContrastLib.phantom import LABELS
+    from DigitalContrastLib.train import PatchSampler, TrainConfig
+
+    config = TrainConfig(data_dir=str(tmp_path), out_dir=str(tmp_path), patch_size_zyx=(20, 24, 24),
+                         intensity_shift_hu=0.0, pseudo_noncontrast_fraction=1.0,
+                         pseudo_noncontrast_neighbour_gain=gain)
+    case = _two_vessel_case(config)
+    tissue = np.full(case.noncontrast.shape, LABELS["fat"], np.uint8)
+    tissue[case.aortic_lumen] = LABELS["aortic_lumen"]
+    tissue[case.contrast == 200] = LABELS["heart_left"]
+    case.tissue = tissue
+    item = PatchSampler([case], config, np.random.default_rng(3)).sample()
+    nc_hu, c_hu = item["nc_hu"][0].numpy(), item["c_hu"][0].numpy()
+    target_hu = item["target"][0].numpy() * config.output_scale_hu
+    heart = (c_hu != 40) & (c_hu != 300)  # fat and blood are 40 HU, the enhanced aorta 300 HU
+    assert heart.sum() == 20 * 36
+    expected = 40 + gain[0] * 160  # enhancement 160 HU scaled
+    np.testing.assert_allclose(c_hu[heart], expected)
+    np.testing.assert_allclose(nc_hu[heart], expected)
+    np.testing.assert_allclose(target_hu[heart], 0.0, atol=1e-3)  # nothing to add where the input is enhanced
+    np.testing.assert_allclose(target_hu[c_hu == 300], 260.0, atol=1e-3)  # the aorta: untouched, still to fill
+    assert (c_hu == 300).sum() == 20 * 36
+
+
 @pytest.mark.parametrize("margin", [0, 1])
 def test_pseudo_noncontrast_margin_takes_the_partial_volume_rim_from_the_noncontrast_scan(tmp_path, margin):
     from DigitalContrastLib.train import PatchSampler, TrainConfig
@@ -246,6 +272,7 @@ def test_geometric_augment_turns_scans_and_labels_together(tmp_path):
 @pytest.mark.parametrize("option, message", [
     (["--pseudo-noncontrast-fraction", "1.5"], "--pseudo-noncontrast-fraction 1.5 is not a fraction"),
     (["--pseudo-noncontrast-margin", "-1"], "--pseudo-noncontrast-margin -1 is negative"),
+    (["--pseudo-noncontrast-neighbour-gain", "2", "1"], "--pseudo-noncontrast-neighbour-gain 2 1 is not a range"),
     (["--parent-weight", "1"], "--parent-weight 1 is not a share below 1"),
     (["--parent-weight", "0.5"], "--parent-weight needs --init-from"),
     (["--appearance-jitter", "-0.1"], "--appearance-jitter -0.1 is not a fraction"),

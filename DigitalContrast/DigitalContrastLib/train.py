@@ -86,6 +86,12 @@ class TrainConfig:
     # as a bright rim around a dark lumen: a cue that neither a true non-contrast scan nor the real
     # check (whose mask covers the partial-volume layer) has.
     pseudo_noncontrast_margin_voxels: int = 0
+    # range of the factor on the enhancement of the blood pools around the aorta (heart chambers,
+    # pulmonary arteries, veins, venae cavae) in pseudo non-contrast patches, drawn per label and
+    # applied to both scans (the residual there stays 0). A real CTA's neighbours are brighter than
+    # the phantoms' (dense contrast inflow in the superior vena cava passes 1000 HU): capping the real
+    # check's input at 450 HU outside the aorta raised the shipped model's lumen median 176 -> 202 HU.
+    pseudo_noncontrast_neighbour_gain: tuple[float, float] = (1.0, 1.0)
     # an installed model (id or folder) whose weights start this run: fine-tuning instead of a random
     # start; its network and input normalisation must be this run's. A checkpoint found by --resume wins.
     init_from: str = ""
@@ -346,6 +352,24 @@ def warp_inplane(array: np.ndarray, size_zyx: Sequence[int], angle_rad: float, s
     return out.astype(array.dtype)
 
 
+#: blood pools beside the aorta whose enhancement brighten_blood_pools scales (never the aorta or its branches)
+NEIGHBOUR_BLOOD_POOLS = ("heart_left", "heart_right", "pulmonary_artery", "vein", "vena_cava")
+
+
+def brighten_blood_pools(nc_hu: np.ndarray, c_hu: np.ndarray, tissue: np.ndarray, rng: np.random.Generator,
+                         gain: Sequence[float]) -> None:
+    """Scale the enhancement (contrast - non-contrast, HU) of each :data:`NEIGHBOUR_BLOOD_POOLS` label in
+    ``tissue`` by its own factor drawn from ``gain`` (lo, hi), in ``c_hu`` (in place). ``tissue`` is a
+    label array (0 where excluded); a pseudo non-contrast patch built from ``c_hu`` afterwards sees
+    the brighter pools in its input and its target alike."""
+    present = set(np.unique(tissue).tolist())
+    for name in NEIGHBOUR_BLOOD_POOLS:
+        code = _label_code(name)
+        if code in present:
+            where = tissue == code
+            c_hu[where] = nc_hu[where] + float(rng.uniform(*gain)) * (c_hu[where] - nc_hu[where])
+
+
 # tissues whose look is varied by jitter_appearance (same change in both scans); every other label
 # (blood, vessel walls, thrombus, calcification, air, lung) keeps its values
 APPEARANCE_OFFSET_TISSUES = ("soft_tissue", "fat", "muscle", "liver", "kidney_cortex", "kidney_medulla", "bowel",
@@ -446,6 +470,8 @@ class PatchSampler:
                 # pseudo non-contrast input: the contrast phase everywhere but in the aortic lumen
                 if cfg.pseudo_noncontrast_margin_voxels > 0:
                     lumen = ndimage.binary_dilation(lumen, iterations=cfg.pseudo_noncontrast_margin_voxels)
+                if tissue is not None and tuple(cfg.pseudo_noncontrast_neighbour_gain) != (1.0, 1.0):
+                    brighten_blood_pools(nc, c, np.where(lumen, 0, tissue), self.rng, cfg.pseudo_noncontrast_neighbour_gain)
                 nc = np.where(lumen, nc, c)
         if tissue is not None and cfg.appearance_jitter > 0 and self.rng.random() < cfg.appearance_jitter:
             jitter_appearance(nc, c, tissue, self.rng, cfg.appearance_offset_hu, cfg.appearance_bone_scale)

@@ -61,6 +61,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pseudo-noncontrast-margin", type=int, default=0, metavar="N",
                         help="voxels by which the unenhanced region of a pseudo non-contrast patch reaches beyond the "
                              "lumen label, so that no bright partial-volume rim is left around the dark lumen (0: none)")
+    parser.add_argument("--pseudo-noncontrast-neighbour-gain", type=float, nargs=2, metavar=("LO", "HI"),
+                        default=(1.0, 1.0),
+                        help="in pseudo non-contrast patches, scale the enhancement of the heart chambers, pulmonary "
+                             "arteries and veins by a factor from LO to HI per label (real neighbours are brighter "
+                             "than the phantoms'; 1 1: unchanged)")
     parser.add_argument("--parent-weight", type=float, default=0.0, metavar="W",
                         help="with --init-from: write W * the parent's weights + (1 - W) * the trained weights (a "
                              "weight-space ensemble, WiSE-FT) as the model; checkpoints stay unblended (0: no blend)")
@@ -129,6 +134,10 @@ def run(args: argparse.Namespace) -> int:
         raise JobError(f"--rotate-deg {args.rotate_deg:g} is not an angle from 0 to 180 degrees; give one in that range.")
     if not 0.0 <= args.scale_range <= 1.0:
         raise JobError(f"--scale-range {args.scale_range:g} is outside 0 to 1; give e.g. 0.25 for factors 0.8 to 1.25.")
+    low, high = args.pseudo_noncontrast_neighbour_gain
+    if not 0.0 < low <= high:
+        raise JobError(f"--pseudo-noncontrast-neighbour-gain {low:g} {high:g} is not a range of positive factors; "
+                       "give LO <= HI, both above 0.")
     low, high = args.appearance_bone_scale
     if not 0.0 < low <= high:
         raise JobError(f"--appearance-bone-scale {low:g} {high:g} is not a range of positive factors; give LO <= HI, both above 0.")
@@ -145,6 +154,7 @@ def run(args: argparse.Namespace) -> int:
         vessel_weight=args.vessel_weight, thrombus_weight=args.thrombus_weight,
         pseudo_noncontrast_fraction=args.pseudo_noncontrast_fraction,
         pseudo_noncontrast_margin_voxels=args.pseudo_noncontrast_margin, parent_weight=args.parent_weight,
+        pseudo_noncontrast_neighbour_gain=tuple(args.pseudo_noncontrast_neighbour_gain),
         init_from=args.init_from or "",
         appearance_jitter=args.appearance_jitter, geometric_fraction=args.geometric_augment,
         rotate_deg=args.rotate_deg, scale_range=args.scale_range,
