@@ -1109,8 +1109,8 @@ def _paint_periaortic(canvas: Canvas, rng: np.random.Generator, tube: SliceTube,
       wall over an arc from ``lung_arc_deg`` (in-plane angle: 0 = patient left, 90 = posterior),
       replacing fat and soft tissue out to ``lung_reach_mm``; absent with probability 0.25;
     * a soft-tissue sleeve replacing fat (never lung, vessels or bone) out to ``sleeve_mm`` (U(0, 8))
-      from the outer wall of the descending aorta, the arch and the ascending aorta, thicker
-      towards ``sleeve_side_deg`` (x 1.4) than opposite it (x 0.6).
+      from the outer wall of the descending aorta (thicker towards ``sleeve_side_deg``, x 1.4, than
+      opposite it, x 0.6) and, evenly, of the arch and the ascending aorta.
     """
     u = lambda lo, hi: uniform(rng, lo, hi)  # noqa: E731
     grid = canvas.grid

@@ -90,7 +90,7 @@ class TrainConfig:
     # pulmonary arteries, veins, venae cavae) in pseudo non-contrast patches, drawn per label and
     # applied to both scans (the residual there stays 0). A real CTA's neighbours are brighter than
     # the phantoms' (dense contrast inflow in the superior vena cava passes 1000 HU): capping the real
-    # check's input at 450 HU outside the aorta raised the shipped model's lumen median 176 -> 202 HU.
+    # check's input at 450 HU outside the aorta raised model 1.6.0's lumen median 176 -> 202 HU.
     pseudo_noncontrast_neighbour_gain: tuple[float, float] = (1.0, 1.0)
     # an installed model (id or folder) whose weights start this run: fine-tuning instead of a random
     # start; its network and input normalisation must be this run's. A checkpoint found by --resume wins.
@@ -111,7 +111,7 @@ class TrainConfig:
     # fraction of the patches turned about the z axis by up to +-rotate_deg and scaled in-plane by a
     # factor drawn log-uniformly from [1 / (1 + scale_range), 1 + scale_range], the same in both scans
     # and the labels (images linear, labels nearest; cut from a larger crop, so no padding enters).
-    # The shipped model lost 30-55 HU of thoracic lumen on chest phantoms turned by 30 degrees or
+    # Model 1.6.0 lost 30-55 HU of thoracic lumen on chest phantoms turned by 30 degrees or
     # enlarged by 25 %: real patients lie and measure otherwise than the phantoms.
     geometric_fraction: float = 0.0
     rotate_deg: float = 20.0
