@@ -214,21 +214,21 @@ def test_pseudo_noncontrast_margin_takes_the_partial_volume_rim_from_the_noncont
 def test_warp_inplane_turns_and_scales_about_the_patch_centre_and_keeps_labels_whole():
     import math
 
-    from DigitalContrastLib.train import inplane_footprint, warp_inplane
+    from DigitalContrastLib.train import inplane_footprint, inplane_grid, warp_inplane
 
     # no turn, no scale: the centre of the crop, voxel for voxel
     block = np.arange(20 * 12 * 12, dtype=np.int16).reshape(20, 12, 12)
-    np.testing.assert_array_equal(warp_inplane(block, (20, 10, 10), 0.0, 1.0, nearest=True), block[:, 1:11, 1:11])
+    np.testing.assert_array_equal(warp_inplane(block, inplane_grid(block.shape, (20, 10, 10), 0.0, 1.0), nearest=True), block[:, 1:11, 1:11])
     # a quarter turn lays a bar along x along y, through the centre
     bar = np.zeros((2, 33, 33), bool)
     bar[:, 16, 4:29] = True
-    turned = warp_inplane(bar, (2, 31, 31), math.pi / 2, 1.0, nearest=True)
+    turned = warp_inplane(bar, inplane_grid(bar.shape, (2, 31, 31), math.pi / 2, 1.0), nearest=True)
     ys, xs = np.nonzero(turned[0])
     assert set(xs) == {15} and ys.max() - ys.min() == 24
     # scale 1.25 enlarges a disc's area by 1.25^2; labels keep their codes (nearest)
     yy, xx = np.mgrid[:101, :101]
     disc = np.where((yy - 50) ** 2 + (xx - 50) ** 2 <= 20 ** 2, 10, 2).astype(np.int16)[None].repeat(2, 0)
-    grown = warp_inplane(disc, (2, 61, 61), 0.4, 1.25, nearest=True)
+    grown = warp_inplane(disc, inplane_grid(disc.shape, (2, 61, 61), 0.4, 1.25), nearest=True)
     assert set(np.unique(grown)) == {2, 10}
     assert (grown[0] == 10).sum() / (disc[0] == 10).sum() == pytest.approx(1.25 ** 2, rel=0.03)
     # the crop a turned and shrunk patch samples from holds its corners

@@ -325,23 +325,30 @@ def inplane_footprint(size_yx: Sequence[int], angle_rad: float, scale: float) ->
     return tuple(int(math.ceil(n * reach)) + 2 for n in size_yx)  # type: ignore[return-value]
 
 
-def warp_inplane(array: np.ndarray, size_zyx: Sequence[int], angle_rad: float, scale: float,
-                 nearest: bool = False) -> np.ndarray:
-    """The centre ``size_zyx`` of ``array`` ``[z, y, x]`` turned by ``angle_rad`` about z and scaled by ``scale``.
+def inplane_grid(crop_zyx: Sequence[int], size_zyx: Sequence[int], angle_rad: float, scale: float) -> torch.Tensor:
+    """Sampling grid (for :func:`warp_inplane`) of the centre ``size_zyx`` of a ``crop_zyx`` block turned by
+    ``angle_rad`` about z and scaled by ``scale``.
 
-    Output voxel ``p`` (from the output centre, in voxels; x and y spacing equal) samples ``array`` at
-    ``R(angle) p / scale`` from its centre; z is kept (``size_zyx[0]`` must equal ``array.shape[0]``).
-    Linear interpolation, or nearest for labels and masks; the dtype is kept (bool stays bool).
+    Output voxel ``p`` (from the output centre, in voxels; x and y spacing equal) samples the block at
+    ``R(angle) p / scale`` from its centre; z is kept (``size_zyx[0]`` must equal ``crop_zyx[0]``).
+    One grid serves every array cut from the same crop.
     """
-    depth, height, width = array.shape
+    depth, height, width = (int(v) for v in crop_zyx)
     d, h, w = (int(v) for v in size_zyx)
     if d != depth:
-        raise ValueError(f"warp_inplane keeps z: {d} output slices from {depth}")
+        raise ValueError(f"inplane_grid keeps z: {d} output slices from {depth}")
     cos, sin = math.cos(angle_rad) / scale, math.sin(angle_rad) / scale
     theta = torch.tensor([[[cos * w / width, -sin * h / width, 0.0, 0.0],
                            [sin * w / height, cos * h / height, 0.0, 0.0],
                            [0.0, 0.0, 1.0, 0.0]]], dtype=torch.float32)
-    grid = torch.nn.functional.affine_grid(theta, [1, 1, d, h, w], align_corners=False)
+    return torch.nn.functional.affine_grid(theta, [1, 1, d, h, w], align_corners=False)
+
+
+def warp_inplane(array: np.ndarray, grid: torch.Tensor, nearest: bool = False) -> np.ndarray:
+    """``array`` ``[z, y, x]`` sampled on ``grid`` (from :func:`inplane_grid` for ``array.shape``).
+
+    Linear interpolation, or nearest for labels and masks; the dtype is kept (bool stays bool).
+    """
     source = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))[None, None]
     out = torch.nn.functional.grid_sample(source, grid, mode="nearest" if nearest else "bilinear",
                                           padding_mode="border", align_corners=False)[0, 0].numpy()
@@ -445,6 +452,7 @@ class PatchSampler:
             angle = math.radians(float(self.rng.uniform(-cfg.rotate_deg, cfg.rotate_deg)))
             scale = math.exp(float(self.rng.uniform(-1.0, 1.0)) * math.log1p(cfg.scale_range))
             crop_size = (size[0], *inplane_footprint(size[1:], angle, scale))
+            grid = inplane_grid(crop_size, size, angle, scale)  # one grid for every array of this patch
         else:
             crop_size = tuple(size)
         start = [c - n // 2 for c, n in zip(centre, crop_size)]
@@ -453,7 +461,7 @@ class PatchSampler:
 
         def cut(array: np.ndarray, fill: float, nearest: bool = False) -> np.ndarray:
             out = _crop(array, start, crop_size, fill)
-            return warp_inplane(out, size, angle, scale, nearest=nearest) if turn else out
+            return warp_inplane(out, grid, nearest=nearest) if turn else out
 
         nc = cut(case.noncontrast, -1024).astype(np.float32)
         c = cut(case.contrast, -1024).astype(np.float32)
