@@ -134,13 +134,10 @@ def run(args: argparse.Namespace) -> int:
         raise JobError(f"--rotate-deg {args.rotate_deg:g} is not an angle from 0 to 180 degrees; give one in that range.")
     if not 0.0 <= args.scale_range <= 1.0:
         raise JobError(f"--scale-range {args.scale_range:g} is outside 0 to 1; give e.g. 0.25 for factors 0.8 to 1.25.")
-    low, high = args.pseudo_noncontrast_neighbour_gain
-    if not 0.0 < low <= high:
-        raise JobError(f"--pseudo-noncontrast-neighbour-gain {low:g} {high:g} is not a range of positive factors; "
-                       "give LO <= HI, both above 0.")
-    low, high = args.appearance_bone_scale
-    if not 0.0 < low <= high:
-        raise JobError(f"--appearance-bone-scale {low:g} {high:g} is not a range of positive factors; give LO <= HI, both above 0.")
+    for option, (low, high) in (("--pseudo-noncontrast-neighbour-gain", args.pseudo_noncontrast_neighbour_gain),
+                                ("--appearance-bone-scale", args.appearance_bone_scale)):
+        if not 0.0 < low <= high:
+            raise JobError(f"{option} {low:g} {high:g} is not a range of positive factors; give LO <= HI, both above 0.")
     if len(args.channels) < 2:
         raise JobError("--channels needs at least two levels, e.g. 8 16 32 64 128.")
     phantom = {"size_xyz": tuple(args.phantom_size), "spacing_xyz_mm": tuple(args.phantom_spacing)}
