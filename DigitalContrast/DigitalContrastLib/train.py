@@ -359,6 +359,11 @@ def warp_inplane(array: np.ndarray, grid: torch.Tensor, nearest: bool = False) -
     return out.astype(array.dtype)
 
 
+def labels_present(tissue: np.ndarray) -> set[int]:
+    """The label codes found in a uint8 ``tissue`` patch (a bincount: no sort of the patch)."""
+    return set(np.flatnonzero(np.bincount(tissue.ravel(), minlength=256)).tolist())
+
+
 #: blood pools beside the aorta whose enhancement brighten_blood_pools scales (never the aorta or its branches)
 NEIGHBOUR_BLOOD_POOLS = ("heart_left", "heart_right", "pulmonary_artery", "vein", "vena_cava")
 
@@ -367,9 +372,9 @@ def brighten_blood_pools(nc_hu: np.ndarray, c_hu: np.ndarray, tissue: np.ndarray
                          gain: Sequence[float]) -> None:
     """Scale the enhancement (contrast - non-contrast, HU) of each :data:`NEIGHBOUR_BLOOD_POOLS` label in
     ``tissue`` by its own factor drawn from ``gain`` (lo, hi), in ``c_hu`` (in place). ``tissue`` is a
-    label array (0 where excluded); a pseudo non-contrast patch built from ``c_hu`` afterwards sees
+    uint8 label array (0 where excluded); a pseudo non-contrast patch built from ``c_hu`` afterwards sees
     the brighter pools in its input and its target alike."""
-    present = set(np.unique(tissue).tolist())
+    present = labels_present(tissue)
     for name in NEIGHBOUR_BLOOD_POOLS:
         code = _label_code(name)
         if code in present:
@@ -398,7 +403,7 @@ def jitter_appearance(nc_hu: np.ndarray, c_hu: np.ndarray, tissue: np.ndarray, r
         nc_hu, c_hu: float32 ``[z, y, x]`` patches in HU (modified).
         tissue: uint8 label codes of the patch (phantom :data:`~DigitalContrastLib.phantom.LABELS`).
     """
-    present = set(np.flatnonzero(np.bincount(tissue.ravel(), minlength=256)).tolist())
+    present = labels_present(tissue)
     for name in APPEARANCE_OFFSET_TISSUES:
         code = _label_code(name)
         if code in present:
