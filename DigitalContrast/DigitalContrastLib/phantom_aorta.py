@@ -800,7 +800,7 @@ def build_aorta(seed: int, grid: Grid) -> Anatomy:  # noqa: C901 (one patient, d
                                      y_sacrum=y_spine_f, Zf=Zf))
 
     # ---------------------------------------------------------------- chest (above the right dome)
-    P["chest"] = _paint_chest(canvas, rng_chest, dict(
+    P["chest"], (arch_path, arch_radii) = _paint_chest(canvas, rng_chest, dict(
         z_chest=z_chest, z_arch=z_arch, Zf=Zf, body_f=body_f, cavity=cavity, depth=depth, rib_r=rib_r,
         rib_depth=rib_depth, t_fat0=t_fat0,
         t_muscle=t_muscle, z_t6=z_bif + 10 * pitch, pitch=pitch, y_spine_f=y_spine_f, x_spine_f=x_spine_f,
@@ -809,7 +809,7 @@ def build_aorta(seed: int, grid: Grid) -> Anatomy:  # noqa: C901 (one patient, d
         arch_end_radius=float(np.interp(z_arch, Zf, R_outer))))
     # the thoracic aorta's surroundings: lung against its left side, soft tissue round it (own stream)
     P["chest"]["periaortic"] = _paint_periaortic(canvas, np.random.default_rng([int(seed), 8]), aorta, dict(
-        z_chest=z_chest, cavity=cavity, arch_path=P["chest"].pop("_arch_path"), arch_radii=P["chest"].pop("_arch_radii")))
+        z_chest=z_chest, cavity=cavity, arch_path=arch_path, arch_radii=arch_radii))
 
     # ---------------------------------------------------------------- record
     dmax_outer = float(2 * R_outer.max())
@@ -955,13 +955,17 @@ def _thoracic_aorta_course(Zf: np.ndarray, cx: np.ndarray, cy: np.ndarray, R_out
     return cx + w * (x_chest - cx), cy + w * (y_chest - cy)
 
 
-def _paint_chest(canvas: Canvas, rng: np.random.Generator, anat: dict[str, Any]) -> dict[str, Any]:
+def _paint_chest(canvas: Canvas, rng: np.random.Generator,
+                 anat: dict[str, Any]) -> tuple[dict[str, Any], tuple[np.ndarray, np.ndarray]]:
     """The chest above the right diaphragmatic dome (``anat["z_chest"]``, mm): upper ribs and
     sternum, mediastinal fat, the heart (myocardium, left and right chambers), the aortic root,
     ascending aorta and arch with its three branches, pulmonary trunk and arteries with branches
     into the lungs, superior vena cava and oesophagus. Nothing is drawn below ``z_chest``, so
     abdominal fields of view (centred on z = 0) are unchanged. The descending aorta itself is the
     aorta's :class:`SliceTube`, which ends at ``anat["z_arch"]`` where the arch takes over.
+
+    Returns the chest's parameters (for ``phantom.json``) and the ascending aorta and arch as drawn:
+    centre-line points (mm, LPS) and outer radii (mm), for :func:`_paint_periaortic`.
     """
     u = lambda lo, hi: uniform(rng, lo, hi)  # noqa: E731
     grid = canvas.grid
@@ -1084,7 +1088,6 @@ def _paint_chest(canvas: Canvas, rng: np.random.Generator, anat: dict[str, Any])
     xs = np.interp(zs, Zf, anat["x_spine_f"]) + u(-6, 2)
     canvas.polyline(np.stack([xs, ys, zs], 1), r_oes, "muscle", over=("lung", "fat", "soft_tissue"))
     return {
-        "_arch_path": path, "_arch_radii": radii,  # for the periaortic tissue; popped by the caller
         "z_chest_mm": z0, "z_arch_mm": z_arch, "arch_rise_mm": rise,
         "heart": {"center_mm": c_h.tolist(), "radii_mm": r_h.tolist(), "rotation_deg": math.degrees(ang)},
         "ascending_aorta": {"root_mm": root.tolist(), "top_mm": top_asc.tolist(), "outer_radius_mm": r_asc},
@@ -1092,7 +1095,7 @@ def _paint_chest(canvas: Canvas, rng: np.random.Generator, anat: dict[str, Any])
         "pulmonary_hila_mm": {k: v.tolist() for k, v in hila.items()},
         "lung_branches_per_side": n_lung,
         "svc_radius_mm": r_svc, "oesophagus_radius_mm": r_oes,
-    }
+    }, (path, radii)
 
 
 def _paint_periaortic(canvas: Canvas, rng: np.random.Generator, tube: SliceTube, anat: dict[str, Any]) -> dict[str, Any]:
