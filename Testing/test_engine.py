@@ -440,3 +440,33 @@ def test_subpixel_form_of_a_transposed_convolution_is_the_same_function():
         assert use_subpixel_for_narrow_transposed_convs(net) == 1  # the last layer (16 -> 1); 48 -> 8 stays
         assert sum(isinstance(m, torch.nn.ConvTranspose3d) for m in net.modules()) == 1
         torch.testing.assert_close(net(x), expected, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("window_voxels", [0, 32**3])
+def test_padding_is_air_for_the_cards_windows_and_continues_the_image_for_large_windows(window_voxels):
+    """The card's windows pad a short axis with air, as training pads a patch; large windows pad
+    only up to the network's stride and repeat the last slice there: an air cap would be a body
+    edge the scan does not have, and the network would draw the aorta's end at it."""
+    settings = E.EngineSettings(roi_size_zyx=(16, 16, 16), overlap=0.25, window_multiple_zyx=(16, 16, 16),
+                                clip_hu=(-300.0, 1200.0), offset_hu=40.0, scale_hu=250.0)
+    image = torch.linspace(-0.5, 2.0, 10 * 12 * 14).reshape(10, 12, 14)  # shorter than 16 on every axis
+    seen = []
+
+    def runner(batch, device):
+        seen.append(batch.clone())
+        return torch.zeros_like(batch)
+
+    attempt = E.Attempt("cpu", "cpu", 1, "cpu", window_voxels)
+    run = E.sliding_window(runner, image, None, settings, attempt, 0.25)
+    assert run.output.shape == image.shape and len(seen) == 1
+    window = seen[0][0, 0]
+    assert window.shape == (16, 16, 16)
+    torch.testing.assert_close(window[:10, :12, :14], image)
+    pad = torch.ones(16, 16, 16, dtype=torch.bool)
+    pad[:10, :12, :14] = False
+    if window_voxels:  # every padded voxel holds the value of the nearest image voxel
+        nearest = image[torch.arange(16).clamp(max=9)][:, torch.arange(16).clamp(max=11)][:, :, torch.arange(16).clamp(max=13)]
+        torch.testing.assert_close(window, nearest)
+        assert window[pad].min() > -0.6  # no air (-1.36 in network units) anywhere
+    else:
+        assert torch.all(window[pad] == (-300.0 - 40.0) / 250.0)
