@@ -35,10 +35,9 @@ def test_real_scan_is_least_enhanced_in_the_inferior_third_of_its_aorta(real_dat
     assert inferior < LUMEN_RANGE_HU[0] < middle and superior > 400, levels
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "measured miss of the shipped phantom-trained model: it enhances a real chest aorta only partly (synthetic lumen "
-    "median 228 HU, target 250-450; recorded in its model card). strict: a model that passes must drop this mark"))
 def test_synthetic_aortic_lumen_of_a_real_chest_cta(real_data):
+    # aorta-phantom-v1 1.8.0 is the first shipped model that passes (251 HU in bf16, 250 HU in fp32,
+    # recorded in its model card; 1.7.0 gave 228): a pass by one or two HU, not a comfortable one
     report = realdata_check(real_data / "cta_chest_arterial.nii.gz", real_data / "cta_chest_arterial_aorta_mask.nii.gz",
                             device="cpu")
     median = report["synthetic_lumen_median_hu"]
