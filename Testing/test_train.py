@@ -88,6 +88,22 @@ def test_tiny_training_run_writes_a_card_and_weights_that_load_and_resumes(tmp_p
             moved = max(moved, float((trained[k].float() - before[k].float()).abs().max()))
     assert moved > 1e-3  # the fine-tune did change the weights, so the blend is neither of the two
 
+    # the parent changes under the same folder (one more epoch: other weights); resuming the blend
+    # with it is refused before any epoch, and the blended model written before is left as it was
+    assert main(["train", "--data", str(data), "--out", str(out), "--epochs", "3", "--val-data", str(val), "--resume",
+                 *TINY]) == 0
+    assert load_card(out).weights_sha256 != parent.weights_sha256
+    capsys.readouterr()
+    card_before = (blend / "model_card.json").read_bytes()
+    checkpoint_before = (blend / "training" / "checkpoint.safetensors").read_bytes()
+    assert main(["train", "--data", str(data), "--out", str(blend), "--epochs", "2", "--val-data", str(val), "--resume",
+                 "--init-from", str(out), "--lr", "0.05", "--mse-warmup", "0", "--parent-weight", "0.25", *TINY]) == 4
+    err = capsys.readouterr().err
+    assert f"but the run in {blend} started from 1.0.0 (sha256 {parent.weights_sha256[:12]}" in err
+    assert "Traceback" not in err and "epoch 2/2" not in err
+    assert (blend / "model_card.json").read_bytes() == card_before
+    assert (blend / "training" / "checkpoint.safetensors").read_bytes() == checkpoint_before
+
 
 def test_train_refuses_an_empty_data_folder(tmp_path, capsys):
     (tmp_path / "empty").mkdir()

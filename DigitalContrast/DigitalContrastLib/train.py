@@ -675,23 +675,45 @@ def initial_weights(config: TrainConfig) -> tuple[dict[str, torch.Tensor], dict[
                    "command": theirs.get("training", {}).get("command", "")}
 
 
-def blend_with_parent(state: dict[str, torch.Tensor], config: TrainConfig) -> dict[str, torch.Tensor]:
-    """``config.parent_weight`` * the parent's weights + the rest * ``state`` (the trained weights).
+def blend_with_parent(state: dict[str, torch.Tensor], parent: dict[str, torch.Tensor], parent_weight: float,
+                      identity: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """``parent_weight`` * ``parent`` + the rest * ``state`` (the trained weights).
 
     Floating tensors are blended in float32 (and returned so); integer buffers (batch-norm counters)
-    keep the trained values. The parent is ``config.init_from`` (:func:`train` refuses a
-    ``parent_weight`` without one before it trains), verified again.
+    keep the trained values. ``parent`` is the verified state of :func:`initial_weights`, read once
+    when the run starts; ``identity`` (its id and version) names it in the error.
 
     Raises:
         JobError: its tensors do not match the trained network's.
     """
-    parent, identity = initial_weights(config)
     if set(parent) != set(state) or any(parent[k].shape != state[k].shape for k in state):
         raise JobError(f"--parent-weight: the weights of {identity['id']} {identity['version']} do not match the trained "
                        "network's tensors; train with the same network options.", code="init_mismatch")
-    w = float(config.parent_weight)
+    w = float(parent_weight)
     return {k: (w * parent[k].float() + (1.0 - w) * v.float() if v.is_floating_point() else v)
             for k, v in state.items()}
+
+
+def resumed_parent(config: TrainConfig, started_from: dict[str, Any] | None) -> dict[str, torch.Tensor]:
+    """The parent's verified weights for the blend of a resumed run, refused unless this run started from them.
+
+    ``started_from`` is the identity the checkpoint recorded (:func:`checkpoint_parent`). The model
+    installed as ``config.init_from`` may have changed since (a new version shipped under the same
+    id): blending with it would write weights that the card does not describe.
+
+    Raises:
+        JobError: the checkpointed run started from random weights or from other weights (sha256).
+    """
+    state, installed = initial_weights(config)
+    if started_from is None:
+        raise JobError(f"--parent-weight: the checkpoint in {config.out_dir} started from random weights, not from "
+                       f"{installed['id']}; resume without --parent-weight.", code="init_mismatch")
+    if installed["weights_sha256"] != started_from["weights_sha256"]:
+        raise JobError(f"--parent-weight: {config.init_from} is now {installed['id']} {installed['version']} (sha256 "
+                       f"{installed['weights_sha256'][:12]}…), but the run in {config.out_dir} started from "
+                       f"{started_from['version']} (sha256 {started_from['weights_sha256'][:12]}…); install that "
+                       "version again or resume without --parent-weight.", code="init_mismatch")
+    return state
 
 
 # --------------------------------------------------------------------------- validation during training
@@ -825,10 +847,13 @@ def train(config: TrainConfig, resume: bool = False, progress: ProgressCallback 
     elif resume and not config.init_from:
         log(f"no checkpoint at {checkpoint}: starting from scratch")
     parent = checkpoint_parent(out_dir) if first_epoch else None
+    parent_state: dict[str, torch.Tensor] = {}
     if config.init_from and first_epoch == 0:
-        state, parent = initial_weights(config)
-        network.load_state_dict(state)
+        parent_state, parent = initial_weights(config)
+        network.load_state_dict(parent_state)
         log(f"starting from the weights of {parent['id']} {parent['version']} (sha256 {parent['weights_sha256'][:12]}…)")
+    elif config.parent_weight > 0:  # refused here, before the epochs, not after them
+        parent_state = resumed_parent(config, parent)
     precision = config.train_precision
     if precision == "auto":
         precision = "bf16-autocast" if E.cpu_has_fast_bf16() else "fp32"
@@ -925,7 +950,7 @@ def train(config: TrainConfig, resume: bool = False, progress: ProgressCallback 
     store = {"float16": torch.float16, "float32": torch.float32}[config.weights_dtype]
     state = {k: v.detach().cpu() for k, v in network.state_dict().items()}
     if config.parent_weight > 0:
-        state = blend_with_parent(state, config)
+        state = blend_with_parent(state, parent_state, config.parent_weight, parent)
         card["training"]["weights_blend"] = {
             "parent_share": config.parent_weight,
             "rule": "written weights = parent_share * parent + (1 - parent_share) * trained (float32, then stored)",
