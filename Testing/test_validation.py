@@ -149,6 +149,23 @@ def test_an_interval_that_straddles_both_edges_of_the_thrombus_band_is_open():
     assert _settled("thrombus_bias", [-14.0, 14.0], passed=True) is True
 
 
+def test_thrombus_bias_is_split_by_burden_band_and_cases_without_thrombus_are_left_out():
+    from DigitalContrastLib.validation import thrombus_bias_by_burden
+
+    def case(seed, burden, model, observer):
+        return {"seed": seed, "thrombus_burden": burden, "model": {"thrombus_bias_hu": model},
+                "observer": {"thrombus_bias_hu": observer}}
+
+    cases = [case(1, 0.40, 0.0, 50.0), case(2, 0.55, 4.0, 40.0), case(3, 0.60, 20.0, 25.0), case(4, 0.90, 40.0, 30.0),
+             case(5, 0.80, 60.0, 20.0), case(6, None, float("nan"), float("nan")), case(7, 0.70, None, None)]
+    bands = thrombus_bias_by_burden(cases)
+    assert [b["burden"] for b in bands] == [[0.0, 0.6], [0.6, 0.75], [0.75, 1.0]]
+    assert [b["seeds"] for b in bands] == [[1, 2], [3], [4, 5]]  # 0.60 sits on an edge: the band above it
+    assert [b["model_thrombus_bias_hu"] for b in bands] == [2.0, 20.0, 50.0]
+    assert [b["observer_thrombus_bias_hu"] for b in bands] == [45.0, 25.0, 25.0]
+    assert thrombus_bias_by_burden([case(6, None, float("nan"), float("nan"))]) == []
+
+
 @pytest.mark.slow
 def test_validate_model_scores_every_method_on_held_out_phantoms():
     report = validate_model(seeds=[10000], device="cpu", size_xyz=(96, 96, 48), spacing_xyz_mm=(3.6, 3.6, 8.0))
@@ -160,6 +177,13 @@ def test_validate_model_scores_every_method_on_held_out_phantoms():
     assert case["identity"]["lumen_dice"] + 0.3 < case["observer"]["lumen_dice"] <= case["oracle"]["lumen_dice"] + 0.05
     assert set(report["acceptance"]) == {"lumen_dice", "thrombus_bias", "lumen_median", "lumen_mae_vs_oracle",
                                          "body_mae_vs_identity", "max_diameter"}
+    # the case carries the phantom's drawn thrombus burden, and the split by burden holds that case
+    from DigitalContrastLib.phantom import make_phantom
+
+    drawn = make_phantom(10000, size_xyz=(96, 96, 48), spacing_xyz_mm=(3.6, 3.6, 8.0)).params["aneurysm"]
+    assert drawn["present"] and case["thrombus_burden"] == pytest.approx(drawn["thrombus_burden"])
+    assert [band["seeds"] for band in report["thrombus_by_burden"]] == [[10000]]
+    assert report["thrombus_by_burden"][0]["model_thrombus_bias_hu"] == pytest.approx(case["model"]["thrombus_bias_hu"])
 
 
 class _ReferenceEngine:

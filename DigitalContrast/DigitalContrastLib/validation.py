@@ -28,6 +28,7 @@ module level.
 
 from __future__ import annotations
 
+import bisect
 import math
 import time
 from collections.abc import Sequence
@@ -209,6 +210,33 @@ def acceptance(summary: dict[str, dict[str, float]],
     return out
 
 
+#: edges of the thrombus-burden bands of :func:`thrombus_bias_by_burden` (the phantoms draw U(0.35, 0.9)).
+THROMBUS_BURDEN_EDGES = (0.6, 0.75)
+
+
+def thrombus_bias_by_burden(cases: list[dict[str, Any]],
+                            edges: Sequence[float] = THROMBUS_BURDEN_EDGES) -> list[dict[str, Any]]:
+    """Mean thrombus bias (HU) of the model and the observer per band of the phantoms' thrombus burden.
+
+    The burden (``case["thrombus_burden"]``, 0...1) is the share of the way from the sac's inner wall
+    to a normal-sized lumen that the thrombus fills (``phantom_aorta``): at 0.9 the lumen is not much
+    wider than a normal aorta's inside a wide sac. Cases without thrombus (burden ``None`` or a NaN
+    bias) are left out. Returns ``[{"burden": [low, high], "n", "seeds", "model_thrombus_bias_hu",
+    "observer_thrombus_bias_hu"}]`` for each band holding a case, lowest first; the outer bands run
+    from 0 and to 1 (a burden on an edge falls in the band above it).
+    """
+    bounds = [0.0, *edges, 1.0]
+    bands: dict[int, list[dict[str, Any]]] = {}
+    for case in cases:
+        bias = case.get("model", {}).get("thrombus_bias_hu")
+        if case.get("thrombus_burden") is not None and bias is not None and math.isfinite(bias):
+            bands.setdefault(bisect.bisect_right(edges, case["thrombus_burden"]), []).append(case)
+    return [{"burden": [bounds[k], bounds[k + 1]], "n": len(inside), "seeds": [c["seed"] for c in inside],
+             **{f"{m}_thrombus_bias_hu": float(np.mean(_finite([c[m]["thrombus_bias_hu"] for c in inside])))
+                for m in ("model", "observer")}}
+            for k, inside in sorted(bands.items())]
+
+
 def validate_model(
     model_id: str | None = None,
     seeds: Sequence[int] = DEFAULT_VALIDATION_SEEDS,
@@ -244,6 +272,7 @@ def validate_model(
             "seed": int(seed),
             "aneurysm": bool(case.params.get("aneurysm", {}).get("present", False)) if isinstance(case.params.get("aneurysm"), dict) else None,
             "lumen_hu_true": case.params.get("hu_contrast", {}).get("aortic_lumen"),
+            "thrombus_burden": _thrombus_burden(case.params),
             "identity": case_metrics(nc, ref, nc, labels, spacing),
             "oracle": case_metrics(oracle_prediction(nc, labels), ref, nc, labels, spacing),
             "observer": case_metrics(observer_prediction(nc, labels, spacing), ref, nc, labels, spacing),
@@ -261,7 +290,16 @@ def validate_model(
         "cases": cases,
         "summary": summary,
         "acceptance": acceptance(summary, criterion_intervals(cases)),
+        "thrombus_by_burden": thrombus_bias_by_burden(cases),
     }
+
+
+def _thrombus_burden(params: dict[str, Any]) -> float | None:
+    """The phantom's drawn thrombus burden (0...1), ``None`` without an aneurysm."""
+    aneurysm = params.get("aneurysm")
+    if not isinstance(aneurysm, dict) or not aneurysm.get("present"):
+        return None
+    return float(aneurysm["thrombus_burden"])
 
 
 def pseudo_noncontrast(cta_hu: np.ndarray, lumen_mask: np.ndarray, seed: int = 0,
@@ -414,6 +452,7 @@ def write_validation_to_card(card: Any, report: dict[str, Any]) -> Path:
         "training_seed_overlap": report["training_seed_overlap"],
         "summary": report["summary"],
         "acceptance": report["acceptance"],
+        "thrombus_by_burden": report.get("thrombus_by_burden", []),
         "cases": [{k: v for k, v in c.items()} for c in report["cases"]],
         "command": f"digital-contrast validate --model {card.id} --seed-start {min(report['seeds'])} "
                    f"--count {len(report['seeds'])}" + (" --realdata CTA MASK" if "realdata" in report else "")

@@ -14,7 +14,8 @@ input (identity), a label oracle (true lumen filled with 350 HU), an intensity o
 aortic sac and the lumen and thrombus HU, it thresholds the smoothed NCCT inside the sac: how far
 NCCT intensity alone separates lumen from thrombus) and the model side by side:
 body MAE, lumen MAE/bias, thrombus bias, lumen Dice at 150 HU, diameter error; then check the
-acceptance criteria. --realdata CTA MASK adds the real-anatomy check (aortic lumen of a real CTA
+acceptance criteria; the thrombus bias is also split by the phantoms' thrombus burden (how much of
+the sac the thrombus fills). --realdata CTA MASK adds the real-anatomy check (aortic lumen of a real CTA
 replaced by unenhanced blood). --chest-count N adds N phantoms whose field of view is the chest
 (kidneys to the aortic arch) and reports the synthetic thoracic aortic lumen median of each, from
 its non-contrast scan and from a pseudo non-contrast scan made like the real-anatomy check.
@@ -76,6 +77,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"{key:36s} " + " ".join(f"{summary[m].get(key, float('nan')):10.2f}" for m in METHODS))
     for name, check in report["acceptance"].items():
         print(f"[{'PASS' if check['passed'] else 'FAIL'}] {check['rule']}: {check['value']}{_interval_text(check)}")
+        if name == "thrombus_bias":
+            for band in report.get("thrombus_by_burden", []):
+                low, high = band["burden"]
+                print(f"       thrombus burden {low:.2f} to {high:.2f}: {band['n']} case(s), model "
+                      f"{band['model_thrombus_bias_hu']:+.1f} HU, observer {band['observer_thrombus_bias_hu']:+.1f} HU")
     if "realdata" in report:
         r = report["realdata"]
         print(f"[{'PASS' if r['passed'] else 'FAIL'}] real CTA: synthetic lumen median {r['synthetic_lumen_median_hu']:.0f} HU "
