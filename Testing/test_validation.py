@@ -152,17 +152,21 @@ def test_an_interval_that_straddles_both_edges_of_the_thrombus_band_is_open():
 def test_thrombus_bias_is_split_by_burden_band_and_cases_without_thrombus_are_left_out():
     from DigitalContrastLib.validation import thrombus_bias_by_burden
 
-    def case(seed, burden, model, observer):
-        return {"seed": seed, "thrombus_burden": burden, "model": {"thrombus_bias_hu": model},
+    def case(seed, burden, model, observer, diameter=None):
+        return {"seed": seed, "thrombus_burden": burden,
+                "model": {"thrombus_bias_hu": model, "max_diameter_error_mm": diameter},
                 "observer": {"thrombus_bias_hu": observer}}
 
-    cases = [case(1, 0.40, 0.0, 50.0), case(2, 0.55, 4.0, 40.0), case(3, 0.60, 20.0, 25.0), case(4, 0.90, 40.0, 30.0),
-             case(5, 0.80, 60.0, 20.0), case(6, None, float("nan"), float("nan")), case(7, 0.70, None, None)]
+    cases = [case(1, 0.40, 0.0, 50.0, -3.0), case(2, 0.55, 4.0, 40.0, -1.0), case(3, 0.60, 20.0, 25.0),
+             case(4, 0.90, 40.0, 30.0, 5.0), case(5, 0.80, 60.0, 20.0, 4.0), case(6, None, float("nan"), float("nan")),
+             case(7, 0.70, None, None)]
     bands = thrombus_bias_by_burden(cases)
     assert [b["burden"] for b in bands] == [[0.0, 0.6], [0.6, 0.75], [0.75, 1.0]]
     assert [b["seeds"] for b in bands] == [[1, 2], [3], [4, 5]]  # 0.60 sits on an edge: the band above it
     assert [b["model_thrombus_bias_hu"] for b in bands] == [2.0, 20.0, 50.0]
     assert [b["observer_thrombus_bias_hu"] for b in bands] == [45.0, 25.0, 25.0]
+    diameters = [b["model_max_diameter_error_mm"] for b in bands]  # signed: too narrow, none measured, too wide
+    assert diameters[0] == -2.0 and np.isnan(diameters[1]) and diameters[2] == 4.5
     assert thrombus_bias_by_burden([case(6, None, float("nan"), float("nan"))]) == []
 
 

@@ -216,13 +216,15 @@ THROMBUS_BURDEN_EDGES = (0.6, 0.75)
 
 def thrombus_bias_by_burden(cases: list[dict[str, Any]],
                             edges: Sequence[float] = THROMBUS_BURDEN_EDGES) -> list[dict[str, Any]]:
-    """Mean thrombus bias (HU) of the model and the observer per band of the phantoms' thrombus burden.
+    """Mean thrombus bias (HU) of the model and the observer, and the model's mean signed max-diameter
+    error (mm), per band of the phantoms' thrombus burden.
 
     The burden (``case["thrombus_burden"]``, 0...1) is the share of the way from the sac's inner wall
     to a normal-sized lumen that the thrombus fills (``phantom_aorta``): at 0.9 the lumen is not much
     wider than a normal aorta's inside a wide sac. Cases without thrombus (burden ``None`` or a NaN
     bias) are left out. Returns ``[{"burden": [low, high], "n", "seeds", "model_thrombus_bias_hu",
-    "observer_thrombus_bias_hu"}]`` for each band holding a case, lowest first; the outer bands run
+    "observer_thrombus_bias_hu", "model_max_diameter_error_mm"}]`` for each band holding a case,
+    lowest first (a positive diameter error: the lumen drawn too wide); the outer bands run
     from 0 and to 1 (a burden on an edge falls in the band above it).
     """
     bounds = [0.0, *edges, 1.0]
@@ -233,8 +235,14 @@ def thrombus_bias_by_burden(cases: list[dict[str, Any]],
             bands.setdefault(bisect.bisect_right(edges, case["thrombus_burden"]), []).append(case)
     return [{"burden": [bounds[k], bounds[k + 1]], "n": len(inside), "seeds": [c["seed"] for c in inside],
              **{f"{m}_thrombus_bias_hu": float(np.mean(_finite([c[m]["thrombus_bias_hu"] for c in inside])))
-                for m in ("model", "observer")}}
+                for m in ("model", "observer")},
+             "model_max_diameter_error_mm": _mean_or_nan([c["model"].get("max_diameter_error_mm") for c in inside])}
             for k, inside in sorted(bands.items())]
+
+
+def _mean_or_nan(values: Sequence[float | None]) -> float:
+    finite = _finite(values)
+    return float(np.mean(finite)) if finite else float("nan")
 
 
 def validate_model(

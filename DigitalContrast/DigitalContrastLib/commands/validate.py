@@ -81,7 +81,8 @@ def run(args: argparse.Namespace) -> int:
             for band in report.get("thrombus_by_burden", []):
                 low, high = band["burden"]
                 print(f"       thrombus burden {low:.2f} to {high:.2f}: {band['n']} case(s), model "
-                      f"{band['model_thrombus_bias_hu']:+.1f} HU, observer {band['observer_thrombus_bias_hu']:+.1f} HU")
+                      f"{band['model_thrombus_bias_hu']:+.1f} HU, observer {band['observer_thrombus_bias_hu']:+.1f} HU; "
+                      f"model max-diameter error {band['model_max_diameter_error_mm']:+.2f} mm")
     if "realdata" in report:
         r = report["realdata"]
         print(f"[{'PASS' if r['passed'] else 'FAIL'}] real CTA: synthetic lumen median {r['synthetic_lumen_median_hu']:.0f} HU "
