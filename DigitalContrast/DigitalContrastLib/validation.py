@@ -114,6 +114,12 @@ def _finite(values: Sequence[float]) -> list[float]:
     return [float(v) for v in values if v is not None and math.isfinite(float(v))]
 
 
+def _mean_or_nan(values: Sequence[float | None]) -> float:
+    """Mean of the finite ``values``; NaN when there are none."""
+    finite = _finite(values)
+    return float(np.mean(finite)) if finite else float("nan")
+
+
 def summarize(cases: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     """Mean of every metric per method, plus the median |max-diameter error| and the min Dice."""
     summary: dict[str, dict[str, float]] = {}
@@ -122,8 +128,7 @@ def summarize(cases: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
         keys = sorted({k for r in rows for k, v in r.items() if isinstance(v, (int, float))})
         table = {}
         for key in keys:
-            values = _finite([r.get(key, float("nan")) for r in rows])
-            table[key] = float(np.mean(values)) if values else float("nan")
+            table[key] = _mean_or_nan([r.get(key, float("nan")) for r in rows])
         diam = [abs(v) for v in _finite([r.get("max_diameter_error_mm") for r in rows])]  # None: stored NaN
         table["median_abs_max_diameter_error_mm"] = float(np.median(diam)) if diam else float("nan")
         dice = _finite([r.get("lumen_dice", float("nan")) for r in rows])
@@ -234,15 +239,10 @@ def thrombus_bias_by_burden(cases: list[dict[str, Any]],
         if case.get("thrombus_burden") is not None and bias is not None and math.isfinite(bias):
             bands.setdefault(bisect.bisect_right(edges, case["thrombus_burden"]), []).append(case)
     return [{"burden": [bounds[k], bounds[k + 1]], "n": len(inside), "seeds": [c["seed"] for c in inside],
-             **{f"{m}_thrombus_bias_hu": float(np.mean(_finite([c[m]["thrombus_bias_hu"] for c in inside])))
+             **{f"{m}_thrombus_bias_hu": _mean_or_nan([c[m]["thrombus_bias_hu"] for c in inside])
                 for m in ("model", "observer")},
              "model_max_diameter_error_mm": _mean_or_nan([c["model"].get("max_diameter_error_mm") for c in inside])}
             for k, inside in sorted(bands.items())]
-
-
-def _mean_or_nan(values: Sequence[float | None]) -> float:
-    finite = _finite(values)
-    return float(np.mean(finite)) if finite else float("nan")
 
 
 def validate_model(
