@@ -704,10 +704,10 @@ def resumed_parent(config: TrainConfig, started_from: dict[str, Any] | None) -> 
     Raises:
         JobError: the checkpointed run started from random weights or from other weights (sha256).
     """
-    state, installed = initial_weights(config)
     if started_from is None:
         raise JobError(f"--parent-weight: the checkpoint in {config.out_dir} started from random weights, not from "
-                       f"{installed['id']}; resume without --parent-weight.", code="init_mismatch")
+                       f"{config.init_from}; resume without --parent-weight.", code="init_mismatch")
+    state, installed = initial_weights(config)
     if installed["weights_sha256"] != started_from["weights_sha256"]:
         raise JobError(f"--parent-weight: {config.init_from} is now {installed['id']} {installed['version']} (sha256 "
                        f"{installed['weights_sha256'][:12]}…), but the run in {config.out_dir} started from "
