@@ -83,6 +83,7 @@ def naive_synthesis(volume, network: torch.nn.Module, settings: E.EngineSettings
 
     ``flips`` (``[z, y, x]`` axes per pass): the residual is the mean over these flipped passes, so a
     card whose prediction is the flip mean is compared with the same function computed naively.
+    The network runs where its weights are (the CPU for ``make bench``; a GPU in ``Testing/gpu_check.py``).
     Returns ``(int16 synthetic [z, y, x], timings_s, windows per pass)``.
     """
     from monai.inferers import sliding_window_inference
@@ -94,7 +95,9 @@ def naive_synthesis(volume, network: torch.nn.Module, settings: E.EngineSettings
     spacing_zyx = orientation.spacing_zyx(volume.spacing_mm)
     target = settings.target_spacing_xyz_mm
     grid = E.model_grid_shape(canonical.shape, spacing_zyx, None if target is None else (target[2], target[1], target[0]))
+    device = next(network.parameters()).device
     image = E.hu_to_model_grid(canonical, grid).clamp_(*settings.clip_hu).sub_(settings.offset_hu).div_(settings.scale_hu)
+    image = image.to(device)
     timings["preprocess"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     outputs = []
@@ -104,11 +107,13 @@ def naive_synthesis(volume, network: torch.nn.Module, settings: E.EngineSettings
             output = sliding_window_inference(source[None, None], list(settings.roi_size_zyx), 1, network)[0, 0]
             outputs.append(torch.flip(output, axes) if axes else output)
     output = torch.stack(outputs).mean(dim=0) if len(outputs) > 1 else outputs[0]
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)  # the inference, not the copy back, is what is timed here
     timings["inference"] = time.perf_counter() - t0
     windows = len(E.plan_windows(grid, settings, 0.25).windows)  # MONAI's grid of the card's windows
     t0 = time.perf_counter()
     out = np.empty(volume.array.shape, dtype=np.int16)
-    E.model_grid_to_input(output.float() * settings.output_scale_hu, orientation.to_canonical(out),
+    E.model_grid_to_input(output.float().cpu() * settings.output_scale_hu, orientation.to_canonical(out),
                           base_hu=canonical, threshold_hu=settings.body_threshold_hu)
     timings["postprocess"] = time.perf_counter() - t0
     return out, timings, windows
