@@ -10,7 +10,7 @@ it scores three lumens inside the thrombus-filled sac:
   (``validate``'s thrombus bias, Dice, max-diameter error) and its *placement-only* thrombus bias;
 * the shape observer's (:mod:`DigitalContrastLib.shape_observer`): TOLD the sac and the lumen and
   thrombus medians, and knowing that the lumen is a disk on every slice; its disks, and the same
-  disks shrunk by 0.5 and 1 voxel (an observer can buy a smaller thrombus bias with a narrower lumen).
+  disks shrunk by 0.5, 1 and 1.5 voxels (an observer can buy a smaller thrombus bias with a narrower lumen).
 
 Every lumen is rendered the way the phantom renders its arterial phase, so the thrombus bias here is
 what the lumen's placement alone costs (0 HU for the true lumen). Figures are means over the
@@ -36,7 +36,7 @@ from DigitalContrastLib.shape_observer import (  # noqa: E402
 )
 from DigitalContrastLib.validation import THROMBUS_BURDEN_EDGES, case_metrics  # noqa: E402
 
-SHRINKS_VOXELS = (0.0, 0.5, 1.0)
+SHRINKS_VOXELS = (0.0, 0.5, 1.0, 1.5)
 FIGURES = ("thrombus_bias_hu", "lumen_dice", "max_diameter_error_mm")
 
 
