@@ -152,13 +152,15 @@ def test_an_interval_that_straddles_both_edges_of_the_thrombus_band_is_open():
 def test_thrombus_bias_is_split_by_burden_band_and_cases_without_thrombus_are_left_out():
     from DigitalContrastLib.validation import thrombus_bias_by_burden
 
-    def case(seed, burden, model, observer, diameter=None):
+    def case(seed, burden, model, observer, diameter=None, placement=None):
         return {"seed": seed, "thrombus_burden": burden,
                 "model": {"thrombus_bias_hu": model, "max_diameter_error_mm": diameter},
-                "observer": {"thrombus_bias_hu": observer}}
+                "observer": {"thrombus_bias_hu": observer},
+                **({"placement_thrombus_bias_hu": {"model": placement[0], "shape_observer": placement[1]}} if placement else {})}
 
-    cases = [case(1, 0.40, 0.0, 50.0, -3.0), case(2, 0.55, 4.0, 40.0, -1.0), case(3, 0.60, 20.0, 25.0),
-             case(4, 0.90, 40.0, 30.0, 5.0), case(5, 0.80, 60.0, 20.0, 4.0), case(6, None, float("nan"), float("nan")),
+    cases = [case(1, 0.40, 0.0, 50.0, -3.0, (10.0, 40.0)), case(2, 0.55, 4.0, 40.0, -1.0, (6.0, 20.0)),
+             case(3, 0.60, 20.0, 25.0), case(4, 0.90, 40.0, 30.0, 5.0, (50.0, 20.0)), case(5, 0.80, 60.0, 20.0, 4.0),
+             case(6, None, float("nan"), float("nan")),
              case(7, 0.70, None, None)]
     bands = thrombus_bias_by_burden(cases)
     assert [b["burden"] for b in bands] == [[0.0, 0.6], [0.6, 0.75], [0.75, 1.0]]
@@ -167,6 +169,10 @@ def test_thrombus_bias_is_split_by_burden_band_and_cases_without_thrombus_are_le
     assert [b["observer_thrombus_bias_hu"] for b in bands] == [45.0, 25.0, 25.0]
     diameters = [b["model_max_diameter_error_mm"] for b in bands]  # signed: too narrow, none measured, too wide
     assert diameters[0] == -2.0 and np.isnan(diameters[1]) and diameters[2] == 4.5
+    # the thrombus bias from lumen placement alone: a case without that figure counts as missing
+    assert [b["model_placement_thrombus_bias_hu"] for b in bands][::2] == [8.0, 50.0]
+    assert [b["shape_observer_placement_thrombus_bias_hu"] for b in bands][::2] == [30.0, 20.0]
+    assert np.isnan(bands[1]["model_placement_thrombus_bias_hu"])
     assert thrombus_bias_by_burden([case(6, None, float("nan"), float("nan"))]) == []
 
 
@@ -188,6 +194,20 @@ def test_validate_model_scores_every_method_on_held_out_phantoms():
     assert drawn["present"] and case["thrombus_burden"] == pytest.approx(drawn["thrombus_burden"])
     assert [band["seeds"] for band in report["thrombus_by_burden"]] == [[10000]]
     assert report["thrombus_by_burden"][0]["model_thrombus_bias_hu"] == pytest.approx(case["model"]["thrombus_bias_hu"])
+    # the thrombus bias from where the lumen is put: the model's lumen and the shape observer's, in the case,
+    # its band and the report; the model's figure is that of its own lumen (>= 150 HU inside the true sac)
+    from DigitalContrastLib.phantom import LABELS
+    from DigitalContrastLib.shape_observer import lumen_level_hu, placement_thrombus_bias_hu
+
+    placement = case["placement_thrombus_bias_hu"]
+    assert set(placement) == {"model", "shape_observer"} and all(np.isfinite(v) for v in placement.values())
+    assert report["placement_thrombus_bias_hu"] == pytest.approx(placement)
+    assert report["thrombus_by_burden"][0]["shape_observer_placement_thrombus_bias_hu"] == pytest.approx(placement["shape_observer"])
+    phantom = make_phantom(10000, size_xyz=(96, 96, 48), spacing_xyz_mm=(3.6, 3.6, 8.0))
+    lumen, thrombus = phantom.labels.array == LABELS["aortic_lumen"], phantom.labels.array == LABELS["thrombus"]
+    truth = placement_thrombus_bias_hu(lumen, lumen, thrombus, phantom.contrast.array, lumen_level_hu(phantom.contrast.array, lumen),
+                                       phantom.params["hu_contrast"]["thrombus"], phantom.params["blur"]["sigma_voxels"])
+    assert truth == 0.0 and placement["model"] != 0.0
 
 
 class _ReferenceEngine:

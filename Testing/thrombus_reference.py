@@ -31,6 +31,7 @@ from DigitalContrastLib.phantom import LABELS, make_phantom  # noqa: E402
 from DigitalContrastLib.shape_observer import (  # noqa: E402
     disk_lumen_mask,
     fit_lumen_disks,
+    lumen_level_hu,
     placement_thrombus_bias_hu,
     rendered_lumen_prediction,
 )
@@ -38,14 +39,6 @@ from DigitalContrastLib.validation import THROMBUS_BURDEN_EDGES, case_metrics  #
 
 SHRINKS_VOXELS = (0.0, 0.5, 1.0, 1.5)
 FIGURES = ("thrombus_bias_hu", "lumen_dice", "max_diameter_error_mm")
-
-
-def lumen_level_hu(contrast: np.ndarray, lumen: np.ndarray) -> float:
-    """Median arterial-phase HU of the lumen two voxels in from its edge (away from the blur)."""
-    from scipy import ndimage
-
-    core = lumen & ~ndimage.binary_dilation(~lumen, iterations=2)
-    return float(np.median(contrast[core if core.any() else lumen]))
 
 
 def score_case(seed: int, engine) -> dict | None:

@@ -128,3 +128,32 @@ def placement_thrombus_bias_hu(lumen_pred: np.ndarray, lumen_mask: np.ndarray, t
         return float("nan")
     rendered = rendered_lumen_prediction(lumen_pred, lumen_mask, contrast_hu, lumen_hu, thrombus_hu, blur_sigma_voxels)
     return float(np.mean(rendered[thrombus] - np.asarray(contrast_hu, dtype=np.float32)[thrombus]))
+
+
+def lumen_level_hu(contrast_hu: np.ndarray, lumen_mask: np.ndarray) -> float:
+    """Median arterial-phase HU of the lumen two voxels in from its edge (away from the blur)."""
+    from scipy import ndimage
+
+    lumen = np.asarray(lumen_mask, dtype=bool)
+    core = lumen & ~ndimage.binary_dilation(~lumen, iterations=2)
+    return float(np.median(np.asarray(contrast_hu)[core if core.any() else lumen]))
+
+
+def placement_beside_shape_observer(noncontrast_hu: np.ndarray, contrast_hu: np.ndarray, prediction_hu: np.ndarray,
+                                    lumen_mask: np.ndarray, thrombus_mask: np.ndarray, thrombus_hu: float,
+                                    blur_sigma_voxels: float, lumen_threshold_hu: float = 150.0) -> dict[str, float]:
+    """Placement-only thrombus bias (HU) of a prediction's lumen and of the shape observer's.
+
+    The prediction's lumen is where it reaches ``lumen_threshold_hu`` inside the true sac (the lumen
+    Dice's definition); the observer's is :func:`fit_lumen_disks` drawn by :func:`disk_lumen_mask`.
+    ``thrombus_hu``: the arterial-phase thrombus level; the lumen level is :func:`lumen_level_hu`.
+    Returns ``{"prediction": HU, "shape_observer": HU}``, both NaN without thrombus.
+    """
+    lumen, thrombus = np.asarray(lumen_mask, dtype=bool), np.asarray(thrombus_mask, dtype=bool)
+    if not thrombus.any() or not lumen.any():
+        return {"prediction": float("nan"), "shape_observer": float("nan")}
+    level = (lumen_level_hu(contrast_hu, lumen), float(thrombus_hu), float(blur_sigma_voxels))
+    predicted = (lumen | thrombus) & (np.asarray(prediction_hu) >= lumen_threshold_hu)
+    observed = disk_lumen_mask(fit_lumen_disks(noncontrast_hu, lumen, thrombus), lumen, thrombus)
+    return {"prediction": placement_thrombus_bias_hu(predicted, lumen, thrombus, contrast_hu, *level),
+            "shape_observer": placement_thrombus_bias_hu(observed, lumen, thrombus, contrast_hu, *level)}

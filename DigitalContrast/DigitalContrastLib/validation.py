@@ -14,6 +14,12 @@ each one, and scores three predictions against the real contrast scan side by si
   reference for the lumen and thrombus figures, not a bound: a model can add shape knowledge;
 * ``model``: the synthetic CTA.
 
+Beside the thrombus bias, each case with thrombus carries the bias that lumen *placement* alone
+causes (``placement_thrombus_bias_hu``), for the model's lumen and for the shape observer's, which is
+told the sac and the HU levels and knows that the lumen is one disk per slice
+(:mod:`.shape_observer`): how much of a thrombus miss is where the lumen is drawn, and how well a
+lumen can be placed at all from these non-contrast intensities.
+
 :func:`realdata_check` builds a pseudo non-contrast input from a real CTA (the aortic lumen replaced
 by unenhanced blood) and reports the synthetic lumen median. :func:`chest_check` does the same on
 held-out phantoms whose field of view is the chest (kidneys to the aortic arch), from their
@@ -221,14 +227,17 @@ THROMBUS_BURDEN_EDGES = (0.6, 0.75)
 
 def thrombus_bias_by_burden(cases: list[dict[str, Any]],
                             edges: Sequence[float] = THROMBUS_BURDEN_EDGES) -> list[dict[str, Any]]:
-    """Mean thrombus bias (HU) of the model and the observer, and the model's mean signed max-diameter
-    error (mm), per band of the phantoms' thrombus burden.
+    """Mean thrombus bias (HU) of the model and the observer, the model's mean signed max-diameter
+    error (mm), and the mean thrombus bias from lumen placement alone of the model and the shape
+    observer (:mod:`.shape_observer`; cases without that figure count as missing), per band of the
+    phantoms' thrombus burden.
 
     The burden (``case["thrombus_burden"]``, 0...1) is the share of the way from the sac's inner wall
     to a normal-sized lumen that the thrombus fills (``phantom_aorta``): at 0.9 the lumen is not much
     wider than a normal aorta's inside a wide sac. Cases without thrombus (burden ``None`` or a NaN
     bias) are left out. Returns ``[{"burden": [low, high], "n", "seeds", "model_thrombus_bias_hu",
-    "observer_thrombus_bias_hu", "model_max_diameter_error_mm"}]`` for each band holding a case,
+    "observer_thrombus_bias_hu", "model_max_diameter_error_mm", "model_placement_thrombus_bias_hu",
+    "shape_observer_placement_thrombus_bias_hu"}]`` for each band holding a case,
     lowest first (a positive diameter error: the lumen drawn too wide); the outer bands run
     from 0 and to 1 (a burden on an edge falls in the band above it).
     """
@@ -241,7 +250,9 @@ def thrombus_bias_by_burden(cases: list[dict[str, Any]],
     return [{"burden": [bounds[k], bounds[k + 1]], "n": len(inside), "seeds": [c["seed"] for c in inside],
              **{f"{m}_thrombus_bias_hu": _mean_or_nan([c[m]["thrombus_bias_hu"] for c in inside])
                 for m in ("model", "observer")},
-             "model_max_diameter_error_mm": _mean_or_nan([c["model"].get("max_diameter_error_mm") for c in inside])}
+             "model_max_diameter_error_mm": _mean_or_nan([c["model"].get("max_diameter_error_mm") for c in inside]),
+             **{f"{m}_placement_thrombus_bias_hu": _mean_or_nan([c.get("placement_thrombus_bias_hu", {}).get(m) for c in inside])
+                for m in ("model", "shape_observer")}}
             for k, inside in sorted(bands.items())]
 
 
@@ -258,7 +269,9 @@ def validate_model(
 
     Returns:
         ``{"model": {...}, "seeds", "grid", "cases": [{seed, identity, oracle, observer, model, seconds}],
-        "summary": {method: {metric: mean}}, "acceptance": {...}, "training_seed_overlap": [...]}``.
+        "summary": {method: {metric: mean}}, "acceptance": {...}, "training_seed_overlap": [...],
+        "thrombus_by_burden": [...], "placement_thrombus_bias_hu": {"model", "shape_observer"}}``; the
+        last is the mean over the cases with thrombus of each case's ``placement_thrombus_bias_hu``.
         ``training_seed_overlap`` lists seeds also named in the card's training seeds (should be empty).
     """
     from .phantom import make_phantom
@@ -285,6 +298,7 @@ def validate_model(
             "oracle": case_metrics(oracle_prediction(nc, labels), ref, nc, labels, spacing),
             "observer": case_metrics(observer_prediction(nc, labels, spacing), ref, nc, labels, spacing),
             "model": case_metrics(result.synthetic.array, ref, nc, labels, spacing),
+            "placement_thrombus_bias_hu": _placement(case, result.synthetic.array),
             "seconds_synthesis": round(seconds, 2),
         })
     progress("validate", len(seeds), len(seeds))
@@ -299,7 +313,21 @@ def validate_model(
         "summary": summary,
         "acceptance": acceptance(summary, criterion_intervals(cases)),
         "thrombus_by_burden": thrombus_bias_by_burden(cases),
+        "placement_thrombus_bias_hu": {m: _mean_or_nan([c["placement_thrombus_bias_hu"][m] for c in cases])
+                                       for m in ("model", "shape_observer")},
     }
+
+
+def _placement(case: Any, synthetic_hu: np.ndarray) -> dict[str, float]:
+    """Thrombus bias (HU) from where the model and the shape observer put the lumen (:mod:`.shape_observer`)."""
+    from .phantom import LABELS
+    from .shape_observer import placement_beside_shape_observer
+
+    labels = case.labels.array
+    figures = placement_beside_shape_observer(
+        case.noncontrast.array, case.contrast.array, synthetic_hu, labels == LABELS["aortic_lumen"],
+        labels == LABELS["thrombus"], case.params["hu_contrast"]["thrombus"], case.params["blur"]["sigma_voxels"])
+    return {"model": figures["prediction"], "shape_observer": figures["shape_observer"]}
 
 
 def _thrombus_burden(params: dict[str, Any]) -> float | None:
@@ -461,6 +489,7 @@ def write_validation_to_card(card: Any, report: dict[str, Any]) -> Path:
         "summary": report["summary"],
         "acceptance": report["acceptance"],
         "thrombus_by_burden": report.get("thrombus_by_burden", []),
+        "placement_thrombus_bias_hu": report.get("placement_thrombus_bias_hu", {}),
         "cases": [{k: v for k, v in c.items()} for c in report["cases"]],
         "command": f"digital-contrast validate --model {card.id} --seed-start {min(report['seeds'])} "
                    f"--count {len(report['seeds'])}" + (" --realdata CTA MASK" if "realdata" in report else "")
@@ -474,6 +503,11 @@ def write_validation_to_card(card: Any, report: dict[str, Any]) -> Path:
                          f"the NC inside the sac (Gaussian {OBSERVER_SIGMA_MM:g} mm) and sets voxels nearer the lumen "
                          f"median to {ORACLE_LUMEN_HU:g} HU (how far NC intensity alone separates lumen from thrombus)"),
             "model": "the synthetic CTA",
+            "placement_thrombus_bias_hu": (
+                "thrombus bias caused by where the lumen is put alone: the lumen (the model's: >= 150 HU inside the true "
+                "sac) drawn the way the phantom draws its arterial phase and added to the real contrast scan (0 HU for "
+                "the true lumen); shape_observer: told the sac and the lumen and thrombus median NC HU, it fits the "
+                "lumen as the maximum-likelihood disk on each slice"),
         },
     }
     if "realdata" in report:

@@ -78,11 +78,17 @@ def run(args: argparse.Namespace) -> int:
     for name, check in report["acceptance"].items():
         print(f"[{'PASS' if check['passed'] else 'FAIL'}] {check['rule']}: {check['value']}{_interval_text(check)}")
         if name == "thrombus_bias":
+            placement = report.get("placement_thrombus_bias_hu", {})
+            if placement:
+                print(f"       from lumen placement alone: model {placement['model']:+.1f} HU, shape observer "
+                      f"{placement['shape_observer']:+.1f} HU (told the sac; the lumen one disk per slice)")
             for band in report.get("thrombus_by_burden", []):
                 low, high = band["burden"]
                 print(f"       thrombus burden {low:.2f} to {high:.2f}: {band['n']} case(s), model "
                       f"{band['model_thrombus_bias_hu']:+.1f} HU, observer {band['observer_thrombus_bias_hu']:+.1f} HU; "
-                      f"model max-diameter error {band['model_max_diameter_error_mm']:+.2f} mm")
+                      f"model max-diameter error {band['model_max_diameter_error_mm']:+.2f} mm; from placement: model "
+                      f"{band['model_placement_thrombus_bias_hu']:+.1f} HU, shape observer "
+                      f"{band['shape_observer_placement_thrombus_bias_hu']:+.1f} HU")
     if "realdata" in report:
         r = report["realdata"]
         print(f"[{'PASS' if r['passed'] else 'FAIL'}] real CTA: synthetic lumen median {r['synthetic_lumen_median_hu']:.0f} HU "
