@@ -45,6 +45,22 @@ def test_the_disk_fit_finds_the_lumen_on_every_slice(noise_sd_hu):
     assert overlap > 0.93
 
 
+def test_the_blur_of_a_calcified_plaque_in_the_thrombus_does_not_pull_the_robust_fit():
+    nc, lumen, thrombus = _case(0.0)
+    # a bright spot 4 voxels beyond the lumen's edge, in the thrombus (in the phantoms the thrombus within
+    # 2 voxels of a calcified plaque has a median of about 128 HU against about 30 elsewhere)
+    for z, (r, cy, cx) in enumerate(LUMENS):
+        nc[z][_disk(cy - r - 4.0, cx, 2.0) & thrombus[z]] = 400.0
+    robust = fit_lumen_disks(nc, lumen, thrombus)
+    plain = fit_lumen_disks(nc, lumen, thrombus, evidence_clip_hu=None)
+    for z, (r, cy, cx) in enumerate(LUMENS):
+        fr, fy, fx = robust[z]
+        assert abs(fr - r) <= 1.0 and abs(fy - cy) <= 1.0 and abs(fx - cx) <= 1.0, (z, robust[z], LUMENS[z])
+    # the plain maximum-likelihood sum swallows the spot: its disks reach into the thrombus
+    assert placement_thrombus_bias_hu(disk_lumen_mask(plain, lumen, thrombus), lumen, thrombus, nc, 350.0, 45.0, 0.0) > \
+        placement_thrombus_bias_hu(disk_lumen_mask(robust, lumen, thrombus), lumen, thrombus, nc, 350.0, 45.0, 0.0) + 5.0
+
+
 def test_without_thrombus_the_observer_is_the_label_oracle():
     nc, lumen, thrombus = _case(0.0)
     sac = lumen | thrombus

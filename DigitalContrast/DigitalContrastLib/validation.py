@@ -17,7 +17,7 @@ each one, and scores three predictions against the real contrast scan side by si
 Beside the thrombus bias, each case with thrombus carries the bias that lumen *placement* alone
 causes (``placement_thrombus_bias_hu``), for the model's lumen and for the shape observer's, which is
 told the sac and the HU levels and knows that the lumen is one disk per slice
-(:mod:`.shape_observer`): how much of a thrombus miss is where the lumen is drawn, and how well a
+(:mod:`.shape_observer`, robust to the blur of calcified plaques): how much of a thrombus miss is where the lumen is drawn, and how well a
 lumen can be placed at all from these non-contrast intensities.
 
 :func:`realdata_check` builds a pseudo non-contrast input from a real CTA (the aortic lumen replaced
@@ -479,6 +479,7 @@ def write_validation_to_card(card: Any, report: dict[str, Any]) -> Path:
 
     from .atomic import atomic_write_text
     from .models import load_card, validate_card_data
+    from .shape_observer import EVIDENCE_CLIP_HU
 
     data = json.loads(card.path.read_text(encoding="utf-8"))
     during = data.get("validation", {}).get("during_training")
@@ -507,7 +508,8 @@ def write_validation_to_card(card: Any, report: dict[str, Any]) -> Path:
                 "thrombus bias caused by where the lumen is put alone: the lumen (the model's: >= 150 HU inside the true "
                 "sac) drawn the way the phantom draws its arterial phase and added to the real contrast scan (0 HU for "
                 "the true lumen); shape_observer: told the sac and the lumen and thrombus median NC HU, it fits the "
-                "lumen as the maximum-likelihood disk on each slice"),
+                f"lumen as the maximum-likelihood disk on each slice, each voxel's evidence clipped to "
+                f"+-{EVIDENCE_CLIP_HU:g} HU"),
         },
     }
     if "realdata" in report:
