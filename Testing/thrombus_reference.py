@@ -2,6 +2,7 @@
 
     python Testing/thrombus_reference.py                              # seeds 10000-10031, ~5 min on 2 cores
     python Testing/thrombus_reference.py --seed-start 10000 --count 8 --out /tmp/ref8.json
+    python Testing/thrombus_reference.py --figure thrombus_reference.png --figure-only   # README's picture
 
 On every held-out phantom with an aneurysm (validation grid 256 x 256 x 160 at 1.4 x 1.4 x 2.5 mm),
 it scores three lumens inside the thrombus-filled sac:
@@ -72,6 +73,45 @@ def score_case(seed: int, engine) -> dict | None:
     return row
 
 
+def save_figure(seed: int, engine, path: str) -> None:
+    """One axial slice of phantom ``seed`` (the one with most thrombus), cropped to the sac: the
+    non-contrast scan in a narrow window, the synthetic and the real contrast scan, with the true
+    lumen (white), the model's (red) and the shape observer's (cyan) drawn on each."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    case = make_phantom(seed, size_xyz=(256, 256, 160), spacing_xyz_mm=(1.4, 1.4, 2.5))
+    nc, ref, labels = case.noncontrast.array, case.contrast.array, case.labels.array
+    lumen, thrombus = labels == LABELS["aortic_lumen"], labels == LABELS["thrombus"]
+    if not thrombus.any():
+        sys.exit(f"Phantom seed {seed} holds no thrombus; give --figure-seed a seed with an aneurysm (e.g. 10007).")
+    synthetic = engine.synthesize(case.noncontrast).synthetic.array
+    observer = disk_lumen_mask(fit_lumen_disks(nc, lumen, thrombus), lumen, thrombus)
+    z = int(np.argmax(thrombus.sum(axis=(1, 2))))
+    sac = lumen[z] | thrombus[z]
+    ys, xs = np.nonzero(sac)
+    box = (slice(max(ys.min() - 12, 0), ys.max() + 13), slice(max(xs.min() - 12, 0), xs.max() + 13))
+    masks = (("true", lumen[z], "white"), ("model, >= 150 HU", sac & (synthetic[z] >= 150), "red"),
+             ("shape observer", observer[z], "cyan"))
+    panels = (("non-contrast, W120/L40", nc[z], 40, 120), ("synthetic CTA, W700/L200", synthetic[z], 200, 700),
+              ("real contrast, W700/L200", ref[z], 200, 700))
+    fig, axes = plt.subplots(1, 3, figsize=(11, 4.2), facecolor="black")
+    for ax, (title, image, level, width) in zip(axes, panels):
+        ax.imshow(image[box], cmap="gray", vmin=level - width / 2, vmax=level + width / 2, interpolation="nearest")
+        for _, mask, colour in masks:
+            ax.contour(mask[box].astype(float), levels=[0.5], colors=colour, linewidths=1.2)
+        ax.set_title(title, color="white", fontsize=10)
+        ax.axis("off")
+    burden = case.params["aneurysm"]["thrombus_burden"]
+    fig.suptitle(f"phantom {seed}, thrombus burden {burden:.2f}, axial slice {z}; lumens: " +
+                 ", ".join(f"{name} ({colour})" for name, _, colour in masks), color="white", fontsize=10)
+    fig.savefig(path, dpi=100, facecolor="black", bbox_inches="tight")
+    plt.close(fig)
+    print(f"figure: {path}")
+
+
 def summary(rows: list[dict]) -> dict:
     """Means over the cases with thrombus (bias, Dice) and the median |max-diameter error| over every seed."""
     aneurysms = [r for r in rows if r["burden"] is not None]
@@ -98,10 +138,17 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=32, help="number of seeds (default: %(default)s)")
     parser.add_argument("--device", default="auto", help="engine device: auto, cpu or cuda (default: %(default)s)")
     parser.add_argument("--out", default="/tmp/thrombus_reference.json", help="JSON written here (default: %(default)s)")
+    parser.add_argument("--figure", metavar="PNG", help="also draw one slice of --figure-seed with the three lumens")
+    parser.add_argument("--figure-seed", type=int, default=10007, help="phantom seed of the figure (default: %(default)s)")
+    parser.add_argument("--figure-only", action="store_true", help="draw the figure and stop")
     args = parser.parse_args()
     from DigitalContrastLib.synthesis import load_engine
 
     engine = load_engine(args.model, args.device)
+    if args.figure:
+        save_figure(args.figure_seed, engine, args.figure)
+    if args.figure_only:
+        return
     rows = []
     for seed in range(args.seed_start, args.seed_start + args.count):
         row = score_case(seed, engine)
