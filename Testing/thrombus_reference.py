@@ -1,6 +1,6 @@
 """How far could any model get on the thrombus line? The model beside the shape observer; run by hand.
 
-    python Testing/thrombus_reference.py                              # seeds 10000-10031, ~5 min on 2 cores
+    python Testing/thrombus_reference.py                              # seeds 10000-10031, 5-7 min on 2 cores
     python Testing/thrombus_reference.py --seed-start 10000 --count 8 --out /tmp/ref8.json
     python Testing/thrombus_reference.py --figure thrombus_reference.png --figure-only   # README's picture
 
