@@ -57,8 +57,8 @@ def test_the_blur_of_a_calcified_plaque_in_the_thrombus_does_not_pull_the_robust
         fr, fy, fx = robust[z]
         assert abs(fr - r) <= 1.0 and abs(fy - cy) <= 1.0 and abs(fx - cx) <= 1.0, (z, robust[z], LUMENS[z])
     # the plain maximum-likelihood sum swallows the spot: its disks reach into the thrombus
-    assert placement_thrombus_bias_hu(disk_lumen_mask(plain, lumen, thrombus), lumen, thrombus, nc, 350.0, 45.0, 0.0) > \
-        placement_thrombus_bias_hu(disk_lumen_mask(robust, lumen, thrombus), lumen, thrombus, nc, 350.0, 45.0, 0.0) + 5.0
+    assert placement_thrombus_bias_hu(disk_lumen_mask(plain, lumen, thrombus), lumen, thrombus, 350.0, 45.0, 0.0) > \
+        placement_thrombus_bias_hu(disk_lumen_mask(robust, lumen, thrombus), lumen, thrombus, 350.0, 45.0, 0.0) + 5.0
 
 
 def test_without_thrombus_the_observer_is_the_label_oracle():
@@ -71,7 +71,7 @@ def test_without_thrombus_the_observer_is_the_label_oracle():
 def test_placement_bias_is_zero_for_the_true_lumen_and_positive_when_it_reaches_into_thrombus():
     nc, lumen, thrombus = _case(0.0)
     contrast = np.where(lumen, 350.0, nc)
-    args = (thrombus, contrast, 350.0, 45.0, 0.7)
+    args = (thrombus, 350.0, 45.0, 0.7)
     assert placement_thrombus_bias_hu(lumen, lumen, *args) == pytest.approx(0.0, abs=1e-4)
     assert np.array_equal(rendered_lumen_prediction(lumen, lumen, contrast, 350.0, 45.0, 0.7), contrast.astype(np.float32))
     fits = {z: (r, cy, cx) for z, (r, cy, cx) in enumerate(LUMENS)}
@@ -80,8 +80,8 @@ def test_placement_bias_is_zero_for_the_true_lumen_and_positive_when_it_reaches_
     lit = (wider & thrombus).sum() / thrombus.sum()
     # lumen drawn 2 voxels wider: without blur exactly (350 - 45) x the share of thrombus it covers;
     # the blur spreads part of that rim into the lumen and the tissue around
-    sharp = placement_thrombus_bias_hu(wider, lumen, thrombus, contrast, 350.0, 45.0, 0.0)
+    sharp = placement_thrombus_bias_hu(wider, lumen, thrombus, 350.0, 45.0, 0.0)
     assert sharp == pytest.approx(305.0 * lit, rel=1e-5)
     assert 0.5 * sharp < placement_thrombus_bias_hu(wider, lumen, *args) < sharp
     assert placement_thrombus_bias_hu(narrower, lumen, *args) < 0.0
-    assert np.isnan(placement_thrombus_bias_hu(lumen, lumen, np.zeros_like(thrombus), contrast, 350.0, 45.0, 0.7))
+    assert np.isnan(placement_thrombus_bias_hu(lumen, lumen, np.zeros_like(thrombus), 350.0, 45.0, 0.7))

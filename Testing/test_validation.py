@@ -205,7 +205,7 @@ def test_validate_model_scores_every_method_on_held_out_phantoms():
     assert report["thrombus_by_burden"][0]["shape_observer_placement_thrombus_bias_hu"] == pytest.approx(placement["shape_observer"])
     phantom = make_phantom(10000, size_xyz=(96, 96, 48), spacing_xyz_mm=(3.6, 3.6, 8.0))
     lumen, thrombus = phantom.labels.array == LABELS["aortic_lumen"], phantom.labels.array == LABELS["thrombus"]
-    truth = placement_thrombus_bias_hu(lumen, lumen, thrombus, phantom.contrast.array, lumen_level_hu(phantom.contrast.array, lumen),
+    truth = placement_thrombus_bias_hu(lumen, lumen, thrombus, lumen_level_hu(phantom.contrast.array, lumen),
                                        phantom.params["hu_contrast"]["thrombus"], phantom.params["blur"]["sigma_voxels"])
     assert truth == 0.0 and placement["model"] != 0.0
 

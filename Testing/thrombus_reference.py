@@ -34,6 +34,7 @@ from DigitalContrastLib.phantom import LABELS, make_phantom  # noqa: E402
 from DigitalContrastLib.shape_observer import (  # noqa: E402
     EVIDENCE_CLIP_HU,
     disk_lumen_mask,
+    enhanced_lumen_mask,
     fit_lumen_disks,
     lumen_level_hu,
     placement_thrombus_bias_hu,
@@ -60,10 +61,10 @@ def score_case(seed: int, engine) -> dict | None:
                 **{name: {"max_diameter_error_mm": 0.0} for name in OBSERVERS}}
     level = (lumen_level_hu(ref, lumen), float(case.params["hu_contrast"]["thrombus"]),
              float(case.params["blur"]["sigma_voxels"]))
-    model_lumen = (lumen | thrombus) & (synthetic >= 150)  # validate's enhanced lumen inside the sac
+    model_lumen = enhanced_lumen_mask(synthetic, lumen, thrombus)  # validate's enhanced lumen inside the sac
     row = {"seed": seed, "burden": float(case.params["aneurysm"]["thrombus_burden"]),
            "model": {**{k: model[k] for k in FIGURES},
-                     "placement_thrombus_bias_hu": placement_thrombus_bias_hu(model_lumen, lumen, thrombus, ref, *level)}}
+                     "placement_thrombus_bias_hu": placement_thrombus_bias_hu(model_lumen, lumen, thrombus, *level)}}
     fits = {clip: fit_lumen_disks(nc, lumen, thrombus, evidence_clip_hu=clip) for clip in (EVIDENCE_CLIP_HU, None)}
     for name, (clip, shrink) in OBSERVERS.items():
         drawn = disk_lumen_mask(fits[clip], lumen, thrombus, shrink)
@@ -93,7 +94,7 @@ def save_figure(seed: int, engine, path: str) -> None:
     sac = lumen[z] | thrombus[z]
     ys, xs = np.nonzero(sac)
     box = (slice(max(ys.min() - 12, 0), ys.max() + 13), slice(max(xs.min() - 12, 0), xs.max() + 13))
-    masks = (("true", lumen[z], "white"), ("model, >= 150 HU", sac & (synthetic[z] >= 150), "red"),
+    masks = (("true", lumen[z], "white"), ("model, >= 150 HU", enhanced_lumen_mask(synthetic[z], lumen[z], thrombus[z]), "red"),
              ("shape observer", observer[z], "cyan"))
     panels = (("non-contrast, W120/L40", nc[z], 40, 120), ("synthetic CTA, W700/L200", synthetic[z], 200, 700),
               ("real contrast, W700/L200", ref[z], 200, 700))

@@ -111,6 +111,22 @@ def disk_lumen_mask(fits: dict[int, tuple[float, float, float]], lumen_mask: np.
     return out
 
 
+def _blurred_move(lumen_pred: np.ndarray, lumen_mask: np.ndarray, blur_sigma_voxels: float) -> np.ndarray:
+    """``G(lumen_pred - lumen_mask)`` (float32): where the lumen moved, through the phantom's blur ``G``."""
+    from scipy import ndimage
+
+    moved = np.asarray(lumen_pred, dtype=np.float32) - np.asarray(lumen_mask, dtype=np.float32)
+    return ndimage.gaussian_filter(moved, float(blur_sigma_voxels))
+
+
+def enhanced_lumen_mask(prediction_hu: np.ndarray, lumen_mask: np.ndarray, thrombus_mask: np.ndarray,
+                        lumen_threshold_hu: float = 150.0) -> np.ndarray:
+    """A prediction's lumen: where it reaches ``lumen_threshold_hu`` inside the true sac (bool ``[z, y, x]``),
+    as the lumen Dice of :func:`~DigitalContrastLib.metrics.roi_metrics` takes it."""
+    sac = np.asarray(lumen_mask, dtype=bool) | np.asarray(thrombus_mask, dtype=bool)
+    return sac & (np.asarray(prediction_hu) >= lumen_threshold_hu)
+
+
 def rendered_lumen_prediction(lumen_pred: np.ndarray, lumen_mask: np.ndarray, contrast_hu: np.ndarray,
                               lumen_hu: float, thrombus_hu: float, blur_sigma_voxels: float) -> np.ndarray:
     """The real contrast scan with its lumen moved to ``lumen_pred`` (float32 ``[z, y, x]`` HU).
@@ -119,26 +135,22 @@ def rendered_lumen_prediction(lumen_pred: np.ndarray, lumen_mask: np.ndarray, co
     partial-volume blur (Gaussian, ``blur_sigma_voxels`` on every axis): what a perfect renderer
     would draw with this lumen. Equal masks give the contrast scan itself.
     """
-    from scipy import ndimage
-
-    moved = np.asarray(lumen_pred, dtype=np.float32) - np.asarray(lumen_mask, dtype=np.float32)
-    return np.asarray(contrast_hu, dtype=np.float32) + np.float32(lumen_hu - thrombus_hu) * ndimage.gaussian_filter(
-        moved, float(blur_sigma_voxels))
+    return np.asarray(contrast_hu, dtype=np.float32) + np.float32(lumen_hu - thrombus_hu) * _blurred_move(
+        lumen_pred, lumen_mask, blur_sigma_voxels)
 
 
 def placement_thrombus_bias_hu(lumen_pred: np.ndarray, lumen_mask: np.ndarray, thrombus_mask: np.ndarray,
-                               contrast_hu: np.ndarray, lumen_hu: float, thrombus_hu: float,
-                               blur_sigma_voxels: float) -> float:
+                               lumen_hu: float, thrombus_hu: float, blur_sigma_voxels: float) -> float:
     """Thrombus bias (HU) caused by where ``lumen_pred`` puts the lumen alone (see the module text).
 
-    Mean over the thrombus voxels of :func:`rendered_lumen_prediction` minus the contrast scan: 0 for
-    the true lumen, positive where the lumen reaches into the thrombus. NaN without thrombus.
+    Mean over the thrombus voxels of :func:`rendered_lumen_prediction` minus the contrast scan, i.e.
+    ``(lumen_hu - thrombus_hu) * mean(G(lumen_pred - lumen_mask))`` there: 0 for the true lumen,
+    positive where the lumen reaches into the thrombus. NaN without thrombus.
     """
     thrombus = np.asarray(thrombus_mask, dtype=bool)
     if not thrombus.any():
         return float("nan")
-    rendered = rendered_lumen_prediction(lumen_pred, lumen_mask, contrast_hu, lumen_hu, thrombus_hu, blur_sigma_voxels)
-    return float(np.mean(rendered[thrombus] - np.asarray(contrast_hu, dtype=np.float32)[thrombus]))
+    return float(lumen_hu - thrombus_hu) * float(np.mean(_blurred_move(lumen_pred, lumen_mask, blur_sigma_voxels)[thrombus]))
 
 
 def lumen_level_hu(contrast_hu: np.ndarray, lumen_mask: np.ndarray) -> float:
@@ -155,8 +167,7 @@ def placement_beside_shape_observer(noncontrast_hu: np.ndarray, contrast_hu: np.
                                     blur_sigma_voxels: float, lumen_threshold_hu: float = 150.0) -> dict[str, float]:
     """Placement-only thrombus bias (HU) of a prediction's lumen and of the shape observer's.
 
-    The prediction's lumen is where it reaches ``lumen_threshold_hu`` inside the true sac (the lumen
-    Dice's definition); the observer's is :func:`fit_lumen_disks` drawn by :func:`disk_lumen_mask`.
+    The prediction's lumen is :func:`enhanced_lumen_mask`; the observer's is :func:`fit_lumen_disks` drawn by :func:`disk_lumen_mask`.
     ``thrombus_hu``: the arterial-phase thrombus level; the lumen level is :func:`lumen_level_hu`.
     Returns ``{"prediction": HU, "shape_observer": HU}``, both NaN without thrombus.
     """
@@ -164,7 +175,7 @@ def placement_beside_shape_observer(noncontrast_hu: np.ndarray, contrast_hu: np.
     if not thrombus.any() or not lumen.any():
         return {"prediction": float("nan"), "shape_observer": float("nan")}
     level = (lumen_level_hu(contrast_hu, lumen), float(thrombus_hu), float(blur_sigma_voxels))
-    predicted = (lumen | thrombus) & (np.asarray(prediction_hu) >= lumen_threshold_hu)
+    predicted = enhanced_lumen_mask(prediction_hu, lumen, thrombus, lumen_threshold_hu)
     observed = disk_lumen_mask(fit_lumen_disks(noncontrast_hu, lumen, thrombus), lumen, thrombus)
-    return {"prediction": placement_thrombus_bias_hu(predicted, lumen, thrombus, contrast_hu, *level),
-            "shape_observer": placement_thrombus_bias_hu(observed, lumen, thrombus, contrast_hu, *level)}
+    return {"prediction": placement_thrombus_bias_hu(predicted, lumen, thrombus, *level),
+            "shape_observer": placement_thrombus_bias_hu(observed, lumen, thrombus, *level)}
