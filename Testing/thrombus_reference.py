@@ -40,6 +40,8 @@ from DigitalContrastLib.shape_observer import (  # noqa: E402
     placement_thrombus_bias_hu,
     rendered_lumen_prediction,
 )
+from DigitalContrastLib.atomic import atomic_write_text  # noqa: E402
+from DigitalContrastLib.errors import EXIT_BAD_JOB, EXIT_OUTPUT, UserError  # noqa: E402
 from DigitalContrastLib.metrics import roi_metrics  # noqa: E402
 from DigitalContrastLib.validation import THROMBUS_BURDEN_EDGES  # noqa: E402
 
@@ -143,9 +145,19 @@ def main() -> None:
     parser.add_argument("--figure-seed", type=int, default=10007, help="phantom seed of the figure (default: %(default)s)")
     parser.add_argument("--figure-only", action="store_true", help="draw the figure and stop")
     args = parser.parse_args()
+    if args.count < 1:
+        parser.error(f"--count {args.count}: give at least one seed")
+    for path in (args.out, args.figure):
+        if path and not Path(path).resolve().parent.is_dir():
+            print(f"Cannot write {path}: its folder does not exist; create it or give another path.", file=sys.stderr)
+            sys.exit(EXIT_OUTPUT)
     from DigitalContrastLib.synthesis import load_engine
 
-    engine = load_engine(args.model, args.device)
+    try:
+        engine = load_engine(args.model, args.device)
+    except UserError as error:
+        print(error.message, file=sys.stderr)
+        sys.exit(error.exit_code)
     if args.figure:
         save_figure(args.figure_seed, engine, args.figure)
     if args.figure_only:
@@ -161,10 +173,11 @@ def main() -> None:
             f"{m}: {row[m].get('placement_thrombus_bias_hu', row[m]['thrombus_bias_hu']):+.1f} HU" for m in row if m not in ("seed", "burden")),
             flush=True)
     if all(r["burden"] is None for r in rows):
-        sys.exit("No seed in that range holds thrombus; give more seeds with --count.")
+        print("No seed in that range holds thrombus; give more seeds with --count.", file=sys.stderr)
+        sys.exit(EXIT_BAD_JOB)
     result = {"model": {"id": engine.card.id, "version": engine.card.version}, "seeds": [args.seed_start, args.seed_start + args.count - 1],
               "summary": summary(rows), "cases": rows}
-    Path(args.out).write_text(json.dumps(result, indent=1))
+    atomic_write_text(args.out, json.dumps(result, indent=1))
     n = result["summary"]["model"]["n_with_thrombus"]
     print(f"\n{n} cases with thrombus: thrombus bias from placement and mean Dice over them; "
           f"median |max-diameter error| over all {len(rows)} seeds:")
