@@ -290,6 +290,7 @@ def test_geometric_augment_turns_scans_and_labels_together(tmp_path):
     (["--pseudo-noncontrast-margin", "-1"], "--pseudo-noncontrast-margin -1 is negative"),
     (["--pseudo-noncontrast-neighbour-gain", "2", "1"], "--pseudo-noncontrast-neighbour-gain 2 1 is not a range"),
     (["--parent-weight", "1"], "--parent-weight 1 is not a share below 1"),
+    (["--lumen-mask-weight", "-1"], "--lumen-mask-weight -1 is negative"),
     (["--parent-weight", "0.5"], "--parent-weight needs --init-from"),
     (["--appearance-jitter", "-0.1"], "--appearance-jitter -0.1 is not a fraction"),
     (["--geometric-augment", "2"], "--geometric-augment 2 is not a fraction"),
@@ -366,3 +367,96 @@ def test_appearance_jitter_moves_each_tissue_and_bone_but_never_blood_air_or_the
         ratio = (nc[bone] - 40.0) / (nc0[bone] - 40.0)
         assert np.ptp(ratio) < 1e-3 and 0.4 <= ratio[0] <= 1.2  # one contrast scale for all bone
     assert np.std(shifts) > 5.0  # the offsets really vary between patches and tissues
+
+
+def test_lumen_mask_loss_scores_a_lumen_drawn_too_wide_and_ignores_everything_outside_the_sac():
+    import torch
+
+    from DigitalContrastLib.train import SynthesisLoss, lumen_mask_loss
+
+    shape = (1, 1, 4, 16, 16)
+    lumen = torch.zeros(shape)
+    lumen[..., 6:10, 6:10] = 1
+    sac = torch.zeros(shape)
+    sac[..., 3:13, 3:13] = 1
+    right = torch.where(lumen > 0, 350.0, 45.0)  # lumen at 350, thrombus at 45 HU
+    wide = right.clone()
+    wide[..., 5:11, 5:11] = 350.0  # one voxel too wide all round: lit thrombus
+    narrow = right.clone()
+    narrow[..., 6:10, 6:10] = 100.0  # an unlit lumen
+    good, too_wide, too_narrow = (float(lumen_mask_loss(v, lumen, sac)) for v in (right, wide, narrow))
+    assert good < 0.02 < too_wide and good < too_narrow
+    # a wide rim of 20 voxels of 100 lit: 20 * 8 (BCE at logit 12) / 100 sac voxels per slice
+    assert too_wide == pytest.approx(20 * 8.0 / 100, rel=0.02)
+    outside = right.clone()
+    outside[..., 0:2, :] = 900.0  # bright voxels outside the sac do not count
+    assert float(lumen_mask_loss(outside, lumen, sac)) == pytest.approx(good)
+    assert float(lumen_mask_loss(wide, lumen, torch.zeros(shape))) == 0.0  # no sac: nothing to score
+
+    # inside SynthesisLoss: the term is added with its weight and reported, and its gradient moves the
+    # lit thrombus down (the residual of a thrombus voxel lit to 350 HU gets a positive gradient)
+    nc = torch.full(shape, 45.0)
+    pred = ((wide - nc) / 500.0).requires_grad_(True)
+    batch = {"target": (right - nc) / 500.0, "weight": torch.ones(shape), "nc_hu": nc, "c_hu": right,
+             "lumen": lumen, "sac": sac}
+    plain, parts0 = SynthesisLoss(500.0, 0.0)(pred, batch)
+    with_mask, parts = SynthesisLoss(500.0, 0.0, lumen_mask_weight=2.0)(pred, batch)
+    assert "lumen_mask_bce" not in parts0 and parts["lumen_mask_bce"] == pytest.approx(too_wide, rel=1e-4)
+    assert float(with_mask.detach()) == pytest.approx(float(plain.detach()) + 2.0 * too_wide, rel=1e-4)
+    with_mask.backward()
+    rim = (wide > 300) & (lumen == 0)
+    assert (pred.grad[rim] > 0).all()
+
+
+def test_patches_carry_the_lumen_and_sac_labels_for_the_lumen_mask_term(tmp_path):
+    from DigitalContrastLib.phantom import LABELS
+    from DigitalContrastLib.train import PatchSampler, TrainConfig
+
+    config = TrainConfig(data_dir=str(tmp_path), out_dir=str(tmp_path), patch_size_zyx=(20, 24, 24),
+                         intensity_shift_hu=0.0, pseudo_noncontrast_fraction=1.0, pseudo_noncontrast_margin_voxels=1,
+                         lumen_mask_weight=1.0, thrombus_weight=4.0)
+    case = _two_vessel_case(config)
+    tissue = np.full(case.noncontrast.shape, LABELS["fat"], np.uint8)
+    tissue[:, 3:11, 3:11] = LABELS["thrombus"]
+    tissue[case.aortic_lumen] = LABELS["aortic_lumen"]
+    case.tissue = tissue
+    item = PatchSampler([case], config, np.random.default_rng(3)).sample()
+    c_hu = item["c_hu"][0].numpy()
+    # the lumen label is the enhanced aorta (not the pseudo non-contrast region dilated by the margin)
+    assert ((item["lumen"][0].numpy() == 1) == (c_hu == 300)).all()
+    assert item["sac"][0].numpy().sum() == 20 * 64 and (item["sac"][0].numpy() >= item["lumen"][0].numpy()).all()
+    plain = PatchSampler([case], TrainConfig(data_dir=str(tmp_path), out_dir=str(tmp_path), patch_size_zyx=(20, 24, 24)),
+                         np.random.default_rng(3)).sample()
+    assert "lumen" not in plain and "sac" not in plain  # off: no extra arrays per patch
+
+
+def test_thrombus_centred_patches_come_from_cases_with_thrombus_in_proportion_to_its_volume(tmp_path):
+    from DigitalContrastLib.phantom import LABELS
+    from DigitalContrastLib.train import PatchSampler, TrainConfig
+
+    config = TrainConfig(data_dir=str(tmp_path), out_dir=str(tmp_path), patch_size_zyx=(8, 8, 8),
+                         intensity_shift_hu=0.0, thrombus_centre_fraction=1.0)
+    cases = []
+    for name, thrombus_hu, block in (("none", None, None), ("thin", 41, (slice(2, 4),) * 3),
+                                     ("thick", 42, (slice(12, 18), slice(12, 18), slice(12, 18)))):
+        case = _two_vessel_case(config)
+        case.name = name
+        case.tissue = np.full(case.noncontrast.shape, LABELS["fat"], np.uint8)
+        if block is not None:
+            case.tissue[block] = LABELS["thrombus"]
+            case.noncontrast[block] = thrombus_hu  # tells the case of a patch by its input
+            flat = np.flatnonzero(case.tissue == LABELS["thrombus"])
+            case.thrombus_positives, case.thrombus_voxels = flat, int(flat.size)
+        cases.append(case)
+    sampler = PatchSampler(cases, config, np.random.default_rng(5))
+    seen = {41: 0, 42: 0}
+    for _ in range(200):
+        nc_hu = sampler.sample()["nc_hu"][0].numpy()
+        found = [hu for hu in seen if (nc_hu == hu).any()]
+        assert len(found) == 1  # every patch holds thrombus, of one case
+        seen[found[0]] += 1
+    # 8 against 216 thrombus voxels: the thick case is drawn 27 times as often
+    assert seen[41] < 25 and seen[42] > 175
+    config.thrombus_centre_fraction = 0.0
+    off = PatchSampler(cases, config, np.random.default_rng(5))
+    assert sum(not ((p := off.sample()["nc_hu"][0].numpy()) == 41).any() and not (p == 42).any() for _ in range(50)) > 10

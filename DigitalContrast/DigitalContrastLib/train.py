@@ -52,6 +52,8 @@ CHECKPOINT_DIR = "training"
 CHECKPOINT_FILE = "checkpoint.safetensors"
 HISTORY_FILE = "history.json"
 SSIM_WINDOW_HU = (-160.0, 540.0)  # a CTA window (W 700 / L 190) for the SSIM term
+LUMEN_MASK_THRESHOLD_HU = 150.0  # the lumen Dice's threshold (validation)
+LUMEN_MASK_SOFTNESS_HU = 25.0  # sigmoid scale of the lumen-mask term: 150 +- 25 HU is p = 0.27...0.73
 ENHANCEMENT_FALLBACK_HU = 100.0  # without labels: a vessel is where HU rises by more than this
 
 
@@ -76,6 +78,16 @@ class TrainConfig:
     # extra weight on thrombus voxels (labels needed): the thrombus sits a few HU below blood and
     # must not light up; without it, the few thrombus voxels barely count against the whole body
     thrombus_weight: float = 0.0
+    # weight of a lumen-mask term (labels needed): inside the aortic sac (lumen and thrombus labels) the
+    # synthetic HU, read as a mask at LUMEN_MASK_THRESHOLD_HU (a sigmoid with LUMEN_MASK_SOFTNESS_HU),
+    # is scored by binary cross-entropy against the lumen label. The L1 learns an HU per voxel; this
+    # term learns where the lumen's edge lies, the very threshold that the lumen Dice, the diameter and
+    # the thrombus bias read. It saturates once a voxel is on the right side, so it does not fight the
+    # L1 over the lumen's level. 0 leaves it out.
+    lumen_mask_weight: float = 0.0
+    # fraction of the patches centred on a thrombus voxel (labels needed), of a case drawn in proportion
+    # to its thrombus volume: thick thrombus, where a model draws the lumen too wide, is seen more often
+    thrombus_centre_fraction: float = 0.0
     # fraction of the patches whose input is a pseudo non-contrast scan (labels needed): the contrast
     # scan with only the aortic lumen taken from the non-contrast one, so that enhanced neighbours
     # (heart, pulmonary arteries, branches) do not stop the model from filling a dark aorta. The
@@ -191,6 +203,9 @@ class TrainingCase:
     # uint8 label codes on the model grid (cases with labels): the vessel, thrombus and aortic lumen
     # masks of a patch are cut from it, one byte per voxel instead of one per mask
     tissue: np.ndarray | None = None
+    # flat indices of thrombus voxels (subsampled) and their total count on the model grid (cases with labels)
+    thrombus_positives: np.ndarray | None = None
+    thrombus_voxels: int = 0
 
 
 def find_cases(data_dir: str | Path) -> list[Path]:
@@ -270,6 +285,7 @@ def load_case(folder: Path, config: TrainConfig, keep_volumes: bool = False, rng
             raise InputError(f"{label_path}: label codes must lie in 0-255; relabel the case.", code="bad_labels")
         tissue = labels.astype(np.uint8)
         positive = np.isin(labels, _positive_codes())
+        thrombus_flat = np.flatnonzero(labels == _label_code("thrombus")).astype(np.int64)
         vessel = thrombus = aortic_lumen = None  # cut from ``tissue`` per patch
     else:
         from scipy.ndimage import uniform_filter
@@ -280,6 +296,7 @@ def load_case(folder: Path, config: TrainConfig, keep_volumes: bool = False, rng
         thrombus = None
         aortic_lumen = None
         tissue = None
+        thrombus_flat = None
     body = nc > config.body_threshold_hu
     coords = np.nonzero(body)
     if not coords[0].size:
@@ -290,12 +307,17 @@ def load_case(folder: Path, config: TrainConfig, keep_volumes: bool = False, rng
     if positives.size > max_positives:
         rng = rng or np.random.default_rng(0)
         positives = np.sort(rng.choice(positives, max_positives, replace=False))
+    thrombus_voxels = int(thrombus_flat.size) if thrombus_flat is not None else 0
+    if thrombus_flat is not None and thrombus_flat.size > max_positives:
+        rng = rng or np.random.default_rng(0)
+        thrombus_flat = np.sort(rng.choice(thrombus_flat, max_positives, replace=False))
     spacing_xyz = (target[0], target[1], target[2])
     return TrainingCase(
         name=folder.name, folder=folder, noncontrast=nc, contrast=c, vessel=vessel, thrombus=thrombus,
         labels=labels if keep_volumes else None,  # training needs only the vessel mask: save the memory
         aortic_lumen=aortic_lumen,
         positives=positives, body_box=box, spacing_xyz_mm=spacing_xyz,
+        thrombus_positives=thrombus_flat, thrombus_voxels=thrombus_voxels,
         source_volume=nc_volume if keep_volumes else None,
         contrast_volume=c_volume if keep_volumes else None,
         labels_volume=labels_volume if keep_volumes else None,
@@ -429,6 +451,8 @@ class PatchSampler:
         self.config = config
         self.rng = rng
         keys = ["image", "target", "weight", "nc_hu", "c_hu"]
+        if config.lumen_mask_weight > 0:
+            keys += ["lumen", "sac"]
         shift = config.intensity_shift_hu / config.scale_hu
         # flips along z and y only: a left-right flip would swap the aorta (patient's left) and the
         # inferior vena cava (right), two blood-density tubes of which only the aorta enhances
@@ -439,6 +463,9 @@ class PatchSampler:
             RandShiftIntensityd(keys=["image"], offsets=(-shift, shift), prob=0.5),
         ])
         self.augment.set_random_state(seed=int(rng.integers(2**31)))
+        volumes = np.array([c.thrombus_voxels if c.thrombus_positives is not None and c.thrombus_positives.size else 0
+                            for c in cases], dtype=np.float64)
+        self.thrombus_case_p = volumes / volumes.sum() if volumes.sum() > 0 else None
 
     def _centre(self, case: TrainingCase) -> tuple[int, int, int]:
         if case.positives.size and self.rng.random() < self.config.positive_fraction:
@@ -448,9 +475,15 @@ class PatchSampler:
 
     def sample(self) -> dict[str, torch.Tensor]:
         """One patch: ``image``/``target``/``weight``/``nc_hu``/``c_hu`` as ``[1, z, y, x]`` float32."""
-        case = self.cases[int(self.rng.integers(len(self.cases)))]
         size = self.config.patch_size_zyx
-        centre = self._centre(case)
+        if (self.thrombus_case_p is not None and self.config.thrombus_centre_fraction > 0
+                and self.rng.random() < self.config.thrombus_centre_fraction):
+            case = self.cases[int(self.rng.choice(len(self.cases), p=self.thrombus_case_p))]
+            flat = int(case.thrombus_positives[self.rng.integers(case.thrombus_positives.size)])
+            centre = tuple(int(v) for v in np.unravel_index(flat, case.noncontrast.shape))
+        else:
+            case = self.cases[int(self.rng.integers(len(self.cases)))]
+            centre = self._centre(case)
         cfg = self.config
         turn = cfg.geometric_fraction > 0 and self.rng.random() < cfg.geometric_fraction
         if turn:
@@ -477,8 +510,9 @@ class PatchSampler:
                 return tissue == _label_code(name)
             return cut(stored, False, nearest=True) if stored is not None else None
 
+        lumen_label = mask("aortic_lumen", case.aortic_lumen)
         if cfg.pseudo_noncontrast_fraction > 0:
-            lumen = mask("aortic_lumen", case.aortic_lumen)
+            lumen = lumen_label
             if lumen is not None and self.rng.random() < cfg.pseudo_noncontrast_fraction:
                 # pseudo non-contrast input: the contrast phase everywhere but in the aortic lumen
                 if cfg.pseudo_noncontrast_margin_voxels > 0:
@@ -500,6 +534,12 @@ class PatchSampler:
             "nc_hu": nc[None],
             "c_hu": c[None],
         }
+        if cfg.lumen_mask_weight > 0:
+            # without labels the case has no sac: both masks empty, the term leaves the patch out
+            empty = np.zeros(nc.shape, dtype=bool)
+            lumen_mask = lumen_label if lumen_label is not None else empty
+            item["lumen"] = lumen_mask[None].astype(np.float32)
+            item["sac"] = (lumen_mask | (thrombus if thrombus is not None else empty))[None].astype(np.float32)
         item = self.augment({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in item.items()})
         return {k: torch.as_tensor(np.ascontiguousarray(v)).float() for k, v in item.items()}
 
@@ -521,12 +561,13 @@ class SynthesisLoss(torch.nn.Module):
     windowed to :data:`SSIM_WINDOW_HU` and scaled to [0, 1]) at half resolution (2x2x2 mean).
     """
 
-    def __init__(self, output_scale_hu: float, ssim_weight: float) -> None:
+    def __init__(self, output_scale_hu: float, ssim_weight: float, lumen_mask_weight: float = 0.0) -> None:
         super().__init__()
         from monai.losses import SSIMLoss
 
         self.output_scale_hu = output_scale_hu
         self.ssim_weight = ssim_weight
+        self.lumen_mask_weight = lumen_mask_weight
         self.ssim = SSIMLoss(spatial_dims=3, data_range=1.0, win_size=5, kernel_sigma=1.0) if ssim_weight > 0 else None
 
     def forward(self, pred: torch.Tensor, batch: dict[str, torch.Tensor],
@@ -550,8 +591,24 @@ class SynthesisLoss(torch.nn.Module):
             ssim_loss = self.ssim(torch.nn.functional.avg_pool3d(synth, 2), torch.nn.functional.avg_pool3d(real, 2))
             loss = loss + self.ssim_weight * ssim_loss
             parts["ssim_loss"] = float(ssim_loss.detach())
+        if self.lumen_mask_weight > 0 and "sac" in batch:
+            mask_loss = lumen_mask_loss(batch["nc_hu"] + pred * self.output_scale_hu, batch["lumen"], batch["sac"])
+            loss = loss + self.lumen_mask_weight * mask_loss
+            parts["lumen_mask_bce"] = float(mask_loss.detach())
         parts["loss"] = float(loss.detach())
         return loss, parts
+
+
+def lumen_mask_loss(synthetic_hu: torch.Tensor, lumen: torch.Tensor, sac: torch.Tensor) -> torch.Tensor:
+    """Mean binary cross-entropy, over the sac's voxels, of the synthetic HU read as a lumen mask.
+
+    ``synthetic_hu``, ``lumen`` and ``sac`` are ``[batch, 1, z, y, x]``; ``lumen`` and ``sac`` are 0/1.
+    The mask's logit is (HU - LUMEN_MASK_THRESHOLD_HU) / LUMEN_MASK_SOFTNESS_HU. A batch without sac
+    voxels gives 0 (with a gradient, so that the graph stays the same).
+    """
+    logits = (synthetic_hu - LUMEN_MASK_THRESHOLD_HU) / LUMEN_MASK_SOFTNESS_HU
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, lumen, reduction="none")
+    return (bce * sac).sum() / sac.sum().clamp(min=1.0)
 
 
 def l1_share_at(step: int, total_steps: int, config: TrainConfig) -> float:
@@ -837,7 +894,7 @@ def train(config: TrainConfig, resume: bool = False, progress: ProgressCallback 
     kwargs = network_kwargs_for(config)
     network = build_network("UNet", kwargs)
     optimizer = torch.optim.AdamW(network.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
-    loss_fn = SynthesisLoss(config.output_scale_hu, config.ssim_weight)
+    loss_fn = SynthesisLoss(config.output_scale_hu, config.ssim_weight, config.lumen_mask_weight)
     total_steps = config.epochs * config.steps_per_epoch
     first_epoch, step, history = 0, 0, []
     checkpoint, _ = _checkpoint_paths(out_dir)

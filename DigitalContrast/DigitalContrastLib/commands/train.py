@@ -55,6 +55,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--vessel-weight", type=float, default=4.0, help="extra L1 weight on vessel voxels")
     parser.add_argument("--thrombus-weight", type=float, default=0.0,
                         help="extra L1 weight on thrombus voxels (cases with labels.nrrd)")
+    parser.add_argument("--lumen-mask-weight", type=float, default=0.0, metavar="W",
+                        help="weight of a lumen-mask term (cases with labels.nrrd): inside the aortic sac the "
+                             "synthetic HU, read as a mask at 150 HU, is scored by cross-entropy against the lumen "
+                             "label, so that the lumen's edge is learnt where the lumen Dice and diameter read it "
+                             "(0: off)")
+    parser.add_argument("--thrombus-centre-fraction", type=float, default=0.0, metavar="F",
+                        help="fraction of the patches centred on a thrombus voxel, of a case drawn in proportion to "
+                             "its thrombus volume (cases with labels.nrrd; thick thrombus seen more often; 0: off)")
     parser.add_argument("--pseudo-noncontrast-fraction", type=float, default=0.0, metavar="F",
                         help="fraction of the patches whose input is the contrast scan with only the aortic lumen "
                              "unenhanced (cases with labels.nrrd; robustness to enhanced neighbours of a dark aorta)")
@@ -121,13 +129,16 @@ def run(args: argparse.Namespace) -> int:
             raise JobError("Validation seeds overlap the training seeds; choose --val-seed-start outside them.")
     for option, value in (("--pseudo-noncontrast-fraction", args.pseudo_noncontrast_fraction),
                           ("--appearance-jitter", args.appearance_jitter),
-                          ("--geometric-augment", args.geometric_augment)):
+                          ("--geometric-augment", args.geometric_augment),
+                          ("--thrombus-centre-fraction", args.thrombus_centre_fraction)):
         if not 0.0 <= value <= 1.0:
             raise JobError(f"{option} {value:g} is not a fraction; give a value from 0 to 1.")
     if not 0.0 <= args.parent_weight < 1.0:
         raise JobError(f"--parent-weight {args.parent_weight:g} is not a share below 1; give a value from 0 up to (not including) 1.")
     if args.parent_weight and not args.init_from:
         raise JobError("--parent-weight needs --init-from: name the installed model whose weights are blended in.")
+    if args.lumen_mask_weight < 0:
+        raise JobError(f"--lumen-mask-weight {args.lumen_mask_weight:g} is negative; give 0 (off) or a positive weight.")
     if args.pseudo_noncontrast_margin < 0:
         raise JobError(f"--pseudo-noncontrast-margin {args.pseudo_noncontrast_margin} is negative; give 0 or more voxels.")
     if not 0.0 <= args.rotate_deg <= 180.0:
@@ -149,6 +160,7 @@ def run(args: argparse.Namespace) -> int:
         clip_hu=tuple(args.clip_hu), offset_hu=args.input_offset_hu, scale_hu=args.input_scale_hu,
         weights_dtype=args.weights_dtype,
         vessel_weight=args.vessel_weight, thrombus_weight=args.thrombus_weight,
+        lumen_mask_weight=args.lumen_mask_weight, thrombus_centre_fraction=args.thrombus_centre_fraction,
         pseudo_noncontrast_fraction=args.pseudo_noncontrast_fraction,
         pseudo_noncontrast_margin_voxels=args.pseudo_noncontrast_margin, parent_weight=args.parent_weight,
         pseudo_noncontrast_neighbour_gain=tuple(args.pseudo_noncontrast_neighbour_gain),
