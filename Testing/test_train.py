@@ -460,3 +460,19 @@ def test_thrombus_centred_patches_come_from_cases_with_thrombus_in_proportion_to
     config.thrombus_centre_fraction = 0.0
     off = PatchSampler(cases, config, np.random.default_rng(5))
     assert sum(not ((p := off.sample()["nc_hu"][0].numpy()) == 41).any() and not (p == 42).any() for _ in range(50)) > 10
+
+
+def test_load_case_finds_the_thrombus_centres_only_when_the_run_draws_them(tmp_path):
+    from DigitalContrastLib.phantom import LABELS
+    from DigitalContrastLib.train import TrainConfig, generate_phantom_cases, load_case
+
+    generate_phantom_cases(tmp_path, 1, 10000, size_xyz=(48, 48, 32), spacing_xyz_mm=(7.5, 7.5, 12.5))
+    folder = tmp_path / "phantom-10000"
+    off, on = (load_case(folder, TrainConfig(data_dir=str(tmp_path), out_dir=str(tmp_path),
+                                              target_spacing_xyz_mm=(7.5, 7.5, 12.5), thrombus_centre_fraction=f),
+                         keep_volumes=True) for f in (0.0, 0.5))
+    assert off.thrombus_positives is None and off.thrombus_voxels == 0
+    thrombus = np.flatnonzero(on.labels == LABELS["thrombus"])
+    assert thrombus.size > 0 and on.thrombus_voxels == thrombus.size
+    np.testing.assert_array_equal(on.thrombus_positives, thrombus)
+    np.testing.assert_array_equal(on.positives, off.positives)  # the vessel centres do not change

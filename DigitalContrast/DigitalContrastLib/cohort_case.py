@@ -42,6 +42,7 @@ from .carbon import EnergyAssumptions, EnergyMeter
 from .cohort_table import STATUS_FAILED, STATUS_OK, CohortCase
 from .errors import InputError, JobError, ModelError, NoGPUError, UserError
 from .json_values import jsonable
+from .metrics import LUMEN_THRESHOLD_HU
 from .volume import CTVolume
 
 RESULT_FILE = "result.json"
@@ -82,7 +83,7 @@ class EvaluationSettings:
     dummy_seconds: float = 0.0
     threads: int | None = None
     registration_seed: int = 0
-    lumen_threshold_hu: float = 150.0
+    lumen_threshold_hu: float = LUMEN_THRESHOLD_HU
     energy: EnergyAssumptions = field(default_factory=EnergyAssumptions)
     case_timeout_s: float | None = None
 
@@ -213,7 +214,7 @@ def scored_body_mask(noncontrast: CTVolume, real: CTVolume) -> np.ndarray:
 
 
 def case_metrics(noncontrast: CTVolume, synthetic: CTVolume, real: CTVolume | None, labels: CTVolume | None,
-                 lumen_threshold_hu: float = 150.0, body_mask: np.ndarray | None = None) -> dict[str, float]:
+                 lumen_threshold_hu: float = LUMEN_THRESHOLD_HU, body_mask: np.ndarray | None = None) -> dict[str, float]:
     """The metrics of one case on the non-contrast grid (all ``[z, y, x]`` HU arrays, one grid).
 
     Body metrics (``body_mae_hu``, ``body_psnr_db``, ``body_ssim``; ``body_voxels``) use the voxels

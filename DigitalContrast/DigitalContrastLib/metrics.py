@@ -36,6 +36,9 @@ from scipy.spatial import ConvexHull
 HU_RANGE: tuple[float, float] = (-1024.0, 3000.0)
 #: ``HU_RANGE[1] - HU_RANGE[0]``: the PSNR and SSIM data range.
 DATA_RANGE_HU: float = HU_RANGE[1] - HU_RANGE[0]
+#: Where a synthetic or real CTA counts as enhanced lumen (``HU >= threshold``): the lumen Dice and
+#: diameters of :func:`roi_metrics`, the placement figures and the training's lumen-mask term.
+LUMEN_THRESHOLD_HU: float = 150.0
 
 #: Label codes of the phantom's label map (defined by phantom.py; repeated here so that the
 #: metrics do not import the phantom generator). Pass ``label_codes=`` to use other codes.
@@ -398,7 +401,7 @@ def roi_metrics(
     ref_hu: np.ndarray,
     labels: np.ndarray,
     spacing_xyz_mm: Sequence[float],
-    lumen_threshold_hu: float = 150.0,
+    lumen_threshold_hu: float = LUMEN_THRESHOLD_HU,
     label_codes: Mapping[str, int] | None = None,
 ) -> dict[str, float]:
     """Clinical agreement of a synthetic CTA with the real CTA inside the aorta.

@@ -29,6 +29,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .metrics import LUMEN_THRESHOLD_HU
+
 #: Each voxel's evidence ``nc - mid`` is clipped to +-this (HU) before the disks are summed. Picked
 #: from none, 40, 25 and 15 HU: over the 23 aneurysm cases of seeds 10000-10031 the thrombus bias
 #: from placement was +32.4 HU unclipped, +17.9 at 40, +12.7 at 25 and +11.3 at 15 (selection seeds
@@ -120,7 +122,7 @@ def _blurred_move(lumen_pred: np.ndarray, lumen_mask: np.ndarray, blur_sigma_vox
 
 
 def enhanced_lumen_mask(prediction_hu: np.ndarray, lumen_mask: np.ndarray, thrombus_mask: np.ndarray,
-                        lumen_threshold_hu: float = 150.0) -> np.ndarray:
+                        lumen_threshold_hu: float = LUMEN_THRESHOLD_HU) -> np.ndarray:
     """A prediction's lumen: where it reaches ``lumen_threshold_hu`` inside the true sac (bool ``[z, y, x]``),
     as the lumen Dice of :func:`~DigitalContrastLib.metrics.roi_metrics` takes it."""
     sac = np.asarray(lumen_mask, dtype=bool) | np.asarray(thrombus_mask, dtype=bool)
@@ -164,7 +166,7 @@ def lumen_level_hu(contrast_hu: np.ndarray, lumen_mask: np.ndarray) -> float:
 
 def placement_beside_shape_observer(noncontrast_hu: np.ndarray, contrast_hu: np.ndarray, prediction_hu: np.ndarray,
                                     lumen_mask: np.ndarray, thrombus_mask: np.ndarray, thrombus_hu: float,
-                                    blur_sigma_voxels: float, lumen_threshold_hu: float = 150.0) -> dict[str, float]:
+                                    blur_sigma_voxels: float, lumen_threshold_hu: float = LUMEN_THRESHOLD_HU) -> dict[str, float]:
     """Placement-only thrombus bias (HU) of a prediction's lumen and of the shape observer's.
 
     The prediction's lumen is :func:`enhanced_lumen_mask`; the observer's is :func:`fit_lumen_disks` drawn by :func:`disk_lumen_mask`.

@@ -44,6 +44,7 @@ from scipy import ndimage
 
 from . import engine as E
 from .errors import InputError, JobError
+from .metrics import LUMEN_THRESHOLD_HU
 from .network import build_network, count_parameters
 from .progress import ProgressCallback, no_progress
 
@@ -52,8 +53,7 @@ CHECKPOINT_DIR = "training"
 CHECKPOINT_FILE = "checkpoint.safetensors"
 HISTORY_FILE = "history.json"
 SSIM_WINDOW_HU = (-160.0, 540.0)  # a CTA window (W 700 / L 190) for the SSIM term
-LUMEN_MASK_THRESHOLD_HU = 150.0  # the lumen Dice's threshold (validation)
-LUMEN_MASK_SOFTNESS_HU = 25.0  # sigmoid scale of the lumen-mask term: 150 +- 25 HU is p = 0.27...0.73
+LUMEN_MASK_SOFTNESS_HU = 25.0  # sigmoid scale of the lumen-mask term: threshold +- 25 HU is p = 0.27...0.73
 ENHANCEMENT_FALLBACK_HU = 100.0  # without labels: a vessel is where HU rises by more than this
 
 
@@ -79,7 +79,7 @@ class TrainConfig:
     # must not light up; without it, the few thrombus voxels barely count against the whole body
     thrombus_weight: float = 0.0
     # weight of a lumen-mask term (labels needed): inside the aortic sac (lumen and thrombus labels) the
-    # synthetic HU, read as a mask at LUMEN_MASK_THRESHOLD_HU (a sigmoid with LUMEN_MASK_SOFTNESS_HU),
+    # synthetic HU, read as a mask at metrics.LUMEN_THRESHOLD_HU (a sigmoid with LUMEN_MASK_SOFTNESS_HU),
     # is scored by binary cross-entropy against the lumen label. The L1 learns an HU per voxel; this
     # term learns where the lumen's edge lies, the very threshold that the lumen Dice, the diameter and
     # the thrombus bias read. It saturates once a voxel is on the right side, so it does not fight the
@@ -285,7 +285,8 @@ def load_case(folder: Path, config: TrainConfig, keep_volumes: bool = False, rng
             raise InputError(f"{label_path}: label codes must lie in 0-255; relabel the case.", code="bad_labels")
         tissue = labels.astype(np.uint8)
         positive = np.isin(labels, _positive_codes())
-        thrombus_flat = np.flatnonzero(labels == _label_code("thrombus")).astype(np.int64)
+        # centres of thrombus-centred patches, only where the run draws them
+        thrombus_centres = labels == _label_code("thrombus") if config.thrombus_centre_fraction > 0 else None
         vessel = thrombus = aortic_lumen = None  # cut from ``tissue`` per patch
     else:
         from scipy.ndimage import uniform_filter
@@ -296,28 +297,24 @@ def load_case(folder: Path, config: TrainConfig, keep_volumes: bool = False, rng
         thrombus = None
         aortic_lumen = None
         tissue = None
-        thrombus_flat = None
+        thrombus_centres = None
     body = nc > config.body_threshold_hu
     coords = np.nonzero(body)
     if not coords[0].size:
         raise InputError(f"{folder}: the non-contrast scan holds no body (nothing above {config.body_threshold_hu} HU).",
                          code="empty_case")
     box = tuple((int(a.min()), int(a.max()) + 1) for a in coords)
-    positives = np.flatnonzero(positive).astype(np.int64)
-    if positives.size > max_positives:
-        rng = rng or np.random.default_rng(0)
-        positives = np.sort(rng.choice(positives, max_positives, replace=False))
-    thrombus_voxels = int(thrombus_flat.size) if thrombus_flat is not None else 0
-    if thrombus_flat is not None and thrombus_flat.size > max_positives:
-        rng = rng or np.random.default_rng(0)
-        thrombus_flat = np.sort(rng.choice(thrombus_flat, max_positives, replace=False))
+    rng = rng or np.random.default_rng(0)
+    positives = _flat_indices(positive, max_positives, rng)
+    thrombus_voxels = int(np.count_nonzero(thrombus_centres)) if thrombus_centres is not None else 0
+    thrombus_positives = _flat_indices(thrombus_centres, max_positives, rng) if thrombus_voxels else None
     spacing_xyz = (target[0], target[1], target[2])
     return TrainingCase(
         name=folder.name, folder=folder, noncontrast=nc, contrast=c, vessel=vessel, thrombus=thrombus,
         labels=labels if keep_volumes else None,  # training needs only the vessel mask: save the memory
         aortic_lumen=aortic_lumen,
         positives=positives, body_box=box, spacing_xyz_mm=spacing_xyz,
-        thrombus_positives=thrombus_flat, thrombus_voxels=thrombus_voxels,
+        thrombus_positives=thrombus_positives, thrombus_voxels=thrombus_voxels,
         source_volume=nc_volume if keep_volumes else None,
         contrast_volume=c_volume if keep_volumes else None,
         labels_volume=labels_volume if keep_volumes else None,
@@ -326,6 +323,12 @@ def load_case(folder: Path, config: TrainConfig, keep_volumes: bool = False, rng
 
 
 # --------------------------------------------------------------------------- patches
+
+
+def _flat_indices(mask: np.ndarray, limit: int, rng: np.random.Generator) -> np.ndarray:
+    """Sorted flat indices (int64) of ``mask``'s voxels, at most ``limit`` of them drawn without replacement."""
+    flat = np.flatnonzero(mask).astype(np.int64)
+    return np.sort(rng.choice(flat, limit, replace=False)) if flat.size > limit else flat
 
 
 def _crop(array: np.ndarray, start: Sequence[int], size: Sequence[int], fill: float) -> np.ndarray:
@@ -463,8 +466,7 @@ class PatchSampler:
             RandShiftIntensityd(keys=["image"], offsets=(-shift, shift), prob=0.5),
         ])
         self.augment.set_random_state(seed=int(rng.integers(2**31)))
-        volumes = np.array([c.thrombus_voxels if c.thrombus_positives is not None and c.thrombus_positives.size else 0
-                            for c in cases], dtype=np.float64)
+        volumes = np.array([c.thrombus_voxels for c in cases], dtype=np.float64)
         self.thrombus_case_p = volumes / volumes.sum() if volumes.sum() > 0 else None
 
     def _centre(self, case: TrainingCase) -> tuple[int, int, int]:
@@ -510,7 +512,8 @@ class PatchSampler:
                 return tissue == _label_code(name)
             return cut(stored, False, nearest=True) if stored is not None else None
 
-        lumen_label = mask("aortic_lumen", case.aortic_lumen)
+        lumen_label = (mask("aortic_lumen", case.aortic_lumen)
+                       if cfg.pseudo_noncontrast_fraction > 0 or cfg.lumen_mask_weight > 0 else None)
         if cfg.pseudo_noncontrast_fraction > 0:
             lumen = lumen_label
             if lumen is not None and self.rng.random() < cfg.pseudo_noncontrast_fraction:
@@ -603,10 +606,10 @@ def lumen_mask_loss(synthetic_hu: torch.Tensor, lumen: torch.Tensor, sac: torch.
     """Mean binary cross-entropy, over the sac's voxels, of the synthetic HU read as a lumen mask.
 
     ``synthetic_hu``, ``lumen`` and ``sac`` are ``[batch, 1, z, y, x]``; ``lumen`` and ``sac`` are 0/1.
-    The mask's logit is (HU - LUMEN_MASK_THRESHOLD_HU) / LUMEN_MASK_SOFTNESS_HU. A batch without sac
+    The mask's logit is (HU - metrics.LUMEN_THRESHOLD_HU) / LUMEN_MASK_SOFTNESS_HU. A batch without sac
     voxels gives 0 (with a gradient, so that the graph stays the same).
     """
-    logits = (synthetic_hu - LUMEN_MASK_THRESHOLD_HU) / LUMEN_MASK_SOFTNESS_HU
+    logits = (synthetic_hu - LUMEN_THRESHOLD_HU) / LUMEN_MASK_SOFTNESS_HU
     bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, lumen, reduction="none")
     return (bce * sac).sum() / sac.sum().clamp(min=1.0)
 

@@ -479,6 +479,7 @@ def write_validation_to_card(card: Any, report: dict[str, Any]) -> Path:
 
     from .atomic import atomic_write_text
     from .models import load_card, validate_card_data
+    from .metrics import LUMEN_THRESHOLD_HU
     from .shape_observer import EVIDENCE_CLIP_HU
 
     data = json.loads(card.path.read_text(encoding="utf-8"))
@@ -505,8 +506,8 @@ def write_validation_to_card(card: Any, report: dict[str, Any]) -> Path:
                          f"median to {ORACLE_LUMEN_HU:g} HU (how far NC intensity alone separates lumen from thrombus)"),
             "model": "the synthetic CTA",
             "placement_thrombus_bias_hu": (
-                "thrombus bias caused by where the lumen is put alone: the lumen (the model's: >= 150 HU inside the true "
-                "sac) drawn the way the phantom draws its arterial phase and added to the real contrast scan (0 HU for "
+                "thrombus bias caused by where the lumen is put alone: the lumen (the model's: "
+                f">= {LUMEN_THRESHOLD_HU:g} HU inside the true sac) drawn the way the phantom draws its arterial phase and added to the real contrast scan (0 HU for "
                 "the true lumen); shape_observer: told the sac and the lumen and thrombus median NC HU, it fits the "
                 f"lumen as the maximum-likelihood disk on each slice, each voxel's evidence clipped to "
                 f"+-{EVIDENCE_CLIP_HU:g} HU"),
