@@ -807,6 +807,12 @@ def evaluate_cases(network: torch.nn.Module, cases: list[TrainingCase], settings
 # --------------------------------------------------------------------------- the run
 
 
+def _figure(values: dict[str, float], key: str, spec: str) -> str:
+    """``values[key]`` formatted with ``spec``, or "n/a" when no validation case has that region (NaN)."""
+    value = values.get(key, float("nan"))
+    return format(value, spec) if math.isfinite(value) else "n/a"
+
+
 def _checkpoint_paths(out_dir: Path) -> tuple[Path, Path]:
     folder = out_dir / CHECKPOINT_DIR
     return folder / CHECKPOINT_FILE, folder / HISTORY_FILE
@@ -820,6 +826,7 @@ def save_checkpoint(out_dir: Path, network: torch.nn.Module, optimizer: torch.op
     checkpoint's metadata, so a resumed run still names it in its card.
     """
     from .atomic import atomic_write_text
+    from .json_values import jsonable
     from .weights import optimizer_state_to_tensors, save_state_dict
 
     path, history_path = _checkpoint_paths(out_dir)
@@ -830,7 +837,8 @@ def save_checkpoint(out_dir: Path, network: torch.nn.Module, optimizer: torch.op
         "epoch": str(epoch), "step": str(step), "optimizer": optim_json, "config": json.dumps(config.to_json()),
         **({"initialised_from": json.dumps(parent)} if parent else {}),
     })
-    atomic_write_text(history_path, json.dumps(history, indent=1) + "\n")
+    # strict JSON: a region no validation case has (NaN) is written as null
+    atomic_write_text(history_path, json.dumps(jsonable(history), indent=1, allow_nan=False) + "\n")
     return path
 
 
@@ -969,9 +977,9 @@ def train(config: TrainConfig, resume: bool = False, progress: ProgressCallback 
         save_checkpoint(out_dir, network, optimizer, epoch + 1, step, config, history, parent=parent)
         log(
             f"epoch {epoch + 1}/{config.epochs} step {step}: loss {entry['train_loss']:.4f} "
-            f"L1 {entry['train_l1_hu']:.1f} HU | val body MAE {val.get('body_mae_hu', float('nan')):.1f} "
-            f"lumen MAE {val.get('lumen_mae_hu', float('nan')):.1f} thrombus bias {val.get('thrombus_bias_hu', float('nan')):+.1f} "
-            f"Dice {val.get('lumen_dice', float('nan')):.3f} ({train_seconds:.0f}+{entry['seconds_val']:.0f} s)"
+            f"L1 {entry['train_l1_hu']:.1f} HU | val body MAE {_figure(val, 'body_mae_hu', '.1f')} "
+            f"lumen MAE {_figure(val, 'lumen_mae_hu', '.1f')} thrombus bias {_figure(val, 'thrombus_bias_hu', '+.1f')} "
+            f"Dice {_figure(val, 'lumen_dice', '.3f')} ({train_seconds:.0f}+{entry['seconds_val']:.0f} s)"
         )
         progress("train", epoch + 1, config.epochs)
 
