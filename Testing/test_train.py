@@ -116,6 +116,14 @@ def test_train_refuses_an_empty_data_folder(tmp_path, capsys):
     assert not (tmp_path / "m" / "model_card.json").exists()
 
 
+def test_epoch_line_figures_show_signs_and_read_n_a_for_a_region_no_validation_case_has():
+    from DigitalContrastLib.report_html import format_number
+
+    assert [format_number(v, 1, signed=True) for v in (12.34, -3.0, 0.0)] == ["+12.3", "-3.0", "+0.0"]
+    assert format_number(0.91234, 3) == "0.912"
+    assert {format_number(v, 1, signed=True) for v in (float("nan"), None, float("inf"))} == {"n/a"}
+
+
 def test_checkpoint_round_trips_the_optimizer_without_pickle(tmp_path):
     import torch
 

@@ -51,9 +51,10 @@ def html_table(headers: Sequence[str], rows: Sequence[Sequence[object]], css_cla
     return f"{table}<tr>{head}</tr>{body}</table>"
 
 
-def format_number(value: float | None, digits: int = 4) -> str:
-    """``value`` with ``digits`` decimals; ``n/a`` for None, NaN or infinity."""
-    return "n/a" if value is None or not np.isfinite(value) else f"{value:.{digits}f}"
+def format_number(value: float | None, digits: int = 4, signed: bool = False) -> str:
+    """``value`` with ``digits`` decimals (a leading ``+`` on positives when ``signed``); ``n/a`` for None,
+    NaN or infinity."""
+    return "n/a" if value is None or not np.isfinite(value) else f"{value:{'+' if signed else ''}.{digits}f}"
 
 
 def format_ci(lower: float | None, upper: float | None, digits: int = 4) -> str:

@@ -47,6 +47,7 @@ from .errors import InputError, JobError
 from .metrics import LUMEN_THRESHOLD_HU
 from .network import build_network, count_parameters
 from .progress import ProgressCallback, no_progress
+from .report_html import format_number
 
 CASE_FILES = {"noncontrast": "noncontrast.nrrd", "contrast": "contrast.nrrd", "labels": "labels.nrrd"}
 CHECKPOINT_DIR = "training"
@@ -807,12 +808,6 @@ def evaluate_cases(network: torch.nn.Module, cases: list[TrainingCase], settings
 # --------------------------------------------------------------------------- the run
 
 
-def _figure(values: dict[str, float], key: str, spec: str) -> str:
-    """``values[key]`` formatted with ``spec``, or "n/a" when no validation case has that region (NaN)."""
-    value = values.get(key, float("nan"))
-    return format(value, spec) if math.isfinite(value) else "n/a"
-
-
 def _checkpoint_paths(out_dir: Path) -> tuple[Path, Path]:
     folder = out_dir / CHECKPOINT_DIR
     return folder / CHECKPOINT_FILE, folder / HISTORY_FILE
@@ -977,9 +972,10 @@ def train(config: TrainConfig, resume: bool = False, progress: ProgressCallback 
         save_checkpoint(out_dir, network, optimizer, epoch + 1, step, config, history, parent=parent)
         log(
             f"epoch {epoch + 1}/{config.epochs} step {step}: loss {entry['train_loss']:.4f} "
-            f"L1 {entry['train_l1_hu']:.1f} HU | val body MAE {_figure(val, 'body_mae_hu', '.1f')} "
-            f"lumen MAE {_figure(val, 'lumen_mae_hu', '.1f')} thrombus bias {_figure(val, 'thrombus_bias_hu', '+.1f')} "
-            f"Dice {_figure(val, 'lumen_dice', '.3f')} ({train_seconds:.0f}+{entry['seconds_val']:.0f} s)"
+            f"L1 {entry['train_l1_hu']:.1f} HU | val body MAE {format_number(val.get('body_mae_hu'), 1)} "
+            f"lumen MAE {format_number(val.get('lumen_mae_hu'), 1)} "
+            f"thrombus bias {format_number(val.get('thrombus_bias_hu'), 1, signed=True)} "
+            f"Dice {format_number(val.get('lumen_dice'), 3)} ({train_seconds:.0f}+{entry['seconds_val']:.0f} s)"
         )
         progress("train", epoch + 1, config.epochs)
 
