@@ -46,7 +46,7 @@ chromium:
 # MRMC analysis's type I error over simulated null studies (bench/*.json keeps them).
 bench: $(STAMP)
 	$(BIN)/digital-contrast bench --json --out bench/results.json
-	$(BIN)/python -m DigitalContrastReaderLib.null_simulation --studies 2000 --json | tee bench/null_simulation.json
+	$(BIN)/python -m DigitalContrastReaderLib.analysis.null_simulation --studies 2000 --json | tee bench/null_simulation.json
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) bench .pytest_cache

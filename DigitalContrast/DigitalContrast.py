@@ -9,7 +9,7 @@ This file is the Slicer face of ``DigitalContrastLib`` and stays thin:
   (registration, metrics, export, device probe) every 150 ms; dialogs (installing packages,
   input gate warnings, errors);
 * ``DigitalContrastLogic``: parameter-node access around
-  :class:`DigitalContrastLib.mrml_synthesis.SynthesisLogic` and :mod:`DigitalContrastLib.mrml_compare`,
+  :class:`DigitalContrastLib.mrml.synthesis_logic.SynthesisLogic` and :mod:`DigitalContrastLib.mrml.compare_logic`,
   usable from the Python console without the widget;
 * ``DigitalContrastTest``: phantom -> synthesis (dummy worker) -> review -> registration ->
   metrics -> DICOM export, in Slicer.
@@ -317,7 +317,7 @@ class DigitalContrastWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if not self._ensureDependencies():
             return
         self.logic.setKeepModelLoaded(self._parameterNode.keepModelLoaded)
-        from DigitalContrastLib.errors import GateWarningError
+        from DigitalContrastLib.common.errors import GateWarningError
 
         job = warning = None
         try:
@@ -359,7 +359,7 @@ class DigitalContrastWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 slicer.util.errorDisplay(_("Digital Contrast needs the PyTorch extension: install it with the Extensions "
                                            "Manager, restart Slicer and press Apply again."))
                 return False
-            from DigitalContrastLib.dependencies import TORCH_REQUIREMENT
+            from DigitalContrastLib.common.dependencies import TORCH_REQUIREMENT
 
             torch = PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=True,
                                                                   torchVersionRequirement=TORCH_REQUIREMENT)
@@ -493,7 +493,7 @@ class DigitalContrastLogic(ScriptedLoadableModuleLogic):
     def __init__(self, dummy=False) -> None:
         """``dummy``: run the worker's numpy-only fake synthesis (self-tests; no torch needed)."""
         ScriptedLoadableModuleLogic.__init__(self)
-        from DigitalContrastLib.mrml_synthesis import SynthesisLogic
+        from DigitalContrastLib.mrml.synthesis_logic import SynthesisLogic
 
         self.dummy = dummy
         self._keepModelLoaded = True
@@ -506,13 +506,13 @@ class DigitalContrastLogic(ScriptedLoadableModuleLogic):
     @staticmethod
     def workerLauncher():
         """The worker runs under Slicer's own Python launcher (PythonSlicer), never in this process."""
-        from DigitalContrastLib.client import worker_script_launcher
+        from DigitalContrastLib.worker.client import worker_script_launcher
 
         pythonSlicer = shutil.which("PythonSlicer") or str(pathlib.Path(sys.executable).with_name("PythonSlicer"))
         return worker_script_launcher(pythonSlicer)
 
     def _makeClient(self):
-        from DigitalContrastLib.client import WorkerClient
+        from DigitalContrastLib.worker.client import WorkerClient
 
         return WorkerClient(self.workerLauncher(), persistent=self._keepModelLoaded, dummy=self.dummy)
 
@@ -527,25 +527,25 @@ class DigitalContrastLogic(ScriptedLoadableModuleLogic):
 
     def availableModels(self):
         """``([ModelChoice], note)`` from the model search path (no torch needed)."""
-        from DigitalContrastLib.panel_choices import available_models
+        from DigitalContrastLib.models.choices import available_models
 
         return available_models()
 
     def defaultModelId(self):
-        from DigitalContrastLib.panel_choices import default_model_id
+        from DigitalContrastLib.models.choices import default_model_id
 
         return default_model_id()
 
     def startDeviceProbe(self):
         """Ask the worker which device it sees (torch is imported there, not here)."""
-        from DigitalContrastLib.background import BackgroundTask
-        from DigitalContrastLib.client import probe_worker
+        from DigitalContrastLib.common.background import BackgroundTask
+        from DigitalContrastLib.worker.client import probe_worker
 
         return BackgroundTask("probe", probe_worker, self.workerLauncher(), pass_progress=False).start()
 
     # -- dependencies ------------------------------------------------------------------------
     def dependencyPlan(self):
-        from DigitalContrastLib.dependencies import plan_dependencies
+        from DigitalContrastLib.common.dependencies import plan_dependencies
 
         return plan_dependencies(need_engine=not self.dummy)
 
@@ -576,7 +576,7 @@ class DigitalContrastLogic(ScriptedLoadableModuleLogic):
     # -- synthesis ---------------------------------------------------------------------------
     def attachSlicerDicomMeta(self, node) -> None:
         """For a volume Slicer's DICOM module loaded: keep its series facts for the export."""
-        from DigitalContrastLib import mrml_provenance as prov
+        from DigitalContrastLib.mrml import provenance as prov
 
         uids = (node.GetAttribute(prov.SLICER_DICOM_INSTANCE_UIDS) or "").split()
         if not uids or node.GetAttribute(prov.DICOM_META) or not getattr(slicer, "dicomDatabase", None):
@@ -612,7 +612,7 @@ class DigitalContrastLogic(ScriptedLoadableModuleLogic):
         return parameterNode.registeredVolume or parameterNode.realVolume
 
     def showReview(self, parameterNode):
-        from DigitalContrastLib.mrml_synthesis import UNCERTAINTY_REFERENCE
+        from DigitalContrastLib.mrml.synthesis_logic import UNCERTAINTY_REFERENCE
 
         synthetic = parameterNode.syntheticVolume
         overlay = None
@@ -638,9 +638,9 @@ class DigitalContrastLogic(ScriptedLoadableModuleLogic):
                                               wait=False)
 
     def startExport(self, parameterNode):
-        from DigitalContrastLib.mrml_compare import start_export
+        from DigitalContrastLib.mrml.compare_logic import start_export
 
-        from DigitalContrastLib.mrml_compare import series_folder
+        from DigitalContrastLib.mrml.compare_logic import series_folder
 
         synthetic = parameterNode.syntheticVolume
         return start_export(synthetic, series_folder(parameterNode.exportFolder, synthetic),
@@ -649,7 +649,7 @@ class DigitalContrastLogic(ScriptedLoadableModuleLogic):
     def describeTaskResult(self, name, result, parameterNode) -> str:
         """One line for the panel about a finished background task (and the parameter node updated)."""
         if name == "probe":
-            from DigitalContrastLib.panel_choices import device_text
+            from DigitalContrastLib.models.choices import device_text
 
             return device_text(result)
         if name == "registration":
@@ -694,7 +694,11 @@ class DigitalContrastTest(ScriptedLoadableModuleTest):
 
     def test_library_imports(self):
         import DigitalContrastLib  # noqa: F401
-        from DigitalContrastLib import mrml_compare, mrml_provenance, mrml_synthesis  # noqa: F401
+        from DigitalContrastLib.mrml import (
+            compare_logic as mrml_compare,
+            provenance as mrml_provenance,
+            synthesis_logic as mrml_synthesis,
+        )  # noqa: F401
 
         self.assertNotIn("torch", sys.modules, "the GUI process never imports torch")
 
@@ -705,8 +709,8 @@ class DigitalContrastTest(ScriptedLoadableModuleTest):
         import numpy as np
         import pydicom
 
-        from DigitalContrastLib.mrml_volume import node_geometry_lps, node_to_volume, volume_to_node
-        from DigitalContrastLib.phantom import LABELS, RigidMisregistration, make_phantom
+        from DigitalContrastLib.mrml.volume_nodes import node_geometry_lps, node_to_volume, volume_to_node
+        from DigitalContrastLib.phantoms.generator import LABELS, RigidMisregistration, make_phantom
 
         self.delayDisplay("Making a phantom with a misregistered arterial phase")
         case = make_phantom(3, size_xyz=(96, 96, 48), spacing_xyz_mm=(3.6, 3.6, 3.0),

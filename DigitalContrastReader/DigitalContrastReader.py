@@ -5,11 +5,11 @@ This file is the Slicer face of ``DigitalContrastReaderLib`` and stays thin:
 * ``DigitalContrastReaderParameterNode``: the GUI state (study path, reader code, idle timeout,
   export folder, admin name), bound to the ``.ui`` widgets that carry a ``SlicerParameterName``;
 * ``DigitalContrastReaderWidget``: loads ``Resources/UI/DigitalContrastReader.ui``, renders the
-  question form of :mod:`DigitalContrastReaderLib.form`, forwards clicks and keys to it, hides
+  question form of :mod:`DigitalContrastReaderLib.reading.form`, forwards clicks and keys to it, hides
   what could reveal an image's source (view controllers, slice-view corner annotations, the data
   probe) and gives the main window a neutral title while a reader is logged in;
 * ``DigitalContrastReaderLogic``: parameter-node access around
-  :class:`DigitalContrastReaderLib.mrml_session.ReadingSessionLogic` and :mod:`~DigitalContrastReaderLib.admin`;
+  :class:`DigitalContrastReaderLib.mrml.reader_display.ReadingSessionLogic` and :mod:`~DigitalContrastReaderLib.admin`;
 * ``DigitalContrastReaderTest``: runs a short study end to end in Slicer.
 
 Every decision (what is shown, what is valid, what is stored, when) is made in the library,
@@ -235,7 +235,7 @@ class DigitalContrastReaderWidget(ScriptedLoadableModuleWidget, VTKObservationMi
 
     def _showState(self) -> None:
         """Show the session's state: the item with its question form, a washout, or the end."""
-        from DigitalContrastReaderLib.form import QuestionForm
+        from DigitalContrastReaderLib.reading.form import QuestionForm
 
         session = self.session
         progress = session.progress()
@@ -358,7 +358,7 @@ class DigitalContrastReaderWidget(ScriptedLoadableModuleWidget, VTKObservationMi
 
     # -- keyboard --------------------------------------------------------------------------
     def _makeShortcuts(self) -> None:
-        from DigitalContrastReaderLib.form import DIGIT_KEYS, SUBMIT_SHORTCUT
+        from DigitalContrastReaderLib.reading.form import DIGIT_KEYS, SUBMIT_SHORTCUT
 
         self._removeShortcuts()
         window = slicer.util.mainWindow()
@@ -524,7 +524,7 @@ class DigitalContrastReaderLogic(ScriptedLoadableModuleLogic):
 
     def startSession(self, parameterNode):
         """Open the store, log the reader in and show their next item; returns the session."""
-        from DigitalContrastReaderLib.mrml_session import ReadingSessionLogic
+        from DigitalContrastReaderLib.mrml.reader_display import ReadingSessionLogic
 
         store = self.openStore(parameterNode.studyPath)
         session = ReadingSessionLogic(slicer.mrmlScene, slicer.app.applicationLogic(), store, parameterNode.readerCode,
@@ -595,17 +595,19 @@ class DigitalContrastReaderTest(ScriptedLoadableModuleTest):
 
     def test_library_imports(self):
         import DigitalContrastReaderLib  # noqa: F401
-        from DigitalContrastReaderLib import admin, form, mrml_session, scene_audit  # noqa: F401
+        from DigitalContrastReaderLib import admin
+        from DigitalContrastReaderLib.reading import form
+        from DigitalContrastReaderLib.mrml import reader_display as mrml_session, scene_audit  # noqa: F401
 
     def test_reading_session_end_to_end(self):
         import random
         import tempfile
 
-        from DigitalContrastReaderLib.example import write_example_study
-        from DigitalContrastReaderLib.form import QuestionForm
-        from DigitalContrastReaderLib.scene_audit import audit_scene, forbidden_tokens
-        from DigitalContrastReaderLib.store import create_store
-        from DigitalContrastReaderLib.study import load_study
+        from DigitalContrastReaderLib.study.example import write_example_study
+        from DigitalContrastReaderLib.reading.form import QuestionForm
+        from DigitalContrastReaderLib.mrml.scene_audit import audit_scene, forbidden_tokens
+        from DigitalContrastReaderLib.store.sqlite import create_store
+        from DigitalContrastReaderLib.study.study import load_study
 
         self.delayDisplay("Creating an example study")
         folder = pathlib.Path(tempfile.mkdtemp(prefix="reader-selftest-", dir=slicer.app.temporaryPath))

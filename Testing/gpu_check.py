@@ -52,12 +52,12 @@ def section(name):
     return wrap
 
 
-from DigitalContrastLib import engine as E  # noqa: E402
-from DigitalContrastLib.bench import FOV_MM, _diff_in_body, naive_synthesis  # noqa: E402
-from DigitalContrastLib.metrics import body_mask_from_ct  # noqa: E402
-from DigitalContrastLib.network import load_network  # noqa: E402
-from DigitalContrastLib.phantom import make_phantom  # noqa: E402
-from DigitalContrastLib.synthesis import SynthesisEngine, load_engine  # noqa: E402
+from DigitalContrastLib.synthesis import engine as E  # noqa: E402
+from DigitalContrastLib.benchmarks.synthesis import FOV_MM, _diff_in_body, naive_synthesis  # noqa: E402
+from DigitalContrastLib.evaluation.metrics import body_mask_from_ct  # noqa: E402
+from DigitalContrastLib.models.network import load_network  # noqa: E402
+from DigitalContrastLib.phantoms.generator import make_phantom  # noqa: E402
+from DigitalContrastLib.synthesis.api import SynthesisEngine, load_engine  # noqa: E402
 
 t0 = time.perf_counter()
 n = int(os.environ.get("SIZE", "512"))
@@ -156,7 +156,7 @@ def _():
 
 @section("validate")
 def _():
-    from DigitalContrastLib.validation import validate_model
+    from DigitalContrastLib.training.validation import validate_model
 
     card = shared["engine"].card.data["validation"]
     r = validate_model(seeds=range(10000, 10008), engine=shared["engine"])

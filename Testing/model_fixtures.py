@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from DigitalContrastLib.volume import CTVolume
+from DigitalContrastLib.ct.volume import CTVolume
 
 TINY_CARD = {
     "schema_version": 1,
@@ -44,8 +44,8 @@ def write_tiny_model(folder: Path, seed: int = 0, **changes):
     """A model folder with a tiny random UNet; returns the loaded card."""
     import torch
 
-    from DigitalContrastLib.models import write_model_folder
-    from DigitalContrastLib.network import build_network
+    from DigitalContrastLib.models.cards import write_model_folder
+    from DigitalContrastLib.models.network import build_network
 
     data = tiny_card_data(**changes)
     torch.manual_seed(seed)

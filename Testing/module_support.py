@@ -19,13 +19,13 @@ PHANTOM_SEED = 3
 @functools.lru_cache(maxsize=4)
 def small_phantom(seed: int = PHANTOM_SEED):
     """The paired phantom (cached: treat its arrays as read-only)."""
-    from DigitalContrastLib.phantom import make_phantom
+    from DigitalContrastLib.phantoms.generator import make_phantom
 
     return make_phantom(seed, size_xyz=PHANTOM_SIZE_XYZ, spacing_xyz_mm=PHANTOM_SPACING_MM)
 
 
 def headless():
-    from DigitalContrastLib.mrml_headless import make_headless_scene
+    from DigitalContrastLib.mrml.headless import make_headless_scene
 
     return make_headless_scene()
 
@@ -34,7 +34,7 @@ def node_in_study(scene, volume, name: str, patient: str = "Phantom patient", st
     """A volume node under a patient/study item of the subject hierarchy, as Slicer's DICOM import makes."""
     import slicer
 
-    from DigitalContrastLib.mrml_volume import volume_to_node
+    from DigitalContrastLib.mrml.volume_nodes import volume_to_node
 
     node = volume_to_node(scene, volume, name)
     hierarchy = slicer.vtkMRMLSubjectHierarchyNode.ResolveSubjectHierarchy(scene)
@@ -47,7 +47,7 @@ def node_in_study(scene, volume, name: str, patient: str = "Phantom patient", st
 
 def dummy_client_factory(work_root: Path, **options):
     """A worker client factory for the dummy (numpy-only) worker with job folders in ``work_root``."""
-    from DigitalContrastLib.client import WorkerClient
+    from DigitalContrastLib.worker.client import WorkerClient
 
     return lambda: WorkerClient(dummy=True, work_root=work_root, **options)
 
@@ -70,13 +70,13 @@ def poll_until(logic, predicate, timeout_s: float = 60.0) -> list:
 
 
 def geometry_of(node) -> tuple:
-    from DigitalContrastLib.mrml_volume import node_geometry_lps
+    from DigitalContrastLib.mrml.volume_nodes import node_geometry_lps
 
     return node_geometry_lps(node)
 
 
 def array_of(node) -> np.ndarray:
-    from DigitalContrastLib.mrml_volume import node_to_volume
+    from DigitalContrastLib.mrml.volume_nodes import node_to_volume
 
     return node_to_volume(node).array
 
@@ -87,10 +87,10 @@ def real_engine_unavailable() -> str | None:
 
     if importlib.util.find_spec("torch") is None:
         return "torch is not installed"
-    if importlib.util.find_spec("DigitalContrastLib.synthesis") is None:
+    if importlib.util.find_spec("DigitalContrastLib.synthesis.api") is None:
         return "the synthesis engine is not merged yet"
-    from DigitalContrastLib.errors import ModelError
-    from DigitalContrastLib.models import resolve_model
+    from DigitalContrastLib.common.errors import ModelError
+    from DigitalContrastLib.models.cards import resolve_model
 
     try:
         resolve_model(None)

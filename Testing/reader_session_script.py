@@ -16,10 +16,10 @@ import sys
 
 
 def main(db: str, reader: str, seed: int) -> int:
-    from DigitalContrastLib.mrml_headless import make_headless_scene
-    from DigitalContrastReaderLib.form import QuestionForm
-    from DigitalContrastReaderLib.mrml_session import ReadingSessionLogic
-    from DigitalContrastReaderLib.store import open_store
+    from DigitalContrastLib.mrml.headless import make_headless_scene
+    from DigitalContrastReaderLib.reading.form import QuestionForm
+    from DigitalContrastReaderLib.mrml.reader_display import ReadingSessionLogic
+    from DigitalContrastReaderLib.store.sqlite import open_store
 
     rng = random.Random(seed)
     with open_store(db) as store:

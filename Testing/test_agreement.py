@@ -29,8 +29,8 @@ import pandas as pd
 import pytest
 from sklearn.metrics import cohen_kappa_score
 
-from DigitalContrastLib.errors import InputError
-from DigitalContrastReaderLib.agreement import (
+from DigitalContrastLib.common.errors import InputError
+from DigitalContrastReaderLib.analysis.agreement import (
     agreement_analysis,
     cohen_kappa,
     fleiss_kappa_from_ratings,

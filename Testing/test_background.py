@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 
-from DigitalContrastLib.background import BackgroundTask
+from DigitalContrastLib.common.background import BackgroundTask
 
 
 def _slow_sum(values, progress, steps=5, pause_s=0.05):

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from DigitalContrastLib import carbon
-from DigitalContrastLib.errors import JobError
+from DigitalContrastLib.cohort import carbon
+from DigitalContrastLib.common.errors import JobError
 
 
 def test_grid_intensity_comes_from_the_table_with_its_source_or_from_the_user():

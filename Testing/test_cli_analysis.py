@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from DigitalContrastReaderLib.cli import main
-from DigitalContrastReaderLib.simulated_study import grading_study, turing_study
+from DigitalContrastReaderLib.analysis.simulated_study import grading_study, turing_study
 
 DATA = Path(__file__).resolve().parent / "data" / "reader_study"
 VANDYKE = DATA / "vandyke_roc.csv"
@@ -117,8 +117,8 @@ def test_report_command_writes_html_and_figures(tmp_path):
 
 def test_report_from_a_study_store_analyses_what_the_readers_answered(tmp_path, capsys):
     """`report STUDY_DB` builds the grading and Turing tables from the store itself."""
-    from DigitalContrastReaderLib.export import analysis_table
-    from DigitalContrastReaderLib.store import open_store
+    from DigitalContrastReaderLib.exports.export import analysis_table
+    from DigitalContrastReaderLib.store.sqlite import open_store
 
     assert call(capsys, "example-study", str(tmp_path / "s"), "--cases", "8", "--training", "1", "--readers", "3",
                 "--tasks", "grading,turing")[0] == 0

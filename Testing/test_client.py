@@ -14,8 +14,8 @@ import time
 import numpy as np
 import pytest
 
-from DigitalContrastLib.checksum import file_sha256
-from DigitalContrastLib.client import (
+from DigitalContrastLib.common.checksum import file_sha256
+from DigitalContrastLib.worker.client import (
     JobCancelled,
     WorkerClient,
     WorkerError,
@@ -24,8 +24,8 @@ from DigitalContrastLib.client import (
     run_synthesis_job,
     worker_script_launcher,
 )
-from DigitalContrastLib.errors import EXIT_BAD_INPUT, EXIT_MODEL, EXIT_NO_GPU, InputError, JobError, ModelError
-from DigitalContrastLib.protocol import make_job
+from DigitalContrastLib.common.errors import EXIT_BAD_INPUT, EXIT_MODEL, EXIT_NO_GPU, InputError, JobError, ModelError
+from DigitalContrastLib.worker.protocol import make_job
 from worker_support import BODY_HU, alive, descendants, read_hu, worker_env, write_mr_like, write_tiny_ct
 
 pytestmark = pytest.mark.process
@@ -207,12 +207,13 @@ def test_persistent_worker_reuses_the_loaded_model(ncct, tmp_path, work_root):
 
 FAKE_WORKER = textwrap.dedent("""
     import json, os, sys
-    from DigitalContrastLib import protocol
+    from DigitalContrastLib.common.checksum import file_sha256
+    from DigitalContrastLib.worker import protocol
     job = json.loads(sys.stdin.readline())
     os.makedirs(os.path.dirname(job["output"]), exist_ok=True)
     open(job["output"], "wb").write(b"not what was hashed")
     lie = {MODE!r} == "bad-sha"
-    sha = "0" * 64 if lie else __import__("DigitalContrastLib.checksum").checksum.file_sha256(job["output"])
+    sha = "0" * 64 if lie else file_sha256(job["output"])
     sys.stdout.write(protocol.encode_message("result", job_id=job["job_id"], output=job["output"], sha256=sha,
                      model={{"id": "fake"}}, device="cpu", timings={{}}))
     sys.stdout.flush()
@@ -228,6 +229,9 @@ def test_a_result_is_delivered_only_if_verified_and_the_worker_exited_0(mode, nc
                           work_root=work_root)
     outcome = client.run(make_job(ncct, tmp_path / "o.nrrd"), timeout=60)
     assert outcome.status == "error"
+    # the stand-in really ran to its result (an import failure would end it as a crash before any result)
+    expected = {"bad-sha": ("checksum_mismatch", 0), "result-then-nonzero-exit": ("worker_crashed", 3)}[mode]
+    assert (outcome.error["code"], outcome.process_exit) == expected
     assert not (tmp_path / "o.nrrd").exists()
     assert list(work_root.iterdir()) == []
 
@@ -248,7 +252,7 @@ def test_run_synthesis_job_reports_progress_and_raises_user_errors(ncct, tmp_pat
 def test_probe_worker_reports_the_device_when_torch_is_absent():
     """What a GUI shows before any job, without importing torch in its own process."""
     no_torch = ("import sys; sys.modules['torch'] = None; sys.argv[0] = 'worker'; "
-                "from DigitalContrastLib import worker; sys.exit(worker.main(sys.argv[1:]))")
+                "from DigitalContrastLib.worker.server import main; sys.exit(main(sys.argv[1:]))")
     launch = popen_launcher([sys.executable, "-c", no_torch])
     hello = probe_worker(lambda args, env: launch(args, {**env, "PYTHONPATH": worker_env()["PYTHONPATH"]}), timeout_s=60)
     assert hello["torch"]["imported"] is False and hello["device"]["kind"] == "cpu"
@@ -277,7 +281,7 @@ def test_run_with_a_timeout_cancels_the_job(ncct, tmp_path, work_root):
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
     """A tiny random model folder (the engine's test fixture); skips where the engine is absent."""
-    pytest.importorskip("DigitalContrastLib.synthesis", reason="the synthesis engine is not merged")
+    pytest.importorskip("DigitalContrastLib.synthesis.api", reason="the synthesis engine is not merged")
     from model_fixtures import write_tiny_model
 
     folder = tmp_path_factory.mktemp("models") / "tiny-test"
@@ -290,7 +294,7 @@ def test_real_engine_through_a_persistent_worker(tiny_model, tmp_path, work_root
     """One warm worker: a real job, a warm second job, a missing model and tampered weights."""
     from model_fixtures import body_volume
 
-    from DigitalContrastLib.io import write_volume
+    from DigitalContrastLib.ct.io import write_volume
 
     ncct = write_volume(body_volume(), tmp_path / "body.nrrd")
     tampered = tmp_path / "tampered"

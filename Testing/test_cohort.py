@@ -18,12 +18,12 @@ import pytest
 from html_screenshot import screenshot
 from PIL import Image
 
-from DigitalContrastLib.cohort import RUN_LOG, evaluate_cohort, plan_local_pool, read_run_log
-from DigitalContrastLib.cohort_case import EvaluationSettings, finished_result
-from DigitalContrastLib.cohort_phantoms import make_phantom_cohort
-from DigitalContrastLib.cohort_table import METRIC_COLUMNS, read_cohort_csv, read_metrics_csv
-from DigitalContrastLib.io import read_volume
-from DigitalContrastLib.metrics import body_mask_from_ct, body_metrics, roi_metrics
+from DigitalContrastLib.cohort.run import RUN_LOG, evaluate_cohort, plan_local_pool, read_run_log
+from DigitalContrastLib.cohort.case import EvaluationSettings, finished_result
+from DigitalContrastLib.cohort.phantom_cohort import make_phantom_cohort
+from DigitalContrastLib.cohort.table import METRIC_COLUMNS, read_cohort_csv, read_metrics_csv
+from DigitalContrastLib.ct.io import read_volume
+from DigitalContrastLib.evaluation.metrics import body_mask_from_ct, body_metrics, roi_metrics
 
 CASES = 5
 BROKEN_CASE = "c003"  # broken_positions(5, 1) == [2]: the middle case
@@ -32,7 +32,7 @@ RUN_DEPENDENT = re.compile(r"^(seconds_|energy_j$|energy_window_s$|co2e_g$)")
 
 
 def _cli(*args: str, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "DigitalContrastLib.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "DigitalContrastLib.commands.cli", *args], capture_output=True, text=True,
                           timeout=600, **kwargs)
 
 
@@ -160,7 +160,7 @@ def test_the_report_renders_in_a_headless_browser_with_every_picture(evaluated, 
 @pytest.mark.slow
 def test_killed_half_way_and_rerun_finished_cases_are_not_recomputed(cohort_csv, evaluated, tmp_path):
     out = tmp_path / "resumed"
-    command = [sys.executable, "-m", "DigitalContrastLib.cli", "evaluate", str(cohort_csv), "--out", str(out),
+    command = [sys.executable, "-m", "DigitalContrastLib.commands.cli", "evaluate", str(cohort_csv), "--out", str(out),
                "--dummy", "--dummy-seconds", "2", "--no-progress"]
     first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 300

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from DigitalContrastLib.cohort_stats import bland_altman, bootstrap_mean_ci, describe
+from DigitalContrastLib.evaluation.stats import bland_altman, bootstrap_mean_ci, describe
 
 
 def test_the_bootstrap_interval_is_reproducible_and_covers_the_mean():

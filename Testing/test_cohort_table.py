@@ -8,13 +8,13 @@ import sys
 
 import pytest
 
-from DigitalContrastLib.cohort_table import (
+from DigitalContrastLib.cohort.table import (
     metrics_columns,
     read_cohort_csv,
     read_metrics_csv,
     write_metrics_csv,
 )
-from DigitalContrastLib.errors import EXIT_BAD_INPUT, InputError
+from DigitalContrastLib.common.errors import EXIT_BAD_INPUT, InputError
 
 
 def _write(tmp_path, text: str, name: str = "cohort.csv"):
@@ -70,7 +70,7 @@ def test_a_missing_csv_is_named(tmp_path):
 def test_the_cli_refuses_a_bad_csv_with_exit_2_and_writes_nothing(tmp_path):
     path = _write(tmp_path, "case_id,noncontrast\nc1,a.nrrd\nc1,b.nrrd\n")
     out = tmp_path / "results"
-    done = subprocess.run([sys.executable, "-m", "DigitalContrastLib.cli", "evaluate", str(path), "--out", str(out), "--dummy"],
+    done = subprocess.run([sys.executable, "-m", "DigitalContrastLib.commands.cli", "evaluate", str(path), "--out", str(out), "--dummy"],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == EXIT_BAD_INPUT
     assert "Traceback" not in done.stderr

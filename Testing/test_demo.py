@@ -13,7 +13,7 @@ from PIL import Image
 
 
 def _demo(out: Path, *extra: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "DigitalContrastLib.cli", "demo", "--out", str(out), *extra],
+    return subprocess.run([sys.executable, "-m", "DigitalContrastLib.commands.cli", "demo", "--out", str(out), *extra],
                           capture_output=True, text=True, timeout=900)
 
 

@@ -11,7 +11,7 @@ import importlib.util
 
 import pytest
 
-from DigitalContrastLib.dependencies import (
+from DigitalContrastLib.common.dependencies import (
     ENGINE_PACKAGES,
     REQUIREMENTS_FILE,
     parse_requirements,

@@ -15,14 +15,14 @@ import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-from DigitalContrastLib.dicom_export import (
+from DigitalContrastLib.ct.dicom_export import (
     CONTRAST_BOLUS_KEYWORDS,
     CT_IMAGE_STORAGE,
     export_synthetic_dicom,
     hu_to_stored,
 )
-from DigitalContrastLib.errors import JobError, OutputError
-from DigitalContrastLib.volume import CTVolume
+from DigitalContrastLib.common.errors import JobError, OutputError
+from DigitalContrastLib.ct.volume import CTVolume
 
 PROVENANCE = {
     "method": "DigitalContrast residual 3D U-Net",

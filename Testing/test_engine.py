@@ -9,9 +9,9 @@ import pytest
 import torch
 from model_fixtures import TINY_CARD, body_volume, write_tiny_model
 
-from DigitalContrastLib import engine as E
-from DigitalContrastLib.errors import JobError, NoGPUError, OutOfMemoryError
-from DigitalContrastLib.synthesis import SynthesisEngine
+from DigitalContrastLib.synthesis import engine as E
+from DigitalContrastLib.common.errors import JobError, NoGPUError, OutOfMemoryError
+from DigitalContrastLib.synthesis.api import SynthesisEngine
 
 
 @pytest.fixture(scope="module")
@@ -204,7 +204,7 @@ def test_bad_overlap_is_a_job_error(tiny_engine):
 
 
 def test_batch_norm_folding_keeps_the_function():
-    from DigitalContrastLib.network import build_network, fold_batch_norm
+    from DigitalContrastLib.models.network import build_network, fold_batch_norm
 
     torch.manual_seed(0)
     net = build_network("UNet", {"spatial_dims": 3, "in_channels": 1, "out_channels": 1, "channels": [4, 8, 16],
@@ -226,8 +226,8 @@ def test_batch_norm_folding_keeps_the_function():
 
 def test_benchmark_measures_both_paths_on_the_same_model(tmp_path):
     """`make bench`'s measurement on a small file: both outputs agree and every reported figure is real."""
-    from DigitalContrastLib.bench import measure
-    from DigitalContrastLib.io import write_volume
+    from DigitalContrastLib.benchmarks.synthesis import measure
+    from DigitalContrastLib.ct.io import write_volume
 
     card = write_tiny_model(tmp_path / "models" / "tiny-bench")
     path = write_volume(body_volume(shape_zyx=(40, 64, 128)), tmp_path / "ct.nrrd")
@@ -366,8 +366,8 @@ def test_flip_mean_prediction_is_the_mean_of_the_flipped_single_passes(tmp_path)
 def test_benchmark_of_a_flip_mean_card_compares_the_same_function(tmp_path):
     """A card whose prediction is the flip mean: the naive path averages the same flips (small
     difference), one pass of each path is reported too, and the fast path's windows are large."""
-    from DigitalContrastLib.bench import measure
-    from DigitalContrastLib.io import write_volume
+    from DigitalContrastLib.benchmarks.synthesis import measure
+    from DigitalContrastLib.ct.io import write_volume
 
     card = write_tiny_model(tmp_path / "models" / "tiny-flip", seed=5,
                             inference={**TINY_CARD["inference"], "max_window_voxels": LARGE_WINDOW_VOXELS,
@@ -421,8 +421,12 @@ def test_cropping_to_the_body_keeps_the_whole_grids_output(large_window_engine, 
 
 
 def test_subpixel_form_of_a_transposed_convolution_is_the_same_function():
-    from DigitalContrastLib.network import (SubpixelConvTranspose3d, build_network, fold_batch_norm,
-                                            use_subpixel_for_narrow_transposed_convs)
+    from DigitalContrastLib.models.network import (
+        SubpixelConvTranspose3d,
+        build_network,
+        fold_batch_norm,
+        use_subpixel_for_narrow_transposed_convs,
+    )
 
     torch.manual_seed(1)
     for bias in (True, False):

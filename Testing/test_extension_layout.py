@@ -72,7 +72,7 @@ def test_module_file_defines_the_four_classes(module):
 def test_library_does_not_import_slicer_qt_or_torch_at_module_level(module):
     """Core libraries run in a plain venv and the GUI process: no slicer/qt/ctk, torch only where a model runs."""
     lib = ROOT / module / f"{module}Lib"
-    allowed_torch = {"engine.py", "train.py", "network.py", "bench.py", "weights.py", "worker_engine.py"}
+    allowed_torch = {"engine.py", "train.py", "network.py", "synthesis.py", "weights.py"}
     for path in lib.rglob("*.py"):
         tree = ast.parse(path.read_text())
         for node in tree.body:  # module level only
@@ -112,7 +112,7 @@ def test_pyproject_declares_markers_scripts_and_package_mapping():
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())
     markers = {m.split(":")[0] for m in config["tool"]["pytest"]["ini_options"]["markers"]}
     assert {"mrml", "process", "slow", "realdata"} <= markers
-    assert config["project"]["scripts"]["digital-contrast"] == "DigitalContrastLib.cli:main"
+    assert config["project"]["scripts"]["digital-contrast"] == "DigitalContrastLib.commands.cli:main"
     mapping = config["tool"]["setuptools"]["package-dir"]
     assert mapping["DigitalContrastLib"] == "DigitalContrast/DigitalContrastLib"
     assert mapping["DigitalContrastReaderLib"] == "DigitalContrastReader/DigitalContrastReaderLib"
@@ -136,7 +136,7 @@ def test_atomic_write_leaves_a_normally_readable_file_and_no_temporary(tmp_path)
     import os
     import stat
 
-    from DigitalContrastLib.atomic import atomic_path, atomic_write_text
+    from DigitalContrastLib.common.atomic import atomic_path, atomic_write_text
 
     target = atomic_write_text(tmp_path / "report.html", "<p>ok</p>")
     mode = stat.S_IMODE(target.stat().st_mode)

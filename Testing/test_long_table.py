@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from DigitalContrastLib.errors import InputError
-from DigitalContrastReaderLib.long_table import crossed_scores, read_long_csv, validate_long_table
+from DigitalContrastLib.common.errors import InputError
+from DigitalContrastReaderLib.analysis.long_table import crossed_scores, read_long_csv, validate_long_table
 
 
 def _frame(rows):
@@ -50,7 +50,7 @@ def test_broken_tables_are_refused_with_one_sentence(rows, message):
 
 
 def test_complete_crossed_subset_keeps_only_fully_read_readers_and_cases():
-    from DigitalContrastReaderLib.long_table import complete_crossed_subset
+    from DigitalContrastReaderLib.analysis.long_table import complete_crossed_subset
 
     rows = []
     for reader, cases in {"r1": ["c1", "c2", "c3"], "r2": ["c1", "c2"], "r3": ["c1"]}.items():

@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from DigitalContrastLib import metrics
-from DigitalContrastLib.metrics import (
+from DigitalContrastLib.evaluation import metrics
+from DigitalContrastLib.evaluation.metrics import (
     HU_RANGE,
     LABEL_CODES,
     body_mask_from_ct,

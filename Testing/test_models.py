@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from model_fixtures import tiny_card_data, write_tiny_model
 
-from DigitalContrastLib import models, weights
-from DigitalContrastLib.checksum import file_sha256
-from DigitalContrastLib.cli import main
-from DigitalContrastLib.errors import EXIT_MODEL, ModelError
-from DigitalContrastLib.synthesis import load_engine
+from DigitalContrastLib.models import cards as models, weights
+from DigitalContrastLib.common.checksum import file_sha256
+from DigitalContrastLib.commands.cli import main
+from DigitalContrastLib.common.errors import EXIT_MODEL, ModelError
+from DigitalContrastLib.synthesis.api import load_engine
 
 
 @pytest.fixture
@@ -56,7 +56,7 @@ def test_an_invalid_card_is_refused_naming_the_file_and_the_field(tmp_path, edit
 
 
 def test_network_classes_come_from_an_allow_list(tmp_path):
-    from DigitalContrastLib.network import build_network
+    from DigitalContrastLib.models.network import build_network
 
     with pytest.raises(ModelError, match="allowed MONAI networks"):
         build_network("os.system", {})
@@ -146,7 +146,7 @@ def test_search_path_order_duplicates_and_invalid_cards(isolated_search_path, mo
 
 def test_shipped_model_folder_is_found_first(isolated_search_path):
     shipped = models.shipped_model_dirs()
-    assert shipped and shipped[0] == Path(models.__file__).resolve().parents[2] / "model_weights"
+    assert shipped and shipped[0] == Path(__file__).resolve().parents[1] / "model_weights"
     assert models.search_path()[0] == ("shipped", shipped[0])
 
 
@@ -167,7 +167,7 @@ def test_models_cli_lists_cards_with_verification(isolated_search_path, monkeypa
 def test_synthesize_cli_reports_a_missing_model_with_exit_code_3(tmp_path, capsys, isolated_search_path):
     from model_fixtures import body_volume
 
-    from DigitalContrastLib.volume import CTVolume  # noqa: F401 (body_volume builds one)
+    from DigitalContrastLib.ct.volume import CTVolume  # noqa: F401 (body_volume builds one)
 
     volume = body_volume()
     src = tmp_path / "in.nrrd"

@@ -30,9 +30,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from DigitalContrastLib.errors import InputError, JobError
-from DigitalContrastReaderLib.long_table import crossed_scores, read_long_csv
-from DigitalContrastReaderLib.mrmc import AUC, FigureOfMerit, auc_values, figure_of_merit, mrmc_analysis
+from DigitalContrastLib.common.errors import InputError, JobError
+from DigitalContrastReaderLib.analysis.long_table import crossed_scores, read_long_csv
+from DigitalContrastReaderLib.analysis.mrmc import AUC, FigureOfMerit, auc_values, figure_of_merit, mrmc_analysis
 
 DATA = Path(__file__).resolve().parent / "data" / "reader_study"
 

@@ -14,8 +14,8 @@ import numpy as np
 import pydicom
 import pytest
 
-from DigitalContrastLib import mrml_provenance as prov
-from DigitalContrastLib.errors import InputError
+from DigitalContrastLib.mrml import provenance as prov
+from DigitalContrastLib.common.errors import InputError
 from module_support import (
     PHANTOM_SIZE_XYZ,
     PHANTOM_SPACING_MM,
@@ -35,7 +35,7 @@ MISREGISTRATION = dict(rotation_z_deg=3.0, rotation_x_deg=-2.0, rotation_y_deg=1
 
 @pytest.fixture(scope="module")
 def misregistered_case():
-    from DigitalContrastLib.phantom import RigidMisregistration, make_phantom
+    from DigitalContrastLib.phantoms.generator import RigidMisregistration, make_phantom
 
     motion = RigidMisregistration(**MISREGISTRATION)
     case = make_phantom(4, size_xyz=PHANTOM_SIZE_XYZ, spacing_xyz_mm=PHANTOM_SPACING_MM, misregistration=motion)
@@ -44,7 +44,7 @@ def misregistered_case():
 
 def _displacement_error_mm(case, estimated, truth) -> np.ndarray:
     """|estimated(p) - truth(p)| in mm for (about 5,000) body voxels p of the non-contrast scan."""
-    from DigitalContrastLib.metrics import body_mask_from_ct
+    from DigitalContrastLib.evaluation.metrics import body_mask_from_ct
 
     index = np.argwhere(body_mask_from_ct(case.noncontrast.array))
     index = index[:: max(1, len(index) // 5000)]
@@ -57,8 +57,8 @@ def _displacement_error_mm(case, estimated, truth) -> np.ndarray:
 def test_registration_in_the_background_recovers_a_known_rigid_misregistration_within_1mm(misregistered_case):
     import SimpleITK as sitk
 
-    from DigitalContrastLib.mrml_compare import FIELD_OF_VIEW_REFERENCE, REGISTERED_FROM, REGISTRATION
-    from DigitalContrastLib.mrml_synthesis import SynthesisLogic
+    from DigitalContrastLib.mrml.compare_logic import FIELD_OF_VIEW_REFERENCE, REGISTERED_FROM, REGISTRATION
+    from DigitalContrastLib.mrml.synthesis_logic import SynthesisLogic
 
     case, motion = misregistered_case
     scene, app_logic = headless()
@@ -102,7 +102,7 @@ def test_registration_in_the_background_recovers_a_known_rigid_misregistration_w
     assert 0.8 < covered.mean() < 1.0, "the 5 mm shift moves a few slices out of the real scan"
 
     # what a reader sees: the registered lumen sits where the non-contrast lumen is
-    from DigitalContrastLib.phantom import LABELS
+    from DigitalContrastLib.phantoms.generator import LABELS
 
     lumen = (case.labels.array == LABELS["aortic_lumen"]) & covered
     registered_lumen_hu = array_of(node)[lumen].mean()
@@ -116,10 +116,10 @@ def test_registration_in_the_background_recovers_a_known_rigid_misregistration_w
 
 
 def test_metrics_of_the_synthetic_against_the_registered_real_scan(tmp_path):
-    from DigitalContrastLib.mrml_compare import METRICS_FOR, NO_LABELS_NOTE
-    from DigitalContrastLib.mrml_synthesis import SynthesisLogic
-    from DigitalContrastLib.mrml_table import table_node_to_metrics
-    from DigitalContrastLib.mrml_volume import volume_to_node
+    from DigitalContrastLib.mrml.compare_logic import METRICS_FOR, NO_LABELS_NOTE
+    from DigitalContrastLib.mrml.synthesis_logic import SynthesisLogic
+    from DigitalContrastLib.mrml.table_nodes import table_node_to_metrics
+    from DigitalContrastLib.mrml.volume_nodes import volume_to_node
 
     (tmp_path / "jobs").mkdir()
     case = small_phantom()
@@ -165,9 +165,9 @@ def test_a_dicom_input_keeps_its_series_facts_and_the_export_joins_its_study(tmp
     import SimpleITK as sitk
 
     from ct_test_inputs import ct_like_volume, write_dicom_series
-    from DigitalContrastLib.dicom_export import CONTRAST_BOLUS_KEYWORDS
-    from DigitalContrastLib.mrml_synthesis import SynthesisLogic
-    from DigitalContrastLib.volume import CTVolume
+    from DigitalContrastLib.ct.dicom_export import CONTRAST_BOLUS_KEYWORDS
+    from DigitalContrastLib.mrml.synthesis_logic import SynthesisLogic
+    from DigitalContrastLib.ct.volume import CTVolume
 
     (tmp_path / "jobs").mkdir()
     hu = ct_like_volume((20, 64, 64), pixel_mm=3.0)
@@ -214,8 +214,8 @@ def test_a_dicom_input_keeps_its_series_facts_and_the_export_joins_its_study(tmp
 
 
 def test_only_synthetic_volumes_are_exported_as_synthetic_series(tmp_path):
-    from DigitalContrastLib.mrml_compare import start_export
-    from DigitalContrastLib.mrml_synthesis import SynthesisLogic
+    from DigitalContrastLib.mrml.compare_logic import start_export
+    from DigitalContrastLib.mrml.synthesis_logic import SynthesisLogic
 
     scene, app_logic = headless()
     nc_node = node_in_study(scene, small_phantom().noncontrast, "NC")[0]

@@ -17,9 +17,9 @@ pytestmark = [pytest.mark.mrml, pytest.mark.process]
 def test_review_of_a_synthesized_phantom_shows_the_lumen_enhanced_in_the_synthetic_view(tmp_path):
     from PIL import Image
 
-    from DigitalContrastLib.client import WorkerClient
-    from DigitalContrastLib.mrml_layout import REVIEW_CORONAL_LAYOUT_ID, layout_node_of
-    from DigitalContrastLib.mrml_screenshots import make_review_screenshot
+    from DigitalContrastLib.worker.client import WorkerClient
+    from DigitalContrastLib.mrml.layout import REVIEW_CORONAL_LAYOUT_ID, layout_node_of
+    from DigitalContrastLib.mrml.screenshots import make_review_screenshot
 
     (tmp_path / "jobs").mkdir()
     factory = (dummy_client_factory(tmp_path / "jobs") if real_engine_unavailable()

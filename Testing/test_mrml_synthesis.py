@@ -15,8 +15,8 @@ import time
 import numpy as np
 import pytest
 
-from DigitalContrastLib import mrml_provenance as prov
-from DigitalContrastLib.errors import GateWarningError, InputError
+from DigitalContrastLib.mrml import provenance as prov
+from DigitalContrastLib.common.errors import GateWarningError, InputError
 from module_support import (
     array_of,
     dummy_client_factory,
@@ -44,10 +44,10 @@ def folders(tmp_path):
 def test_a_worker_job_gives_a_node_on_the_input_grid_equal_to_the_library_synthesis(folders, tmp_path):
     import slicer
 
-    from DigitalContrastLib import dummy_synthesis
-    from DigitalContrastLib.io import read_volume, write_volume
-    from DigitalContrastLib.mrml_synthesis import SynthesisLogic
-    from DigitalContrastLib.phantom import LABELS
+    from DigitalContrastLib.synthesis import dummy as dummy_synthesis
+    from DigitalContrastLib.ct.io import read_volume, write_volume
+    from DigitalContrastLib.mrml.synthesis_logic import SynthesisLogic
+    from DigitalContrastLib.phantoms.generator import LABELS
 
     work_root, workspaces = folders
     case = small_phantom()
@@ -95,7 +95,7 @@ def test_a_worker_job_gives_a_node_on_the_input_grid_equal_to_the_library_synthe
 
 
 def test_poll_never_blocks_and_the_job_is_finished_only_after_its_end_event(folders):
-    from DigitalContrastLib.mrml_synthesis import SynthesisLogic
+    from DigitalContrastLib.mrml.synthesis_logic import SynthesisLogic
 
     work_root, workspaces = folders
     scene, app_logic = headless()
@@ -120,10 +120,10 @@ def test_poll_never_blocks_and_the_job_is_finished_only_after_its_end_event(fold
 
 
 def test_cancel_leaves_no_node_no_process_and_no_folder(folders, tmp_path):
-    from DigitalContrastLib.client import WorkerClient
+    from DigitalContrastLib.worker.client import WorkerClient
     from test_client import slicer_like_launcher
 
-    from DigitalContrastLib.mrml_synthesis import SynthesisLogic
+    from DigitalContrastLib.mrml.synthesis_logic import SynthesisLogic
 
     work_root, workspaces = folders
     scene, app_logic = headless()
@@ -155,7 +155,7 @@ def test_cancel_leaves_no_node_no_process_and_no_folder(folders, tmp_path):
 
 
 def test_a_contrast_enhanced_input_is_stopped_before_any_job_unless_the_user_accepts(folders):
-    from DigitalContrastLib.mrml_synthesis import SynthesisLogic
+    from DigitalContrastLib.mrml.synthesis_logic import SynthesisLogic
 
     work_root, workspaces = folders
     case = small_phantom()
@@ -180,8 +180,8 @@ def test_a_contrast_enhanced_input_is_stopped_before_any_job_unless_the_user_acc
 
 
 def test_an_input_the_gate_refuses_starts_nothing(folders):
-    from DigitalContrastLib.mrml_synthesis import SynthesisLogic
-    from DigitalContrastLib.volume import CTVolume
+    from DigitalContrastLib.mrml.synthesis_logic import SynthesisLogic
+    from DigitalContrastLib.ct.volume import CTVolume
 
     work_root, workspaces = folders
     scene, app_logic = headless()
@@ -194,8 +194,8 @@ def test_an_input_the_gate_refuses_starts_nothing(folders):
 
 
 def test_the_uncertainty_map_becomes_an_overlay_node_of_the_synthetic_volume(folders):
-    from DigitalContrastLib.mrml_layout import OVERLAY_FOR_ATTRIBUTE, OVERLAY_KIND_ATTRIBUTE
-    from DigitalContrastLib.mrml_synthesis import UNCERTAINTY_REFERENCE, SynthesisLogic
+    from DigitalContrastLib.mrml.layout import OVERLAY_FOR_ATTRIBUTE, OVERLAY_KIND_ATTRIBUTE
+    from DigitalContrastLib.mrml.synthesis_logic import UNCERTAINTY_REFERENCE, SynthesisLogic
 
     work_root, workspaces = folders
     scene, app_logic = headless()
@@ -220,7 +220,7 @@ def _real_engine_or_skip():
     why = real_engine_unavailable()
     if why:
         pytest.skip(why)
-    from DigitalContrastLib import synthesis
+    from DigitalContrastLib.synthesis import api as synthesis
 
     return synthesis
 
@@ -228,9 +228,9 @@ def _real_engine_or_skip():
 @pytest.mark.slow
 def test_the_real_model_through_the_worker_matches_the_in_process_engine(folders):
     """The default model in the worker vs ``synthesis.load_engine().synthesize`` here, same input, CPU."""
-    from DigitalContrastLib.client import WorkerClient
-    from DigitalContrastLib.mrml_synthesis import SynthesisLogic
-    from DigitalContrastLib.phantom import LABELS
+    from DigitalContrastLib.worker.client import WorkerClient
+    from DigitalContrastLib.mrml.synthesis_logic import SynthesisLogic
+    from DigitalContrastLib.phantoms.generator import LABELS
 
     synthesis = _real_engine_or_skip()
     work_root, workspaces = folders

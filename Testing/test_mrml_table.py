@@ -11,13 +11,13 @@ pytestmark = pytest.mark.mrml
 
 @pytest.fixture()
 def scene():
-    from DigitalContrastLib.mrml_headless import make_headless_scene
+    from DigitalContrastLib.mrml.headless import make_headless_scene
 
     return make_headless_scene()[0]
 
 
 def test_rows_round_trip_with_types_units_and_gaps(scene):
-    from DigitalContrastLib.mrml_table import metrics_to_table_node, table_node_to_metrics
+    from DigitalContrastLib.mrml.table_nodes import metrics_to_table_node, table_node_to_metrics
 
     rows = [
         {"case": "P001", "roi": "lumen", "mae_hu": 41.25, "voxels": 1200, "passed_qc": True, "psnr_db": 31.5},
@@ -45,7 +45,7 @@ def test_rows_round_trip_with_types_units_and_gaps(scene):
 
 
 def test_one_dict_is_one_row(scene):
-    from DigitalContrastLib.mrml_table import metrics_to_table_node, table_node_to_metrics, unit_of
+    from DigitalContrastLib.mrml.table_nodes import metrics_to_table_node, table_node_to_metrics, unit_of
 
     metrics = {"body_mae_hu": 38.2, "ssim": 0.91, "seconds_on_case": 12.5, "volume_ml": math.pi}
     node = metrics_to_table_node(scene, metrics, "Body metrics")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from DigitalContrastLib.errors import InputError, OutputError
-from DigitalContrastLib.volume import CTVolume
+from DigitalContrastLib.common.errors import InputError, OutputError
+from DigitalContrastLib.ct.volume import CTVolume
 
 pytestmark = pytest.mark.mrml
 
@@ -26,14 +26,14 @@ def _volume(dtype=np.int16) -> CTVolume:
 
 @pytest.fixture()
 def headless():
-    from DigitalContrastLib.mrml_headless import make_headless_scene
+    from DigitalContrastLib.mrml.headless import make_headless_scene
 
     return make_headless_scene()
 
 
 @pytest.mark.parametrize("dtype", [np.int16, np.float32, np.uint8])
 def test_node_round_trip_is_exact(headless, dtype):
-    from DigitalContrastLib.mrml_volume import node_to_volume, volume_to_node
+    from DigitalContrastLib.mrml.volume_nodes import node_to_volume, volume_to_node
 
     scene, _ = headless
     volume = _volume(dtype)
@@ -51,7 +51,7 @@ def test_node_places_voxels_where_lps_says_in_ras(headless):
     """The node's IJK->RAS maps every index to the RAS of the volume's LPS position (x, y negated)."""
     import vtk
 
-    from DigitalContrastLib.mrml_volume import volume_to_node
+    from DigitalContrastLib.mrml.volume_nodes import volume_to_node
 
     scene, _ = headless
     volume = _volume()
@@ -67,7 +67,7 @@ def test_node_places_voxels_where_lps_says_in_ras(headless):
 
 
 def test_attributes_window_level_and_copy_semantics(headless):
-    from DigitalContrastLib.mrml_volume import node_to_volume, volume_to_node
+    from DigitalContrastLib.mrml.volume_nodes import node_to_volume, volume_to_node
 
     scene, _ = headless
     volume = _volume()
@@ -88,7 +88,7 @@ def test_attributes_window_level_and_copy_semantics(headless):
 def test_transformed_or_empty_node_is_refused_with_a_fix(headless):
     import slicer
 
-    from DigitalContrastLib.mrml_volume import node_to_volume, volume_to_node
+    from DigitalContrastLib.mrml.volume_nodes import node_to_volume, volume_to_node
 
     scene, _ = headless
     empty = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "empty")
@@ -107,7 +107,7 @@ def test_file_written_by_simpleitk_loads_through_slicer_with_the_same_geometry(h
     """A headless scene reads a file with vtkSlicerVolumesLogic: voxels and LPS geometry as ITK wrote them."""
     import SimpleITK as sitk
 
-    from DigitalContrastLib.mrml_volume import load_volume_file, node_to_volume
+    from DigitalContrastLib.mrml.volume_nodes import load_volume_file, node_to_volume
 
     scene, app_logic = headless
     volume = _volume()
@@ -126,7 +126,7 @@ def test_file_written_by_simpleitk_loads_through_slicer_with_the_same_geometry(h
 def test_saved_node_reads_back_in_simpleitk_and_slicer(headless, tmp_path):
     import SimpleITK as sitk
 
-    from DigitalContrastLib.mrml_volume import load_volume_file, node_to_volume, save_volume_node, volume_to_node
+    from DigitalContrastLib.mrml.volume_nodes import load_volume_file, node_to_volume, save_volume_node, volume_to_node
 
     scene, app_logic = headless
     volume = _volume()
@@ -141,7 +141,7 @@ def test_saved_node_reads_back_in_simpleitk_and_slicer(headless, tmp_path):
 
 
 def test_save_refuses_detached_formats_and_load_reports_missing_files(headless, tmp_path):
-    from DigitalContrastLib.mrml_volume import load_volume_file, save_volume_node, volume_to_node
+    from DigitalContrastLib.mrml.volume_nodes import load_volume_file, save_volume_node, volume_to_node
 
     scene, app_logic = headless
     node = volume_to_node(scene, _volume(), "nc")
@@ -159,7 +159,7 @@ def test_save_refuses_detached_formats_and_load_reports_missing_files(headless, 
 def test_real_cta_loads_through_slicer_as_simpleitk_reads_it(headless, real_data):
     import SimpleITK as sitk
 
-    from DigitalContrastLib.mrml_volume import load_volume_file, node_to_volume
+    from DigitalContrastLib.mrml.volume_nodes import load_volume_file, node_to_volume
 
     scene, app_logic = headless
     path = real_data / "cta_chest_arterial.nii.gz"

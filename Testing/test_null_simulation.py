@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 
-from DigitalContrastReaderLib.null_simulation import RoeMetzModel, main, simulate_study
+from DigitalContrastReaderLib.analysis.null_simulation import RoeMetzModel, main, simulate_study
 
 
 def test_simulated_null_study_has_the_roe_metz_shape_and_equal_modalities():

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from DigitalContrastLib.panel_choices import available_models, card_text, device_text
+from DigitalContrastLib.models.choices import available_models, card_text, device_text
 
 CARD = {
     "id": "aorta-phantom-v1", "version": "1.0.0", "ifu": "aorta", "title": "Aorta CTA from NCCT (phantom-trained)",
@@ -26,7 +26,7 @@ def test_card_text_names_version_ifu_intended_use_and_every_limitation():
 
 def test_available_models_lists_the_search_path_or_says_why_not():
     choices, note = available_models()
-    if "DigitalContrastLib.models" not in sys.modules and not choices:
+    if "DigitalContrastLib.models.cards" not in sys.modules and not choices:
         assert note and ("not installed" in note or "No model found" in note)
     for choice in choices:
         assert choice.model_id in choice.label and "Model " + choice.model_id in choice.card_text
@@ -34,7 +34,7 @@ def test_available_models_lists_the_search_path_or_says_why_not():
 
 @pytest.mark.process
 def test_device_text_from_a_real_probe_of_the_worker():
-    from DigitalContrastLib.client import probe_worker
+    from DigitalContrastLib.worker.client import probe_worker
 
     hello = probe_worker(timeout_s=120)
     text = device_text(hello)

@@ -21,9 +21,9 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from DigitalContrastLib import phantom as ph
-from DigitalContrastLib.errors import EXIT_BAD_JOB, JobError
-from DigitalContrastLib.phantom import (
+from DigitalContrastLib.phantoms import generator as ph
+from DigitalContrastLib.common.errors import EXIT_BAD_JOB, JobError
+from DigitalContrastLib.phantoms.generator import (
     HU_RANGES,
     LABELS,
     RigidMisregistration,
@@ -253,7 +253,7 @@ def _periaortic_shell(case, lo_mm: float, hi_mm: float) -> np.ndarray:
 def test_thoracic_aorta_lies_against_lung_and_soft_tissue_not_in_fat(monkeypatch):
     # a real chest (the shared CTA: 7-8 % fat 4.5-7.5 mm round its aorta) has little fat beside the
     # descending aorta; generator 1.3.0 drew it inside the mediastinal fat block (32-47 % fat here)
-    import DigitalContrastLib.phantom_aorta as anatomy
+    import DigitalContrastLib.phantoms.aorta as anatomy
 
     grid = dict(size_xyz=(180, 180, 80), spacing_xyz_mm=(2.0, 2.0, 4.0), center_z_mm=ph.CHEST_CENTER_Z_MM)
     painter = anatomy._paint_periaortic
@@ -381,7 +381,7 @@ def test_write_read_round_trip_is_exact(tmp_path, coarse_cases):
 
 
 def test_write_phantom_into_an_unwritable_place_is_a_one_sentence_output_error(tmp_path, coarse_cases):
-    from DigitalContrastLib.errors import EXIT_OUTPUT, OutputError
+    from DigitalContrastLib.common.errors import EXIT_OUTPUT, OutputError
 
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
@@ -399,7 +399,7 @@ def test_rewriting_a_folder_replaces_the_whole_set(tmp_path, coarse_cases):
 
 
 def test_read_phantom_names_the_missing_file(tmp_path):
-    from DigitalContrastLib.errors import InputError
+    from DigitalContrastLib.common.errors import InputError
 
     with pytest.raises(InputError, match="noncontrast.nrrd"):
         read_phantom(tmp_path)
@@ -463,7 +463,7 @@ def test_ifu_registry_lists_aorta():
 
 # --------------------------------------------------------------------------- CLI
 def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "DigitalContrastLib.cli", "phantom", *args],
+    return subprocess.run([sys.executable, "-m", "DigitalContrastLib.commands.cli", "phantom", *args],
                           capture_output=True, text=True, timeout=300)
 
 

@@ -8,11 +8,11 @@ import random
 import pytest
 
 from DigitalContrastReaderLib import admin
-from DigitalContrastReaderLib.errors import AnswerError, StoreError, UsageError
-from DigitalContrastReaderLib.example import write_example_study
-from DigitalContrastReaderLib.simulate import SimulatedClock, simulate_reader
-from DigitalContrastReaderLib.store import create_store
-from DigitalContrastReaderLib.study import load_study
+from DigitalContrastReaderLib.study.errors import AnswerError, StoreError, UsageError
+from DigitalContrastReaderLib.study.example import write_example_study
+from DigitalContrastReaderLib.reading.simulate import SimulatedClock, simulate_reader
+from DigitalContrastReaderLib.store.sqlite import create_store
+from DigitalContrastReaderLib.study.study import load_study
 
 
 @pytest.fixture()

@@ -11,12 +11,12 @@ import pandas as pd
 import pytest
 from openpyxl import load_workbook
 
-from DigitalContrastReaderLib import export
-from DigitalContrastReaderLib.errors import UsageError
-from DigitalContrastReaderLib.example import write_example_study
-from DigitalContrastReaderLib.simulate import SimulatedClock, simulate_reader
-from DigitalContrastReaderLib.store import create_store
-from DigitalContrastReaderLib.study import load_study
+from DigitalContrastReaderLib.exports import export
+from DigitalContrastReaderLib.study.errors import UsageError
+from DigitalContrastReaderLib.study.example import write_example_study
+from DigitalContrastReaderLib.reading.simulate import SimulatedClock, simulate_reader
+from DigitalContrastReaderLib.store.sqlite import create_store
+from DigitalContrastReaderLib.study.study import load_study
 
 
 @pytest.fixture(scope="module")

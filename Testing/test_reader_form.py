@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import pytest
 
-from DigitalContrastReaderLib.active_time import ActiveTimeCounter
-from DigitalContrastReaderLib.errors import AnswerError
-from DigitalContrastReaderLib.form import (
+from DigitalContrastReaderLib.reading.active_time import ActiveTimeCounter
+from DigitalContrastReaderLib.study.errors import AnswerError
+from DigitalContrastReaderLib.reading.form import (
     WIDGET_CHECKBOXES,
     WIDGET_NUMBER,
     WIDGET_RADIO,
@@ -19,7 +19,7 @@ from DigitalContrastReaderLib.form import (
     WIDGET_YES_NO,
     QuestionForm,
 )
-from DigitalContrastReaderLib.templates import PREFERENCE_QUESTIONS, TURING_QUESTIONS, grading_questions
+from DigitalContrastReaderLib.study.templates import PREFERENCE_QUESTIONS, TURING_QUESTIONS, grading_questions
 
 EXTRA_QUESTIONS = [
     {"key": "diameter", "type": "number", "text": "Maximal aortic diameter", "required": True, "min": 10, "max": 90,
@@ -130,9 +130,9 @@ def test_submitted_answers_are_shown_read_only():
 def test_every_answer_the_form_accepts_is_accepted_by_the_store(tmp_path):
     import random
 
-    from DigitalContrastReaderLib.example import write_example_study
-    from DigitalContrastReaderLib.store import create_store
-    from DigitalContrastReaderLib.study import load_study
+    from DigitalContrastReaderLib.study.example import write_example_study
+    from DigitalContrastReaderLib.store.sqlite import create_store
+    from DigitalContrastReaderLib.study.study import load_study
 
     study = load_study(write_example_study(tmp_path / "ex", cases=2, training_cases=0, readers=1, washout_days=0))
     store = create_store(tmp_path / "s.sqlite", study)

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from DigitalContrastLib.volume import CTVolume
+from DigitalContrastLib.ct.volume import CTVolume
 
 pytestmark = pytest.mark.mrml
 
@@ -44,7 +44,7 @@ def write_revealing_study(root: Path, *, cases: int = 3, training_cases: int = 1
     """A study (``root/study/study.yaml``) whose file and folder names reveal every source."""
     import SimpleITK as sitk
 
-    from DigitalContrastReaderLib.example import study_config_from_folder, write_study_file
+    from DigitalContrastReaderLib.study.example import study_config_from_folder, write_study_file
 
     rng = np.random.default_rng(7)
     cases_dir = root / "synthetic-vs-real-contrast-cases"
@@ -75,8 +75,8 @@ def _rename(study_dir: Path, relative: str, prefix: str) -> str:
 
 @pytest.fixture()
 def revealing_study(tmp_path):
-    from DigitalContrastReaderLib.store import create_store
-    from DigitalContrastReaderLib.study import load_study
+    from DigitalContrastReaderLib.store.sqlite import create_store
+    from DigitalContrastReaderLib.study.study import load_study
 
     study = load_study(write_revealing_study(tmp_path))
     store = create_store(tmp_path / "store" / "study.sqlite", study)
@@ -85,8 +85,8 @@ def revealing_study(tmp_path):
 
 
 def _session(store, reader="r01", **options):
-    from DigitalContrastLib.mrml_headless import make_headless_scene
-    from DigitalContrastReaderLib.mrml_session import ReadingSessionLogic
+    from DigitalContrastLib.mrml.headless import make_headless_scene
+    from DigitalContrastReaderLib.mrml.reader_display import ReadingSessionLogic
 
     scene, app_logic = make_headless_scene()
     return ReadingSessionLogic(scene, app_logic, store, reader, **options)
@@ -120,8 +120,8 @@ def _read_original(path: Path) -> np.ndarray:
 def test_scene_reveals_nothing_after_any_item(revealing_study):
     """Blinding audit: every text of the scene (nodes, attributes, storage, subject hierarchy,
     layout, the scene as .mrml) after each item of a whole schedule."""
-    from DigitalContrastReaderLib.form import QuestionForm
-    from DigitalContrastReaderLib.scene_audit import audit_scene, forbidden_tokens, scene_strings
+    from DigitalContrastReaderLib.reading.form import QuestionForm
+    from DigitalContrastReaderLib.mrml.scene_audit import audit_scene, forbidden_tokens, scene_strings
 
     study, store = revealing_study
     session = _session(store)
@@ -170,8 +170,12 @@ def _volume_nodes(scene):
 def test_each_item_shows_the_scheduled_image_on_the_scheduled_side(revealing_study):
     """Window/level, layout, linked views, neutral view labels and the image per side, all read
     back from the scene and compared with the schedule in the store's admin view."""
-    from DigitalContrastReaderLib.form import QuestionForm
-    from DigitalContrastReaderLib.mrml_session import NEUTRAL_VIEW_COLOR, READER_PAIR_LAYOUT_ID, READER_SINGLE_LAYOUT_ID
+    from DigitalContrastReaderLib.reading.form import QuestionForm
+    from DigitalContrastReaderLib.mrml.reader_display import (
+        NEUTRAL_VIEW_COLOR,
+        READER_PAIR_LAYOUT_ID,
+        READER_SINGLE_LAYOUT_ID,
+    )
 
     study, store = revealing_study
     session = _session(store, "r02")
@@ -228,11 +232,11 @@ def test_each_item_shows_the_scheduled_image_on_the_scheduled_side(revealing_stu
 def test_simulated_reader_session_store_and_export_hold_exactly_the_answers(tmp_path):
     """A whole schedule with a 28-day washout: random answers through the form, interactions
     through the scene; the store and the tidy export hold exactly those answers and timings."""
-    from DigitalContrastReaderLib.export import export_all, read_tidy_csv
-    from DigitalContrastReaderLib.form import QuestionForm
-    from DigitalContrastReaderLib.simulate import SimulatedClock
-    from DigitalContrastReaderLib.store import create_store
-    from DigitalContrastReaderLib.study import load_study
+    from DigitalContrastReaderLib.exports.export import export_all, read_tidy_csv
+    from DigitalContrastReaderLib.reading.form import QuestionForm
+    from DigitalContrastReaderLib.reading.simulate import SimulatedClock
+    from DigitalContrastReaderLib.store.sqlite import create_store
+    from DigitalContrastReaderLib.study.study import load_study
 
     study = load_study(write_revealing_study(tmp_path, cases=3, training_cases=1, washout_days=28,
                                              tasks=("grading", "turing"), readers=("r01",)))
@@ -293,8 +297,8 @@ def test_simulated_reader_session_store_and_export_hold_exactly_the_answers(tmp_
 
 
 def test_reopening_resumes_at_the_next_unfinished_item_in_the_same_order(revealing_study):
-    from DigitalContrastReaderLib.form import QuestionForm
-    from DigitalContrastReaderLib.store import open_store
+    from DigitalContrastReaderLib.reading.form import QuestionForm
+    from DigitalContrastReaderLib.store.sqlite import open_store
 
     study, store = revealing_study
     session = _session(store)
@@ -320,7 +324,7 @@ def test_reopening_resumes_at_the_next_unfinished_item_in_the_same_order(reveali
 
 
 def test_a_reader_not_in_the_study_is_refused_and_enrolment_can_be_left_to_the_admin(revealing_study):
-    from DigitalContrastReaderLib.errors import AnswerError
+    from DigitalContrastReaderLib.study.errors import AnswerError
 
     _study, store = revealing_study
     with pytest.raises(AnswerError, match="not listed"):
@@ -331,7 +335,7 @@ def test_a_reader_not_in_the_study_is_refused_and_enrolment_can_be_left_to_the_a
 
 
 def test_submit_refuses_incomplete_answers_and_keeps_the_item(revealing_study):
-    from DigitalContrastReaderLib.errors import AnswerError
+    from DigitalContrastReaderLib.study.errors import AnswerError
 
     _study, store = revealing_study
     session = _session(store)
@@ -350,10 +354,10 @@ def test_real_ct_files_and_a_dicom_series_load_blind_with_their_hu(tmp_path, rea
     given) as the real images, float32 files as the synthetic ones."""
     import SimpleITK as sitk
 
-    from DigitalContrastReaderLib.example import study_config_from_folder, write_study_file
-    from DigitalContrastReaderLib.scene_audit import audit_scene, forbidden_tokens
-    from DigitalContrastReaderLib.store import create_store
-    from DigitalContrastReaderLib.study import load_study
+    from DigitalContrastReaderLib.study.example import study_config_from_folder, write_study_file
+    from DigitalContrastReaderLib.mrml.scene_audit import audit_scene, forbidden_tokens
+    from DigitalContrastReaderLib.store.sqlite import create_store
+    from DigitalContrastReaderLib.study.study import load_study
 
     cases = tmp_path / "cases"
     one = cases / "cta-real-contrast-001"
@@ -378,7 +382,7 @@ def test_real_ct_files_and_a_dicom_series_load_blind_with_their_hu(tmp_path, rea
         record = store.item(item.item_id)
         node = session.display.nodes["Image"]
         assert audit_scene(session.scene, forbidden_tokens(study, [item]) + ["dicom_abdomen", "cta_chest"]) == []
-        from DigitalContrastLib.mrml_volume import node_to_volume
+        from DigitalContrastLib.mrml.volume_nodes import node_to_volume
 
         shown = node_to_volume(node).array
         path = study.case(record.case_id).images[record.source_a]
@@ -396,7 +400,7 @@ def test_real_ct_files_and_a_dicom_series_load_blind_with_their_hu(tmp_path, rea
 
 
 def test_reader_layouts_are_neutral_grids_and_3d_is_reported_not_shown():
-    from DigitalContrastReaderLib.mrml_session import READER_PAIR_LAYOUT_ID, reader_layout
+    from DigitalContrastReaderLib.mrml.reader_display import READER_PAIR_LAYOUT_ID, reader_layout
 
     layout = reader_layout(("Image A", "Image B"), ["coronal", "3d", "axial"])
     assert layout.layout_id == READER_PAIR_LAYOUT_ID and layout.ignored_views == ("3d",)
@@ -411,8 +415,8 @@ def test_reader_layouts_are_neutral_grids_and_3d_is_reported_not_shown():
 
 
 def test_an_unreadable_image_is_one_sentence_and_leaves_no_node(revealing_study, tmp_path):
-    from DigitalContrastReaderLib.errors import StudyError
-    from DigitalContrastReaderLib.mrml_session import read_image_blind
+    from DigitalContrastReaderLib.study.errors import StudyError
+    from DigitalContrastReaderLib.mrml.reader_display import read_image_blind
 
     broken = tmp_path / "broken.nrrd"
     broken.write_bytes(b"NRRD0004\nthis is not a volume\n")

@@ -10,11 +10,11 @@ from datetime import datetime, timezone
 import pytest
 import yaml
 
-from DigitalContrastReaderLib.errors import AnswerError, StoreError, StudyError
-from DigitalContrastReaderLib.example import write_example_study
-from DigitalContrastReaderLib.simulate import SimulatedClock, simulate_reader, simulated_answers
-from DigitalContrastReaderLib.store import AnswerStore, create_store, open_store
-from DigitalContrastReaderLib.study import load_study
+from DigitalContrastReaderLib.study.errors import AnswerError, StoreError, StudyError
+from DigitalContrastReaderLib.study.example import write_example_study
+from DigitalContrastReaderLib.reading.simulate import SimulatedClock, simulate_reader, simulated_answers
+from DigitalContrastReaderLib.store.sqlite import AnswerStore, create_store, open_store
+from DigitalContrastReaderLib.study.study import load_study
 
 START = datetime(2025, 5, 5, 8, 0, tzinfo=timezone.utc)
 GRADING = {"lumen_conspicuity": 4, "edge_sharpness": 3, "thrombus_delineation": 4, "branch_conspicuity": 5,

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from DigitalContrastReaderLib import templates
-from DigitalContrastReaderLib.errors import AnswerError, StudyError
-from DigitalContrastReaderLib.example import study_config_from_folder, write_example_study, write_study_file
-from DigitalContrastReaderLib.study import Question, load_study, study_from_config
+from DigitalContrastReaderLib.study import templates
+from DigitalContrastReaderLib.study.errors import AnswerError, StudyError
+from DigitalContrastReaderLib.study.example import study_config_from_folder, write_example_study, write_study_file
+from DigitalContrastReaderLib.study.study import Question, load_study, study_from_config
 
 
 def _touch(path: Path) -> Path:

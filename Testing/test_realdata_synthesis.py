@@ -5,13 +5,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from DigitalContrastLib.validation import LUMEN_RANGE_HU, lumen_medians_by_level, pseudo_noncontrast, realdata_check
+from DigitalContrastLib.training.validation import (
+    LUMEN_RANGE_HU,
+    lumen_medians_by_level,
+    pseudo_noncontrast,
+    realdata_check,
+)
 
 pytestmark = [pytest.mark.realdata, pytest.mark.slow]
 
 
 def test_pseudo_noncontrast_replaces_only_the_lumen(real_data):
-    from DigitalContrastLib.io import read_volume
+    from DigitalContrastLib.ct.io import read_volume
 
     cta = read_volume(real_data / "cta_chest_arterial.nii.gz")
     mask = read_volume(real_data / "cta_chest_arterial_aorta_mask.nii.gz").array > 0
@@ -24,7 +29,7 @@ def test_real_scan_is_least_enhanced_in_the_inferior_third_of_its_aorta(real_dat
     # what the real-anatomy figure is judged against: the shared CTA (early arterial phase) has its
     # contrast layered in the lower descending aorta, so the real lumen median there is far below
     # the whole mask's (about 355 HU) and below the 250 HU the synthetic median is held to overall
-    from DigitalContrastLib.io import read_volume
+    from DigitalContrastLib.ct.io import read_volume
 
     cta = read_volume(real_data / "cta_chest_arterial.nii.gz")
     mask = read_volume(real_data / "cta_chest_arterial_aorta_mask.nii.gz").array > 0

@@ -14,10 +14,10 @@ import pytest
 import SimpleITK as sitk
 from scipy import ndimage
 
-from DigitalContrastLib.errors import InputError
-from DigitalContrastLib.metrics import body_mask_from_ct, masked_mae_hu
-from DigitalContrastLib.registration import RegistrationResult, register, resample_to
-from DigitalContrastLib.volume import CTVolume
+from DigitalContrastLib.common.errors import InputError
+from DigitalContrastLib.evaluation.metrics import body_mask_from_ct, masked_mae_hu
+from DigitalContrastLib.evaluation.registration import RegistrationResult, register, resample_to
+from DigitalContrastLib.ct.volume import CTVolume
 
 BLOOD_NCCT_HU, BLOOD_CTA_HU = 40.0, 350.0
 AORTA_RADIUS_MM = 12.0

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from DigitalContrastLib import render
-from DigitalContrastLib.phantom import LABEL_COLORS, LABELS, make_phantom
-from DigitalContrastLib.volume import CTVolume
+from DigitalContrastLib.ct import render
+from DigitalContrastLib.phantoms.generator import LABEL_COLORS, LABELS, make_phantom
+from DigitalContrastLib.ct.volume import CTVolume
 
 
 def test_window_maps_the_window_edges_to_black_and_white():

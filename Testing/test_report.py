@@ -9,11 +9,11 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from DigitalContrastLib.errors import InputError
-from DigitalContrastReaderLib.report import write_report
-from DigitalContrastReaderLib.simulated_study import detection_study, grading_study, turing_study
-from DigitalContrastReaderLib.turing import turing_test
-from DigitalContrastReaderLib.visual_grading import vgc_analysis
+from DigitalContrastLib.common.errors import InputError
+from DigitalContrastReaderLib.exports.report import write_report
+from DigitalContrastReaderLib.analysis.simulated_study import detection_study, grading_study, turing_study
+from DigitalContrastReaderLib.analysis.turing import turing_test
+from DigitalContrastReaderLib.analysis.visual_grading import vgc_analysis
 
 pytestmark = pytest.mark.slow
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from DigitalContrastLib.shape_observer import (
+from DigitalContrastLib.evaluation.shape_observer import (
     disk_lumen_mask,
     fit_lumen_disks,
     placement_thrombus_bias_hu,

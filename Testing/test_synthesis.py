@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from DigitalContrastLib.cli import main
-from DigitalContrastLib.errors import EXIT_BAD_INPUT
-from DigitalContrastLib.models import DEFAULT_MODEL_ID
+from DigitalContrastLib.commands.cli import main
+from DigitalContrastLib.common.errors import EXIT_BAD_INPUT
+from DigitalContrastLib.models.cards import DEFAULT_MODEL_ID
 
 # a whole-body cross-section at a coarse grid: 358 x 358 x 400 mm, resampled to the model grid inside
 PHANTOM_SEED = 10506  # never used in training (training seeds are 0-47)
@@ -18,7 +18,7 @@ PHANTOM_GRID = {"size_xyz": (128, 128, 160), "spacing_xyz_mm": (2.8, 2.8, 2.5)}
 
 @pytest.fixture(scope="module")
 def phantom_files(tmp_path_factory):
-    from DigitalContrastLib.phantom import LABELS, make_phantom, write_phantom
+    from DigitalContrastLib.phantoms.generator import LABELS, make_phantom, write_phantom
 
     case = make_phantom(PHANTOM_SEED, **PHANTOM_GRID)
     assert (case.labels.array == LABELS["thrombus"]).any(), "pick a seed whose phantom has thrombus"
@@ -28,8 +28,8 @@ def phantom_files(tmp_path_factory):
 
 @pytest.mark.slow
 def test_synthesize_command_with_the_shipped_model(phantom_files, tmp_path, capsys):
-    from DigitalContrastLib.io import read_volume
-    from DigitalContrastLib.phantom import LABELS
+    from DigitalContrastLib.ct.io import read_volume
+    from DigitalContrastLib.phantoms.generator import LABELS
 
     files, case = phantom_files
     out = tmp_path / "synthetic.nrrd"
@@ -52,7 +52,7 @@ def test_synthesize_command_with_the_shipped_model(phantom_files, tmp_path, caps
 
     saved = json.loads((tmp_path / "synthetic.nrrd.json").read_text())
     assert saved == provenance and saved["synthetic"] is True
-    from DigitalContrastLib.checksum import file_sha256
+    from DigitalContrastLib.common.checksum import file_sha256
 
     assert saved["output_sha256"] == file_sha256(out)
     assert saved["input"]["sha256"] == file_sha256(files["noncontrast"])
@@ -65,7 +65,7 @@ def test_synthesize_command_with_the_shipped_model(phantom_files, tmp_path, caps
 
 @pytest.mark.slow
 def test_synthesize_file_progress_is_monotonic_and_warnings_reach_the_caller(phantom_files, tmp_path):
-    from DigitalContrastLib.synthesis import load_engine, synthesize_file
+    from DigitalContrastLib.synthesis.api import load_engine, synthesize_file
 
     files, _ = phantom_files
     events, warnings = [], []
@@ -84,8 +84,8 @@ def test_synthesize_file_progress_is_monotonic_and_warnings_reach_the_caller(pha
 
 
 def test_a_gate_error_stops_with_exit_2_and_writes_nothing(phantom_files, tmp_path, capsys):
-    from DigitalContrastLib.io import read_volume, write_volume
-    from DigitalContrastLib.volume import CTVolume
+    from DigitalContrastLib.ct.io import read_volume, write_volume
+    from DigitalContrastLib.ct.volume import CTVolume
 
     files, _ = phantom_files
     volume = read_volume(files["noncontrast"])

@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from DigitalContrastLib.cli import main
-from DigitalContrastLib.models import load_card
-from DigitalContrastLib.synthesis import SynthesisEngine
+from DigitalContrastLib.commands.cli import main
+from DigitalContrastLib.models.cards import load_card
+from DigitalContrastLib.synthesis.api import SynthesisEngine
 
 TINY = ["--phantom-size", "48", "48", "32", "--phantom-spacing", "7.5", "7.5", "12.5", "--spacing", "7.5", "7.5", "12.5",
         "--patch-size", "16", "32", "32", "--roi-size", "16", "32", "32", "--channels", "4", "8", "16",
@@ -34,7 +34,7 @@ def test_tiny_training_run_writes_a_card_and_weights_that_load_and_resumes(tmp_p
     assert (out / "training" / "checkpoint.safetensors").is_file()
 
     engine = SynthesisEngine(card, device="cpu")  # verifies the sha256 and loads the weights
-    from DigitalContrastLib.phantom import read_phantom
+    from DigitalContrastLib.phantoms.generator import read_phantom
 
     case = read_phantom(val / "phantom-00900")
     result = engine.synthesize(case.noncontrast)
@@ -73,7 +73,7 @@ def test_tiny_training_run_writes_a_card_and_weights_that_load_and_resumes(tmp_p
 
     # --parent-weight: the written weights are W * parent + (1 - W) * trained; the checkpoint keeps
     # the trained weights unblended
-    from DigitalContrastLib.weights import load_state_dict, load_unverified
+    from DigitalContrastLib.models.weights import load_state_dict, load_unverified
 
     blend = tmp_path / "blend"
     assert main(["train", "--data", str(data), "--out", str(blend), "--epochs", "1", "--val-data", str(val),
@@ -117,7 +117,7 @@ def test_train_refuses_an_empty_data_folder(tmp_path, capsys):
 
 
 def test_epoch_line_figures_show_signs_and_read_n_a_for_a_region_no_validation_case_has():
-    from DigitalContrastLib.report_html import format_number
+    from DigitalContrastLib.common.report_html import format_number
 
     assert [format_number(v, 1, signed=True) for v in (12.34, -3.0, 0.0)] == ["+12.3", "-3.0", "+0.0"]
     assert format_number(0.91234, 3) == "0.912"
@@ -127,7 +127,7 @@ def test_epoch_line_figures_show_signs_and_read_n_a_for_a_region_no_validation_c
 def test_checkpoint_round_trips_the_optimizer_without_pickle(tmp_path):
     import torch
 
-    from DigitalContrastLib.train import TrainConfig, load_checkpoint, save_checkpoint
+    from DigitalContrastLib.training.train import TrainConfig, load_checkpoint, save_checkpoint
 
     net = torch.nn.Sequential(torch.nn.Conv3d(1, 2, 3), torch.nn.BatchNorm3d(2))
     opt = torch.optim.AdamW(net.parameters(), lr=1e-3)
@@ -160,7 +160,7 @@ def _two_vessel_case(config):
     """A 20x24x24 case: a dark aorta (labelled) and a heart, both enhanced in the contrast scan."""
     from pathlib import Path
 
-    from DigitalContrastLib.train import TrainingCase
+    from DigitalContrastLib.training.train import TrainingCase
 
     nc = np.full((20, 24, 24), 40, np.int16)
     c = nc.copy()
@@ -176,7 +176,7 @@ def _two_vessel_case(config):
 
 @pytest.mark.parametrize("fraction", [0.0, 1.0])
 def test_pseudo_noncontrast_patches_keep_every_enhanced_neighbour_and_only_darken_the_aorta(tmp_path, fraction):
-    from DigitalContrastLib.train import PatchSampler, TrainConfig
+    from DigitalContrastLib.training.train import PatchSampler, TrainConfig
 
     config = TrainConfig(data_dir=str(tmp_path), out_dir=str(tmp_path), patch_size_zyx=(20, 24, 24),
                          intensity_shift_hu=0.0, pseudo_noncontrast_fraction=fraction)
@@ -198,8 +198,8 @@ def test_pseudo_noncontrast_patches_keep_every_enhanced_neighbour_and_only_darke
 
 @pytest.mark.parametrize("gain", [(1.0, 1.0), (2.5, 2.5)])
 def test_neighbour_gain_brightens_the_heart_in_input_and_target_alike_and_never_the_aorta(tmp_path, gain):
-    from DigitalContrastLib.phantom import LABELS
-    from DigitalContrastLib.train import PatchSampler, TrainConfig
+    from DigitalContrastLib.phantoms.generator import LABELS
+    from DigitalContrastLib.training.train import PatchSampler, TrainConfig
 
     config = TrainConfig(data_dir=str(tmp_path), out_dir=str(tmp_path), patch_size_zyx=(20, 24, 24),
                          intensity_shift_hu=0.0, pseudo_noncontrast_fraction=1.0,
@@ -224,7 +224,7 @@ def test_neighbour_gain_brightens_the_heart_in_input_and_target_alike_and_never_
 
 @pytest.mark.parametrize("margin", [0, 1])
 def test_pseudo_noncontrast_margin_takes_the_partial_volume_rim_from_the_noncontrast_scan(tmp_path, margin):
-    from DigitalContrastLib.train import PatchSampler, TrainConfig
+    from DigitalContrastLib.training.train import PatchSampler, TrainConfig
 
     config = TrainConfig(data_dir=str(tmp_path), out_dir=str(tmp_path), patch_size_zyx=(20, 24, 24),
                          intensity_shift_hu=0.0, pseudo_noncontrast_fraction=1.0,
@@ -250,7 +250,7 @@ def test_pseudo_noncontrast_margin_takes_the_partial_volume_rim_from_the_noncont
 def test_warp_inplane_turns_and_scales_about_the_patch_centre_and_keeps_labels_whole():
     import math
 
-    from DigitalContrastLib.train import inplane_footprint, inplane_grid, warp_inplane
+    from DigitalContrastLib.training.train import inplane_footprint, inplane_grid, warp_inplane
 
     # no turn, no scale: the centre of the crop, voxel for voxel
     block = np.arange(20 * 12 * 12, dtype=np.int16).reshape(20, 12, 12)
@@ -272,7 +272,7 @@ def test_warp_inplane_turns_and_scales_about_the_patch_centre_and_keeps_labels_w
 
 
 def test_geometric_augment_turns_scans_and_labels_together(tmp_path):
-    from DigitalContrastLib.train import PatchSampler, TrainConfig, TrainingCase
+    from DigitalContrastLib.training.train import PatchSampler, TrainConfig, TrainingCase
 
     # a 4 x 96 x 96 case: a 16 x 8 voxel bar of enhanced lumen (labelled) in the middle
     nc = np.full((4, 96, 96), 40, np.int16)
@@ -340,8 +340,8 @@ def test_init_from_a_model_with_another_network_is_refused_before_anything_is_wr
 
 
 def test_train_refuses_a_parent_weight_without_a_parent_before_it_trains(tmp_path):
-    from DigitalContrastLib.errors import JobError
-    from DigitalContrastLib.train import TrainConfig, train
+    from DigitalContrastLib.common.errors import JobError
+    from DigitalContrastLib.training.train import TrainConfig, train
 
     config = TrainConfig(data_dir=str(tmp_path / "no-data"), out_dir=str(tmp_path / "m"), parent_weight=0.5)
     with pytest.raises(JobError, match="--parent-weight needs --init-from"):
@@ -358,8 +358,8 @@ def test_init_from_a_model_that_is_not_installed_is_refused_with_exit_3(tmp_path
 
 
 def test_appearance_jitter_moves_each_tissue_and_bone_but_never_blood_air_or_the_residual():
-    from DigitalContrastLib.phantom import LABELS
-    from DigitalContrastLib.train import jitter_appearance
+    from DigitalContrastLib.phantoms.generator import LABELS
+    from DigitalContrastLib.training.train import jitter_appearance
 
     rng = np.random.default_rng(0)
     names = ["outside", "fat", "muscle", "liver", "cortical_bone", "bone_marrow", "aortic_lumen", "thrombus",
@@ -392,7 +392,7 @@ def test_appearance_jitter_moves_each_tissue_and_bone_but_never_blood_air_or_the
 def test_lumen_mask_loss_scores_a_lumen_drawn_too_wide_and_ignores_everything_outside_the_sac():
     import torch
 
-    from DigitalContrastLib.train import SynthesisLoss, lumen_mask_loss
+    from DigitalContrastLib.training.train import SynthesisLoss, lumen_mask_loss
 
     shape = (1, 1, 4, 16, 16)
     lumen = torch.zeros(shape)
@@ -429,8 +429,8 @@ def test_lumen_mask_loss_scores_a_lumen_drawn_too_wide_and_ignores_everything_ou
 
 
 def test_patches_carry_the_lumen_and_sac_labels_for_the_lumen_mask_term(tmp_path):
-    from DigitalContrastLib.phantom import LABELS
-    from DigitalContrastLib.train import PatchSampler, TrainConfig
+    from DigitalContrastLib.phantoms.generator import LABELS
+    from DigitalContrastLib.training.train import PatchSampler, TrainConfig
 
     config = TrainConfig(data_dir=str(tmp_path), out_dir=str(tmp_path), patch_size_zyx=(20, 24, 24),
                          intensity_shift_hu=0.0, pseudo_noncontrast_fraction=1.0, pseudo_noncontrast_margin_voxels=1,
@@ -451,8 +451,8 @@ def test_patches_carry_the_lumen_and_sac_labels_for_the_lumen_mask_term(tmp_path
 
 
 def test_thrombus_centred_patches_come_from_cases_with_thrombus_in_proportion_to_its_volume(tmp_path):
-    from DigitalContrastLib.phantom import LABELS
-    from DigitalContrastLib.train import PatchSampler, TrainConfig
+    from DigitalContrastLib.phantoms.generator import LABELS
+    from DigitalContrastLib.training.train import PatchSampler, TrainConfig
 
     config = TrainConfig(data_dir=str(tmp_path), out_dir=str(tmp_path), patch_size_zyx=(8, 8, 8),
                          intensity_shift_hu=0.0, thrombus_centre_fraction=1.0)
@@ -483,8 +483,8 @@ def test_thrombus_centred_patches_come_from_cases_with_thrombus_in_proportion_to
 
 
 def test_load_case_finds_the_thrombus_centres_only_when_the_run_draws_them(tmp_path):
-    from DigitalContrastLib.phantom import LABELS
-    from DigitalContrastLib.train import TrainConfig, generate_phantom_cases, load_case
+    from DigitalContrastLib.phantoms.generator import LABELS
+    from DigitalContrastLib.training.train import TrainConfig, generate_phantom_cases, load_case
 
     generate_phantom_cases(tmp_path, 1, 10000, size_xyz=(48, 48, 32), spacing_xyz_mm=(7.5, 7.5, 12.5))
     folder = tmp_path / "phantom-10000"

@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from DigitalContrastLib.errors import InputError
-from DigitalContrastReaderLib.simulated_study import turing_study
-from DigitalContrastReaderLib.turing import reader_accuracy, turing_test
+from DigitalContrastLib.common.errors import InputError
+from DigitalContrastReaderLib.analysis.simulated_study import turing_study
+from DigitalContrastReaderLib.analysis.turing import reader_accuracy, turing_test
 
 
 def test_per_reader_accuracy_uses_exact_clopper_pearson_intervals():

@@ -5,10 +5,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from DigitalContrastLib.phantom import LABELS
-from DigitalContrastLib.validation import (
-    METHODS, ORACLE_LUMEN_HU, acceptance, case_metrics, criterion_intervals, observer_prediction, oracle_prediction,
-    lumen_medians_by_level, summarize, validate_model,
+from DigitalContrastLib.phantoms.generator import LABELS
+from DigitalContrastLib.training.validation import (
+    METHODS,
+    ORACLE_LUMEN_HU,
+    acceptance,
+    case_metrics,
+    criterion_intervals,
+    observer_prediction,
+    oracle_prediction,
+    lumen_medians_by_level,
+    summarize,
+    validate_model,
 )
 
 SPACING_XYZ = (1.0, 1.0, 2.0)
@@ -142,7 +150,7 @@ def test_intervals_settle_a_clear_miss_and_leave_a_scattered_one_open():
 
 
 def test_an_interval_that_straddles_both_edges_of_the_thrombus_band_is_open():
-    from DigitalContrastLib.validation import _settled
+    from DigitalContrastLib.training.validation import _settled
 
     assert _settled("thrombus_bias", [-20.0, 20.0], passed=False) is False
     assert _settled("thrombus_bias", [16.0, 40.0], passed=False) is True
@@ -150,7 +158,7 @@ def test_an_interval_that_straddles_both_edges_of_the_thrombus_band_is_open():
 
 
 def test_thrombus_bias_is_split_by_burden_band_and_cases_without_thrombus_are_left_out():
-    from DigitalContrastLib.validation import thrombus_bias_by_burden
+    from DigitalContrastLib.training.validation import thrombus_bias_by_burden
 
     def case(seed, burden, model, observer, diameter=None, placement=None):
         return {"seed": seed, "thrombus_burden": burden,
@@ -188,7 +196,7 @@ def test_validate_model_scores_every_method_on_held_out_phantoms():
     assert set(report["acceptance"]) == {"lumen_dice", "thrombus_bias", "lumen_median", "lumen_mae_vs_oracle",
                                          "body_mae_vs_identity", "max_diameter"}
     # the case carries the phantom's drawn thrombus burden, and the split by burden holds that case
-    from DigitalContrastLib.phantom import make_phantom
+    from DigitalContrastLib.phantoms.generator import make_phantom
 
     drawn = make_phantom(10000, size_xyz=(96, 96, 48), spacing_xyz_mm=(3.6, 3.6, 8.0)).params["aneurysm"]
     assert drawn["present"] and case["thrombus_burden"] == pytest.approx(drawn["thrombus_burden"])
@@ -196,8 +204,8 @@ def test_validate_model_scores_every_method_on_held_out_phantoms():
     assert report["thrombus_by_burden"][0]["model_thrombus_bias_hu"] == pytest.approx(case["model"]["thrombus_bias_hu"])
     # the thrombus bias from where the lumen is put: the model's lumen and the shape observer's, in the case,
     # its band and the report; the model's figure is that of its own lumen (>= 150 HU inside the true sac)
-    from DigitalContrastLib.phantom import LABELS
-    from DigitalContrastLib.shape_observer import lumen_level_hu, placement_thrombus_bias_hu
+    from DigitalContrastLib.phantoms.generator import LABELS
+    from DigitalContrastLib.evaluation.shape_observer import lumen_level_hu, placement_thrombus_bias_hu
 
     placement = case["placement_thrombus_bias_hu"]
     assert set(placement) == {"model", "shape_observer"} and all(np.isfinite(v) for v in placement.values())
@@ -224,8 +232,8 @@ class _ReferenceEngine:
 
 
 def test_chest_check_measures_the_thoracic_lumen_from_both_inputs():
-    from DigitalContrastLib.phantom import CHEST_CENTER_Z_MM, make_phantom
-    from DigitalContrastLib.validation import chest_check
+    from DigitalContrastLib.phantoms.generator import CHEST_CENTER_Z_MM, make_phantom
+    from DigitalContrastLib.training.validation import chest_check
 
     grid = dict(size_xyz=(128, 128, 80), spacing_xyz_mm=(2.8, 2.8, 5.0))
     # seed 10102: lumen level 381 HU, so partial volume at 2.8 mm keeps the true median inside 250-450
@@ -245,7 +253,7 @@ def test_chest_check_measures_the_thoracic_lumen_from_both_inputs():
 def test_lumen_medians_by_level_cut_the_mask_into_craniocaudal_thirds(z_direction):
     # a 30-slice tube whose lumen brightens by 10 HU per slice towards the head; the slices are stored
     # head first when the direction's z column points down (-1): the thirds must still go feet to head
-    from DigitalContrastLib.volume import CTVolume
+    from DigitalContrastLib.ct.volume import CTVolume
 
     shape = (30, 16, 16)
     k = np.arange(shape[0], dtype=np.float32)[:, None, None]

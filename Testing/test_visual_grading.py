@@ -15,10 +15,10 @@ import pytest
 from scipy import stats
 from sklearn.metrics import roc_auc_score
 
-from DigitalContrastLib.errors import InputError
-from DigitalContrastReaderLib.mrmc import mrmc_analysis
-from DigitalContrastReaderLib.simulated_study import grading_study
-from DigitalContrastReaderLib.visual_grading import (
+from DigitalContrastLib.common.errors import InputError
+from DigitalContrastReaderLib.analysis.mrmc import mrmc_analysis
+from DigitalContrastReaderLib.analysis.simulated_study import grading_study
+from DigitalContrastReaderLib.analysis.visual_grading import (
     mean_paired_difference,
     paired_ordinal_tests,
     vgc_analysis,

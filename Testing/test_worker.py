@@ -8,9 +8,9 @@ import sys
 import numpy as np
 import pytest
 
-from DigitalContrastLib import protocol
-from DigitalContrastLib.checksum import file_sha256
-from DigitalContrastLib.errors import (
+from DigitalContrastLib.worker import protocol
+from DigitalContrastLib.common.checksum import file_sha256
+from DigitalContrastLib.common.errors import (
     EXIT_BAD_INPUT,
     EXIT_BAD_JOB,
     EXIT_MODEL,
@@ -164,7 +164,7 @@ def test_serve_mode_keeps_the_model_and_survives_a_bad_job(tmp_path):
 def test_probe_reports_the_device_and_works_without_torch():
     blocked = subprocess.run(
         [sys.executable, "-c", "import sys; sys.modules['torch'] = None; "
-         "from DigitalContrastLib import worker; sys.exit(worker.main(['--probe']))"],
+         "from DigitalContrastLib.worker.server import main; sys.exit(main(['--probe']))"],
         capture_output=True, timeout=60, env=worker_env())
     assert blocked.returncode == 0, blocked.stderr.decode()
     messages = [protocol.decode_line(line) for line in blocked.stdout.decode().splitlines()]

@@ -9,7 +9,7 @@ it scores three lumens inside the thrombus-filled sac:
 
 * the model's: the synthetic CTA at >= 150 HU inside the true sac; with the model's own figures
   (``validate``'s thrombus bias, Dice, max-diameter error) and its *placement-only* thrombus bias;
-* the shape observer's (:mod:`DigitalContrastLib.shape_observer`): TOLD the sac and the lumen and
+* the shape observer's (:mod:`DigitalContrastLib.evaluation.shape_observer`): TOLD the sac and the lumen and
   thrombus medians, and knowing that the lumen is a disk on every slice; its robust disks (each
   voxel's evidence clipped to +-25 HU, so that the blur of a calcified plaque cannot pull a disk),
   the plain maximum-likelihood disks, and both drawn one voxel narrower (an observer can buy a
@@ -30,8 +30,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "DigitalContrast"))
 
-from DigitalContrastLib.phantom import LABELS, make_phantom  # noqa: E402
-from DigitalContrastLib.shape_observer import (  # noqa: E402
+from DigitalContrastLib.phantoms.generator import LABELS, make_phantom  # noqa: E402
+from DigitalContrastLib.evaluation.shape_observer import (  # noqa: E402
     EVIDENCE_CLIP_HU,
     disk_lumen_mask,
     enhanced_lumen_mask,
@@ -40,10 +40,10 @@ from DigitalContrastLib.shape_observer import (  # noqa: E402
     placement_thrombus_bias_hu,
     rendered_lumen_prediction,
 )
-from DigitalContrastLib.atomic import atomic_write_text  # noqa: E402
-from DigitalContrastLib.errors import EXIT_BAD_JOB, EXIT_OUTPUT, UserError  # noqa: E402
-from DigitalContrastLib.metrics import roi_metrics  # noqa: E402
-from DigitalContrastLib.validation import THROMBUS_BURDEN_EDGES  # noqa: E402
+from DigitalContrastLib.common.atomic import atomic_write_text  # noqa: E402
+from DigitalContrastLib.common.errors import EXIT_BAD_JOB, EXIT_OUTPUT, UserError  # noqa: E402
+from DigitalContrastLib.evaluation.metrics import roi_metrics  # noqa: E402
+from DigitalContrastLib.training.validation import THROMBUS_BURDEN_EDGES  # noqa: E402
 
 #: name -> (evidence clip in HU or None, disk radius shrink in voxels)
 OBSERVERS = {"shape_observer": (EVIDENCE_CLIP_HU, 0.0), "shape_observer_1_voxel_narrower": (EVIDENCE_CLIP_HU, 1.0),
@@ -151,7 +151,7 @@ def main() -> None:
         if path and not Path(path).resolve().parent.is_dir():
             print(f"Cannot write {path}: its folder does not exist; create it or give another path.", file=sys.stderr)
             sys.exit(EXIT_OUTPUT)
-    from DigitalContrastLib.synthesis import load_engine
+    from DigitalContrastLib.synthesis.api import load_engine
 
     try:
         engine = load_engine(args.model, args.device)

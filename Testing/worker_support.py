@@ -12,7 +12,7 @@ import numpy as np
 import psutil
 import SimpleITK as sitk
 
-from DigitalContrastLib import protocol
+from DigitalContrastLib.worker import protocol
 
 REPO = Path(__file__).resolve().parents[1]
 WORKER_SCRIPT = REPO / "DigitalContrast" / "Scripts" / "DigitalContrastWorker.py"

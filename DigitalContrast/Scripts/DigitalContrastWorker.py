@@ -11,7 +11,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from DigitalContrastLib import worker  # noqa: E402
+from DigitalContrastLib.worker import server as worker  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(worker.main())

@@ -1,7 +1,7 @@
 """What the study admin does from the Slicer module: find the study's store, follow progress,
 check integrity, export, write the HTML report and correct an answer (with a logged reason).
 
-Each function takes an open :class:`~DigitalContrastReaderLib.store.SQLiteAnswerStore` (or a
+Each function takes an open :class:`~DigitalContrastReaderLib.store.sqlite.SQLiteAnswerStore` (or a
 path) and returns plain data or text, so the admin panel stays a thin view and the same calls
 work from a notebook. The command line offers the same operations (``digital-contrast-reader``).
 """
@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import AnswerError, StoreError, UsageError
-from .long_table import complete_crossed_subset
-from .export import ExportResult, analysis_table, export_all
-from .store import SQLiteAnswerStore, open_store
+from DigitalContrastReaderLib.study.errors import AnswerError, StoreError, UsageError
+from DigitalContrastReaderLib.analysis.long_table import complete_crossed_subset
+from DigitalContrastReaderLib.exports.export import ExportResult, analysis_table, export_all
+from DigitalContrastReaderLib.store.sqlite import SQLiteAnswerStore, open_store
 
 STUDY_FILE_SUFFIXES = (".yaml", ".yml", ".json")
 STORE_SUFFIX = ".sqlite"
@@ -98,15 +98,15 @@ def integrity_text(store: SQLiteAnswerStore) -> tuple[bool, str]:
 
 
 def export_study(store: SQLiteAnswerStore, out_dir: str | os.PathLike) -> ExportResult:
-    """Every export of the study into ``out_dir`` (see :func:`~DigitalContrastReaderLib.export.export_all`)."""
+    """Every export of the study into ``out_dir`` (see :func:`~DigitalContrastReaderLib.exports.export.export_all`)."""
     if not str(out_dir).strip() or Path(out_dir) == Path("."):
         raise UsageError("Choose an export folder first.")
     return export_all(store, out_dir)
 
 
 def report_available() -> bool:
-    """Whether this installation has the HTML report (``DigitalContrastReaderLib.report``)."""
-    return importlib.util.find_spec(f"{__package__}.report") is not None
+    """Whether this installation has the HTML report (``DigitalContrastReaderLib.exports.report``)."""
+    return importlib.util.find_spec(f"{__package__}.exports.report") is not None
 
 
 def _report_question(store: SQLiteAnswerStore, question: str | None) -> tuple[str, str]:
@@ -137,10 +137,10 @@ def write_study_report(store: SQLiteAnswerStore, out_dir: str | os.PathLike, *, 
     """
     if not report_available():
         raise UsageError("The HTML report is not part of this version of the reader library (no "
-                         "DigitalContrastReaderLib.report); use Export and the statistics tools instead.")
+                         "DigitalContrastReaderLib.exports.report); use Export and the statistics tools instead.")
     if not str(out_dir).strip() or Path(out_dir) == Path("."):
         raise UsageError("Choose an export folder first.")
-    report = importlib.import_module(f"{__package__}.report")
+    report = importlib.import_module(f"{__package__}.exports.report")
     task_id, key = _report_question(store, question)
     grading = analysis_table(store, key, task_id)
     synthetic = sorted(m for m in set(grading["modality"]) if str(m).startswith("synthetic"))

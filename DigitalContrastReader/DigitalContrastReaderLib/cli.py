@@ -20,10 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from DigitalContrastLib.cli import UsageExitParser, run_command_line
+from DigitalContrastLib.commands.cli import UsageExitParser, run_command_line
 
 from . import __version__
-from .errors import EXIT_STORE, UsageError
+from DigitalContrastReaderLib.study.errors import EXIT_STORE, UsageError
 
 PROG = "digital-contrast-reader"
 EPILOG = """\
@@ -75,7 +75,7 @@ def _db_reader_or_all(p: argparse.ArgumentParser, all_help: str) -> None:
 
 
 def _open(args: argparse.Namespace):
-    from .store import open_store
+    from DigitalContrastReaderLib.store.sqlite import open_store
 
     return open_store(args.db)
 
@@ -110,8 +110,8 @@ def _init_args(p: argparse.ArgumentParser) -> None:
 
 @command("init", "validate a study file and create its answer store (or load a new version into it)", _init_args)
 def cmd_init(args: argparse.Namespace) -> int:
-    from .store import DEFAULT_BACKUP_EVERY, create_store, open_store
-    from .study import load_study
+    from DigitalContrastReaderLib.store.sqlite import DEFAULT_BACKUP_EVERY, create_store, open_store
+    from DigitalContrastReaderLib.study.study import load_study
 
     study = load_study(args.study)
     for warning in study.warnings:
@@ -257,8 +257,8 @@ def _simulate_args(p: argparse.ArgumentParser) -> None:
 
 @command("simulate", "fill a DEMO study with simulated readers (simulated clock; refused for real studies)", _simulate_args)
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from .simulate import SimulatedClock, simulate_reader
-    from .store import open_store
+    from DigitalContrastReaderLib.reading.simulate import SimulatedClock, simulate_reader
+    from DigitalContrastReaderLib.store.sqlite import open_store
 
     clock = SimulatedClock()
     with open_store(args.db, clock=clock) as store:
@@ -301,7 +301,7 @@ def _export_args(p: argparse.ArgumentParser) -> None:
 
 @command("export", "write the tidy CSV, analysis tables, iMRMC/JAFROC files, schedules, data dictionary", _export_args)
 def cmd_export(args: argparse.Namespace) -> int:
-    from .export import export_all
+    from DigitalContrastReaderLib.exports.export import export_all
 
     with _open(args) as store:
         result = export_all(store, args.out)
@@ -328,7 +328,7 @@ def _example_args(p: argparse.ArgumentParser) -> None:
 
 @command("example-study", "create a small example study (dummy images + study.yaml), or one for a case folder", _example_args)
 def cmd_example_study(args: argparse.Namespace) -> int:
-    from .example import study_config_from_folder, write_example_study, write_study_file
+    from DigitalContrastReaderLib.study.example import study_config_from_folder, write_example_study, write_study_file
 
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     if args.from_cases:

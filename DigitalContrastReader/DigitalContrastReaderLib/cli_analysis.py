@@ -17,10 +17,10 @@ from __future__ import annotations
 import argparse
 import json
 
-from DigitalContrastLib.errors import JobError
+from DigitalContrastLib.common.errors import JobError
 
-from .long_table import read_long_csv
-from .mrmc import FOM_NAMES, mrmc_analysis
+from DigitalContrastReaderLib.analysis.long_table import read_long_csv
+from DigitalContrastReaderLib.analysis.mrmc import FOM_NAMES, mrmc_analysis
 
 MRMC_DESCRIPTION = """\
 Multi-reader multi-case analysis of a long reading table (CSV with columns reader_id, case_id,
@@ -103,13 +103,13 @@ def report_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_report(args: argparse.Namespace) -> int:
-    from .report import write_report
+    from DigitalContrastReaderLib.exports.report import write_report
 
     if args.source is None and args.turing is None:
         raise JobError("give a study store, a grading CSV, --turing CSV, or both CSVs.")
     if args.source and str(args.source).endswith((".sqlite", ".db", ".sqlite3")):
         from .admin import write_study_report
-        from .store import open_store
+        from DigitalContrastReaderLib.store.sqlite import open_store
 
         with open_store(args.source) as store:
             title = None if args.title == REPORT_DEFAULT_TITLE else args.title

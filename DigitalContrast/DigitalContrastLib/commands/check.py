@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..errors import EXIT_BAD_INPUT, EXIT_OK
-from ..gate import GateReport, check_path
+from DigitalContrastLib.common.errors import EXIT_BAD_INPUT, EXIT_OK
+from DigitalContrastLib.synthesis.gate import GateReport, check_path
 
 NAME = "check"
 HELP = "check that an input is a usable non-contrast CT (reads it, reports errors and warnings)"

@@ -40,10 +40,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def shipped_model_id() -> str | None:
     """The default model's id when one is installed (the engine and its weights), else None."""
     try:
-        from ..models import resolve_model
+        from DigitalContrastLib.models.cards import resolve_model
     except ImportError:  # a build without the synthesis engine
         return None
-    from ..errors import UserError
+    from DigitalContrastLib.common.errors import UserError
 
     try:
         return resolve_model(None).id
@@ -52,15 +52,15 @@ def shipped_model_id() -> str | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..atomic import atomic_write_text
-    from ..cohort import evaluate_cohort
-    from ..cohort_case import EvaluationSettings
-    from ..cohort_phantoms import make_phantom_cohort
-    from ..cohort_table import read_cohort_csv
-    from ..errors import EXIT_BAD_INPUT
-    from ..gate import check_path
-    from ..phantom import read_phantom
-    from ..render import phantom_preview, save_png
+    from DigitalContrastLib.common.atomic import atomic_write_text
+    from DigitalContrastLib.cohort.run import evaluate_cohort
+    from DigitalContrastLib.cohort.case import EvaluationSettings
+    from DigitalContrastLib.cohort.phantom_cohort import make_phantom_cohort
+    from DigitalContrastLib.cohort.table import read_cohort_csv
+    from DigitalContrastLib.common.errors import EXIT_BAD_INPUT
+    from DigitalContrastLib.synthesis.gate import check_path
+    from DigitalContrastLib.phantoms.generator import read_phantom
+    from DigitalContrastLib.ct.render import phantom_preview, save_png
     from .check import format_report
     from .evaluate import print_case, print_summary
 

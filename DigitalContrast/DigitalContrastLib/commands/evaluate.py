@@ -23,7 +23,7 @@ without a GPU (--workers overrides). --scheduler runs them on an existing Dask c
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..carbon import DEFAULT_CPU_WATTS_PER_CORE, DEFAULT_GPU_WATTS, DEFAULT_GRID_COUNTRY
+    from DigitalContrastLib.cohort.carbon import DEFAULT_CPU_WATTS_PER_CORE, DEFAULT_GPU_WATTS, DEFAULT_GRID_COUNTRY
 
     parser.add_argument("cohort", metavar="COHORT.csv", help="the cohort CSV")
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder (a previous run there is resumed)")
@@ -56,8 +56,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def settings_from_args(args: argparse.Namespace):
     """The :class:`EvaluationSettings` and the grid intensity the options ask for."""
-    from ..carbon import EnergyAssumptions, grid_intensity
-    from ..cohort_case import EvaluationSettings
+    from DigitalContrastLib.cohort.carbon import EnergyAssumptions, grid_intensity
+    from DigitalContrastLib.cohort.case import EvaluationSettings
 
     settings = EvaluationSettings(
         model_id=args.model, device=args.device, register=args.register, uncertainty=args.uncertainty,
@@ -86,7 +86,7 @@ def print_case(result: dict, skipped: bool) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..cohort import evaluate_cohort
+    from DigitalContrastLib.cohort.run import evaluate_cohort
 
     settings, grid = settings_from_args(args)
     try:

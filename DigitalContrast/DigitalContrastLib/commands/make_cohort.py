@@ -17,7 +17,7 @@ Synthetic phantoms, never patient data.
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..cohort_phantoms import DEFAULT_SEED_START, SMALL_SIZE_XYZ, SMALL_SPACING_XYZ_MM
+    from DigitalContrastLib.cohort.phantom_cohort import DEFAULT_SEED_START, SMALL_SIZE_XYZ, SMALL_SPACING_XYZ_MM
 
     parser.add_argument("outdir", metavar="DIR", help="folder to write the cohort into")
     parser.add_argument("--cases", type=int, default=5, metavar="N", help="number of cases (default 5)")
@@ -32,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..cohort_phantoms import make_phantom_cohort
+    from DigitalContrastLib.cohort.phantom_cohort import make_phantom_cohort
 
     csv_path = make_phantom_cohort(args.outdir, cases=args.cases, seed_start=args.seed_start, broken=args.broken,
                                    size_xyz=tuple(args.size), spacing_xyz_mm=tuple(args.spacing),

@@ -20,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..models import DEFAULT_MODEL_ID, discover_models
+    from DigitalContrastLib.models.cards import DEFAULT_MODEL_ID, discover_models
 
     inventory = discover_models()
     rows = [card.summary(verify=True) for card in inventory.models.values()]

@@ -33,7 +33,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..phantom import CHEST_CENTER_Z_MM, RigidMisregistration, make_phantom, summary_line, write_phantom
+    from DigitalContrastLib.phantoms.generator import (
+        CHEST_CENTER_Z_MM,
+        RigidMisregistration,
+        make_phantom,
+        summary_line,
+        write_phantom,
+    )
 
     misregistration = RigidMisregistration.random(args.seed) if args.misregister and args.seed >= 0 else None
     started = time.perf_counter()
@@ -42,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - started
     paths = write_phantom(case, args.outdir)
     if args.png:
-        from ..render import phantom_preview, save_png
+        from DigitalContrastLib.ct.render import phantom_preview, save_png
 
         paths["preview"] = save_png(phantom_preview(case), paths["params"].parent / "preview.png")
     for key, path in paths.items():

@@ -36,8 +36,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..client import run_synthesis_job
-    from ..progressbar import ProgressBar
+    from DigitalContrastLib.worker.client import run_synthesis_job
+    from DigitalContrastLib.common.progressbar import ProgressBar
 
     request = {
         "input_path": args.input,

@@ -117,9 +117,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..errors import JobError
-    from ..progressbar import ProgressBar
-    from ..train import TrainConfig, command_line, generate_phantom_cases, initial_weights, train
+    from DigitalContrastLib.common.errors import JobError
+    from DigitalContrastLib.common.progressbar import ProgressBar
+    from DigitalContrastLib.training.train import (
+        TrainConfig,
+        command_line,
+        generate_phantom_cases,
+        initial_weights,
+        train,
+    )
 
     # every option is checked before anything is written
     if args.generate_val_phantoms:
@@ -170,7 +176,7 @@ def run(args: argparse.Namespace) -> int:
         appearance_bone_scale=tuple(args.appearance_bone_scale), mse_warmup_fraction=args.mse_warmup,
         freeze_norm_fraction=args.freeze_norm, ssim_weight=args.ssim_weight, val_cases=args.val_cases, seed=args.seed,
         model_id=args.model_id, version=args.model_version, command=command_line(["train", *_options_as_given(args)]),
-        data_description={"phantoms": {"generator": "DigitalContrastLib.phantom.make_phantom", **{k: list(v) for k, v in phantom.items()}}}
+        data_description={"phantoms": {"generator": "DigitalContrastLib.phantoms.generator.make_phantom", **{k: list(v) for k, v in phantom.items()}}}
         if args.generate_phantoms or args.generate_val_phantoms or args.generate_chest_phantoms else {},
     )
     if config.init_from:
@@ -179,7 +185,7 @@ def run(args: argparse.Namespace) -> int:
         with ProgressBar("phantoms", weights={"phantoms": 1.0}) as bar:
             generate_phantom_cases(args.data, args.generate_phantoms, args.seed_start, progress=bar, **phantom)
     if args.generate_chest_phantoms:
-        from ..phantom import CHEST_CENTER_Z_MM
+        from DigitalContrastLib.phantoms.generator import CHEST_CENTER_Z_MM
 
         with ProgressBar("chest phantoms", weights={"phantoms": 1.0}) as bar:
             generate_phantom_cases(args.data, args.generate_chest_phantoms, args.seed_start, progress=bar,

@@ -43,10 +43,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..progressbar import ProgressBar
-    from ..synthesis import load_engine
-    from ..errors import JobError
-    from ..validation import METHODS, chest_check, realdata_check, validate_model, write_validation_to_card
+    from DigitalContrastLib.common.progressbar import ProgressBar
+    from DigitalContrastLib.synthesis.api import load_engine
+    from DigitalContrastLib.common.errors import JobError
+    from DigitalContrastLib.training.validation import (
+        METHODS,
+        chest_check,
+        realdata_check,
+        validate_model,
+        write_validation_to_card,
+    )
 
     if args.count < 1 or args.chest_count < 0 or args.seed_start < 0 or args.chest_seed_start < 0:
         raise JobError("--count must be at least 1, and --chest-count and the seed starts zero or more.")
@@ -65,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     if args.write_card:
         write_validation_to_card(engine.card, report)
     if args.json:
-        from ..json_values import jsonable
+        from DigitalContrastLib.common.json_values import jsonable
 
         print(json.dumps(jsonable(report), indent=2))
         return 0

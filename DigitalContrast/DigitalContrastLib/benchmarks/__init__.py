@@ -1,0 +1,1 @@
+"""Benchmarks run by `make bench`: each figure against a baseline measured in the same run."""

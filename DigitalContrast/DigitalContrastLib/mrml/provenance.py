@@ -1,0 +1,244 @@
+"""What a volume node carries about its origin: ``DigitalContrast.*`` attributes, subject hierarchy.
+
+Every synthetic volume node says what made it, in node attributes (strings; JSON where a value
+is structured), so that it is never mistaken for an acquired scan and a DICOM export can label it:
+
+==========================================  ===================================================
+attribute                                   value
+==========================================  ===================================================
+``DigitalContrast.Synthetic``               ``"1"`` on every synthetic volume
+``DigitalContrast.ModelId`` / ``ModelVersion`` / ``WeightsSha256``   the model that made it
+``DigitalContrast.Device``                  where the network ran (``cpu``, ``cuda:0``)
+``DigitalContrast.JobId``                   the worker job
+``DigitalContrast.OutputSha256``            sha256 of the file the worker wrote
+``DigitalContrast.GateWarnings``            JSON list of ``{"code", "message"}`` the input gate
+                                            raised before the job (empty list: none)
+``DigitalContrast.SourceNodeID``            the non-contrast node it was computed from
+``DigitalContrast.SourceDicomMeta``         JSON: the non-contrast series' DICOM facts (below)
+``DigitalContrast.Provenance``              JSON: the worker's provenance record
+==========================================  ===================================================
+
+A non-contrast volume that this library read from DICOM (:func:`load_volume_node`) carries
+``DigitalContrast.DicomMeta``: the facts :func:`DigitalContrastLib.ct.dicom_export.export_synthetic_dicom`
+needs to put a synthetic series into the source's study and reference its images (study, series
+and frame-of-reference UIDs, SOP class and instance UIDs in slice order, patient/study module
+values) plus what the input gate reads (Modality, Contrast/Bolus Agent, Slice Thickness). A node
+loaded by Slicer's DICOM module has ``DICOM.instanceUIDs`` instead; the Slicer logic finds the
+files in Slicer's DICOM database and calls :func:`dicom_meta_from_files`.
+
+``slicer`` is imported inside functions.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from DigitalContrastLib.ct.dicom_export import PATIENT_STUDY_KEYWORDS
+from DigitalContrastLib.ct.volume import CTVolume
+
+PREFIX = "DigitalContrast."
+SYNTHETIC = PREFIX + "Synthetic"
+MODEL_ID = PREFIX + "ModelId"
+MODEL_VERSION = PREFIX + "ModelVersion"
+WEIGHTS_SHA256 = PREFIX + "WeightsSha256"
+DEVICE = PREFIX + "Device"
+JOB_ID = PREFIX + "JobId"
+OUTPUT_SHA256 = PREFIX + "OutputSha256"
+GATE_WARNINGS = PREFIX + "GateWarnings"
+SOURCE_NODE_ID = PREFIX + "SourceNodeID"
+SOURCE_DICOM_META = PREFIX + "SourceDicomMeta"
+PROVENANCE = PREFIX + "Provenance"
+DICOM_META = PREFIX + "DicomMeta"
+SOURCE_PATH = PREFIX + "SourcePath"
+#: Slicer's DICOM module: space-separated SOP Instance UIDs of the loaded slices.
+SLICER_DICOM_INSTANCE_UIDS = "DICOM.instanceUIDs"
+
+#: The weights hash written for the dummy synthesis (it has no weights): the label stays exact.
+DUMMY_WEIGHTS_LABEL = "none (dummy synthesis for self-tests, no model weights)"
+
+#: DICOM facts kept on a node (what the export and the input gate read).
+DICOM_META_KEYS = (
+    "Modality", "StudyInstanceUID", "SeriesInstanceUID", "FrameOfReferenceUID", "SOPClassUID", "SOPInstanceUIDs",
+    "SeriesDescription", "SeriesNumber", "SliceThickness", "ContrastBolusAgent", "contrast_agent_given",
+    *PATIENT_STUDY_KEYWORDS,
+)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if hasattr(value, "item"):
+        return value.item()
+    return str(value)
+
+
+def to_json(value: Any) -> str:
+    """Compact JSON for an attribute value."""
+    return json.dumps(_jsonable(value), separators=(",", ":"), sort_keys=True)
+
+
+def json_attribute(node: Any, name: str, default: Any = None) -> Any:
+    """A JSON attribute of ``node`` decoded, or ``default`` when absent or unreadable."""
+    text = node.GetAttribute(name) if node is not None else None
+    if not text:
+        return default
+    try:
+        return json.loads(text)
+    except ValueError:
+        return default
+
+
+def dicom_meta_subset(meta: Mapping[str, Any]) -> dict[str, Any]:
+    """The part of a series' DICOM facts (``CTVolume.metadata["dicom"]``) a node keeps."""
+    return {key: _jsonable(meta[key]) for key in DICOM_META_KEYS if key in meta and meta[key] not in (None, "")}
+
+
+def volume_of_node(node: Any) -> CTVolume:
+    """``node_to_volume(node)`` plus what the input gate and the export read from the node:
+    ``metadata["dicom"]`` from ``DigitalContrast.DicomMeta`` and ``source_path`` naming the node."""
+    from .volume_nodes import node_to_volume
+
+    volume = node_to_volume(node)
+    meta = json_attribute(node, DICOM_META)
+    if isinstance(meta, dict):
+        volume.metadata["dicom"] = meta
+        volume.metadata["format"] = "dicom"
+    volume.metadata["source_path"] = f"Volume '{node.GetName()}'"
+    return volume
+
+
+# ---------------------------------------------------------------------------- loading
+def load_volume_node(scene: Any, path: str | os.PathLike, name: str | None = None, series_uid: str | None = None,
+                     window_level: Any = None) -> Any:
+    """Read a CT with :func:`DigitalContrastLib.ct.io.read_volume` into a new scalar volume node.
+
+    Geometry and HU are exactly the file's (DICOM series sorted by position, as the CLI reads
+    them). A DICOM input keeps its series facts in ``DigitalContrast.DicomMeta`` (JSON) so that a
+    synthetic series exported later joins its study and references its images.
+
+    Args:
+        path: a DICOM series folder or file, or a .nrrd/.nii(.gz)/.mha file.
+        name: node name; default: the DICOM Series Description, else the file name.
+        series_uid: which DICOM series when the folder holds several.
+
+    Raises:
+        InputError: the file cannot be read (one sentence naming it).
+    """
+    from DigitalContrastLib.ct.io import read_volume
+    from .volume_nodes import volume_to_node
+
+    volume = read_volume(path, series_uid=series_uid)
+    meta = volume.metadata.get("dicom")
+    attributes = {SOURCE_PATH: str(Path(path).resolve())}
+    if isinstance(meta, Mapping):
+        attributes[DICOM_META] = to_json(dicom_meta_subset(meta))
+    default = (meta or {}).get("SeriesDescription") if isinstance(meta, Mapping) else None
+    node_name = name or default or Path(path).name.split(".")[0]
+    return volume_to_node(scene, volume, node_name, attributes=attributes, window_level=window_level)
+
+
+def dicom_meta_from_files(paths: Sequence[str | os.PathLike], volume: CTVolume) -> dict[str, Any]:
+    """The series facts of DICOM ``paths`` (headers only), SOP instances in ``volume``'s slice order.
+
+    For a node that Slicer's DICOM module loaded: the files of its ``DICOM.instanceUIDs`` (from
+    ``slicer.dicomDatabase.fileForInstance``). The instances are sorted by the position of each
+    slice along the volume's slice axis, so instance ``k`` is the file of slice ``k``.
+
+    Raises:
+        ValueError: a file is not DICOM, or the file count differs from the slice count.
+    """
+    import pydicom
+
+    from DigitalContrastLib.ct.dicom import contrast_agent_given
+
+    headers = []
+    for path in paths:
+        try:
+            headers.append(pydicom.dcmread(os.fspath(path), stop_before_pixels=True))
+        except Exception as error:  # noqa: BLE001 - pydicom raises several types for non-DICOM files
+            raise ValueError(f"{path} is not a readable DICOM file ({type(error).__name__})") from None
+    if len(headers) != volume.shape_zyx[0]:
+        raise ValueError(f"{len(headers)} DICOM files for a volume of {volume.shape_zyx[0]} slices")
+    normal = volume.direction_matrix[:, 2]
+    positions = [float(np.dot([float(v) for v in h.get("ImagePositionPatient", [0, 0, 0])], normal)) for h in headers]
+    ordered = [headers[i] for i in sorted(range(len(headers)), key=lambda i: positions[i])]
+    first = ordered[0]
+
+    def uid(ds: Any, keyword: str, meta_keyword: str) -> str:
+        value = str(ds.get(keyword, "") or "")
+        return value or str(getattr(getattr(ds, "file_meta", None), meta_keyword, "") or "")
+
+    meta: dict[str, Any] = {}
+    for keyword in ("Modality", "StudyInstanceUID", "SeriesInstanceUID", "FrameOfReferenceUID", "SeriesDescription",
+                    "SeriesNumber", "SliceThickness", "ContrastBolusAgent", *PATIENT_STUDY_KEYWORDS):
+        value = first.get(keyword)
+        if value not in (None, ""):
+            meta[keyword] = float(value) if keyword == "SliceThickness" else _jsonable(
+                str(value) if not isinstance(value, (int, float)) else value)
+    meta["SOPClassUID"] = uid(first, "SOPClassUID", "MediaStorageSOPClassUID")
+    meta["SOPInstanceUIDs"] = [uid(ds, "SOPInstanceUID", "MediaStorageSOPInstanceUID") for ds in ordered]
+    meta["contrast_agent_given"] = contrast_agent_given(first.get("ContrastBolusAgent"))
+    return dicom_meta_subset(meta)
+
+
+# ---------------------------------------------------------------------------- subject hierarchy
+def place_beside(scene: Any, node: Any, sibling: Any) -> int:
+    """Put ``node``'s subject-hierarchy item under the same parent as ``sibling``'s (its study).
+
+    Creates the items when the scene has none yet (a headless scene; inside Slicer a plugin has
+    made them already). Returns ``node``'s item id.
+    """
+    import slicer
+
+    hierarchy = slicer.vtkMRMLSubjectHierarchyNode.ResolveSubjectHierarchy(scene)
+    item = hierarchy.GetItemByDataNode(node) or hierarchy.CreateItem(hierarchy.GetSceneItemID(), node)
+    if sibling is not None and sibling.GetScene() is scene:
+        sibling_item = hierarchy.GetItemByDataNode(sibling) or hierarchy.CreateItem(hierarchy.GetSceneItemID(), sibling)
+        parent = hierarchy.GetItemParent(sibling_item)
+        if parent and hierarchy.GetItemParent(item) != parent:
+            hierarchy.SetItemParent(item, parent)
+    return item
+
+
+# ---------------------------------------------------------------------------- export labels
+def export_provenance(synthetic_node: Any) -> dict[str, Any]:
+    """The ``provenance`` argument of ``export_synthetic_dicom`` from a synthetic node's attributes.
+
+    A dummy synthesis (self-tests) has no weights: its label says so instead of a hash.
+    """
+    from DigitalContrastLib import __version__
+
+    record = json_attribute(synthetic_node, PROVENANCE, {}) or {}
+    dummy = bool(record.get("dummy"))
+    weights = synthetic_node.GetAttribute(WEIGHTS_SHA256) or (DUMMY_WEIGHTS_LABEL if dummy else "")
+    method = ("dummy synthesis for self-tests (+300 HU in the largest soft-tissue region), not a trained model"
+              if dummy else "DigitalContrast deep-network contrast synthesis from a non-contrast CT")
+    return {
+        "method": method,
+        "model_id": synthetic_node.GetAttribute(MODEL_ID) or "",
+        "model_version": synthetic_node.GetAttribute(MODEL_VERSION) or "",
+        "weights_sha256": weights,
+        "software_version": __version__,
+    }
+
+
+def source_dicom_meta(synthetic_node: Any, source_node: Any | None = None) -> dict[str, Any] | None:
+    """The source series' DICOM facts for an export: the synthetic node's copy, else the source
+    node's (``DigitalContrast.DicomMeta``), else None (a new study is made)."""
+    meta = json_attribute(synthetic_node, SOURCE_DICOM_META)
+    if isinstance(meta, dict) and meta:
+        return meta
+    if source_node is None and synthetic_node.GetScene() is not None:
+        source_node = synthetic_node.GetScene().GetNodeByID(synthetic_node.GetAttribute(SOURCE_NODE_ID) or "")
+    meta = json_attribute(source_node, DICOM_META) if source_node is not None else None
+    return meta if isinstance(meta, dict) and meta else None

@@ -1,0 +1,1 @@
+"""Procedural paired CT phantoms (non-contrast, arterial contrast, labels) for training, demos and tests."""

@@ -1,0 +1,1 @@
+"""Training on paired cases and validating a model against its card's targets."""

@@ -1,0 +1,1 @@
+"""How the reading session shows images in an MRML scene, and the audit of what a scene reveals."""

@@ -1,0 +1,1 @@
+"""Study files: cases, images, questions, design; schedules and blinding. Needs only the common layer."""
