@@ -54,7 +54,7 @@ def section(name):
 
 from DigitalContrastLib.synthesis import engine as E  # noqa: E402
 from DigitalContrastLib.benchmarks.synthesis import FOV_MM, _diff_in_body, naive_synthesis  # noqa: E402
-from DigitalContrastLib.evaluation.metrics import body_mask_from_ct  # noqa: E402
+from DigitalContrastLib.ct.masks import body_mask_from_ct  # noqa: E402
 from DigitalContrastLib.models.network import load_network  # noqa: E402
 from DigitalContrastLib.phantoms.generator import make_phantom  # noqa: E402
 from DigitalContrastLib.synthesis.api import SynthesisEngine, load_engine  # noqa: E402

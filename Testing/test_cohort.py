@@ -23,7 +23,8 @@ from DigitalContrastLib.cohort.case import EvaluationSettings, finished_result
 from DigitalContrastLib.cohort.phantom_cohort import make_phantom_cohort
 from DigitalContrastLib.cohort.table import METRIC_COLUMNS, read_cohort_csv, read_metrics_csv
 from DigitalContrastLib.ct.io import read_volume
-from DigitalContrastLib.evaluation.metrics import body_mask_from_ct, body_metrics, roi_metrics
+from DigitalContrastLib.ct.masks import body_mask_from_ct
+from DigitalContrastLib.evaluation.metrics import body_metrics, roi_metrics
 
 CASES = 5
 BROKEN_CASE = "c003"  # broken_positions(5, 1) == [2]: the middle case

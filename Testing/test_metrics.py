@@ -10,8 +10,6 @@ import pytest
 from DigitalContrastLib.evaluation import metrics
 from DigitalContrastLib.evaluation.metrics import (
     HU_RANGE,
-    LABEL_CODES,
-    body_mask_from_ct,
     body_metrics,
     dice,
     masked_mae_hu,
@@ -21,6 +19,8 @@ from DigitalContrastLib.evaluation.metrics import (
     max_diameter_per_slice_mm,
     roi_metrics,
 )
+from DigitalContrastLib.ct.labels import LABEL_CODES
+from DigitalContrastLib.ct.masks import body_mask_from_ct
 
 LUMEN, THROMBUS, CALCIFICATION, WALL = (LABEL_CODES[k] for k in ("lumen", "thrombus", "calcification", "wall"))
 

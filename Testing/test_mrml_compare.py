@@ -44,7 +44,7 @@ def misregistered_case():
 
 def _displacement_error_mm(case, estimated, truth) -> np.ndarray:
     """|estimated(p) - truth(p)| in mm for (about 5,000) body voxels p of the non-contrast scan."""
-    from DigitalContrastLib.evaluation.metrics import body_mask_from_ct
+    from DigitalContrastLib.ct.masks import body_mask_from_ct
 
     index = np.argwhere(body_mask_from_ct(case.noncontrast.array))
     index = index[:: max(1, len(index) // 5000)]
@@ -102,7 +102,7 @@ def test_registration_in_the_background_recovers_a_known_rigid_misregistration_w
     assert 0.8 < covered.mean() < 1.0, "the 5 mm shift moves a few slices out of the real scan"
 
     # what a reader sees: the registered lumen sits where the non-contrast lumen is
-    from DigitalContrastLib.phantoms.generator import LABELS
+    from DigitalContrastLib.ct.labels import LABELS
 
     lumen = (case.labels.array == LABELS["aortic_lumen"]) & covered
     registered_lumen_hu = array_of(node)[lumen].mean()

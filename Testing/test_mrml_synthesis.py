@@ -47,7 +47,7 @@ def test_a_worker_job_gives_a_node_on_the_input_grid_equal_to_the_library_synthe
     from DigitalContrastLib.synthesis import dummy as dummy_synthesis
     from DigitalContrastLib.ct.io import read_volume, write_volume
     from DigitalContrastLib.mrml.synthesis_logic import SynthesisLogic
-    from DigitalContrastLib.phantoms.generator import LABELS
+    from DigitalContrastLib.ct.labels import LABELS
 
     work_root, workspaces = folders
     case = small_phantom()
@@ -230,7 +230,7 @@ def test_the_real_model_through_the_worker_matches_the_in_process_engine(folders
     """The default model in the worker vs ``synthesis.load_engine().synthesize`` here, same input, CPU."""
     from DigitalContrastLib.worker.client import WorkerClient
     from DigitalContrastLib.mrml.synthesis_logic import SynthesisLogic
-    from DigitalContrastLib.phantoms.generator import LABELS
+    from DigitalContrastLib.ct.labels import LABELS
 
     synthesis = _real_engine_or_skip()
     work_root, workspaces = folders

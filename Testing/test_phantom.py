@@ -25,12 +25,13 @@ from DigitalContrastLib.phantoms import generator as ph
 from DigitalContrastLib.common.errors import EXIT_BAD_JOB, JobError
 from DigitalContrastLib.phantoms.generator import (
     HU_RANGES,
-    LABELS,
     RigidMisregistration,
     make_phantom,
     read_phantom,
     write_phantom,
 )
+from DigitalContrastLib.ct import labels as labels_module
+from DigitalContrastLib.ct.labels import LABEL_COLORS, LABELS
 
 COARSE_SIZE = (128, 128, 64)
 COARSE_SPACING = (2.8, 2.8, 5.0)
@@ -341,11 +342,11 @@ def test_everything_inside_the_body_has_a_label(coarse_cases):
 def test_label_codes_fixed_unique_and_documented():
     assert len(set(LABELS.values())) == len(LABELS)
     assert {"outside": 0, "aortic_lumen": 10, "thrombus": 11, "calcification": 12, "aortic_wall": 13}.items() <= LABELS.items()
-    doc = ph.__doc__
+    doc = labels_module.__doc__
     for name, code in LABELS.items():
         assert f"{code:<6d}{name}" in doc, f"label {code} {name} missing from the module docstring"
-    assert set(HU_RANGES) == set(LABELS) == {name for name in ph.LABELS}
-    assert set(ph.LABEL_COLORS) == set(LABELS.values())
+    assert set(HU_RANGES) == set(LABELS)
+    assert set(LABEL_COLORS) == set(LABELS.values())
 
 
 def test_default_grid_is_identity_lps_centred_on_the_body():

@@ -15,7 +15,8 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from DigitalContrastLib.common.errors import InputError
-from DigitalContrastLib.evaluation.metrics import body_mask_from_ct, masked_mae_hu
+from DigitalContrastLib.ct.masks import body_mask_from_ct
+from DigitalContrastLib.evaluation.metrics import masked_mae_hu
 from DigitalContrastLib.evaluation.registration import RegistrationResult, register, resample_to
 from DigitalContrastLib.ct.volume import CTVolume
 

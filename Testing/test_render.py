@@ -7,7 +7,9 @@ import pytest
 from PIL import Image
 
 from DigitalContrastLib.ct import render
-from DigitalContrastLib.phantoms.generator import LABEL_COLORS, LABELS, make_phantom
+from DigitalContrastLib.phantoms.preview import phantom_preview
+from DigitalContrastLib.ct.labels import LABEL_COLORS, LABELS
+from DigitalContrastLib.phantoms.generator import make_phantom
 from DigitalContrastLib.ct.volume import CTVolume
 
 
@@ -86,7 +88,7 @@ def test_save_png_is_atomic_and_readable(tmp_path):
 
 def test_phantom_preview_shows_both_scans_and_the_labels(tmp_path):
     case = make_phantom(2, size_xyz=(128, 128, 64), spacing_xyz_mm=(2.8, 2.8, 5.0))
-    image = render.phantom_preview(case)
+    image = phantom_preview(case)
     assert image.mode == "RGB" and image.width > 900 and image.height > 600
     pixels = np.asarray(image).reshape(-1, 3)
     colours = {tuple(p) for p in np.unique(pixels, axis=0)}

@@ -18,7 +18,8 @@ PHANTOM_GRID = {"size_xyz": (128, 128, 160), "spacing_xyz_mm": (2.8, 2.8, 2.5)}
 
 @pytest.fixture(scope="module")
 def phantom_files(tmp_path_factory):
-    from DigitalContrastLib.phantoms.generator import LABELS, make_phantom, write_phantom
+    from DigitalContrastLib.ct.labels import LABELS
+    from DigitalContrastLib.phantoms.generator import make_phantom, write_phantom
 
     case = make_phantom(PHANTOM_SEED, **PHANTOM_GRID)
     assert (case.labels.array == LABELS["thrombus"]).any(), "pick a seed whose phantom has thrombus"
@@ -29,7 +30,7 @@ def phantom_files(tmp_path_factory):
 @pytest.mark.slow
 def test_synthesize_command_with_the_shipped_model(phantom_files, tmp_path, capsys):
     from DigitalContrastLib.ct.io import read_volume
-    from DigitalContrastLib.phantoms.generator import LABELS
+    from DigitalContrastLib.ct.labels import LABELS
 
     files, case = phantom_files
     out = tmp_path / "synthetic.nrrd"

@@ -80,7 +80,7 @@ def test_tiny_training_run_writes_a_card_and_weights_that_load_and_resumes(tmp_p
                  "--init-from", str(out), "--lr", "0.05", "--mse-warmup", "0", "--parent-weight", "0.25", *TINY]) == 0
     blended = load_card(blend)
     assert blended.data["training"]["weights_blend"]["parent_share"] == 0.25
-    written, before = load_state_dict(blended), load_state_dict(parent)
+    written, before = load_state_dict(blended.weights), load_state_dict(parent.weights)
     tensors, _ = load_unverified(blend / "training" / "checkpoint.safetensors")
     trained = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
     assert set(written) == set(trained) == set(before)
@@ -198,7 +198,7 @@ def test_pseudo_noncontrast_patches_keep_every_enhanced_neighbour_and_only_darke
 
 @pytest.mark.parametrize("gain", [(1.0, 1.0), (2.5, 2.5)])
 def test_neighbour_gain_brightens_the_heart_in_input_and_target_alike_and_never_the_aorta(tmp_path, gain):
-    from DigitalContrastLib.phantoms.generator import LABELS
+    from DigitalContrastLib.ct.labels import LABELS
     from DigitalContrastLib.training.train import PatchSampler, TrainConfig
 
     config = TrainConfig(data_dir=str(tmp_path), out_dir=str(tmp_path), patch_size_zyx=(20, 24, 24),
@@ -358,7 +358,7 @@ def test_init_from_a_model_that_is_not_installed_is_refused_with_exit_3(tmp_path
 
 
 def test_appearance_jitter_moves_each_tissue_and_bone_but_never_blood_air_or_the_residual():
-    from DigitalContrastLib.phantoms.generator import LABELS
+    from DigitalContrastLib.ct.labels import LABELS
     from DigitalContrastLib.training.train import jitter_appearance
 
     rng = np.random.default_rng(0)
@@ -429,7 +429,7 @@ def test_lumen_mask_loss_scores_a_lumen_drawn_too_wide_and_ignores_everything_ou
 
 
 def test_patches_carry_the_lumen_and_sac_labels_for_the_lumen_mask_term(tmp_path):
-    from DigitalContrastLib.phantoms.generator import LABELS
+    from DigitalContrastLib.ct.labels import LABELS
     from DigitalContrastLib.training.train import PatchSampler, TrainConfig
 
     config = TrainConfig(data_dir=str(tmp_path), out_dir=str(tmp_path), patch_size_zyx=(20, 24, 24),
@@ -451,7 +451,7 @@ def test_patches_carry_the_lumen_and_sac_labels_for_the_lumen_mask_term(tmp_path
 
 
 def test_thrombus_centred_patches_come_from_cases_with_thrombus_in_proportion_to_its_volume(tmp_path):
-    from DigitalContrastLib.phantoms.generator import LABELS
+    from DigitalContrastLib.ct.labels import LABELS
     from DigitalContrastLib.training.train import PatchSampler, TrainConfig
 
     config = TrainConfig(data_dir=str(tmp_path), out_dir=str(tmp_path), patch_size_zyx=(8, 8, 8),
@@ -483,8 +483,9 @@ def test_thrombus_centred_patches_come_from_cases_with_thrombus_in_proportion_to
 
 
 def test_load_case_finds_the_thrombus_centres_only_when_the_run_draws_them(tmp_path):
-    from DigitalContrastLib.phantoms.generator import LABELS
-    from DigitalContrastLib.training.train import TrainConfig, generate_phantom_cases, load_case
+    from DigitalContrastLib.ct.labels import LABELS
+    from DigitalContrastLib.training.train import TrainConfig, load_case
+    from DigitalContrastLib.phantoms.batch import generate_phantom_cases
 
     generate_phantom_cases(tmp_path, 1, 10000, size_xyz=(48, 48, 32), spacing_xyz_mm=(7.5, 7.5, 12.5))
     folder = tmp_path / "phantom-10000"

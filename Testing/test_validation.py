@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from DigitalContrastLib.phantoms.generator import LABELS
+from DigitalContrastLib.ct.labels import LABELS
 from DigitalContrastLib.training.validation import (
     METHODS,
     ORACLE_LUMEN_HU,
@@ -204,7 +204,7 @@ def test_validate_model_scores_every_method_on_held_out_phantoms():
     assert report["thrombus_by_burden"][0]["model_thrombus_bias_hu"] == pytest.approx(case["model"]["thrombus_bias_hu"])
     # the thrombus bias from where the lumen is put: the model's lumen and the shape observer's, in the case,
     # its band and the report; the model's figure is that of its own lumen (>= 150 HU inside the true sac)
-    from DigitalContrastLib.phantoms.generator import LABELS
+    from DigitalContrastLib.ct.labels import LABELS
     from DigitalContrastLib.evaluation.shape_observer import lumen_level_hu, placement_thrombus_bias_hu
 
     placement = case["placement_thrombus_bias_hu"]

@@ -30,7 +30,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "DigitalContrast"))
 
-from DigitalContrastLib.phantoms.generator import LABELS, make_phantom  # noqa: E402
+from DigitalContrastLib.ct.labels import LABELS
+from DigitalContrastLib.phantoms.generator import make_phantom  # noqa: E402
 from DigitalContrastLib.evaluation.shape_observer import (  # noqa: E402
     EVIDENCE_CLIP_HU,
     disk_lumen_mask,

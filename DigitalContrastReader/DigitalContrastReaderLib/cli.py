@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from DigitalContrastLib.commands.cli import UsageExitParser, run_command_line
+from DigitalContrastLib.common.cli_support import UsageExitParser, run_command_line
 
 from . import __version__
 from DigitalContrastReaderLib.study.errors import EXIT_STORE, UsageError

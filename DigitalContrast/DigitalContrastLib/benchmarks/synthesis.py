@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from DigitalContrastLib.common.hardware import available_cpu_cores
 from DigitalContrastLib.synthesis import engine as E
 
 DEFAULT_SIZE_XYZ = (512, 512, 300)
@@ -153,7 +154,7 @@ def measure(input_path: str, model_id: str | None, device: str = "cpu", repeats:
     Each path runs once untimed, then ``repeats`` timed times; the median run is reported.
     """
     from DigitalContrastLib.ct.io import read_volume
-    from DigitalContrastLib.evaluation.metrics import body_mask_from_ct
+    from DigitalContrastLib.ct.masks import body_mask_from_ct
     from DigitalContrastLib.models.network import load_network
     from DigitalContrastLib.synthesis.api import load_engine
 
@@ -250,7 +251,7 @@ def measure(input_path: str, model_id: str | None, device: str = "cpu", repeats:
         "achieved_gflops": round(fast_flops / fast_timings["inference"] / 1e9, 1),
         "naive_achieved_gflops": round(flops * naive_windows * passes / naive_timings["inference"] / 1e9, 1),
         "load_average_after": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-        "cpu_cores": E.available_cpu_cores(),
+        "cpu_cores": available_cpu_cores(),
         "machine": platform.processor() or platform.machine(),
         "torch": torch.__version__,
     })
@@ -266,7 +267,7 @@ def run_bench(size_xyz: tuple[int, int, int] = DEFAULT_SIZE_XYZ, spacing_xyz_mm:
 
     # a missing model or bad weights is the user's error (exit 3, one sentence), found before the
     # phantom is generated, not a failed child process
-    verify_weights_file(resolve_model(model_id))
+    verify_weights_file(resolve_model(model_id).weights)
 
     size_xyz = tuple(int(v) for v in size_xyz)  # type: ignore[assignment]
     spacing = tuple(spacing_xyz_mm) if spacing_xyz_mm else default_spacing(size_xyz)  # type: ignore[arg-type]

@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from DigitalContrastLib.common.atomic import atomic_write_text
+from DigitalContrastLib.common.hardware import physical_cores
 from .carbon import EnergyAssumptions, EnergyMeter
 from .table import STATUS_FAILED, STATUS_OK, CohortCase
 from DigitalContrastLib.common.errors import InputError, JobError, ModelError, NoGPUError, UserError
@@ -208,7 +209,7 @@ def picture_focus(noncontrast: CTVolume, synthetic: CTVolume, labels: CTVolume |
 def scored_body_mask(noncontrast: CTVolume, real: CTVolume) -> np.ndarray:
     """``[z, y, x]`` bool: where the non-contrast and the registered real scan both show the body
     (``metrics.body_mask_from_ct`` of each, intersected)."""
-    from DigitalContrastLib.evaluation.metrics import body_mask_from_ct
+    from DigitalContrastLib.ct.masks import body_mask_from_ct
 
     return body_mask_from_ct(noncontrast.array) & body_mask_from_ct(real.array)
 
@@ -265,7 +266,7 @@ def evaluate_case(case: CohortCase, out_dir: str | os.PathLike, settings: Evalua
 
     started = time.perf_counter()
     device = device or settings.device
-    threads = int(threads or settings.threads or _physical_cores())
+    threads = int(threads or settings.threads or physical_cores())
     folder = case_folder(out_dir, case.case_id)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / RESULT_FILE).unlink(missing_ok=True)  # from here on the case is unfinished
@@ -321,12 +322,6 @@ def evaluate_case(case: CohortCase, out_dir: str | os.PathLike, settings: Evalua
     result = jsonable(result)
     atomic_write_text(folder / RESULT_FILE, json.dumps(result, indent=1) + "\n")
     return result
-
-
-def _physical_cores() -> int:
-    import psutil
-
-    return int(psutil.cpu_count(logical=False) or os.cpu_count() or 1)
 
 
 def _read_inputs(case: CohortCase, folder: Path, result: dict, timings: dict) -> tuple[CTVolume, CTVolume | None, CTVolume | None]:

@@ -41,6 +41,7 @@ from typing import Any
 
 from DigitalContrastLib import __version__
 from DigitalContrastLib.common.atomic import atomic_write_text
+from DigitalContrastLib.common.hardware import physical_cores
 from .carbon import GridIntensity, co2e_g, gpu_count, grid_intensity, ledger_summary
 from .case import EvaluationSettings, RunError, case_folder, evaluate_case, finished_result
 from DigitalContrastLib.evaluation.stats import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, CONFIDENCE, bland_altman, describe
@@ -96,12 +97,6 @@ class PoolPlan:
         return len(self.devices)
 
 
-def _physical_cores() -> int:
-    import psutil
-
-    return int(psutil.cpu_count(logical=False) or os.cpu_count() or 1)
-
-
 def plan_local_pool(workers: int | None = None, device: str = "auto", threads: int | None = None,
                     gpus: int | None = None) -> PoolPlan:
     """The local pool (see the module docstring): 1 process per GPU, else 1 with every core.
@@ -119,7 +114,7 @@ def plan_local_pool(workers: int | None = None, device: str = "auto", threads: i
         raise JobError(f"--workers {workers} must be at least 1.")
     if threads is not None and int(threads) < 1:
         raise JobError(f"--threads {threads} must be at least 1.")
-    cores = _physical_cores()
+    cores = physical_cores()
     n_gpus = 0 if device == "cpu" else (gpu_count() if gpus is None else int(gpus))
     if device.startswith("cuda:"):
         count = int(workers or 1)

@@ -60,7 +60,8 @@ def run(args: argparse.Namespace) -> int:
     from DigitalContrastLib.common.errors import EXIT_BAD_INPUT
     from DigitalContrastLib.synthesis.gate import check_path
     from DigitalContrastLib.phantoms.generator import read_phantom
-    from DigitalContrastLib.ct.render import phantom_preview, save_png
+    from DigitalContrastLib.phantoms.preview import phantom_preview
+    from DigitalContrastLib.ct.render import save_png
     from .check import format_report
     from .evaluate import print_case, print_summary
 

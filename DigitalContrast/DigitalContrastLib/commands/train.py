@@ -122,10 +122,10 @@ def run(args: argparse.Namespace) -> int:
     from DigitalContrastLib.training.train import (
         TrainConfig,
         command_line,
-        generate_phantom_cases,
         initial_weights,
         train,
     )
+    from DigitalContrastLib.phantoms.batch import generate_phantom_cases
 
     # every option is checked before anything is written
     if args.generate_val_phantoms:

@@ -16,7 +16,7 @@ SynthRAD2023 / SynthRAD2025), reimplemented here from the published definition:
 * MS-SSIM (SynthRAD2025 variant): 5 scales weighted (0.0448, 0.2856, 0.3001, 0.2363, 0.1333),
   2×2×2 mean down-sampling between scales (Wang et al., Asilomar 2003).
 
-**Clinical ROI metrics** use the phantom's label map (codes in :data:`LABEL_CODES`): HU error and
+**Clinical ROI metrics** use the phantom's label map (codes in :data:`~DigitalContrastLib.ct.labels.LABEL_CODES`): HU error and
 bias of the lumen and thrombus, Dice of the enhanced lumen inside the aortic sac, and the axial
 maximum diameter (max Feret) of the enhanced lumen. See :func:`roi_metrics`.
 
@@ -32,6 +32,8 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial import ConvexHull
 
+from DigitalContrastLib.ct.labels import LABEL_CODES
+
 #: The fixed HU range of the SynthRAD image metrics.
 HU_RANGE: tuple[float, float] = (-1024.0, 3000.0)
 #: ``HU_RANGE[1] - HU_RANGE[0]``: the PSNR and SSIM data range.
@@ -39,16 +41,6 @@ DATA_RANGE_HU: float = HU_RANGE[1] - HU_RANGE[0]
 #: Where a synthetic or real CTA counts as enhanced lumen (``HU >= threshold``): the lumen Dice and
 #: diameters of :func:`roi_metrics`, the placement figures and the training's lumen-mask term.
 LUMEN_THRESHOLD_HU: float = 150.0
-
-#: Label codes of the phantom's label map (defined by phantom.py; repeated here so that the
-#: metrics do not import the phantom generator). Pass ``label_codes=`` to use other codes.
-LABEL_CODES: dict[str, int] = {
-    "outside": 0,
-    "lumen": 10,
-    "thrombus": 11,
-    "calcification": 12,
-    "wall": 13,
-}
 
 #: SSIM window: Gaussian σ in voxels and truncation in σ (radius int(3.5·1.5 + 0.5) = 5 voxels).
 SSIM_SIGMA_VOX: float = 1.5
@@ -254,40 +246,6 @@ def masked_ms_ssim(
         if scale < len(weights) - 1:
             x, y, m_float = _downsample_mean_2x(x), _downsample_mean_2x(y), _downsample_mean_2x(m_float)
     return float(np.prod(np.power(values, np.asarray(weights, dtype=np.float64))))
-
-
-# ---------------------------------------------------------------------------------------------
-# body mask
-def body_mask_from_ct(ct_hu: np.ndarray, threshold_hu: float = -500.0, dilation_vox: int = 0) -> np.ndarray:
-    """The patient's body: the largest connected region above ``threshold_hu``, holes filled.
-
-    Steps: threshold (``> threshold_hu``); keep the largest 6-connected 3D component (drops the
-    table, cables and noise when they do not touch the body); fill holes slice by slice in the
-    axial plane (lungs, bowel gas and airways enclosed by the body wall in that slice); optionally
-    dilate by ``dilation_vox`` voxels (6-connected steps; SynthRAD scores MAE on a dilated mask).
-
-    Args:
-        ct_hu: ``[z, y, x]`` HU volume.
-        threshold_hu: air/body threshold in HU.
-        dilation_vox: dilation iterations, 0 for none.
-
-    Returns:
-        ``[z, y, x]`` bool mask; all False when nothing exceeds the threshold.
-    """
-    above = np.asarray(ct_hu) > threshold_hu
-    labelled, count = ndimage.label(above)
-    if count == 0:
-        return np.zeros(above.shape, dtype=bool)
-    sizes = np.bincount(labelled.ravel())
-    sizes[0] = 0
-    body = labelled == int(np.argmax(sizes))
-    in_plane = np.zeros((3, 3, 3), dtype=bool)
-    in_plane[1] = ndimage.generate_binary_structure(2, 1)
-    # With an in-plane structure the fill works per axial slice (the lungs fill, as on a slice).
-    body = ndimage.binary_fill_holes(body, structure=in_plane)
-    if dilation_vox > 0:
-        body = ndimage.binary_dilation(body, iterations=int(dilation_vox))
-    return body
 
 
 def body_metrics(pred_hu: np.ndarray, ref_hu: np.ndarray, body_mask: np.ndarray) -> dict[str, float]:

@@ -28,7 +28,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from DigitalContrastLib.common.errors import InputError
-from .metrics import body_mask_from_ct
+from DigitalContrastLib.ct.masks import body_mask_from_ct
 from DigitalContrastLib.common.progress import ProgressCallback, no_progress
 from DigitalContrastLib.ct.volume import CTVolume
 

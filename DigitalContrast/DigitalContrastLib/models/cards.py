@@ -32,6 +32,8 @@ from typing import Any
 from DigitalContrastLib.common.errors import ModelError
 from DigitalContrastLib.common.paths import MODULE_DIR
 
+from .weights import WeightsFile, save_state_dict, verify_weights_file
+
 DEFAULT_MODEL_ID = "aorta-phantom-v1"
 CARD_FILE = "model_card.json"
 SCHEMA_FILE = Path(__file__).with_name("model_card.schema.json")
@@ -79,6 +81,11 @@ class ModelCard:
         return self.data["weights"]["sha256"]
 
     @property
+    def weights(self) -> WeightsFile:
+        """The weights file with the checksum and size this card expects."""
+        return WeightsFile(self.weights_path, self.weights_sha256, int(self.data["weights"]["size_bytes"]), str(self.path))
+
+    @property
     def intended_use_summary(self) -> str:
         """The first sentence of the intended use (a one-liner for listings)."""
         text = " ".join(self.data["intended_use"].split())
@@ -98,10 +105,8 @@ class ModelCard:
             "intended_use": self.intended_use_summary,
         }
         if verify:
-            from .weights import verify_weights_file
-
             try:
-                verify_weights_file(self)
+                verify_weights_file(self.weights)
                 out["verified"] = True
             except ModelError as error:
                 out["verified"] = False
@@ -261,7 +266,6 @@ def write_model_folder(folder: str | os.PathLike, card_data: dict[str, Any], sta
     Returns the loaded card.
     """
     from DigitalContrastLib.common.atomic import atomic_write_text
-    from .weights import save_state_dict
 
     folder = Path(folder)
     data = json.loads(json.dumps(card_data))  # a deep, JSON-only copy

@@ -79,7 +79,7 @@ def load_network(card, device: str | torch.device = "cpu") -> torch.nn.Module:
 
     spec = card.data["network"]
     network = build_network(spec["class"], spec["kwargs"], where=str(card.path))
-    state = load_state_dict(card)
+    state = load_state_dict(card.weights)
     try:
         network.load_state_dict(state, strict=True)
     except RuntimeError as error:

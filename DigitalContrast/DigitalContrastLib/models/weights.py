@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import struct
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,8 +27,6 @@ from DigitalContrastLib.common.errors import ModelError
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
-
-    from .cards import ModelCard
 
 PICKLE_SUFFIXES = {".pt", ".pth", ".ckpt", ".bin", ".pkl", ".pickle", ".tar"}
 _ZIP_MAGIC = b"PK\x03\x04"
@@ -69,29 +68,41 @@ def check_safetensors_file(path: str | os.PathLike) -> Path:
     return path
 
 
-def verify_weights_file(card: "ModelCard") -> Path:
-    """Check the card's weights file (format, size, sha256) without loading it.
+@dataclass(frozen=True)
+class WeightsFile:
+    """A weights file and what it must be: ``sha256`` (hex) and ``size_bytes``, as a model card names them.
+
+    ``named_by`` is the file that names them (a card's path), for messages.
+    """
+
+    path: Path
+    sha256: str
+    size_bytes: int
+    named_by: str = "the model card"
+
+
+def verify_weights_file(weights: WeightsFile) -> Path:
+    """Check a weights file (format, size, sha256) without loading it; returns its path.
 
     Raises:
         ModelError: missing, pickle, wrong format, wrong size or checksum mismatch.
     """
-    path = check_safetensors_file(card.weights_path)
-    expected_size = int(card.data["weights"]["size_bytes"])
+    path = check_safetensors_file(weights.path)
     actual_size = path.stat().st_size
     actual_sha = file_sha256(path)
-    if actual_sha != card.weights_sha256 or actual_size != expected_size:
+    if actual_sha != weights.sha256 or actual_size != weights.size_bytes:
         raise ModelError(
             f"Weights file {path} fails its checksum (sha256 {actual_sha[:12]}…, {actual_size} bytes; the card "
-            f"{card.path} expects {card.weights_sha256[:12]}…, {expected_size} bytes): it is corrupt or was altered, "
-            "so it was refused; reinstall the model.",
+            f"{weights.named_by} expects {weights.sha256[:12]}…, {weights.size_bytes} bytes): it is corrupt or was "
+            "altered, so it was refused; reinstall the model.",
             code="checksum_mismatch",
         )
     return path
 
 
-def load_state_dict(card: "ModelCard") -> dict[str, "torch.Tensor"]:
-    """Verify, then load the card's weights as a ``{name: tensor}`` dict on the CPU."""
-    path = verify_weights_file(card)
+def load_state_dict(weights: WeightsFile) -> dict[str, "torch.Tensor"]:
+    """Verify, then load a weights file as a ``{name: tensor}`` dict on the CPU."""
+    path = verify_weights_file(weights)
     from safetensors.torch import load_file
 
     return load_file(str(path), device="cpu")

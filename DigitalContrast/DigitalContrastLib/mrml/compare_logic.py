@@ -33,7 +33,9 @@ from . import provenance as prov
 from DigitalContrastLib.common.background import BackgroundTask
 from DigitalContrastLib.ct.display_presets import CONTRAST_PRESET
 from DigitalContrastLib.common.errors import InputError, JobError
-from DigitalContrastLib.evaluation.metrics import LABEL_CODES, body_mask_from_ct, body_metrics, roi_metrics
+from DigitalContrastLib.ct.labels import LABEL_CODES
+from DigitalContrastLib.ct.masks import body_mask_from_ct
+from DigitalContrastLib.evaluation.metrics import body_metrics, roi_metrics
 from DigitalContrastLib.common.progress import ProgressCallback
 from DigitalContrastLib.ct.volume import CTVolume
 

@@ -89,7 +89,8 @@ def make_review_screenshot(
     from .layout import panel_offset_px, ras_to_view_pixel, render_views_png
     from .synthesis_logic import SynthesisLogic
     from .volume_nodes import volume_to_node
-    from DigitalContrastLib.phantoms.generator import LABELS, make_phantom
+    from DigitalContrastLib.ct.labels import LABELS
+    from DigitalContrastLib.phantoms.generator import make_phantom
 
     case = make_phantom(seed, size_xyz=size_xyz, spacing_xyz_mm=spacing_xyz_mm)
     scene, app_logic = make_headless_scene()

@@ -31,7 +31,6 @@ import numpy as np
 
 from .generator import (
     ANEURYSM_PROBABILITY,
-    LABELS,
     Anatomy,
     Box,
     Canvas,
@@ -44,6 +43,7 @@ from .generator import (
     smoothstep,
     uniform,
 )
+from DigitalContrastLib.ct.labels import LABELS
 
 FINE_Z = np.arange(-320.0, 420.0, 1.0)  # the anatomy's z lattice (mm), independent of the grid
 

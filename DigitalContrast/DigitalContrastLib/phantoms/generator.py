@@ -13,42 +13,7 @@ One label map, two HU tables (non-contrast and arterial phase), partial-volume b
 independent, spatially correlated noise for each scan. Every sampled value is recorded in
 ``PhantomCase.params`` (and ``phantom.json``).
 
-Label codes (``LABELS``; defined here only, int16 on disk; everything inside the body is > 0)
-=============================================================================================
-
-====  ==================  ==================================================================
-code  name                what it is
-====  ==================  ==================================================================
-0     outside             air outside the body
-1     soft_tissue         other soft tissue: skin, spinal canal contents
-2     fat                 subcutaneous, visceral and retroperitoneal fat, renal sinus fat
-3     muscle              abdominal wall, paraspinal, psoas, quadratus, iliacus, gluteal, diaphragm
-4     cortical_bone       cortical shell of vertebrae, ribs, sacrum and pelvis
-5     bone_marrow         cancellous bone inside the shells
-6     liver               liver
-7     kidney_cortex       renal cortex and columns of Bertin
-8     kidney_medulla      renal pyramids
-9     vena_cava           inferior vena cava and common iliac veins
-10    aortic_lumen        flowing lumen of the aorta and the common and external iliac arteries
-11    thrombus            intraluminal thrombus of the aneurysm sac (eccentric crescent)
-12    calcification       calcified plaques in the aortic and iliac wall
-13    aortic_wall         wall of the aorta and the iliac arteries
-14    branch_artery       renal arteries, superior mesenteric, coeliac trunk and its branches,
-                          internal iliac arteries (lumen)
-15    bowel_gas           gas in the stomach, small bowel and colon
-16    bowel               bowel wall and content (stomach, small bowel, colon)
-17    spleen              spleen
-18    lung                lungs (bases in the abdominal field of view)
-19    disc                intervertebral discs
-20    vein                portal, superior mesenteric, splenic and renal veins
-21    pancreas            pancreas
-22    fluid               water-like fluid: urine (bladder, renal pelvis), bile (gallbladder)
-23    myocardium          heart muscle (ventricular and atrial walls, septum)
-24    heart_left          blood in the left atrium and ventricle
-25    heart_right         blood in the right atrium and ventricle
-26    pulmonary_artery    pulmonary trunk, left and right pulmonary arteries and their branches
-                          in the lungs (lumen)
-====  ==================  ==================================================================
+Label codes: :data:`~DigitalContrastLib.ct.labels.LABELS` (the table is in that module).
 
 HU tables (per-case values drawn uniformly in these ranges; ``HU_RANGES``)
 ========================================================================
@@ -127,41 +92,13 @@ import numpy as np
 
 from DigitalContrastLib.common.atomic import atomic_write_text
 from DigitalContrastLib.common.errors import InputError, JobError, OutputError
+from DigitalContrastLib.ct.labels import LABELS
+from DigitalContrastLib.ct.paired_case import CASE_FILES, PHANTOM_PARAMS_FILE
 from DigitalContrastLib.ct.volume import IDENTITY_DIRECTION, CTVolume
 
 GENERATOR_VERSION = "1.4.0"
 """Bumped whenever the same seed and grid give different voxels (1.4.0: lung and soft tissue round the
 thoracic aorta instead of fat; fields of view centred on the abdomen are unchanged)."""
-
-LABELS: dict[str, int] = {
-    "outside": 0,
-    "soft_tissue": 1,
-    "fat": 2,
-    "muscle": 3,
-    "cortical_bone": 4,
-    "bone_marrow": 5,
-    "liver": 6,
-    "kidney_cortex": 7,
-    "kidney_medulla": 8,
-    "vena_cava": 9,
-    "aortic_lumen": 10,
-    "thrombus": 11,
-    "calcification": 12,
-    "aortic_wall": 13,
-    "branch_artery": 14,
-    "bowel_gas": 15,
-    "bowel": 16,
-    "spleen": 17,
-    "lung": 18,
-    "disc": 19,
-    "vein": 20,
-    "pancreas": 21,
-    "fluid": 22,
-    "myocardium": 23,
-    "heart_left": 24,
-    "heart_right": 25,
-    "pulmonary_artery": 26,
-}
 
 #: Documented range of each label's noise-free level: ``name -> ((nc_lo, nc_hi), (c_lo, c_hi))``.
 #: The vena cava's contrast range is the unenhanced part below the renal veins.
@@ -193,37 +130,6 @@ HU_RANGES: dict[str, tuple[tuple[float, float], tuple[float, float]]] = {
     "heart_left": ((30, 50), (250, 480)),
     "heart_right": ((30, 50), (120, 400)),
     "pulmonary_artery": ((30, 50), (180, 450)),
-}
-
-#: Display colours (RGB) of the labels, for previews and legends.
-LABEL_COLORS: dict[int, tuple[int, int, int]] = {
-    0: (0, 0, 0),
-    1: (190, 160, 150),
-    2: (240, 220, 140),
-    3: (200, 95, 95),
-    4: (255, 255, 255),
-    5: (205, 185, 155),
-    6: (140, 70, 30),
-    7: (255, 150, 40),
-    8: (150, 40, 130),
-    9: (30, 60, 210),
-    10: (255, 0, 0),
-    11: (255, 215, 0),
-    12: (0, 255, 255),
-    13: (255, 105, 180),
-    14: (255, 110, 60),
-    15: (60, 60, 60),
-    16: (110, 165, 80),
-    17: (120, 60, 180),
-    18: (70, 95, 140),
-    19: (80, 200, 190),
-    20: (110, 150, 255),
-    21: (235, 175, 205),
-    22: (40, 190, 255),
-    23: (170, 40, 60),
-    24: (255, 60, 120),
-    25: (90, 120, 230),
-    26: (60, 90, 255),
 }
 
 ANEURYSM_PROBABILITY = 0.7
@@ -824,10 +730,6 @@ def _jsonable(value):
 
 
 # ============================================================================ files
-PHANTOM_FILES = {"noncontrast": "noncontrast.nrrd", "contrast": "contrast.nrrd", "labels": "labels.nrrd",
-                 "params": "phantom.json"}
-
-
 def write_phantom(case: PhantomCase, outdir) -> dict[str, Path]:
     """Write the case as ``noncontrast.nrrd``, ``contrast.nrrd``, ``labels.nrrd`` (int16, exact
     geometry; labels gzip-compressed) and ``phantom.json`` (the params) into ``outdir``, each
@@ -845,13 +747,13 @@ def write_phantom(case: PhantomCase, outdir) -> dict[str, Path]:
     try:
         out.mkdir(parents=True, exist_ok=True)
         # phantom.json goes last: a folder whose phantom.json exists holds a complete, matching set
-        (out / PHANTOM_FILES["params"]).unlink(missing_ok=True)
+        (out / PHANTOM_PARAMS_FILE).unlink(missing_ok=True)
         for key in ("noncontrast", "contrast", "labels"):
             volume: CTVolume = getattr(case, key)
             paths[key] = write_volume(volume.with_array(np.asarray(volume.array, dtype=np.int16)),
-                                      out / PHANTOM_FILES[key], compress=(key == "labels"))
+                                      out / CASE_FILES[key], compress=(key == "labels"))
         text = json.dumps(case.params, indent=1) + "\n"
-        paths["params"] = atomic_write_text(out / PHANTOM_FILES["params"], text)
+        paths["params"] = atomic_write_text(out / PHANTOM_PARAMS_FILE, text)
     except (OSError, RuntimeError) as error:
         reason = getattr(error, "strerror", None) or "the write failed"
         raise OutputError(f"Cannot write the phantom into {out} ({reason}): choose a folder you can write to.") from None
@@ -869,11 +771,11 @@ def read_phantom(outdir) -> PhantomCase:
     folder = Path(outdir)
     volumes = {}
     for key in ("noncontrast", "contrast", "labels"):
-        path = folder / PHANTOM_FILES[key]
+        path = folder / CASE_FILES[key]
         if not path.is_file():
             raise InputError(f"{path} is missing: write the phantom again with 'digital-contrast phantom {folder}'.")
         volumes[key] = read_volume(path)
-    path = folder / PHANTOM_FILES["params"]
+    path = folder / PHANTOM_PARAMS_FILE
     try:
         params = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:

@@ -145,7 +145,7 @@ def load_engine(model_id: str | None = None, device: str = "auto") -> SynthesisE
     from DigitalContrastLib.models.weights import verify_weights_file
 
     card = resolve_model(model_id)
-    verify_weights_file(card)
+    verify_weights_file(card.weights)
     key = (str(card.path), card.weights_sha256, device or "auto")
     with _ENGINES_LOCK:
         engine = _ENGINES.get(key)

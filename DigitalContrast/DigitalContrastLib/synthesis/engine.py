@@ -41,6 +41,7 @@ import torch
 import torch.nn.functional as F
 
 from DigitalContrastLib.common.errors import JobError, NoGPUError, OutOfMemoryError
+from DigitalContrastLib.common.hardware import available_cpu_cores
 from DigitalContrastLib.common.progress import ProgressCallback, no_progress
 from DigitalContrastLib.ct.volume import CTVolume
 
@@ -137,14 +138,6 @@ def total_stride_zyx(network_kwargs: dict[str, Any]) -> tuple[int, int, int]:
 
 
 # --------------------------------------------------------------------------- device & precision
-
-
-def available_cpu_cores() -> int:
-    """CPU cores this process may use (affinity-aware)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # macOS, Windows
-        return max(1, os.cpu_count() or 1)
 
 
 def use_all_cpu_cores() -> int:

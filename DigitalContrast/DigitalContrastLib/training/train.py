@@ -42,14 +42,15 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+from DigitalContrastLib.common.hardware import available_cpu_cores
 from DigitalContrastLib.synthesis import engine as E
 from DigitalContrastLib.common.errors import InputError, JobError
 from DigitalContrastLib.evaluation.metrics import LUMEN_THRESHOLD_HU
 from DigitalContrastLib.models.network import build_network, count_parameters
 from DigitalContrastLib.common.progress import ProgressCallback, no_progress
 from DigitalContrastLib.common.report_html import format_number
+from DigitalContrastLib.ct.paired_case import CASE_FILES, has_pair
 
-CASE_FILES = {"noncontrast": "noncontrast.nrrd", "contrast": "contrast.nrrd", "labels": "labels.nrrd"}
 CHECKPOINT_DIR = "training"
 CHECKPOINT_FILE = "checkpoint.safetensors"
 HISTORY_FILE = "history.json"
@@ -214,11 +215,7 @@ def find_cases(data_dir: str | Path) -> list[Path]:
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise InputError(f"Training data folder {data_dir} does not exist; give --data a folder of cases.", code="no_data")
-    cases = sorted(
-        p for p in data_dir.iterdir()
-        if p.is_dir() and (p / CASE_FILES["noncontrast"]).is_file() and (p / CASE_FILES["contrast"]).is_file()
-    )
-    return cases
+    return sorted(p for p in data_dir.iterdir() if p.is_dir() and has_pair(p))
 
 
 def phantom_seeds(case_dirs: Sequence[Path]) -> list[int]:
@@ -233,20 +230,20 @@ def phantom_seeds(case_dirs: Sequence[Path]) -> list[int]:
 
 
 def _vessel_codes() -> list[int]:
-    from DigitalContrastLib.phantoms.generator import LABELS
+    from DigitalContrastLib.ct.labels import LABELS
 
     names = ("aortic_lumen", "thrombus", "calcification", "aortic_wall", "branch_artery")
     return [LABELS[n] for n in names if n in LABELS]
 
 
 def _label_code(name: str) -> int:
-    from DigitalContrastLib.phantoms.generator import LABELS
+    from DigitalContrastLib.ct.labels import LABELS
 
     return LABELS[name]
 
 
 def _positive_codes() -> list[int]:
-    from DigitalContrastLib.phantoms.generator import LABELS
+    from DigitalContrastLib.ct.labels import LABELS
 
     return [LABELS[n] for n in ("aortic_lumen", "thrombus") if n in LABELS]
 
@@ -731,7 +728,7 @@ def initial_weights(config: TrainConfig) -> tuple[dict[str, torch.Tensor], dict[
             raise JobError(f"--init-from {config.init_from}: its card has {section}.{key} = {json.dumps(have)} but this "
                            f"run has {json.dumps(want)}; give the same {option} as {card.id} {card.version}.",
                            code="init_mismatch")
-    state = {k: v.float() if v.is_floating_point() else v for k, v in load_state_dict(card).items()}
+    state = {k: v.float() if v.is_floating_point() else v for k, v in load_state_dict(card.weights).items()}
     return state, {"id": card.id, "version": card.version, "weights_sha256": card.weights_sha256,
                    "command": theirs.get("training", {}).get("command", "")}
 
@@ -995,7 +992,7 @@ def train(config: TrainConfig, resume: bool = False, progress: ProgressCallback 
         "patches_seen": step * config.batch_size,
         "precision": precision,
         "seconds": round(elapsed + prior, 1),
-        "hardware": f"{platform.processor() or platform.machine()}, {E.available_cpu_cores()} CPU cores, torch {torch.__version__}",
+        "hardware": f"{platform.processor() or platform.machine()}, {available_cpu_cores()} CPU cores, torch {torch.__version__}",
         "history": history,
     })
     if parent is not None:
@@ -1005,7 +1002,7 @@ def train(config: TrainConfig, resume: bool = False, progress: ProgressCallback 
         "during_training": {k[4:]: v for k, v in last.items() if k.startswith("val_")},
         "note": "Scored on the validation cases after the last epoch; 'digital-contrast validate' gives the full table.",
     }
-    cpu_hours = (elapsed + prior) * E.available_cpu_cores() / 3600
+    cpu_hours = (elapsed + prior) * available_cpu_cores() / 3600
     card["energy"] = (
         f"Training took {cpu_hours:.2f} CPU-core-hours; at an assumed 15 W per busy core that is about "
         f"{cpu_hours * 15:.0f} Wh (estimate from wall time, no power meter). One CPU synthesis of a 512x512x300 CT takes "
@@ -1025,30 +1022,6 @@ def train(config: TrainConfig, resume: bool = False, progress: ProgressCallback 
     written = write_model_folder(out_dir, card, state)
     log(f"model written: {written.path} (weights sha256 {written.weights_sha256[:12]}…)")
     return written.path
-
-
-def generate_phantom_cases(folder: str | Path, count: int, seed_start: int,
-                           progress: ProgressCallback | None = None, prefix: str = "phantom",
-                           **phantom_kwargs: Any) -> list[Path]:
-    """Write phantoms ``seed_start .. seed_start+count-1`` into ``folder/<prefix>-<seed>/`` (kept if present).
-
-    ``phantom_kwargs`` go to :func:`~DigitalContrastLib.phantoms.generator.make_phantom` (size, spacing, z centre).
-    """
-    from DigitalContrastLib.phantoms.generator import make_phantom, write_phantom
-
-    if count < 0 or seed_start < 0:
-        raise JobError("Phantom count and seed start must be non-negative; fix --generate-phantoms / --seed-start.")
-    progress = progress or no_progress
-    folder = Path(folder)
-    made = []
-    for k in range(count):
-        seed = seed_start + k
-        case_dir = folder / f"{prefix}-{seed:05d}"
-        if not all((case_dir / name).is_file() for name in CASE_FILES.values()):
-            write_phantom(make_phantom(seed, **phantom_kwargs), case_dir)
-        made.append(case_dir)
-        progress("phantoms", k + 1, count)
-    return made
 
 
 def command_line(argv: Sequence[str]) -> str:

@@ -70,7 +70,8 @@ ACCEPTANCE = {
 def case_metrics(pred_hu: np.ndarray, ref_hu: np.ndarray, noncontrast_hu: np.ndarray, labels: np.ndarray | None,
                  spacing_xyz_mm: Sequence[float]) -> dict[str, float]:
     """Body metrics (mask from the non-contrast scan) and, with labels, the aortic ROI metrics."""
-    from DigitalContrastLib.evaluation.metrics import body_mask_from_ct, body_metrics, roi_metrics
+    from DigitalContrastLib.ct.masks import body_mask_from_ct
+    from DigitalContrastLib.evaluation.metrics import body_metrics, roi_metrics
 
     body = body_mask_from_ct(noncontrast_hu)
     out = dict(body_metrics(pred_hu, ref_hu, body))
@@ -81,7 +82,7 @@ def case_metrics(pred_hu: np.ndarray, ref_hu: np.ndarray, noncontrast_hu: np.nda
 
 def oracle_prediction(noncontrast_hu: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """The non-contrast scan with the true aortic lumen set to :data:`ORACLE_LUMEN_HU` (int16)."""
-    from DigitalContrastLib.phantoms.generator import LABELS
+    from DigitalContrastLib.ct.labels import LABELS
 
     oracle = np.array(noncontrast_hu, dtype=np.int16, copy=True)
     oracle[np.asarray(labels) == LABELS["aortic_lumen"]] = int(ORACLE_LUMEN_HU)
@@ -99,7 +100,7 @@ def observer_prediction(noncontrast_hu: np.ndarray, labels: np.ndarray, spacing_
     """
     from scipy import ndimage
 
-    from DigitalContrastLib.phantoms.generator import LABELS
+    from DigitalContrastLib.ct.labels import LABELS
 
     labels = np.asarray(labels)
     lumen, thrombus = labels == LABELS["aortic_lumen"], labels == LABELS["thrombus"]
@@ -320,7 +321,7 @@ def validate_model(
 
 def _placement(case: Any, synthetic_hu: np.ndarray) -> dict[str, float]:
     """Thrombus bias (HU) from where the model and the shape observer put the lumen (:mod:`.shape_observer`)."""
-    from DigitalContrastLib.phantoms.generator import LABELS
+    from DigitalContrastLib.ct.labels import LABELS
     from DigitalContrastLib.evaluation.shape_observer import placement_beside_shape_observer
 
     labels = case.labels.array
@@ -434,7 +435,8 @@ def chest_check(seeds: Sequence[int], engine: Any, size_xyz: Sequence[int] = (25
     structure left enhanced); and the true contrast median. Passed when every case's thoracic
     median from the non-contrast scan lies inside 250-450 HU.
     """
-    from DigitalContrastLib.phantoms.generator import CHEST_CENTER_Z_MM, LABELS, make_phantom
+    from DigitalContrastLib.phantoms.generator import CHEST_CENTER_Z_MM, make_phantom
+    from DigitalContrastLib.ct.labels import LABELS
 
     progress = progress or no_progress
     cases = []

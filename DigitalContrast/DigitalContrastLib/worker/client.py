@@ -72,6 +72,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from DigitalContrastLib.common.hardware import physical_cores
 from DigitalContrastLib.common.paths import MODULE_DIR
 
 from . import protocol
@@ -179,9 +180,7 @@ def worker_environment(device: str = "auto", threads: int | None = None,
     if device == "cpu":
         env["CUDA_VISIBLE_DEVICES"] = "-1"
     if threads is None:
-        import psutil
-
-        default_threads = str(psutil.cpu_count(logical=False) or os.cpu_count() or 1)
+        default_threads = str(physical_cores())
         env.setdefault("OMP_NUM_THREADS", default_threads)
         env.setdefault("MKL_NUM_THREADS", env["OMP_NUM_THREADS"])
     else:

@@ -55,6 +55,7 @@ from typing import Any, TextIO
 from DigitalContrastLib import __version__
 from . import protocol
 from DigitalContrastLib.common.checksum import file_sha256
+from DigitalContrastLib.common.hardware import physical_cores
 from DigitalContrastLib.common.errors import (
     EXIT_BAD_JOB,
     EXIT_INTERNAL,
@@ -191,7 +192,7 @@ def _cpu_device() -> dict[str, Any]:
     import psutil
 
     memory = psutil.virtual_memory()
-    return {"kind": "cpu", "name": _cpu_name(), "cores": psutil.cpu_count(logical=False),
+    return {"kind": "cpu", "name": _cpu_name(), "cores": physical_cores(),
             "free_memory_mb": memory.available / 2**20, "total_memory_mb": memory.total / 2**20}
 
 
