@@ -506,7 +506,7 @@ class DigitalContrastLogic(ScriptedLoadableModuleLogic):
     @staticmethod
     def workerLauncher():
         """The worker runs under Slicer's own Python launcher (PythonSlicer), never in this process."""
-        from DigitalContrastLib.worker.client import worker_script_launcher
+        from DigitalContrastLib.worker.process import worker_script_launcher
 
         pythonSlicer = shutil.which("PythonSlicer") or str(pathlib.Path(sys.executable).with_name("PythonSlicer"))
         return worker_script_launcher(pythonSlicer)
@@ -539,7 +539,7 @@ class DigitalContrastLogic(ScriptedLoadableModuleLogic):
     def startDeviceProbe(self):
         """Ask the worker which device it sees (torch is imported there, not here)."""
         from DigitalContrastLib.common.background import BackgroundTask
-        from DigitalContrastLib.worker.client import probe_worker
+        from DigitalContrastLib.worker.process import probe_worker
 
         return BackgroundTask("probe", probe_worker, self.workerLauncher(), pass_progress=False).start()
 

@@ -15,13 +15,17 @@ import numpy as np
 import pytest
 
 from DigitalContrastLib.common.checksum import file_sha256
-from DigitalContrastLib.worker.client import (
+from DigitalContrastLib.worker.outcome import (
     JobCancelled,
-    WorkerClient,
     WorkerError,
+)
+from DigitalContrastLib.worker.client import (
+    WorkerClient,
+    run_synthesis_job,
+)
+from DigitalContrastLib.worker.process import (
     popen_launcher,
     probe_worker,
-    run_synthesis_job,
     worker_script_launcher,
 )
 from DigitalContrastLib.common.errors import EXIT_BAD_INPUT, EXIT_MODEL, EXIT_NO_GPU, InputError, JobError, ModelError

@@ -34,7 +34,7 @@ def test_available_models_lists_the_search_path_or_says_why_not():
 
 @pytest.mark.process
 def test_device_text_from_a_real_probe_of_the_worker():
-    from DigitalContrastLib.worker.client import probe_worker
+    from DigitalContrastLib.worker.process import probe_worker
 
     hello = probe_worker(timeout_s=120)
     text = device_text(hello)

@@ -280,7 +280,7 @@ def run_bench(size_xyz: tuple[int, int, int] = DEFAULT_SIZE_XYZ, spacing_xyz_mm:
         "import json, sys; from DigitalContrastLib.benchmarks.synthesis import measure; "
         "print('BENCH-RESULT ' + json.dumps(measure(sys.argv[1], sys.argv[2] or None)))"
     )
-    from DigitalContrastLib.worker.client import SAFE_PATH_FLAGS
+    from DigitalContrastLib.worker.process import SAFE_PATH_FLAGS
 
     child = subprocess.run([sys.executable, *SAFE_PATH_FLAGS, "-c", code, str(path), model_id or ""],
                            capture_output=True, text=True)

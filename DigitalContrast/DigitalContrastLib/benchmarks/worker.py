@@ -28,7 +28,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from DigitalContrastLib.worker.client import Event, WorkerClient
+from DigitalContrastLib.worker.outcome import Event
+from DigitalContrastLib.worker.client import WorkerClient
 from DigitalContrastLib.worker.protocol import make_job
 
 TARGET_SECOND_JOB_EXTRA_S = 0.5

@@ -356,7 +356,8 @@ def _read_inputs(case: CohortCase, folder: Path, result: dict, timings: dict) ->
 
 def _synthesize(case: CohortCase, output: Path, folder: Path, settings: EvaluationSettings, client: Any,
                 device: str, threads: int, result: dict) -> dict[str, Any]:
-    from DigitalContrastLib.worker.client import JobCancelled, run_synthesis_job
+    from DigitalContrastLib.worker.outcome import JobCancelled
+    from DigitalContrastLib.worker.client import run_synthesis_job
 
     meter = EnergyMeter(device, threads, settings.energy)
     meter.start()

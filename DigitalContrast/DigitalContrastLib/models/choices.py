@@ -85,7 +85,7 @@ def available_models(verify: bool = False) -> tuple[list[ModelChoice], str | Non
 
 
 def device_text(hello: Mapping[str, Any] | None) -> str:
-    """What the worker's probe found, in one line (``hello`` from ``client.probe_worker``)."""
+    """What the worker's probe found, in one line (``hello`` from ``worker.process.probe_worker``)."""
     if not hello:
         return "not probed yet"
     torch_info = hello.get("torch") or {}

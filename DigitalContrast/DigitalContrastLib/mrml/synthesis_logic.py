@@ -34,7 +34,8 @@ from pathlib import Path
 from typing import Any
 
 from . import provenance as prov
-from DigitalContrastLib.worker.client import Event, JobOutcome, WorkerClient
+from DigitalContrastLib.worker.outcome import Event, JobOutcome
+from DigitalContrastLib.worker.client import WorkerClient
 from DigitalContrastLib.ct.display_presets import CONTRAST_PRESET
 from DigitalContrastLib.common.errors import GateWarningError, InputError, JobError
 from DigitalContrastLib.synthesis.gate import GateReport, check_volume

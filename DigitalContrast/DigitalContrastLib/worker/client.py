@@ -56,158 +56,27 @@ from __future__ import annotations
 
 import atexit
 import collections
-import errno
 import os
 import queue
 import shutil
-import signal
 import subprocess
-import sys
 import tempfile
-import threading
 import time
 import weakref
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from DigitalContrastLib.common.hardware import physical_cores
-from DigitalContrastLib.common.paths import MODULE_DIR
-
-from . import protocol
-from DigitalContrastLib.common.atomic import atomic_path
-from DigitalContrastLib.common.checksum import file_sha256
-from DigitalContrastLib.common.errors import (
-    EXIT_INTERNAL,
-    EXIT_OK,
-    InputError,
-    JobError,
-    ModelError,
-    NoGPUError,
-    OutOfMemoryError,
-    OutputError,
-    UserError,
-)
+from DigitalContrastLib.common.errors import JobError, UserError
 from DigitalContrastLib.common.progress import STAGES, ProgressCallback, overall_fraction
 
-#: ``launcher(worker_args, env) -> Popen`` with ``stdin``, ``stdout`` and ``stderr`` pipes
-#: (``stderr`` may be merged into ``stdout``); ``env`` is the child's complete environment.
-Launcher = Callable[[Sequence[str], Mapping[str, str]], subprocess.Popen]
+from . import protocol
+from .delivery import JOB_FOLDER_PREFIX, RunningJob, deliver, final_result, remove_stale_job_folders, require_writable_folder
+from .outcome import Event, JobOutcome, WorkerError, describe_exit
+from .process import EXIT_GRACE_S, Launcher, WorkerProcess, default_launcher, worker_environment
 
-JOB_FOLDER_PREFIX = "dc-job-"
-#: After the worker exits, wait this long for its pipes to close (a grandchild may hold them).
-EXIT_GRACE_S = 0.3
-#: How long cancel() waits for the killed processes to disappear.
-KILL_TIMEOUT_S = 2.0
 #: Weight of a new ETA estimate in the running average.
 ETA_SMOOTHING = 0.3
-
-
-class WorkerError(UserError):
-    """The worker crashed, was killed, or broke the protocol (a bug or the system, not the input)."""
-
-    exit_code = EXIT_INTERNAL
-    default_code = "worker_crashed"
-
-
-class JobCancelled(Exception):
-    """Raised by :meth:`JobOutcome.raise_for_error` for a job the client cancelled."""
-
-
-_ERRORS_BY_EXIT_CODE: dict[int, type[UserError]] = {
-    cls.exit_code: cls for cls in (InputError, ModelError, JobError, OutOfMemoryError, NoGPUError, OutputError)
-}
-
-
-# ---------------------------------------------------------------------------- launching
-def popen_launcher(command: Sequence[str], cwd: str | os.PathLike | None = None) -> Launcher:
-    """A launcher running ``command + worker_args`` in a new process group with three pipes."""
-    command = [os.fspath(part) for part in command]
-
-    def launch(args: Sequence[str], env: Mapping[str, str]) -> subprocess.Popen:
-        extra: dict[str, Any] = {"start_new_session": True} if os.name == "posix" else {
-            "creationflags": getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0)}
-        return subprocess.Popen([*command, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, env=dict(env), cwd=cwd, **extra)
-
-    return launch
-
-
-#: ``-P`` (Python 3.11+): ``-m`` and ``-c`` would otherwise put the current folder first on
-#: ``sys.path``, so a file such as ``json.py`` or ``timeit.py`` in the folder a user works in would
-#: be imported by the worker instead of the standard module (a crash, or someone else's code run on
-#: patient data).
-SAFE_PATH_FLAGS: tuple[str, ...] = ("-P",) if sys.version_info >= (3, 11) else ()
-
-
-def default_launcher() -> Launcher:
-    """``sys.executable -P -m DigitalContrastLib.worker`` (the package's folder joins PYTHONPATH)."""
-    launch = popen_launcher([sys.executable, *SAFE_PATH_FLAGS, "-m", "DigitalContrastLib.worker"])
-    package_parent = str(MODULE_DIR)
-
-    def launch_with_path(args: Sequence[str], env: Mapping[str, str]) -> subprocess.Popen:
-        env = dict(env)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (package_parent, env.get("PYTHONPATH")) if p)
-        return launch(args, env)
-
-    return launch_with_path
-
-
-#: The worker's launcher script (a Slicer resource beside this package's folder).
-WORKER_SCRIPT = MODULE_DIR / "Scripts" / "DigitalContrastWorker.py"
-
-
-def worker_script_launcher(python: str | os.PathLike) -> Launcher:
-    """Run the worker through its script with another Python: in Slicer ``python`` is ``PythonSlicer``.
-
-    ``PythonSlicer`` is a launcher that starts the real Python as its child; cancel kills both.
-    """
-    return popen_launcher([os.fspath(python), str(WORKER_SCRIPT)])
-
-
-def worker_environment(device: str = "auto", threads: int | None = None,
-                       base: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The child's environment: ``base`` (default ``os.environ``) plus the worker's settings.
-
-    ``device == "cpu"`` hides every GPU (``CUDA_VISIBLE_DEVICES=-1``); ``threads`` sets OMP/MKL
-    threads (default: the number of physical cores, unless the environment already says).
-    """
-    env = dict(os.environ if base is None else base)
-    env["PYTHONUNBUFFERED"] = "1"
-    env["PYTHONIOENCODING"] = "utf-8"
-    env.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
-    if device == "cpu":
-        env["CUDA_VISIBLE_DEVICES"] = "-1"
-    if threads is None:
-        default_threads = str(physical_cores())
-        env.setdefault("OMP_NUM_THREADS", default_threads)
-        env.setdefault("MKL_NUM_THREADS", env["OMP_NUM_THREADS"])
-    else:
-        env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(int(threads))
-    return env
-
-
-def probe_worker(launcher: Launcher | None = None, timeout_s: float = 120.0) -> dict[str, Any]:
-    """The worker's ``hello`` (torch build, device, free memory) without running a job.
-
-    A GUI shows the device with this without importing torch itself. Raises WorkerError when
-    the worker does not answer within ``timeout_s``.
-    """
-    popen = (launcher or default_launcher())(["--probe"], worker_environment())
-    try:
-        out, err = popen.communicate(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        _kill_process_tree(popen)
-        raise WorkerError(f"the worker probe did not answer within {timeout_s:g} s; check the worker's Python.") from None
-    text = (out or b"").decode("utf-8", "replace") if isinstance(out, bytes) else (out or "")
-    for line in text.splitlines():
-        message = protocol.decode_line(line)
-        if message and message["type"] == "hello":
-            return message
-    errors = (err or b"").decode("utf-8", "replace") if isinstance(err, bytes) else (err or "")
-    tail = " | ".join((text + "\n" + errors).strip().splitlines()[-3:])
-    raise WorkerError(f"the worker probe exited with code {popen.returncode} without a hello ({tail}).")
 
 
 def stage_weights(uncertainty: bool = False) -> dict[str, float]:
@@ -220,207 +89,6 @@ def stage_weights(uncertainty: bool = False) -> dict[str, float]:
     weights = {"model": STAGES["model"], **{k: v for k, v in STAGES.items() if k != "model"}}
     weights["uncertainty"] = 3 * STAGES["inference"] if uncertainty else 0.0
     return weights
-
-
-# ---------------------------------------------------------------------------- events, outcomes
-@dataclass(frozen=True)
-class Event:
-    """One thing that happened in a job.
-
-    ``type``: a protocol message type (``hello``, ``stage``, ``progress``, ``warning``,
-    ``result``, ``error``), ``log`` (``data = {"line", "stream"}``) or ``end`` (``data`` = the
-    outcome as a dict; always the last event of a job). ``overall_fraction`` in ``[0, 1]`` and
-    ``eta_s`` (seconds, smoothed; None until it can be estimated) describe the whole job.
-    """
-
-    type: str
-    data: dict[str, Any]
-    job_id: str | None = None
-    overall_fraction: float | None = None
-    eta_s: float | None = None
-
-
-@dataclass
-class JobOutcome:
-    """How a job ended.
-
-    ``status``: ``ok`` (the output is in place and verified), ``error`` (``error`` holds
-    ``code``, ``exit_code`` and a one-sentence ``message``) or ``cancelled`` (the client killed
-    it; ``cancel_reason`` says why). ``process_exit``: the worker's exit status, negative for a
-    signal, None while a persistent worker lives on or when it was killed by the client.
-    """
-
-    job_id: str
-    status: str
-    output_path: Path | None = None
-    result: dict[str, Any] | None = None
-    error: dict[str, Any] | None = None
-    process_exit: int | None = None
-    cancel_reason: str | None = None
-    log_tail: list[str] = field(default_factory=list)
-    elapsed_s: float = 0.0
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "ok"
-
-    @property
-    def exit_code(self) -> int:
-        """The documented exit code this outcome stands for (130 when cancelled)."""
-        if self.status == "ok":
-            return EXIT_OK
-        if self.status == "cancelled":
-            return 130
-        return int((self.error or {}).get("exit_code", EXIT_INTERNAL))
-
-    def raise_for_error(self) -> None:
-        """Raise the UserError subclass matching the exit code (JobCancelled when cancelled)."""
-        if self.status == "ok":
-            return
-        if self.status == "cancelled":
-            raise JobCancelled(f"job {self.job_id} was cancelled ({self.cancel_reason}).")
-        error = self.error or {}
-        cls = _ERRORS_BY_EXIT_CODE.get(self.exit_code, WorkerError)
-        message = str(error.get("message", "the worker failed"))
-        if cls is WorkerError:  # a bug or a crash: the worker's last words help
-            lines = ([str(error["trace"])] if error.get("trace") else []) or self.log_tail[-12:]
-            if lines:
-                message += "\nlast worker output:\n" + "\n".join("  " + line for line in lines)
-        raise cls(message, code=str(error.get("code", cls.default_code)))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"job_id": self.job_id, "status": self.status, "exit_code": self.exit_code,
-                "output_path": str(self.output_path) if self.output_path else None, "error": self.error,
-                "process_exit": self.process_exit, "cancel_reason": self.cancel_reason,
-                "elapsed_s": self.elapsed_s, "log_tail": list(self.log_tail)}
-
-
-# ---------------------------------------------------------------------------- internals
-class _WorkerProcess:
-    """A launched worker: its Popen, the queue its reader threads fill, its process group."""
-
-    def __init__(self, popen: subprocess.Popen, env_key: tuple) -> None:
-        self.popen = popen
-        self.env_key = env_key
-        self.lines: queue.Queue = queue.Queue()
-        self.open_streams = 0
-        self.exited_at: float | None = None
-        self.pgid: int | None = None
-        if os.name == "posix":
-            try:
-                pgid = os.getpgid(popen.pid)
-                self.pgid = pgid if pgid == popen.pid else None  # only a group of its own is ours to kill
-            except OSError:
-                pass
-        for name, stream in (("stdout", popen.stdout), ("stderr", popen.stderr)):
-            if stream is not None:
-                self.open_streams += 1
-                threading.Thread(target=self._pump, args=(stream, name), daemon=True,
-                                 name=f"dc-worker-{popen.pid}-{name}").start()
-
-    def _pump(self, stream, name: str) -> None:
-        try:
-            while True:
-                raw = stream.readline()
-                if not raw:
-                    break
-                text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
-                self.lines.put((name, text.rstrip("\r\n")))
-        except (OSError, ValueError):
-            pass
-        finally:
-            self.lines.put((name, None))
-
-    def send(self, text: str, close: bool) -> None:
-        stdin = self.popen.stdin
-        if stdin is None:
-            return
-        try:
-            stdin.write(text.encode("utf-8") if "b" in getattr(stdin, "mode", "wb") else text)
-            stdin.flush()
-            if close:
-                stdin.close()
-        except (OSError, ValueError):  # it died already; the exit check reports it
-            pass
-
-    def kill(self) -> None:
-        _kill_process_tree(self.popen, self.pgid)
-
-
-def _kill_process_tree(popen: subprocess.Popen, pgid: int | None = None, timeout_s: float = KILL_TIMEOUT_S) -> None:
-    """Kill ``popen``'s process and every descendant: suspend the parent, kill children, parent, group."""
-    import psutil
-
-    victims: list = []
-    if popen.returncode is None:  # not reaped yet, so its pid is still its own
-        try:
-            parent = psutil.Process(popen.pid)
-            try:
-                parent.suspend()  # it cannot start new children while we collect them
-            except psutil.Error:
-                pass
-            victims = [*parent.children(recursive=True), parent]
-        except psutil.Error:
-            victims = []
-        for process in victims:
-            try:
-                process.kill()
-            except psutil.Error:
-                pass
-    if pgid is not None:  # orphans whose parent died already stay in the group
-        try:
-            os.killpg(pgid, signal.SIGKILL)
-        except OSError:
-            pass
-    try:
-        popen.wait(timeout=timeout_s)  # reap our own child
-    except subprocess.TimeoutExpired:
-        pass
-    _wait_until_gone(victims, time.monotonic() + timeout_s)
-    for stream in (popen.stdin, popen.stdout, popen.stderr):
-        try:
-            if stream is not None:
-                stream.close()
-        except OSError:
-            pass
-
-
-def _wait_until_gone(processes: list, deadline: float) -> None:
-    """Wait until each psutil process has ended; a zombie (dead, not yet reaped by its new parent,
-    often init) counts as ended, which ``psutil.wait_procs`` does not allow."""
-    import psutil
-
-    pending = list(processes)
-    while pending and time.monotonic() < deadline:
-        still = []
-        for process in pending:
-            try:
-                if process.status() != psutil.STATUS_ZOMBIE:
-                    still.append(process)
-            except psutil.Error:
-                pass
-        pending = still
-        if pending:
-            time.sleep(0.005)
-
-
-@dataclass
-class _RunningJob:
-    job: dict[str, Any]          # as requested (final paths)
-    worker_job: dict[str, Any]   # as sent (paths in the job folder)
-    folder: Path
-    started: float
-    weights: dict[str, float]
-    result: dict[str, Any] | None = None
-    error: dict[str, Any] | None = None
-    fraction: float = 0.0
-    eta_s: float | None = None
-    eta_at: float = 0.0
-    renamed: dict[str, str] = field(default_factory=dict)  # job-folder path -> delivered path
-
-    @property
-    def job_id(self) -> str:
-        return self.job["job_id"]
 
 
 _LIVE_CLIENTS: "weakref.WeakSet[WorkerClient]" = weakref.WeakSet()
@@ -459,8 +127,8 @@ class WorkerClient:
         self._threads = threads
         self._work_root = Path(work_root) if work_root else Path(tempfile.gettempdir())
         self._log: collections.deque[str] = collections.deque(maxlen=log_lines)
-        self._proc: _WorkerProcess | None = None
-        self._job: _RunningJob | None = None
+        self._proc: WorkerProcess | None = None
+        self._job: RunningJob | None = None
         self._pending: list[Event] = []
         self.hello: dict[str, Any] | None = None
         self.outcome: JobOutcome | None = None
@@ -507,9 +175,9 @@ class WorkerClient:
             job["job_id"] = os.urandom(6).hex()
         for final in (job["output"], job["options"]["uncertainty_output"]):
             if final:
-                _require_writable_folder(Path(final).parent)
+                require_writable_folder(Path(final).parent)
 
-        _remove_stale_job_folders(self._work_root)
+        remove_stale_job_folders(self._work_root)
         folder = Path(tempfile.mkdtemp(prefix=JOB_FOLDER_PREFIX, dir=self._work_root))
         (folder / "owner.pid").write_text(str(os.getpid()))
         worker_job = {**job, "output": str(folder / "out" / Path(job["output"]).name), "options": dict(job["options"])}
@@ -523,13 +191,13 @@ class WorkerClient:
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise
-        self._job = _RunningJob(job=job, worker_job=worker_job, folder=folder, started=time.monotonic(),
+        self._job = RunningJob(job=job, worker_job=worker_job, folder=folder, started=time.monotonic(),
                                 weights=weights)
         self.outcome = None
         proc.send(protocol.job_line(worker_job), close=not self.persistent)
         return job["job_id"]
 
-    def _worker_for(self, device: str) -> _WorkerProcess:
+    def _worker_for(self, device: str) -> WorkerProcess:
         env = worker_environment(device, self._threads)
         env_key = (env.get("CUDA_VISIBLE_DEVICES"), env.get("OMP_NUM_THREADS"))
         proc = self._proc
@@ -544,7 +212,7 @@ class WorkerClient:
         except OSError as error:
             raise WorkerError(f"the worker could not be started ({error}); check the Python the launcher runs.",
                               code="worker_not_started") from None
-        self._proc = _WorkerProcess(popen, env_key)
+        self._proc = WorkerProcess(popen, env_key)
         return self._proc
 
     # -------------------------------------------------------------- following
@@ -641,7 +309,7 @@ class WorkerClient:
         self.close()
 
     # -------------------------------------------------------------- message handling
-    def _handle(self, proc: _WorkerProcess, item: tuple[str, str | None]) -> list[Event]:
+    def _handle(self, proc: WorkerProcess, item: tuple[str, str | None]) -> list[Event]:
         stream, text = item
         if text is None:
             proc.open_streams -= 1
@@ -669,7 +337,7 @@ class WorkerClient:
             events += self._finish(process_exit=None)
         return events
 
-    def _advance(self, job: _RunningJob, stage: str, done: int, total: int) -> None:
+    def _advance(self, job: RunningJob, stage: str, done: int, total: int) -> None:
         now = time.monotonic()
         job.fraction = max(job.fraction, overall_fraction(stage, done, total, job.weights))
         elapsed = now - job.started
@@ -717,14 +385,14 @@ class WorkerClient:
         healthy_exit = process_exit == 0 or (self.persistent and process_exit is None)
         if job.result is not None and healthy_exit:
             try:
-                outcome.output_path = self._deliver(job)
-                outcome.status, outcome.result = "ok", _final_result(job)
+                outcome.output_path = deliver(job)
+                outcome.status, outcome.result = "ok", final_result(job)
             except UserError as error:
                 outcome.error = error.to_dict()
         elif job.error is not None:
             outcome.error = job.error
         else:
-            how = _describe_exit(process_exit)
+            how = describe_exit(process_exit)
             what = "reported a result but" if job.result is not None else "ended"
             outcome.error = WorkerError(
                 f"the worker process {what} {how} before the job was complete (a crash, a kill, or the system "
@@ -748,133 +416,6 @@ class WorkerClient:
             return outcome
         return event
 
-    def _deliver(self, job: _RunningJob) -> Path:
-        """Verify every reported file's SHA-256, then move them into place, the main output last.
-
-        JSON files beside the output (the provenance) name the job-folder paths the worker
-        wrote; they are rewritten to name the delivered paths.
-        """
-        result = job.result or {}
-        main = Path(result.get("output", "")).resolve()
-        files = result.get("files") or [{"path": result.get("output"), "sha256": result.get("sha256")}]
-        moves = []
-        for item in files:
-            source = Path(str(item.get("path"))).resolve()
-            destination = self._final_path(job, source)
-            if not source.is_file() or file_sha256(source) != item.get("sha256"):
-                raise WorkerError(
-                    f"the worker's output {source.name} is missing or does not match the SHA-256 it reported; "
-                    "nothing was delivered.", code="checksum_mismatch")
-            moves.append((source == main, source, destination))
-            job.renamed[str(item.get("path"))] = job.renamed[str(source)] = str(destination)
-        if not any(is_main for is_main, _, _ in moves):
-            raise WorkerError("the worker's result does not list its main output; nothing was delivered.",
-                              code="protocol_error")
-        for _, source, destination in sorted(moves, key=lambda move: move[0]):
-            if source.suffix == ".json":
-                _rewrite_json_paths(source, job.renamed)
-            _move_into_place(source, destination)
-        return Path(job.job["output"])
-
-    def _final_path(self, job: _RunningJob, source: Path) -> Path:
-        folder = job.folder.resolve()
-        try:
-            part, *rest = source.relative_to(folder).parts
-        except ValueError:
-            raise WorkerError(f"the worker wrote {source} outside its job folder; nothing was delivered.",
-                              code="protocol_error") from None
-        target = job.job["output"] if part == "out" else job.job["options"]["uncertainty_output"]
-        if part not in ("out", "unc") or not rest or not target:
-            raise WorkerError(f"the worker reported an unexpected file {source.name}; nothing was delivered.",
-                              code="protocol_error")
-        return Path(target).parent.joinpath(*rest)
-
-
-def _final_result(job: _RunningJob) -> dict[str, Any]:
-    """The worker's result with the delivered paths in place of the job-folder ones."""
-    result = _replace_paths({k: v for k, v in (job.result or {}).items() if k != "type"}, job.renamed)
-    result["output"] = job.job["output"]
-    result["uncertainty_output"] = job.job["options"]["uncertainty_output"]
-    return result
-
-
-def _replace_paths(value: Any, renamed: Mapping[str, str]) -> Any:
-    """``value`` (JSON-like) with every string equal to a key of ``renamed`` replaced by its value."""
-    if isinstance(value, str):
-        return renamed.get(value, value)
-    if isinstance(value, dict):
-        return {k: _replace_paths(v, renamed) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_replace_paths(v, renamed) for v in value]
-    return value
-
-
-def _rewrite_json_paths(path: Path, renamed: Mapping[str, str]) -> None:
-    """Rewrite a (verified) JSON file in the job folder so that it names the delivered paths."""
-    import json
-
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except ValueError:
-        return  # not JSON after all: deliver it as it is
-    updated = _replace_paths(data, renamed)
-    if updated != data:
-        path.write_text(json.dumps(updated, indent=2) + "\n", encoding="utf-8")
-
-
-def _describe_exit(code: int | None) -> str:
-    if code is None:
-        return "without an exit status"
-    if code < 0:
-        try:
-            return f"killed by signal {signal.Signals(-code).name}"
-        except ValueError:
-            return f"killed by signal {-code}"
-    return f"with exit code {code}"
-
-
-def _require_writable_folder(folder: Path) -> None:
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise OutputError(f"output folder {folder} cannot be created ({error.strerror}); choose a writable folder.",
-                          code="output_not_writable") from None
-    if not os.access(folder, os.W_OK):
-        raise OutputError(f"output folder {folder} is not writable; choose a writable folder.",
-                          code="output_not_writable")
-
-
-def _move_into_place(source: Path, destination: Path) -> None:
-    """Rename ``source`` to ``destination`` (atomic); across file systems copy to a temp name first."""
-    try:
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.replace(source, destination)
-        except OSError as error:
-            if error.errno != errno.EXDEV:
-                raise
-            with atomic_path(destination) as tmp:
-                shutil.copyfile(source, tmp)
-    except OSError as error:
-        raise OutputError(f"output {destination} cannot be written ({error.strerror}); choose a writable folder.",
-                          code="output_not_writable") from None
-
-
-def _remove_stale_job_folders(root: Path) -> None:
-    """Remove job folders left by clients that died (their ``owner.pid`` is not running)."""
-    import psutil
-
-    try:
-        candidates = list(root.glob(JOB_FOLDER_PREFIX + "*"))
-    except OSError:
-        return
-    for folder in candidates:
-        try:
-            owner = int((folder / "owner.pid").read_text())
-        except (OSError, ValueError):
-            continue
-        if not psutil.pid_exists(owner):
-            shutil.rmtree(folder, ignore_errors=True)
 
 
 # ---------------------------------------------------------------------------- CLI / batch helper
