@@ -30,6 +30,7 @@ from DigitalContrastLib.worker.process import (
 )
 from DigitalContrastLib.common.errors import EXIT_BAD_INPUT, EXIT_MODEL, EXIT_NO_GPU, InputError, JobError, ModelError
 from DigitalContrastLib.worker.protocol import make_job
+from DigitalContrastLib.synthesis.options import SynthesisOptions
 from worker_support import BODY_HU, alive, descendants, read_hu, worker_env, write_mr_like, write_tiny_ct
 
 pytestmark = pytest.mark.process
@@ -99,7 +100,7 @@ def test_run_delivers_a_verified_output_with_ordered_events(ncct, tmp_path, work
 
 def test_uncertainty_map_is_delivered_to_its_own_folder(ncct, tmp_path, work_root):
     output, sd_map = tmp_path / "a" / "synthetic.nii.gz", tmp_path / "b" / "sd.nii.gz"
-    outcome = WorkerClient(dummy=True, work_root=work_root).run(make_job(ncct, output, uncertainty_output=sd_map))
+    outcome = WorkerClient(dummy=True, work_root=work_root).run(make_job(ncct, output, SynthesisOptions(uncertainty_output=sd_map)))
     assert outcome.ok, outcome
     assert output.is_file() and sd_map.is_file() and read_hu(sd_map).shape == read_hu(ncct).shape
     provenance = json.loads(output.with_name("synthetic.nii.gz.json").read_text())
@@ -176,8 +177,8 @@ def test_user_errors_come_back_with_their_exit_code_and_one_sentence(ncct, tmp_p
     for job, code, cls in [
         (make_job(not_ct, tmp_path / "o.nrrd"), EXIT_BAD_INPUT, InputError),
         (make_job(mr_like, tmp_path / "o.nrrd"), EXIT_BAD_INPUT, InputError),  # refused by the gate
-        (make_job(ncct, tmp_path / "o.nrrd", model_id="no-such-model"), EXIT_MODEL, ModelError),
-        (make_job(ncct, tmp_path / "o.nrrd", device="cuda"), EXIT_NO_GPU, None),
+        (make_job(ncct, tmp_path / "o.nrrd", SynthesisOptions(model_id="no-such-model")), EXIT_MODEL, ModelError),
+        (make_job(ncct, tmp_path / "o.nrrd", SynthesisOptions(device="cuda")), EXIT_NO_GPU, None),
     ]:
         outcome = client.run(job, timeout=60)
         assert outcome.status == "error" and outcome.exit_code == code and outcome.process_exit == code
@@ -308,15 +309,17 @@ def test_real_engine_through_a_persistent_worker(tiny_model, tmp_path, work_root
     data[-1] ^= 1
     weights.write_bytes(bytes(data))
 
+    def on_cpu(model) -> SynthesisOptions:
+        return SynthesisOptions(model_id=str(model), device="cpu")
+
     events = []
     with WorkerClient(persistent=True, work_root=work_root) as client:
-        first = client.run(make_job(ncct, tmp_path / "a.nrrd", model_id=str(tiny_model), device="cpu"),
-                           on_event=events.append, timeout=300)
+        first = client.run(make_job(ncct, tmp_path / "a.nrrd", on_cpu(tiny_model)), on_event=events.append, timeout=300)
         started = time.monotonic()
-        second = client.run(make_job(ncct, tmp_path / "b.nrrd", model_id=str(tiny_model), device="cpu"), timeout=300)
+        second = client.run(make_job(ncct, tmp_path / "b.nrrd", on_cpu(tiny_model)), timeout=300)
         second_wall_s = time.monotonic() - started
-        missing = client.run(make_job(ncct, tmp_path / "c.nrrd", model_id="no-such-model", device="cpu"), timeout=300)
-        bad_weights = client.run(make_job(ncct, tmp_path / "d.nrrd", model_id=str(tampered), device="cpu"), timeout=300)
+        missing = client.run(make_job(ncct, tmp_path / "c.nrrd", on_cpu("no-such-model")), timeout=300)
+        bad_weights = client.run(make_job(ncct, tmp_path / "d.nrrd", on_cpu(tampered)), timeout=300)
 
     assert first.ok, first.error
     kinds = [e.type for e in events if e.type != "log"]

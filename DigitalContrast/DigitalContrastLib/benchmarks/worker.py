@@ -31,6 +31,7 @@ from typing import Any
 from DigitalContrastLib.worker.outcome import Event
 from DigitalContrastLib.worker.client import WorkerClient
 from DigitalContrastLib.worker.protocol import make_job
+from DigitalContrastLib.synthesis.options import SynthesisOptions
 
 TARGET_SECOND_JOB_EXTRA_S = 0.5
 
@@ -49,7 +50,8 @@ def run_worker_bench(dummy: bool | None = None, shape_zyx: tuple[int, int, int] 
         _write_bench_ct(ncct, shape_zyx)
 
         def job(name: str) -> dict[str, Any]:
-            return make_job(ncct, Path(folder) / f"{name}.nrrd", model_id=model_id, device=device, job_id=name)
+            options = SynthesisOptions(model_id=model_id, device=device)
+            return make_job(ncct, Path(folder) / f"{name}.nrrd", options, job_id=name)
 
         with WorkerClient(**options) as client:
             cold = _timed_run(client, job("cold"))

@@ -45,6 +45,7 @@ from DigitalContrastLib.common.errors import InputError, JobError, ModelError, N
 from DigitalContrastLib.common.json_values import jsonable
 from DigitalContrastLib.evaluation.metrics import LUMEN_THRESHOLD_HU
 from DigitalContrastLib.ct.volume import CTVolume
+from DigitalContrastLib.synthesis.options import SynthesisOptions
 
 RESULT_FILE = "result.json"
 RESULT_SCHEMA = 1
@@ -363,9 +364,9 @@ def _synthesize(case: CohortCase, output: Path, folder: Path, settings: Evaluati
     meter.start()
     result["synthesis_calls"] += 1
     try:
-        synthesis = run_synthesis_job(case.noncontrast, output, model_id=settings.model_id, device=device,
-                                      uncertainty_path=(folder / UNCERTAINTY_FILE) if settings.uncertainty else None,
-                                      client=client, timeout_s=settings.case_timeout_s)
+        uncertainty = str(folder / UNCERTAINTY_FILE) if settings.uncertainty else None
+        options = SynthesisOptions(model_id=settings.model_id, device=device, uncertainty_output=uncertainty)
+        synthesis = run_synthesis_job(case.noncontrast, output, options, client=client, timeout_s=settings.case_timeout_s)
     except (ModelError, NoGPUError, JobError):
         raise  # every case would fail the same way: the run stops (RunError)
     except UserError as error:  # refused by the worker's gate, out of memory, a crash, output not writable

@@ -36,24 +36,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from DigitalContrastLib.worker.client import run_synthesis_job
     from DigitalContrastLib.common.progressbar import ProgressBar
+    from DigitalContrastLib.synthesis.options import SynthesisOptions
+    from DigitalContrastLib.worker.client import run_synthesis_job
 
-    request = {
-        "input_path": args.input,
-        "output_path": args.output,
-        "model_id": args.model,
-        "device": args.device,
-        "uncertainty_path": args.uncertainty,
-        "overlap": args.overlap,
-        "series_uid": args.series,
-    }
+    options = SynthesisOptions(model_id=args.model, device=args.device, uncertainty_output=args.uncertainty,
+                               overlap=args.overlap, series_uid=args.series)
 
     def warn(code: str, message: str) -> None:
         print(f"warning [{code}]: {message}", file=sys.stderr)
 
     with ProgressBar("synthesize") as bar:
-        provenance = run_synthesis_job(**request, progress=bar, on_warning=warn)["provenance"]
+        provenance = run_synthesis_job(args.input, args.output, options, progress=bar, on_warning=warn)["provenance"]
     if args.json:
         print(json.dumps(provenance, indent=2))
     else:

@@ -40,6 +40,7 @@ from DigitalContrastLib.ct.display_presets import CONTRAST_PRESET
 from DigitalContrastLib.common.errors import GateWarningError, InputError, JobError
 from DigitalContrastLib.synthesis.gate import GateReport, check_volume
 from DigitalContrastLib.ct.volume import CTVolume
+from DigitalContrastLib.synthesis.options import SynthesisOptions
 
 #: Name of the synthetic node: the input's name plus this.
 SYNTHETIC_SUFFIX = " SYNTHETIC contrast"
@@ -202,8 +203,9 @@ class SynthesisLogic:
         workspace = Path(tempfile.mkdtemp(prefix=WORKSPACE_PREFIX, dir=self.work_dir))
         try:
             input_path = write_volume(volume, workspace / "input.nrrd")
-            job = make_job(input_path, workspace / "synthetic.nrrd", model_id=model_id, device=device, overlap=overlap,
-                           uncertainty_output=workspace / "uncertainty.nrrd" if uncertainty else None)
+            options = SynthesisOptions(model_id=model_id, device=device, overlap=overlap,
+                                       uncertainty_output=str(workspace / "uncertainty.nrrd") if uncertainty else None)
+            job = make_job(input_path, workspace / "synthetic.nrrd", options)
             job_id = self.client.start(job)
         except BaseException:
             shutil.rmtree(workspace, ignore_errors=True)

@@ -30,6 +30,8 @@ from DigitalContrastLib.models.cards import ModelCard, resolve_model
 from DigitalContrastLib.common.progress import ProgressCallback, no_progress
 from DigitalContrastLib.ct.volume import CTVolume
 
+from .options import SynthesisOptions
+
 WarningCallback = Callable[[str, str], None]
 
 
@@ -196,11 +198,8 @@ def provenance_path(output_path: str | os.PathLike) -> Path:
 def synthesize_file(
     input_path: str | os.PathLike,
     output_path: str | os.PathLike,
-    model_id: str | None = None,
-    device: str = "auto",
-    uncertainty_path: str | os.PathLike | None = None,
-    overlap: float | None = None,
-    series_uid: str | None = None,
+    options: SynthesisOptions = SynthesisOptions(),
+    *,
     engine: SynthesisEngine | None = None,
     progress: ProgressCallback | None = None,
     on_warning: WarningCallback | None = None,
@@ -210,10 +209,8 @@ def synthesize_file(
     Args:
         input_path: NCCT file or DICOM folder (anything ``io.read_volume`` reads).
         output_path: synthetic CTA file (format from the extension); ``<output>.json`` is written too.
-        model_id, device: passed to :func:`load_engine` unless ``engine`` is given.
-        uncertainty_path: where to write the SD map (HU, int16), or None to skip it.
-        overlap: window overlap; None takes the card's.
-        series_uid: which DICOM series when the folder holds several.
+        options: the job's :class:`~DigitalContrastLib.synthesis.options.SynthesisOptions`; its model
+            and device go to :func:`load_engine` unless ``engine`` is given.
         progress: ``progress(stage, done, total)`` through ``load``, ``gate``, ``model``,
             ``preprocess``, ``inference``, ``uncertainty``, ``postprocess``, ``write``.
         on_warning: ``on_warning(code, message)`` for each gate warning.
@@ -230,6 +227,8 @@ def synthesize_file(
     progress = progress or no_progress
     timings: dict[str, float] = {}
     input_path, output_path = Path(input_path), Path(output_path)
+    series_uid, overlap = options.series_uid, options.overlap
+    uncertainty_path = Path(options.uncertainty_output) if options.uncertainty_output else None
 
     t0 = time.perf_counter()
     progress("load", 0, 1)
@@ -245,7 +244,7 @@ def synthesize_file(
 
     t0 = time.perf_counter()
     progress("model", 0, 1)
-    engine = engine or load_engine(model_id, device)
+    engine = engine or load_engine(options.model_id, options.device)
     progress("model", 1, 1)
     timings["model"] = time.perf_counter() - t0
 
@@ -283,7 +282,6 @@ def synthesize_file(
         }
         provenance["output"]["sha256"] = provenance["output_sha256"]
         if uncertainty_path is not None and result.uncertainty is not None:
-            uncertainty_path = Path(uncertainty_path)
             write_volume(result.uncertainty, uncertainty_path)
             written.append(uncertainty_path)
             provenance["uncertainty"] = {

@@ -29,6 +29,7 @@ from DigitalContrastLib.common.atomic import atomic_write_text
 from DigitalContrastLib.common.checksum import file_sha256
 from DigitalContrastLib.common.errors import ModelError, NoGPUError
 from .gate import gate_or_raise
+from .options import SynthesisOptions
 from DigitalContrastLib.ct.io import read_volume, write_volume
 from DigitalContrastLib.common.progress import ProgressCallback, no_progress
 
@@ -80,11 +81,8 @@ def load_engine(model_id: str | None = None, device: str = "auto", load_seconds:
 def synthesize_file(
     input_path: str | os.PathLike,
     output_path: str | os.PathLike,
-    model_id: str | None = None,
-    device: str = "auto",
-    uncertainty_path: str | os.PathLike | None = None,
-    overlap: float | None = None,
-    series_uid: str | None = None,
+    options: SynthesisOptions = SynthesisOptions(),
+    *,
     engine: DummyEngine | None = None,
     progress: ProgressCallback | None = None,
     on_warning: Any = None,
@@ -96,10 +94,11 @@ def synthesize_file(
     Args mirror ``synthesis.synthesize_file``. ``seconds`` spreads that much sleep over the
     inference stage (so a GUI test can cancel mid-job); ``spawn_child`` starts a sleeping child
     process for the job's duration (to prove that cancel kills the whole process tree).
-    ``uncertainty_path``, when given, receives a zero map on the same grid.
+    ``options.uncertainty_output``, when given, receives a zero map on the same grid.
     """
     progress = progress or no_progress
-    engine = engine or load_engine(model_id, device)
+    engine = engine or load_engine(options.model_id, options.device)
+    uncertainty_path, series_uid = options.uncertainty_output, options.series_uid
     started = time.perf_counter()
     child = _spawn_sleeping_child() if spawn_child else None
     try:
@@ -148,7 +147,7 @@ def synthesize_file(
             "output": {"path": os.path.abspath(output)},
             "output_sha256": output_sha256,
             "uncertainty": {"path": os.path.abspath(uncertainty_path)} if uncertainty_path else None,
-            "overlap": overlap,
+            "overlap": options.overlap,
             "series_uid": series_uid,
             "enhanced_voxels": int(region.sum()),
             "timings_s": {"inference": inference_s, "total": time.perf_counter() - started},

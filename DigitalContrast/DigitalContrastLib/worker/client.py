@@ -69,6 +69,7 @@ from typing import Any
 
 from DigitalContrastLib.common.errors import JobError, UserError
 from DigitalContrastLib.common.progress import STAGES, ProgressCallback, overall_fraction
+from DigitalContrastLib.synthesis.options import SynthesisOptions
 
 from . import protocol
 from .delivery import JOB_FOLDER_PREFIX, RunningJob, deliver, final_result, remove_stale_job_folders, require_writable_folder
@@ -422,12 +423,8 @@ class WorkerClient:
 def run_synthesis_job(
     input_path: str | os.PathLike,
     output_path: str | os.PathLike,
+    options: SynthesisOptions = SynthesisOptions(),
     *,
-    model_id: str | None = None,
-    device: str = "auto",
-    uncertainty_path: str | os.PathLike | None = None,
-    overlap: float | None = None,
-    series_uid: str | None = None,
     progress: ProgressCallback | None = None,
     on_warning: Callable[[str, str], None] | None = None,
     on_log: Callable[[str], None] | None = None,
@@ -448,8 +445,7 @@ def run_synthesis_job(
     failure (InputError, ModelError, JobError, OutOfMemoryError, NoGPUError, OutputError; a
     crash is WorkerError), JobCancelled on timeout; Ctrl-C cancels the job and propagates.
     """
-    job = protocol.make_job(input_path, output_path, model_id=model_id, device=device,
-                            uncertainty_output=uncertainty_path, overlap=overlap, series_uid=series_uid)
+    job = protocol.make_job(input_path, output_path, options)
 
     def on_event(event: Event) -> None:
         if event.type == "progress" and progress:

@@ -41,6 +41,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
+from DigitalContrastLib.synthesis.options import SynthesisOptions
 from DigitalContrastLib.common.errors import JobError
 
 #: Marks a protocol line; the digit is the protocol version.
@@ -131,12 +132,8 @@ def _json_default(value: Any) -> Any:
 def make_job(
     input_path: str | os.PathLike,
     output_path: str | os.PathLike,
+    options: SynthesisOptions = SynthesisOptions(),
     *,
-    model_id: str | None = None,
-    device: str = "auto",
-    uncertainty_output: str | os.PathLike | None = None,
-    overlap: float | None = None,
-    series_uid: str | None = None,
     job_id: str | None = None,
 ) -> dict[str, Any]:
     """A validated job description with absolute paths and a fresh ``job_id`` when none is given."""
@@ -144,13 +141,7 @@ def make_job(
         "job_id": job_id or uuid.uuid4().hex[:12],
         "input": os.path.abspath(os.fspath(input_path)),
         "output": os.path.abspath(os.fspath(output_path)),
-        "model_id": model_id,
-        "device": device,
-        "options": {
-            "uncertainty_output": os.path.abspath(os.fspath(uncertainty_output)) if uncertainty_output else None,
-            "overlap": overlap,
-            "series_uid": series_uid,
-        },
+        **options.with_absolute_paths().job_fields(),
     }
     return validate_job(job)
 

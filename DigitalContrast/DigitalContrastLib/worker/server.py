@@ -56,6 +56,7 @@ from DigitalContrastLib import __version__
 from . import protocol
 from DigitalContrastLib.common.checksum import file_sha256
 from DigitalContrastLib.common.hardware import physical_cores
+from DigitalContrastLib.synthesis.options import SynthesisOptions
 from DigitalContrastLib.common.errors import (
     EXIT_BAD_JOB,
     EXIT_INTERNAL,
@@ -311,10 +312,8 @@ class JobRunner:
         started = time.perf_counter()
         try:
             provenance = module.synthesize_file(
-                job["input"], job["output"], model_id=job["model_id"], device=job["device"],
-                uncertainty_path=options["uncertainty_output"], overlap=options["overlap"],
-                series_uid=options["series_uid"], engine=engine, progress=progress_after_model,
-                on_warning=on_warning, **extra,
+                job["input"], job["output"], SynthesisOptions.from_job(job), engine=engine,
+                progress=progress_after_model, on_warning=on_warning, **extra,
             )
         except OSError as error:
             if error.errno in (errno.ENOSPC, errno.EROFS, getattr(errno, "EDQUOT", -1)):
