@@ -62,14 +62,14 @@ def _png(path) -> np.ndarray:
 
 
 def _panel(image: np.ndarray, index: int, size, columns: int) -> np.ndarray:
-    from DigitalContrastLib.mrml.layout import panel_offset_px
+    from DigitalContrastLib.mrml.view_png import panel_offset_px
 
     x0, y0 = panel_offset_px(index, size, columns)
     return image[y0 : y0 + size[1], x0 : x0 + size[0]]
 
 
 def _pixel(app_logic, name: str, ras, size) -> tuple[int, int]:
-    from DigitalContrastLib.mrml.layout import ras_to_view_pixel
+    from DigitalContrastLib.mrml.view_png import ras_to_view_pixel
 
     col, row = ras_to_view_pixel(app_logic.GetSliceLogicByLayoutName(name), ras, size)
     return int(round(col)), int(round(row))
@@ -81,13 +81,13 @@ def _grey_at(panel: np.ndarray, app_logic, name: str, ras, radius: int = 2) -> f
 
 
 def test_review_layout_xml_is_valid_and_registered_idempotently(review_scene):
-    from DigitalContrastLib.mrml.layout import (
+    from DigitalContrastLib.mrml.review_layout import (
         REVIEW_CORONAL_LAYOUT_ID,
         REVIEW_LAYOUT_ID,
-        layout_node_of,
         register_review_layouts,
         review_layout_xml,
     )
+    from DigitalContrastLib.mrml.views import layout_node_of
 
     scene, _, _ = review_scene
     root = ElementTree.fromstring(review_layout_xml(True, True))
@@ -101,7 +101,8 @@ def test_review_layout_xml_is_valid_and_registered_idempotently(review_scene):
 
 
 def test_three_linked_views_show_nc_synthetic_real(review_scene):
-    from DigitalContrastLib.mrml.layout import REVIEW_LAYOUT_ID, layout_node_of, show_review
+    from DigitalContrastLib.mrml.review_layout import REVIEW_LAYOUT_ID, show_review
+    from DigitalContrastLib.mrml.views import layout_node_of
 
     scene, app_logic, nodes = review_scene
     views = show_review(scene, app_logic, nodes["nc"], nodes["synthetic"], nodes["real"])
@@ -126,7 +127,7 @@ def test_three_linked_views_show_nc_synthetic_real(review_scene):
 
 
 def test_synthetic_and_real_share_the_cta_window_and_nc_gets_soft_tissue(review_scene):
-    from DigitalContrastLib.mrml.layout import show_review
+    from DigitalContrastLib.mrml.review_layout import show_review
 
     scene, app_logic, nodes = review_scene
     show_review(scene, app_logic, nodes["nc"], nodes["synthetic"], nodes["real"], preset="aorta-lumen")
@@ -140,7 +141,7 @@ def test_linked_views_follow_each_other(review_scene):
     """Moving one view through its slice logic while interacting moves the other linked axial views."""
     import slicer
 
-    from DigitalContrastLib.mrml.layout import show_review
+    from DigitalContrastLib.mrml.review_layout import show_review
 
     scene, app_logic, nodes = review_scene
     views = show_review(scene, app_logic, nodes["nc"], nodes["synthetic"], nodes["real"])
@@ -154,12 +155,12 @@ def test_linked_views_follow_each_other(review_scene):
 
 
 def test_coronal_row_and_two_column_variants(review_scene):
-    from DigitalContrastLib.mrml.layout import (
+    from DigitalContrastLib.mrml.review_layout import (
         REVIEW_CORONAL_LAYOUT_ID,
         REVIEW_TWO_LAYOUT_ID,
-        layout_node_of,
         show_review,
     )
+    from DigitalContrastLib.mrml.views import layout_node_of
 
     scene, app_logic, nodes = review_scene
     views = show_review(scene, app_logic, nodes["nc"], nodes["synthetic"], nodes["real"], coronal_row=True)
@@ -179,7 +180,8 @@ def test_coronal_row_and_two_column_variants(review_scene):
 def test_mip_slab_is_set_on_every_view_and_shows_an_off_plane_calcification(review_scene, tmp_path):
     import vtk
 
-    from DigitalContrastLib.mrml.layout import render_views_png, show_review
+    from DigitalContrastLib.mrml.view_png import render_views_png
+    from DigitalContrastLib.mrml.review_layout import show_review
 
     scene, app_logic, nodes = review_scene
     nc_volume = phantom(40, dot=True)
@@ -210,7 +212,8 @@ def test_mip_slab_is_set_on_every_view_and_shows_an_off_plane_calcification(revi
 
 
 def test_rendered_review_png_shows_the_lumen_brighter_in_synthetic_in_radiological_orientation(review_scene, tmp_path):
-    from DigitalContrastLib.mrml.layout import render_views_png, show_review
+    from DigitalContrastLib.mrml.view_png import render_views_png
+    from DigitalContrastLib.mrml.review_layout import show_review
 
     scene, app_logic, nodes = review_scene
     views = show_review(scene, app_logic, nodes["nc"], nodes["synthetic"], nodes["real"])
@@ -247,7 +250,9 @@ def test_rendered_review_png_shows_the_lumen_brighter_in_synthetic_in_radiologic
 
 
 def test_difference_overlay_is_computed_and_shown_over_the_synthetic_view_only(review_scene, tmp_path):
-    from DigitalContrastLib.mrml.layout import OVERLAY_KIND_ATTRIBUTE, render_views_png, show_review
+    from DigitalContrastLib.mrml.overlays import OVERLAY_KIND_ATTRIBUTE
+    from DigitalContrastLib.mrml.view_png import render_views_png
+    from DigitalContrastLib.mrml.review_layout import show_review
     from DigitalContrastLib.mrml.volume_nodes import node_to_volume
 
     scene, app_logic, nodes = review_scene
@@ -283,7 +288,8 @@ def test_difference_overlay_is_computed_and_shown_over_the_synthetic_view_only(r
 
 
 def test_uncertainty_map_is_a_foreground_with_opacity(review_scene):
-    from DigitalContrastLib.mrml.layout import UNCERTAINTY_COLOR_NODE_NAME, show_review
+    from DigitalContrastLib.mrml.overlays import UNCERTAINTY_COLOR_NODE_NAME
+    from DigitalContrastLib.mrml.review_layout import show_review
     from DigitalContrastLib.mrml.volume_nodes import volume_to_node
 
     scene, app_logic, nodes = review_scene
@@ -302,7 +308,7 @@ def test_uncertainty_map_is_a_foreground_with_opacity(review_scene):
 
 def test_grids_that_differ_are_refused_for_the_difference(review_scene):
     from DigitalContrastLib.common.errors import InputError
-    from DigitalContrastLib.mrml.layout import show_review
+    from DigitalContrastLib.mrml.review_layout import show_review
     from DigitalContrastLib.mrml.volume_nodes import volume_to_node
 
     scene, app_logic, nodes = review_scene
@@ -321,7 +327,8 @@ def test_real_cta_review_render_shows_the_aorta_enhanced_only_where_contrast_is(
     import SimpleITK as sitk
 
     from DigitalContrastLib.mrml.headless import make_headless_scene
-    from DigitalContrastLib.mrml.layout import ras_to_view_pixel, render_views_png, show_review
+    from DigitalContrastLib.mrml.view_png import ras_to_view_pixel, render_views_png
+    from DigitalContrastLib.mrml.review_layout import show_review
     from DigitalContrastLib.mrml.volume_nodes import load_volume_file, volume_to_node
 
     cta = CTVolume.from_sitk(sitk.ReadImage(str(real_data / "cta_chest_arterial.nii.gz")))

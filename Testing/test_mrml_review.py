@@ -18,7 +18,8 @@ def test_review_of_a_synthesized_phantom_shows_the_lumen_enhanced_in_the_synthet
     from PIL import Image
 
     from DigitalContrastLib.worker.client import WorkerClient
-    from DigitalContrastLib.mrml.layout import REVIEW_CORONAL_LAYOUT_ID, layout_node_of
+    from DigitalContrastLib.mrml.review_layout import REVIEW_CORONAL_LAYOUT_ID
+    from DigitalContrastLib.mrml.views import layout_node_of
     from DigitalContrastLib.mrml.screenshots import make_review_screenshot
 
     (tmp_path / "jobs").mkdir()

@@ -194,7 +194,7 @@ def test_an_input_the_gate_refuses_starts_nothing(folders):
 
 
 def test_the_uncertainty_map_becomes_an_overlay_node_of_the_synthetic_volume(folders):
-    from DigitalContrastLib.mrml.layout import OVERLAY_FOR_ATTRIBUTE, OVERLAY_KIND_ATTRIBUTE
+    from DigitalContrastLib.mrml.overlays import OVERLAY_FOR_ATTRIBUTE, OVERLAY_KIND_ATTRIBUTE
     from DigitalContrastLib.mrml.synthesis_logic import UNCERTAINTY_REFERENCE, SynthesisLogic
 
     work_root, workspaces = folders

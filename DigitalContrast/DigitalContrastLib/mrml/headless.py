@@ -2,7 +2,7 @@
 
 Inside Slicer the logic uses ``slicer.mrmlScene`` and ``slicer.app.applicationLogic()``; tests,
 the CLI and report rendering use :func:`make_headless_scene` instead. Every function of the
-``mrml_*`` modules takes the scene (and the application logic where it needs one) as arguments,
+``mrml`` package takes the scene (and the application logic where it needs one) as arguments,
 so the same code runs in both places.
 
 ``slicer`` and ``vtk`` are imported inside the functions: this module is importable (though not

@@ -3,7 +3,7 @@
 :func:`make_review_screenshot` runs the module's real path headless: a paired phantom's
 non-contrast scan becomes a volume node, the background worker synthesizes it
 (:class:`~DigitalContrastLib.mrml.synthesis_logic.SynthesisLogic`), and the review layout
-(``mrml_layout.show_review``) shows non-contrast | synthetic | real contrast, centred on the
+(``mrml.review_layout.show_review``) shows non-contrast | synthetic | real contrast, centred on the
 aorta, rendered without OpenGL into one PNG. It also measures what the picture shows: the mean
 grey level of the aortic lumen (from the phantom's label map, on the centre slice) in each axial
 panel, so a test can check that the lumen is brighter in the synthetic view than in the
@@ -86,7 +86,7 @@ def make_review_screenshot(
         A :class:`ReviewScreenshot` with the nodes and the measured lumen grey levels.
     """
     from .headless import make_headless_scene
-    from .layout import panel_offset_px, ras_to_view_pixel, render_views_png
+    from .view_png import panel_offset_px, ras_to_view_pixel, render_views_png
     from .synthesis_logic import SynthesisLogic
     from .volume_nodes import volume_to_node
     from DigitalContrastLib.ct.labels import LABELS

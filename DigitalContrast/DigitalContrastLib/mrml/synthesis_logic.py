@@ -265,7 +265,7 @@ class SynthesisLogic:
 
     def _add_result_nodes(self, job: SynthesisJob, outcome: JobOutcome) -> None:
         from DigitalContrastLib.ct.io import read_volume
-        from .layout import OVERLAY_FOR_ATTRIBUTE, OVERLAY_KIND_ATTRIBUTE
+        from .overlays import OVERLAY_FOR_ATTRIBUTE, OVERLAY_KIND_ATTRIBUTE
         from .volume_nodes import volume_to_node
 
         result = outcome.result or {}
@@ -373,7 +373,7 @@ class SynthesisLogic:
     # ------------------------------------------------------------------ the rest of the workflow
     def register_real(self, nc_node: Any, real_node: Any, method: str = "rigid", *, wait: bool = True,
                       **options: Any) -> Any:
-        """Register the real contrast scan onto the non-contrast grid (see :func:`mrml_compare.start_registration`).
+        """Register the real contrast scan onto the non-contrast grid (see :func:`~DigitalContrastLib.mrml.compare_logic.start_registration`).
 
         ``wait=True`` blocks and returns the :class:`~DigitalContrastLib.mrml.compare_logic.RegisteredReal`;
         ``wait=False`` returns the running :class:`~DigitalContrastLib.common.background.BackgroundTask`.
@@ -385,21 +385,21 @@ class SynthesisLogic:
 
     def compute_metrics(self, nc_node: Any, synthetic_node: Any, real_node: Any, label_node: Any | None = None, *,
                         wait: bool = True) -> Any:
-        """Metrics of the synthetic against the (registered) real scan (see :func:`mrml_compare.start_metrics`)."""
+        """Metrics of the synthetic against the (registered) real scan (see :func:`~DigitalContrastLib.mrml.compare_logic.start_metrics`)."""
         from .compare_logic import start_metrics
 
         task = start_metrics(self.scene, nc_node, synthetic_node, real_node, label_node)
         return task.wait() if wait else task
 
     def export_dicom(self, synthetic_node: Any, out_dir: str | os.PathLike, **options: Any) -> list[Path]:
-        """The synthetic node as a labelled DICOM series (see :func:`mrml_compare.export_synthetic_node`)."""
+        """The synthetic node as a labelled DICOM series (see :func:`~DigitalContrastLib.mrml.compare_logic.export_synthetic_node`)."""
         from .compare_logic import export_synthetic_node
 
         return export_synthetic_node(synthetic_node, out_dir, **options)
 
     def show_review(self, nc_node: Any, synthetic_node: Any, real_node: Any | None = None, **options: Any) -> Any:
-        """The review layout (``mrml_layout.show_review``) in this logic's scene."""
-        from .layout import show_review
+        """The review layout (``mrml.review_layout.show_review``) in this logic's scene."""
+        from .review_layout import show_review
 
         if self.app_logic is None:
             raise JobError("the review layout needs the application logic; pass app_logic to SynthesisLogic.",

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from DigitalContrastLib.ct.display_presets import WindowLevel
-from DigitalContrastLib.mrml.layout import (
+from DigitalContrastLib.mrml.views import (
     SliceViewSpec,
     show_layout,
     show_volumes_in_views,
