@@ -547,7 +547,7 @@ class DigitalContrastLogic(ScriptedLoadableModuleLogic):
     def dependencyPlan(self):
         from DigitalContrastLib.common.dependencies import plan_dependencies
 
-        return plan_dependencies(need_engine=not self.dummy)
+        return plan_dependencies(features=["panel"] if self.dummy else None, need_torch=not self.dummy)
 
     @staticmethod
     def installPackages(plan) -> None:

@@ -144,6 +144,32 @@ def test_cancel_mid_inference_kills_the_whole_tree_within_2_s(ncct, tmp_path, wo
     print(f"cancel latency {cancel_latency_s:.3f} s")
 
 
+def test_a_gui_cancel_returns_at_once_and_without_psutil_still_kills_the_tree(ncct, tmp_path, work_root,
+                                                                              monkeypatch):
+    """A stock Slicer has no psutil, and its GUI thread must not wait: the process group is killed, reaped later."""
+    client = WorkerClient(slicer_like_launcher(tmp_path), dummy=True, dummy_seconds=30, work_root=work_root,
+                          worker_args=["--dummy-spawn-child"])
+    client.start(make_job(ncct, tmp_path / "o.nrrd"))
+    wait_for(client, lambda e: e.type == "progress" and e.data["stage"] == "inference" and e.data["done"] >= 1)
+    tree = [client.worker_pid, *descendants(client.worker_pid)]
+    assert len(tree) == 3
+
+    with monkeypatch.context() as blocked:
+        blocked.setitem(sys.modules, "psutil", None)  # the client's own imports of psutil now fail
+        started = time.monotonic()
+        outcome = client.cancel(wait=False)
+        returned_s = time.monotonic() - started
+        time.sleep(0.3)
+        client.poll()
+    deadline = time.monotonic() + 5
+    while any(alive(pid) for pid in tree) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert returned_s < 0.05, f"cancel held the caller {returned_s:.3f} s"
+    assert not [pid for pid in tree if alive(pid)], "every process of the tree is gone"
+    assert outcome.status == "cancelled" and list(work_root.iterdir()) == []
+    client.close()
+
+
 def test_kill_9_of_the_worker_is_reported_as_a_crash_within_2_s(ncct, tmp_path, work_root):
     output = tmp_path / "out" / "synthetic.nrrd"
     client = WorkerClient(dummy=True, dummy_seconds=30, work_root=work_root, worker_args=["--dummy-spawn-child"])

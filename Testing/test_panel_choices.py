@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from DigitalContrastLib.models.choices import available_models, card_text, device_text
+from DigitalContrastLib.models.choices import available_models, card_text, default_model_id, device_text
 
 CARD = {
     "id": "aorta-phantom-v1", "version": "1.0.0", "ifu": "aorta", "title": "Aorta CTA from NCCT (phantom-trained)",
@@ -24,12 +24,18 @@ def test_card_text_names_version_ifu_intended_use_and_every_limitation():
     assert "Licence: Apache-2.0" in text and "Folder: /models/aorta-phantom-v1" in text
 
 
-def test_available_models_lists_the_search_path_or_says_why_not():
+def test_available_models_lists_the_shipped_model():
     choices, note = available_models()
-    if "DigitalContrastLib.models.cards" not in sys.modules and not choices:
-        assert note and ("not installed" in note or "No model found" in note)
+    assert default_model_id() in [choice.model_id for choice in choices], note
     for choice in choices:
         assert choice.model_id in choice.label and "Model " + choice.model_id in choice.card_text
+
+
+def test_without_jsonschema_the_panel_gets_an_install_note_instead_of_an_error(monkeypatch):
+    """A stock 3D Slicer has no jsonschema until the first install (Testing/test_stock_slicer.py runs it for real)."""
+    monkeypatch.setitem(sys.modules, "jsonschema", None)  # import jsonschema now raises ImportError
+    choices, note = available_models()
+    assert choices == [] and "needs the Python package jsonschema" in note and "press Apply" in note
 
 
 @pytest.mark.process

@@ -53,6 +53,32 @@ class UserError(Exception):
         return {"code": self.code, "message": self.message, "exit_code": self.exit_code}
 
 
+class MissingPackageError(UserError):
+    """A Python package the step needs is not installed (inside 3D Slicer: installed on first use, after asking).
+
+    ``package`` is the distribution to install. Pip installs of the project never raise it (pip
+    brings every dependency); a stock Slicer does, until the module's dependency plan has run.
+    """
+
+    exit_code = EXIT_INTERNAL
+    default_code = "missing_package"
+
+    def __init__(self, package: str, needed_for: str) -> None:
+        super().__init__(f"{needed_for} needs the Python package {package}, which is not installed; press Apply "
+                         f"in the module to install it (or run: pip install {package}).", code=self.default_code)
+        self.package = package
+
+
+def require_package(module: str, package: str, needed_for: str):
+    """``import module`` and return it, or raise :class:`MissingPackageError` naming ``package``."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise MissingPackageError(package, needed_for) from None
+
+
 class InputError(UserError):
     """The input volume cannot be read or is not a usable non-contrast CT."""
 

@@ -44,3 +44,44 @@ def _physical_cores_from_cpuinfo(path: Path = Path("/proc/cpuinfo")) -> int | No
         elif key == "core id":
             cores.add((physical, value.strip()))
     return len(cores) or None
+
+
+def memory_mb() -> tuple[float | None, float | None]:
+    """``(available, total)`` system memory in MiB: psutil where installed, else ``/proc/meminfo``; None when unknown."""
+    try:
+        import psutil
+
+        memory = psutil.virtual_memory()
+        return memory.available / 2**20, memory.total / 2**20
+    except ImportError:
+        pass
+    fields = {}
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            fields[key] = float(value.split()[0]) / 1024  # kB -> MiB
+    except (OSError, ValueError, IndexError):
+        return None, None
+    return fields.get("MemAvailable"), fields.get("MemTotal")
+
+
+def process_exists(pid: int) -> bool:
+    """Whether a process with this id is running (psutil where installed, else ``os.kill(pid, 0)`` / tasklist)."""
+    try:
+        import psutil
+
+        return psutil.pid_exists(pid)
+    except ImportError:
+        pass
+    if os.name == "nt":
+        import subprocess
+
+        listed = subprocess.run(["tasklist", "/FI", f"PID eq {pid}", "/NH"], capture_output=True, text=True)
+        return str(pid) in listed.stdout
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True

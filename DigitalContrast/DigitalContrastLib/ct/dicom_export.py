@@ -353,7 +353,7 @@ def export_synthetic_dicom(
         raise OutputError(f"Could not write the DICOM series to {out_dir}: {error.strerror}; choose a writable folder.") from error
     try:
         for k, name in enumerate(names):
-            dataset_for(k).save_as(staging / name, enforce_file_format=True)
+            write_dicom_file(dataset_for(k), staging / name)
             if progress is not None:
                 progress("write", k + 1, nz)
         _publish(staging, out_dir)
@@ -375,3 +375,20 @@ def _publish(staging: Path, out_dir: Path) -> None:
         if out_dir.is_dir():
             out_dir.rmdir()
         os.replace(staging, out_dir)
+
+
+def write_dicom_file(ds: Any, path: Path) -> None:
+    """Write ``ds`` as a DICOM Part 10 file (preamble, file meta, its transfer syntax), with pydicom 2.4 or 3.x.
+
+    3D Slicer up to 5.10 ships pydicom 2.4 (never upgraded by this extension); 5.12 ships 3.0. pydicom 3
+    spells "write a standard file" ``enforce_file_format=True``; pydicom 2 spells it
+    ``write_like_original=False`` and reads the encoding from ``is_little_endian``/``is_implicit_VR``.
+    """
+    import pydicom
+
+    if int(pydicom.__version__.split(".")[0]) >= 3:
+        ds.save_as(path, enforce_file_format=True)
+        return
+    syntax = ds.file_meta.TransferSyntaxUID
+    ds.is_little_endian, ds.is_implicit_VR = syntax.is_little_endian, syntax.is_implicit_VR
+    ds.save_as(path, write_like_original=False)

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from DigitalContrastLib.common.errors import ModelError
+from DigitalContrastLib.common.errors import ModelError, require_package
 from DigitalContrastLib.common.paths import MODULE_DIR
 
 from .weights import WeightsFile, save_state_dict, verify_weights_file
@@ -121,8 +121,12 @@ def card_schema() -> dict[str, Any]:
 
 
 def validate_card_data(data: Any, where: str) -> None:
-    """Raise :class:`ModelError` (one sentence naming ``where`` and the field) if ``data`` is invalid."""
-    import jsonschema
+    """Raise :class:`ModelError` (one sentence naming ``where`` and the field) if ``data`` is invalid.
+
+    Raises :class:`~DigitalContrastLib.common.errors.MissingPackageError` where jsonschema is not
+    installed yet (a stock 3D Slicer before the module's first install).
+    """
+    jsonschema = require_package("jsonschema", "jsonschema", "Checking model cards")
 
     validator = jsonschema.Draft202012Validator(card_schema())
     error = jsonschema.exceptions.best_match(validator.iter_errors(data))

@@ -1,7 +1,7 @@
 """What the module panel offers: the installed models with their cards, and the devices found.
 
 Both are computed without torch in this process: models from the model search path
-(``models.py``: cards are JSON), devices from the worker's ``--probe`` answer (its ``hello``
+(``models.cards``: cards are JSON), devices from the worker's ``--probe`` answer (its ``hello``
 message), so the Slicer GUI never imports torch.
 """
 
@@ -10,6 +10,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from DigitalContrastLib.common.errors import MissingPackageError
+
+from .cards import DEFAULT_MODEL_ID, discover_models
 
 
 @dataclass(frozen=True)
@@ -47,12 +51,8 @@ def card_text(data: Mapping[str, Any], folder: str = "") -> str:
     return "\n".join(lines)
 
 
-def default_model_id() -> str | None:
-    """The id the worker runs when no model is named (None when the engine is not installed)."""
-    try:
-        from .cards import DEFAULT_MODEL_ID
-    except ImportError:
-        return None
+def default_model_id() -> str:
+    """The id the worker runs when no model is named."""
     return DEFAULT_MODEL_ID
 
 
@@ -60,13 +60,12 @@ def available_models(verify: bool = False) -> tuple[list[ModelChoice], str | Non
     """The models on the search path (``models.discover_models``), and a note when there are none.
 
     ``verify`` also checks each model's weights checksum (reads the weights: slower).
-    Returns ``([], note)`` when the engine's model registry is not installed in this build.
+    Returns ``([], note)`` when the cards cannot be checked yet (a package to install first: the note says which).
     """
     try:
-        from .cards import discover_models
-    except ImportError:
-        return [], "The synthesis engine is not installed in this build: only the default model can be asked for."
-    inventory = discover_models()
+        inventory = discover_models()
+    except MissingPackageError as error:  # a stock Slicer before the first install: say so, list again after
+        return [], error.message
     choices = []
     for model_id, card in inventory.models.items():
         problem = None

@@ -74,7 +74,7 @@ from DigitalContrastLib.synthesis.options import SynthesisOptions
 from . import protocol
 from .delivery import JOB_FOLDER_PREFIX, RunningJob, deliver, final_result, remove_stale_job_folders, require_writable_folder
 from .outcome import Event, JobOutcome, WorkerError, describe_exit
-from .process import EXIT_GRACE_S, Launcher, WorkerProcess, default_launcher, worker_environment
+from .process import EXIT_GRACE_S, Launcher, WorkerProcess, default_launcher, reap, worker_environment
 
 #: Weight of a new ETA estimate in the running average.
 ETA_SMOOTHING = 0.3
@@ -131,6 +131,7 @@ class WorkerClient:
         self._proc: WorkerProcess | None = None
         self._job: RunningJob | None = None
         self._pending: list[Event] = []
+        self._dying: list[WorkerProcess] = []  # killed without waiting, not yet reaped
         self.hello: dict[str, Any] | None = None
         self.outcome: JobOutcome | None = None
         _LIVE_CLIENTS.add(self)
@@ -220,6 +221,7 @@ class WorkerClient:
     def poll(self) -> list[Event]:
         """Events since the last call (never blocks); the job's last event has type ``end``."""
         events, self._pending = self._pending, []
+        self._dying = [dying for dying in self._dying if not reap(dying.popen)]
         proc = self._proc
         while proc is not None:
             try:
@@ -274,17 +276,20 @@ class WorkerClient:
             self.cancel("interrupted")
             raise
 
-    def cancel(self, reason: str = "cancelled by the user") -> JobOutcome | None:
+    def cancel(self, reason: str = "cancelled by the user", wait: bool = True) -> JobOutcome | None:
         """Kill the worker's whole process tree, remove the job folder; the outcome is ``cancelled``.
 
-        Returns once the processes are gone (at most about 2 s). Without a running job, returns
-        the last outcome and does nothing.
+        Returns once the processes are gone (at most about 2 s); with ``wait=False`` (a GUI thread)
+        it returns as soon as the kills are sent, and :meth:`poll` or :meth:`close` reaps the
+        processes later. Without a running job, returns the last outcome and does nothing.
         """
         job = self._job
         if job is None:
             return self.outcome
         if self._proc is not None:
-            self._proc.kill()
+            self._proc.kill(wait=wait)
+            if not wait:
+                self._dying.append(self._proc)
             self._proc = None
         return self._end(JobOutcome(job_id=job.job_id, status="cancelled", cancel_reason=reason))
 
@@ -292,6 +297,9 @@ class WorkerClient:
         """Cancel a running job and stop the worker (a persistent one gets EOF, then is killed)."""
         if self._job is not None:
             self.cancel("client closed")
+        for dying in self._dying:
+            dying.kill()
+        self._dying = []
         proc, self._proc = self._proc, None
         if proc is None:
             return

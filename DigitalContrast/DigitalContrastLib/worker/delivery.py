@@ -20,6 +20,7 @@ from typing import Any
 from DigitalContrastLib.common.atomic import atomic_path
 from DigitalContrastLib.common.checksum import file_sha256
 from DigitalContrastLib.common.errors import OutputError
+from DigitalContrastLib.common.hardware import process_exists
 
 from .outcome import WorkerError
 
@@ -105,8 +106,6 @@ def move_into_place(source: Path, destination: Path) -> None:
 
 def remove_stale_job_folders(root: Path) -> None:
     """Remove job folders left by clients that died (their ``owner.pid`` is not running)."""
-    import psutil
-
     try:
         candidates = list(root.glob(JOB_FOLDER_PREFIX + "*"))
     except OSError:
@@ -116,7 +115,7 @@ def remove_stale_job_folders(root: Path) -> None:
             owner = int((folder / "owner.pid").read_text())
         except (OSError, ValueError):
             continue
-        if not psutil.pid_exists(owner):
+        if not process_exists(owner):
             shutil.rmtree(folder, ignore_errors=True)
 
 

@@ -47,12 +47,26 @@ def popen_launcher(command: Sequence[str], cwd: str | os.PathLike | None = None)
     command = [os.fspath(part) for part in command]
 
     def launch(args: Sequence[str], env: Mapping[str, str]) -> subprocess.Popen:
-        extra: dict[str, Any] = {"start_new_session": True} if os.name == "posix" else {
-            "creationflags": getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0)}
         return subprocess.Popen([*command, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, env=dict(env), cwd=cwd, **extra)
+                                stderr=subprocess.PIPE, env=dict(env), cwd=cwd, **background_process_options())
 
     return launch
+
+
+def background_process_options() -> dict[str, Any]:
+    """``Popen`` options for a child of its own: a new session (POSIX) or process group (Windows), no window.
+
+    On Windows a console program started from a GUI (Slicer) gets a console window of its own, and
+    closing that window kills it: the child is started hidden, as Slicer's ``launchConsoleProcess``
+    does (``STARTUPINFO`` with ``SW_HIDE``, plus ``CREATE_NO_WINDOW``).
+    """
+    if os.name == "posix":
+        return {"start_new_session": True}
+    info = subprocess.STARTUPINFO()  # type: ignore[attr-defined]  # Windows only
+    info.dwFlags |= subprocess.STARTF_USESHOWWINDOW  # type: ignore[attr-defined]
+    info.wShowWindow = 0  # SW_HIDE
+    flags = getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0) | getattr(subprocess, "CREATE_NO_WINDOW", 0)
+    return {"creationflags": flags, "startupinfo": info}
 
 
 #: ``-P`` (Python 3.11+): ``-m`` and ``-c`` would otherwise put the current folder first on
@@ -179,14 +193,61 @@ class WorkerProcess:
         except (OSError, ValueError):  # it died already; the exit check reports it
             pass
 
-    def kill(self) -> None:
-        kill_process_tree(self.popen, self.pgid)
+    def kill(self, wait: bool = True) -> None:
+        kill_process_tree(self.popen, self.pgid, wait=wait)
 
 
-def kill_process_tree(popen: subprocess.Popen, pgid: int | None = None, timeout_s: float = KILL_TIMEOUT_S) -> None:
-    """Kill ``popen``'s process and every descendant: suspend the parent, kill children, parent, group."""
-    import psutil
+def kill_process_tree(popen: subprocess.Popen, pgid: int | None = None, timeout_s: float = KILL_TIMEOUT_S,
+                      wait: bool = True) -> None:
+    """Kill ``popen``'s process and every descendant: suspend the parent, kill children, parent, group.
 
+    With psutil the whole tree is found and killed; without it (a stock 3D Slicer) the process group
+    is killed on POSIX (the worker leads a session of its own) and ``taskkill /T`` ends the tree on
+    Windows. ``wait=False`` sends the kills and returns at once (a GUI thread must not wait): call
+    :func:`reap` later, or this function again with ``wait=True``.
+    """
+    victims = _kill_with_psutil(popen)
+    if pgid is not None:  # orphans whose parent died already stay in the group
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except OSError:
+            pass
+    elif victims is None and os.name == "nt" and popen.returncode is None:
+        subprocess.run(["taskkill", "/F", "/T", "/PID", str(popen.pid)], capture_output=True,
+                       **background_process_options())
+    if not wait:
+        return
+    try:
+        popen.wait(timeout=timeout_s)  # reap our own child
+    except subprocess.TimeoutExpired:
+        pass
+    _wait_until_gone(victims or [], time.monotonic() + timeout_s)
+    _close_pipes(popen)
+
+
+def reap(popen: subprocess.Popen) -> bool:
+    """Whether a killed process has ended (its pipes are then closed); never blocks."""
+    if popen.poll() is None:
+        return False
+    _close_pipes(popen)
+    return True
+
+
+def _close_pipes(popen: subprocess.Popen) -> None:
+    for stream in (popen.stdin, popen.stdout, popen.stderr):
+        try:
+            if stream is not None:
+                stream.close()
+        except OSError:
+            pass
+
+
+def _kill_with_psutil(popen: subprocess.Popen) -> list | None:
+    """Suspend the parent, kill its descendants and it; the psutil processes killed, or None without psutil."""
+    try:
+        import psutil
+    except ImportError:
+        return None
     victims: list = []
     if popen.returncode is None:  # not reaped yet, so its pid is still its own
         try:
@@ -203,27 +264,14 @@ def kill_process_tree(popen: subprocess.Popen, pgid: int | None = None, timeout_
                 process.kill()
             except psutil.Error:
                 pass
-    if pgid is not None:  # orphans whose parent died already stay in the group
-        try:
-            os.killpg(pgid, signal.SIGKILL)
-        except OSError:
-            pass
-    try:
-        popen.wait(timeout=timeout_s)  # reap our own child
-    except subprocess.TimeoutExpired:
-        pass
-    _wait_until_gone(victims, time.monotonic() + timeout_s)
-    for stream in (popen.stdin, popen.stdout, popen.stderr):
-        try:
-            if stream is not None:
-                stream.close()
-        except OSError:
-            pass
+    return victims
 
 
 def _wait_until_gone(processes: list, deadline: float) -> None:
     """Wait until each psutil process has ended; a zombie (dead, not yet reaped by its new parent,
     often init) counts as ended, which ``psutil.wait_procs`` does not allow."""
+    if not processes:
+        return
     import psutil
 
     pending = list(processes)

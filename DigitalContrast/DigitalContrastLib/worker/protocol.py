@@ -42,7 +42,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from DigitalContrastLib.synthesis.options import SynthesisOptions
-from DigitalContrastLib.common.errors import JobError
+from DigitalContrastLib.common.errors import JobError, require_package
 
 #: Marks a protocol line; the digit is the protocol version.
 PREFIX = "@@DC1 "
@@ -165,8 +165,7 @@ def validate_job(job: Any, source: str = "") -> dict[str, Any]:
     Raises JobError naming the first offending field, e.g. ``job on stdin: options.overlap:
     1.5 is greater than or equal to the maximum of 1; fix the job description.``
     """
-    import jsonschema
-
+    jsonschema = require_package("jsonschema", "jsonschema", "Checking a synthesis job")
     where = f"job {source}".strip()
     validator = jsonschema.Draft202012Validator(JOB_SCHEMA)
     errors = sorted(validator.iter_errors(job), key=lambda e: (list(e.absolute_path), e.message))

@@ -55,7 +55,7 @@ from typing import Any, TextIO
 from DigitalContrastLib import __version__
 from . import protocol
 from DigitalContrastLib.common.checksum import file_sha256
-from DigitalContrastLib.common.hardware import physical_cores
+from DigitalContrastLib.common.hardware import memory_mb, physical_cores
 from DigitalContrastLib.synthesis.options import SynthesisOptions
 from DigitalContrastLib.common.errors import (
     EXIT_BAD_JOB,
@@ -190,11 +190,9 @@ def describe_environment(mode: str, import_torch: bool) -> dict[str, Any]:
 
 
 def _cpu_device() -> dict[str, Any]:
-    import psutil
-
-    memory = psutil.virtual_memory()
-    return {"kind": "cpu", "name": _cpu_name(), "cores": physical_cores(),
-            "free_memory_mb": memory.available / 2**20, "total_memory_mb": memory.total / 2**20}
+    free_mb, total_mb = memory_mb()
+    return {"kind": "cpu", "name": _cpu_name(), "cores": physical_cores(), "free_memory_mb": free_mb,
+            "total_memory_mb": total_mb}
 
 
 def _cpu_name() -> str:
@@ -219,7 +217,7 @@ def _seconds_since_process_start() -> float:
         import psutil
 
         return max(0.0, time.time() - psutil.Process().create_time())
-    except Exception:  # noqa: BLE001 - some sandboxes hide /proc
+    except Exception:  # noqa: BLE001 - psutil absent (a stock Slicer), or a sandbox hiding /proc
         return time.time() - _PROCESS_STARTED
 
 
@@ -232,9 +230,12 @@ def _peak_memory() -> dict[str, float | None]:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         rss_mb = peak / 2**20 if sys.platform == "darwin" else peak / 1024
     except ImportError:  # Windows
-        import psutil
+        try:
+            import psutil
 
-        rss_mb = getattr(psutil.Process().memory_info(), "peak_wset", 0) / 2**20
+            rss_mb = getattr(psutil.Process().memory_info(), "peak_wset", 0) / 2**20
+        except ImportError:
+            rss_mb = None
     gpu_mb = None
     torch = sys.modules.get("torch")
     if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
