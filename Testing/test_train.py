@@ -127,7 +127,8 @@ def test_epoch_line_figures_show_signs_and_read_n_a_for_a_region_no_validation_c
 def test_checkpoint_round_trips_the_optimizer_without_pickle(tmp_path):
     import torch
 
-    from DigitalContrastLib.training.train import TrainConfig, load_checkpoint, save_checkpoint
+    from DigitalContrastLib.training.checkpoint import load_checkpoint, save_checkpoint
+    from DigitalContrastLib.training.config import TrainConfig
 
     net = torch.nn.Sequential(torch.nn.Conv3d(1, 2, 3), torch.nn.BatchNorm3d(2))
     opt = torch.optim.AdamW(net.parameters(), lr=1e-3)
@@ -160,7 +161,7 @@ def _two_vessel_case(config):
     """A 20x24x24 case: a dark aorta (labelled) and a heart, both enhanced in the contrast scan."""
     from pathlib import Path
 
-    from DigitalContrastLib.training.train import TrainingCase
+    from DigitalContrastLib.training.cases import TrainingCase
 
     nc = np.full((20, 24, 24), 40, np.int16)
     c = nc.copy()
@@ -176,7 +177,8 @@ def _two_vessel_case(config):
 
 @pytest.mark.parametrize("fraction", [0.0, 1.0])
 def test_pseudo_noncontrast_patches_keep_every_enhanced_neighbour_and_only_darken_the_aorta(tmp_path, fraction):
-    from DigitalContrastLib.training.train import PatchSampler, TrainConfig
+    from DigitalContrastLib.training.config import TrainConfig
+    from DigitalContrastLib.training.sampler import PatchSampler
 
     config = TrainConfig(data_dir=str(tmp_path), out_dir=str(tmp_path), patch_size_zyx=(20, 24, 24),
                          intensity_shift_hu=0.0, pseudo_noncontrast_fraction=fraction)
@@ -199,7 +201,8 @@ def test_pseudo_noncontrast_patches_keep_every_enhanced_neighbour_and_only_darke
 @pytest.mark.parametrize("gain", [(1.0, 1.0), (2.5, 2.5)])
 def test_neighbour_gain_brightens_the_heart_in_input_and_target_alike_and_never_the_aorta(tmp_path, gain):
     from DigitalContrastLib.ct.labels import LABELS
-    from DigitalContrastLib.training.train import PatchSampler, TrainConfig
+    from DigitalContrastLib.training.config import TrainConfig
+    from DigitalContrastLib.training.sampler import PatchSampler
 
     config = TrainConfig(data_dir=str(tmp_path), out_dir=str(tmp_path), patch_size_zyx=(20, 24, 24),
                          intensity_shift_hu=0.0, pseudo_noncontrast_fraction=1.0,
@@ -224,7 +227,8 @@ def test_neighbour_gain_brightens_the_heart_in_input_and_target_alike_and_never_
 
 @pytest.mark.parametrize("margin", [0, 1])
 def test_pseudo_noncontrast_margin_takes_the_partial_volume_rim_from_the_noncontrast_scan(tmp_path, margin):
-    from DigitalContrastLib.training.train import PatchSampler, TrainConfig
+    from DigitalContrastLib.training.config import TrainConfig
+    from DigitalContrastLib.training.sampler import PatchSampler
 
     config = TrainConfig(data_dir=str(tmp_path), out_dir=str(tmp_path), patch_size_zyx=(20, 24, 24),
                          intensity_shift_hu=0.0, pseudo_noncontrast_fraction=1.0,
@@ -250,7 +254,7 @@ def test_pseudo_noncontrast_margin_takes_the_partial_volume_rim_from_the_noncont
 def test_warp_inplane_turns_and_scales_about_the_patch_centre_and_keeps_labels_whole():
     import math
 
-    from DigitalContrastLib.training.train import inplane_footprint, inplane_grid, warp_inplane
+    from DigitalContrastLib.training.augment import inplane_footprint, inplane_grid, warp_inplane
 
     # no turn, no scale: the centre of the crop, voxel for voxel
     block = np.arange(20 * 12 * 12, dtype=np.int16).reshape(20, 12, 12)
@@ -272,7 +276,9 @@ def test_warp_inplane_turns_and_scales_about_the_patch_centre_and_keeps_labels_w
 
 
 def test_geometric_augment_turns_scans_and_labels_together(tmp_path):
-    from DigitalContrastLib.training.train import PatchSampler, TrainConfig, TrainingCase
+    from DigitalContrastLib.training.cases import TrainingCase
+    from DigitalContrastLib.training.config import TrainConfig
+    from DigitalContrastLib.training.sampler import PatchSampler
 
     # a 4 x 96 x 96 case: a 16 x 8 voxel bar of enhanced lumen (labelled) in the middle
     nc = np.full((4, 96, 96), 40, np.int16)
@@ -341,7 +347,8 @@ def test_init_from_a_model_with_another_network_is_refused_before_anything_is_wr
 
 def test_train_refuses_a_parent_weight_without_a_parent_before_it_trains(tmp_path):
     from DigitalContrastLib.common.errors import JobError
-    from DigitalContrastLib.training.train import TrainConfig, train
+    from DigitalContrastLib.training.config import TrainConfig
+    from DigitalContrastLib.training.loop import train
 
     config = TrainConfig(data_dir=str(tmp_path / "no-data"), out_dir=str(tmp_path / "m"), parent_weight=0.5)
     with pytest.raises(JobError, match="--parent-weight needs --init-from"):
@@ -359,7 +366,7 @@ def test_init_from_a_model_that_is_not_installed_is_refused_with_exit_3(tmp_path
 
 def test_appearance_jitter_moves_each_tissue_and_bone_but_never_blood_air_or_the_residual():
     from DigitalContrastLib.ct.labels import LABELS
-    from DigitalContrastLib.training.train import jitter_appearance
+    from DigitalContrastLib.training.augment import jitter_appearance
 
     rng = np.random.default_rng(0)
     names = ["outside", "fat", "muscle", "liver", "cortical_bone", "bone_marrow", "aortic_lumen", "thrombus",
@@ -392,7 +399,7 @@ def test_appearance_jitter_moves_each_tissue_and_bone_but_never_blood_air_or_the
 def test_lumen_mask_loss_scores_a_lumen_drawn_too_wide_and_ignores_everything_outside_the_sac():
     import torch
 
-    from DigitalContrastLib.training.train import SynthesisLoss, lumen_mask_loss
+    from DigitalContrastLib.training.loss import SynthesisLoss, lumen_mask_loss
 
     shape = (1, 1, 4, 16, 16)
     lumen = torch.zeros(shape)
@@ -430,7 +437,8 @@ def test_lumen_mask_loss_scores_a_lumen_drawn_too_wide_and_ignores_everything_ou
 
 def test_patches_carry_the_lumen_and_sac_labels_for_the_lumen_mask_term(tmp_path):
     from DigitalContrastLib.ct.labels import LABELS
-    from DigitalContrastLib.training.train import PatchSampler, TrainConfig
+    from DigitalContrastLib.training.config import TrainConfig
+    from DigitalContrastLib.training.sampler import PatchSampler
 
     config = TrainConfig(data_dir=str(tmp_path), out_dir=str(tmp_path), patch_size_zyx=(20, 24, 24),
                          intensity_shift_hu=0.0, pseudo_noncontrast_fraction=1.0, pseudo_noncontrast_margin_voxels=1,
@@ -452,7 +460,8 @@ def test_patches_carry_the_lumen_and_sac_labels_for_the_lumen_mask_term(tmp_path
 
 def test_thrombus_centred_patches_come_from_cases_with_thrombus_in_proportion_to_its_volume(tmp_path):
     from DigitalContrastLib.ct.labels import LABELS
-    from DigitalContrastLib.training.train import PatchSampler, TrainConfig
+    from DigitalContrastLib.training.config import TrainConfig
+    from DigitalContrastLib.training.sampler import PatchSampler
 
     config = TrainConfig(data_dir=str(tmp_path), out_dir=str(tmp_path), patch_size_zyx=(8, 8, 8),
                          intensity_shift_hu=0.0, thrombus_centre_fraction=1.0)
@@ -484,8 +493,9 @@ def test_thrombus_centred_patches_come_from_cases_with_thrombus_in_proportion_to
 
 def test_load_case_finds_the_thrombus_centres_only_when_the_run_draws_them(tmp_path):
     from DigitalContrastLib.ct.labels import LABELS
-    from DigitalContrastLib.training.train import TrainConfig, load_case
     from DigitalContrastLib.phantoms.batch import generate_phantom_cases
+    from DigitalContrastLib.training.cases import load_case
+    from DigitalContrastLib.training.config import TrainConfig
 
     generate_phantom_cases(tmp_path, 1, 10000, size_xyz=(48, 48, 32), spacing_xyz_mm=(7.5, 7.5, 12.5))
     folder = tmp_path / "phantom-10000"

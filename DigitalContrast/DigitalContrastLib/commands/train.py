@@ -119,13 +119,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from DigitalContrastLib.common.errors import JobError
     from DigitalContrastLib.common.progressbar import ProgressBar
-    from DigitalContrastLib.training.train import (
-        TrainConfig,
-        command_line,
-        initial_weights,
-        train,
-    )
     from DigitalContrastLib.phantoms.batch import generate_phantom_cases
+    from DigitalContrastLib.training.config import TrainConfig, command_line
+    from DigitalContrastLib.training.loop import train  # lazy, as initial_weights: the training modules import torch
+    from DigitalContrastLib.training.parent import initial_weights
 
     # every option is checked before anything is written
     if args.generate_val_phantoms:
