@@ -6,25 +6,26 @@ This file is the Slicer face of ``DigitalContrastLib`` and stays thin:
   ``SlicerParameterName``;
 * ``DigitalContrastWidget``: loads ``Resources/UI/DigitalContrast.ui``; Apply turns into Cancel
   while the background worker synthesizes; a timer polls the job and the background tasks
-  (registration, metrics, export, device probe) every 150 ms; dialogs (installing packages,
-  input gate warnings, errors);
+  (registration, metrics, export, device probe: each a worker process) every 150 ms; dialogs
+  (installing packages on first use, input gate warnings, errors);
 * ``DigitalContrastLogic``: parameter-node access around
   :class:`DigitalContrastLib.mrml.synthesis_logic.SynthesisLogic` and :mod:`DigitalContrastLib.mrml.compare_logic`,
   usable from the Python console without the widget;
 * ``DigitalContrastTest``: phantom -> synthesis (dummy worker) -> review -> registration ->
   metrics -> DICOM export, in Slicer.
 
-Synthesis runs in a separate worker process (``Scripts/DigitalContrastWorker.py`` under
-``PythonSlicer``): torch is never imported in the Slicer process, a crash or an out-of-memory
-never takes Slicer down, and Cancel kills the worker's process tree. Every decision is made in
-the library, where it is tested outside Slicer.
+Synthesis, the input check, registration, metrics, DICOM export and the device probe run in
+worker processes (``Scripts/DigitalContrastWorker.py`` under ``PythonSlicer``): torch is never
+imported in the Slicer process, a crash or an out-of-memory never takes Slicer down, Cancel kills
+the process tree, and the GUI thread only moves files in small slabs (PythonQt holds the GIL there,
+so a Python thread would barely run). Every decision is made in the library, where it is tested
+outside Slicer; the packages Slicer does not ship are installed on first use, after asking.
 """
 
 import enum
-import logging
 import pathlib
-import shutil
 import sys
+import time
 from typing import Annotated
 
 import qt
@@ -155,8 +156,11 @@ class DigitalContrastWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.logic = None
         self._parameterNode = None
         self._parameterNodeGuiTag = None
-        self._tasks = {}  # name -> BackgroundTask (probe, registration, metrics, export)
+        self._guiConnectedTo = None  # Slicer 5.8's connectGui returns None: never connect one node twice
+        self._tasks = {}  # name -> GuiTask (probe, registration, metrics, export)
         self._models = []
+        self._installing = False
+        self._askedAboutWarnings = False
         self._timer = qt.QTimer()
         self._timer.setInterval(POLL_INTERVAL_MS)
 
@@ -200,19 +204,14 @@ class DigitalContrastWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def exit(self) -> None:
         # the timer keeps running: a job goes on while another module is shown
-        if self._parameterNode:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self._parameterNodeGuiTag = None
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateButtons)
+        self.setParameterNode(None)
 
     def onSceneStartClose(self, caller, event) -> None:
         if self.logic is not None and self.logic.synthesis.running:
             self.logic.synthesis.cancel("the scene was closed")
             self._appendLog(_("Cancelled: the scene was closed."))
-        for task in self._tasks.values():
-            if task.name != "probe":
-                task.discard()
-        self._tasks = {name: task for name, task in self._tasks.items() if name == "probe"}
+        for name in [n for n in self._tasks if n != "probe"]:
+            self._tasks.pop(name).discard()
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event) -> None:
@@ -221,19 +220,24 @@ class DigitalContrastWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._updateButtons()
 
     def initializeParameterNode(self) -> None:
+        from DigitalContrastLib.mrml.volume_nodes import default_input_node
+
         self.setParameterNode(self.logic.getParameterNode())
         if not self._parameterNode.inputVolume:
-            firstVolume = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
-            if firstVolume and firstVolume.GetAttribute("DigitalContrast.Synthetic") != "1":
-                self._parameterNode.inputVolume = firstVolume
+            self._parameterNode.inputVolume = default_input_node(slicer.mrmlScene)
 
     def setParameterNode(self, inputParameterNode) -> None:
-        if self._parameterNode:
+        if self._parameterNode is not None and inputParameterNode is not None and \
+                inputParameterNode.parameterNode is self._parameterNode.parameterNode and self._guiConnectedTo:
+            return  # already shown and bound
+        if self._parameterNode is not None and self._guiConnectedTo:
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
             self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateButtons)
+            self._guiConnectedTo = None
         self._parameterNode = inputParameterNode
-        if self._parameterNode:
+        if self._parameterNode is not None:
             self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
+            self._guiConnectedTo = self._parameterNode.parameterNode
             self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateButtons)
             self._selectModel(self._parameterNode.modelId)
             self._updateButtons()
@@ -244,11 +248,11 @@ class DigitalContrastWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.applyButton.text = _("Cancel") if running else _("Apply")
         self.ui.applyButton.toolTip = _("Stop the synthesis (the worker is killed; nothing is added).") if running \
             else _("Synthesize the non-contrast volume in the background; Slicer stays usable.")
-        self.ui.applyButton.enabled = running or bool(node and node.inputVolume)
+        self.ui.applyButton.enabled = not self._installing and (running or bool(node and node.inputVolume))
         self.ui.overlapSliderWidget.enabled = bool(node and node.customOverlap)
         for widget in (self.ui.inputVolumeSelector, self.ui.modelComboBox, self.ui.deviceComboBox,
                        self.ui.advancedCollapsibleButton):
-            widget.enabled = not running
+            widget.enabled = not running and not self._installing
         hasSynthetic = bool(node and node.syntheticVolume)
         self.ui.showReviewButton.enabled = hasSynthetic and bool(node.inputVolume)
         registering = "registration" in self._tasks
@@ -266,7 +270,7 @@ class DigitalContrastWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         combo.blockSignals(True)
         combo.clear()
         defaultId = self.logic.defaultModelId()
-        combo.addItem(_("Default model ({model})").format(model=defaultId) if defaultId else _("Default model"), "")
+        combo.addItem(_("Default model ({model})").format(model=defaultId), "")
         for choice in self._models:
             combo.addItem(choice.label, choice.model_id)
             combo.setItemData(combo.count - 1, choice.card_text, qt.Qt.ToolTipRole)
@@ -304,8 +308,7 @@ class DigitalContrastWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if "probe" in self._tasks:
             return
         self.ui.deviceInfoLabel.text = _("probing the worker...")
-        self._tasks["probe"] = self.logic.startDeviceProbe()
-        self._timer.start()
+        self._startTask("probe", self.logic.startDeviceProbe)
 
     # -- synthesis ---------------------------------------------------------------------------
     def onApply(self) -> None:
@@ -317,61 +320,59 @@ class DigitalContrastWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if not self._ensureDependencies():
             return
         self.logic.setKeepModelLoaded(self._parameterNode.keepModelLoaded)
-        from DigitalContrastLib.common.errors import GateWarningError
-
-        job = warning = None
         try:
-            with slicer.util.tryWithErrorDisplay(_("The synthesis could not start."), waitCursor=True):
-                try:
-                    job = self.logic.startSynthesis(self._parameterNode)
-                except GateWarningError as gateWarning:  # nothing started: ask the user (no wait cursor)
-                    warning = gateWarning
-            if warning is not None:
-                if not slicer.util.confirmOkCancelDisplay(
-                        _("The input check warns:") + "\n\n" + "\n\n".join(w.message for w in warning.report.warnings)
-                        + "\n\n" + _("Continue anyway?"), windowTitle=_("Input check")):
-                    self._appendLog(_("Not started: the input check warned ({codes}).").format(
-                        codes=", ".join(warning.report.warning_codes())))
-                    return
-                with slicer.util.tryWithErrorDisplay(_("The synthesis could not start."), waitCursor=True):
-                    job = self.logic.startSynthesis(self._parameterNode, allowWarnings=True)
+            with slicer.util.tryWithErrorDisplay(_("The synthesis could not start.")):
+                job = self.logic.startSynthesis(self._parameterNode)
         except Exception:
             self._updateButtons()
             return  # shown to the user (one sentence)
+        self._askedAboutWarnings = False
         self.ui.logTextEdit.clear()
-        self._appendLog(_("Started job {job} on '{name}'.").format(job=job.job_id, name=job.input_name))
-        for warning in job.gate_report.warnings:
-            self._appendLog(_("Accepted warning: {message}").format(message=warning.message))
+        self._appendLog(_("Started on '{name}': writing and checking the input.").format(name=job.input_name))
         self.ui.progressBar.value = 0
         self.ui.statusLabel.text = job.status_text()
         self._timer.start()
         self._updateButtons()
 
     def _ensureDependencies(self) -> bool:
-        """Install what is missing, after asking (torch through the PyTorch extension)."""
+        """Install what is missing, after asking once (torch through the PyTorch extension); no restart."""
         plan = self.logic.dependencyPlan()
         if plan.satisfied:
             return True
-        if plan.torch_missing:
-            try:
-                import PyTorchUtils
-            except ImportError:
-                slicer.util.errorDisplay(_("Digital Contrast needs the PyTorch extension: install it with the Extensions "
-                                           "Manager, restart Slicer and press Apply again."))
+        self._installing = True
+        self._updateButtons()
+        try:
+            if plan.bundled_problems:
+                slicer.util.errorDisplay(plan.message())
                 return False
-            from DigitalContrastLib.common.dependencies import TORCH_REQUIREMENT
-
-            torch = PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=True,
-                                                                  torchVersionRequirement=TORCH_REQUIREMENT)
-            if torch is None:
-                self._appendLog(_("Not started: PyTorch was not installed."))
+            if plan.torch_missing and not self._installTorch():
                 return False
-        if plan.to_install:
-            try:
+            plan = self.logic.dependencyPlan()  # MONAI waited for torch
+            if plan.to_install:
                 self.logic.installPackages(plan)
-            except Exception as error:  # declined, or pip failed: say so
-                slicer.util.errorDisplay(_("The Python packages were not installed: {error}").format(error=error))
-                return False
+            self._fillModels()  # model cards can be read now
+            return self.logic.dependencyPlan().satisfied
+        except Exception as error:  # declined, or pip failed: say so, nothing half-done is used
+            slicer.util.errorDisplay(_("The Python packages were not installed: {error}").format(error=error))
+            return False
+        finally:
+            self._installing = False
+            self._updateButtons()
+
+    def _installTorch(self) -> bool:
+        try:
+            import PyTorchUtils
+        except ImportError:
+            slicer.util.errorDisplay(_("Digital Contrast needs the PyTorch extension: install it with the Extensions "
+                                       "Manager, restart Slicer and press Apply again."))
+            return False
+        from DigitalContrastLib.common.dependencies import TORCH_REQUIREMENT
+
+        torch = PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=True,
+                                                              torchVersionRequirement=TORCH_REQUIREMENT)
+        if torch is None:
+            self._appendLog(_("Not started: PyTorch was not installed."))
+            return False
         return True
 
     def onTimer(self) -> None:
@@ -382,18 +383,34 @@ class DigitalContrastWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if job is not None and not job.finished:
             for event in synthesis.poll():
                 self._showEvent(event)
+            if job.status == "awaiting_confirmation" and not self._askedAboutWarnings:
+                self._askAboutWarnings(job)
             self.ui.progressBar.value = int(round(100 * job.overall_fraction))
             self.ui.statusLabel.text = job.status_text()
             if job.finished:
                 self._afterJob()
         for name, task in list(self._tasks.items()):
             for event in task.poll():
-                self._taskEvent(name, task, event)
+                self._taskEvent(name, event)
             if task.finished:
                 self._tasks.pop(name, None)
                 self._updateButtons()
         if not synthesis.running and not self._tasks:
             self._timer.stop()
+
+    def _askAboutWarnings(self, job) -> None:
+        self._askedAboutWarnings = True
+        warnings = job.gate_report.warnings
+        if slicer.util.confirmOkCancelDisplay(
+                _("The input check warns:") + "\n\n" + "\n\n".join(w.message for w in warnings) + "\n\n"
+                + _("Continue anyway?"), windowTitle=_("Input check")):
+            self.logic.synthesis.accept_warnings()
+            for warning in warnings:
+                self._appendLog(_("Accepted warning: {message}").format(message=warning.message))
+        else:
+            self.logic.synthesis.cancel(_("the input check warned"))
+            self._appendLog(_("Not started: the input check warned ({codes}).").format(
+                codes=", ".join(job.gate_report.warning_codes())))
 
     def _showEvent(self, event) -> None:
         if event.type == "log":
@@ -437,39 +454,37 @@ class DigitalContrastWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onRegister(self) -> None:
         if "registration" in self._tasks:
             self._tasks.pop("registration").discard()
-            self.ui.registrationStatusLabel.text = _("Registration cancelled (its result will be ignored).")
+            self.ui.registrationStatusLabel.text = _("Registration cancelled.")
             self._updateButtons()
             return
-        with slicer.util.tryWithErrorDisplay(_("The registration could not start."), waitCursor=True):
-            self._tasks["registration"] = self.logic.startRegistration(self._parameterNode)
-            self.ui.registrationStatusLabel.text = _("Registering...")
-            self._timer.start()
-        self._updateButtons()
+        self.ui.registrationStatusLabel.text = _("Registering...")
+        self._startTask("registration", lambda: self.logic.startRegistration(self._parameterNode))
 
     def onMetrics(self) -> None:
-        with slicer.util.tryWithErrorDisplay(_("The metrics could not be computed."), waitCursor=True):
-            self._tasks["metrics"] = self.logic.startMetrics(self._parameterNode)
-            self.ui.metricsNoteLabel.text = _("Computing metrics...")
-            self._timer.start()
-        self._updateButtons()
+        self.ui.metricsNoteLabel.text = _("Computing metrics...")
+        self._startTask("metrics", lambda: self.logic.startMetrics(self._parameterNode))
 
     def onExport(self) -> None:
-        with slicer.util.tryWithErrorDisplay(_("The DICOM export could not start."), waitCursor=True):
-            self._tasks["export"] = self.logic.startExport(self._parameterNode)
-            self.ui.exportStatusLabel.text = _("Writing the labelled series...")
+        self.ui.exportStatusLabel.text = _("Writing the labelled series...")
+        self._startTask("export", lambda: self.logic.startExport(self._parameterNode))
+
+    def _startTask(self, name, start) -> None:
+        with slicer.util.tryWithErrorDisplay(_("The {name} could not start.").format(name=name)):
+            self._tasks[name] = start()
             self._timer.start()
         self._updateButtons()
 
-    def _taskEvent(self, name, task, event) -> None:
+    def _taskEvent(self, name, event) -> None:
         labels = {"registration": self.ui.registrationStatusLabel, "metrics": self.ui.metricsNoteLabel,
                   "export": self.ui.exportStatusLabel, "probe": self.ui.deviceInfoLabel}
         label = labels[name]
         if event.type == "progress":
-            label.text = _("{name}: {percent:.0f}%").format(name=name.capitalize(), percent=100 * event.fraction)
+            label.text = _("{stage}: {percent:.0f}%").format(stage=event.stage.capitalize(), percent=100 * event.fraction)
         elif event.type == "error":
-            label.text = _("Failed: {error}").format(error=event.error)
+            message = getattr(event.error, "message", None) or str(event.error)
+            label.text = _("Failed: {error}").format(error=message)
             if name != "probe":
-                slicer.util.errorDisplay(_("{name} failed: {error}").format(name=name.capitalize(), error=event.error))
+                slicer.util.errorDisplay(_("{name} failed: {error}").format(name=name.capitalize(), error=message))
         elif event.type == "done":
             label.text = self.logic.describeTaskResult(name, event.result, self._parameterNode)
             if name == "metrics":
@@ -497,7 +512,9 @@ class DigitalContrastLogic(ScriptedLoadableModuleLogic):
 
         self.dummy = dummy
         self._keepModelLoaded = True
-        self.synthesis = SynthesisLogic(slicer.mrmlScene, slicer.app.applicationLogic(), self._makeClient)
+        self.synthesis = SynthesisLogic(slicer.mrmlScene, slicer.app.applicationLogic(), self._makeClient,
+                                        work_dir=pathlib.Path(slicer.app.temporaryPath) / "DigitalContrast",
+                                        launcher=self.workerLauncher())
 
     def getParameterNode(self):
         return DigitalContrastParameterNode(super().getParameterNode())
@@ -505,10 +522,12 @@ class DigitalContrastLogic(ScriptedLoadableModuleLogic):
     # -- worker ----------------------------------------------------------------------------
     @staticmethod
     def workerLauncher():
-        """The worker runs under Slicer's own Python launcher (PythonSlicer), never in this process."""
-        from DigitalContrastLib.worker.process import worker_script_launcher
+        """Worker processes run under Slicer's own Python launcher (PythonSlicer), never in this process."""
+        from DigitalContrastLib.worker.process import python_slicer_path, worker_script_launcher
 
-        pythonSlicer = shutil.which("PythonSlicer") or str(pathlib.Path(sys.executable).with_name("PythonSlicer"))
+        pythonSlicer = python_slicer_path(getattr(slicer.app, "slicerHome", None))
+        if pythonSlicer is None:
+            raise RuntimeError(_("PythonSlicer was not found beside this Slicer; reinstall Slicer."))
         return worker_script_launcher(pythonSlicer)
 
     def _makeClient(self):
@@ -526,7 +545,7 @@ class DigitalContrastLogic(ScriptedLoadableModuleLogic):
         self.synthesis.close()
 
     def availableModels(self):
-        """``([ModelChoice], note)`` from the model search path (no torch needed)."""
+        """``([ModelChoice], note)`` from the model search path (no torch needed; a note before the first install)."""
         from DigitalContrastLib.models.choices import available_models
 
         return available_models()
@@ -537,74 +556,65 @@ class DigitalContrastLogic(ScriptedLoadableModuleLogic):
         return default_model_id()
 
     def startDeviceProbe(self):
-        """Ask the worker which device it sees (torch is imported there, not here)."""
-        from DigitalContrastLib.common.background import BackgroundTask
-        from DigitalContrastLib.worker.process import probe_worker
+        """Ask a worker process which device it sees (torch is imported there, not here); a running task."""
+        from DigitalContrastLib.mrml.gui_task import GuiTask, wait_for_process
+        from DigitalContrastLib.worker.task_process import TaskProcess
 
-        return BackgroundTask("probe", probe_worker, self.workerLauncher(), pass_progress=False).start()
+        process = TaskProcess(["--probe"], launcher=self.workerLauncher())
+        return GuiTask("probe", wait_for_process(process, "probe"), monitor=self.synthesis.monitor).start()
 
     # -- dependencies ------------------------------------------------------------------------
     def dependencyPlan(self):
-        from DigitalContrastLib.common.dependencies import plan_dependencies
+        """What this module still needs (the dummy worker needs only the panel's packages)."""
+        from DigitalContrastLib.common.dependencies import plan_dependencies, read_requirements
 
-        return plan_dependencies(features=["panel"] if self.dummy else None, need_torch=not self.dummy)
+        requirements = read_requirements(self.resourcePath("DigitalContrast-requirements.txt"))
+        return plan_dependencies(requirements, features=["panel"] if self.dummy else ["panel", "worker"],
+                                 need_torch=not self.dummy)
 
     @staticmethod
-    def installPackages(plan) -> None:
-        """Install ``plan.to_install`` into Slicer's Python, asking first."""
-        import importlib
+    def installPackages(plan, ask=True) -> None:
+        """Install ``plan.to_install`` into Slicer's Python (asking first), never changing what Slicer ships."""
+        from DigitalContrastLib.common.dependencies import after_install, write_bundled_constraints
 
-        lines = plan.to_install
-        ensure = None
-        for moduleName in ("slicer.pydeps", "slicer.packaging"):  # pip_ensure: Slicer 5.11 and later
-            try:
-                ensure = getattr(importlib.import_module(moduleName), "pip_ensure", None)
-            except ImportError:
-                continue
-            if ensure is not None:
-                break
-        if ensure is not None:  # Slicer >= 5.11: asks, shows progress, says when to restart
-            from packaging.requirements import Requirement
-
-            ensure([Requirement(line) for line in lines], requester="Digital Contrast")
-            return
-        if not slicer.util.confirmOkCancelDisplay(plan.message() + "\n\n" + _("Install now?"),
-                                                  windowTitle=_("Digital Contrast")):
-            raise RuntimeError(_("installation declined"))
-        slicer.util.pip_install(" ".join(f'"{line}"' for line in lines))
+        constraints = write_bundled_constraints(slicer.app.temporaryPath)
+        packaging = getattr(slicer, "packaging", None)
+        if packaging is not None and hasattr(packaging, "pip_ensure"):  # Slicer 5.12: asks, shows progress
+            packaging.pip_ensure(plan.to_install, constraints=str(constraints), prompt_install=ask,
+                                 requester=plan.requester, skip_in_testing=False)
+        else:  # Slicer 5.10
+            if ask and not slicer.util.confirmOkCancelDisplay(plan.message() + "\n\n" + _("Install now?"),
+                                                              windowTitle=plan.requester):
+                raise RuntimeError(_("installation declined"))
+            slicer.util.pip_install(plan.pip_arguments(constraints))
+        after_install()
 
     # -- synthesis ---------------------------------------------------------------------------
-    def attachSlicerDicomMeta(self, node) -> None:
-        """For a volume Slicer's DICOM module loaded: keep its series facts for the export."""
-        from DigitalContrastLib.mrml import provenance as prov
-
-        uids = (node.GetAttribute(prov.SLICER_DICOM_INSTANCE_UIDS) or "").split()
-        if not uids or node.GetAttribute(prov.DICOM_META) or not getattr(slicer, "dicomDatabase", None):
-            return
-        try:
-            files = [slicer.dicomDatabase.fileForInstance(uid) for uid in uids]
-            meta = prov.dicom_meta_from_files(files, prov.volume_of_node(node))
-        except Exception as error:  # the export then makes a new study: say why
-            logging.warning(f"DICOM facts of '{node.GetName()}' not found ({error}); an export gets a new study.")
-            return
-        node.SetAttribute(prov.DICOM_META, prov.to_json(meta))
+    @staticmethod
+    def slicerDicomFiles(node):
+        """The files of a volume Slicer's DICOM module loaded (``DICOM.instanceUIDs``), else []."""
+        uids = (node.GetAttribute("DICOM.instanceUIDs") or "").split()
+        database = getattr(slicer, "dicomDatabase", None)
+        if not uids or database is None:
+            return []
+        return [database.fileForInstance(uid) for uid in uids]
 
     def startSynthesis(self, parameterNode, allowWarnings=False):
-        """Start the job for the parameter node's settings; returns the running job."""
+        """Start the job for the parameter node's settings; returns the job (it goes on through poll())."""
         node = parameterNode.inputVolume
         if node is None:
             raise ValueError(_("Choose the non-contrast volume first."))
-        self.attachSlicerDicomMeta(node)
         return self.synthesis.start(
             node, model_id=parameterNode.modelId or None, device=parameterNode.device.value,
             overlap=parameterNode.overlap if parameterNode.customOverlap else None,
-            uncertainty=parameterNode.uncertaintyMap, allow_warnings=allowWarnings)
+            uncertainty=parameterNode.uncertaintyMap, allow_warnings=allowWarnings,
+            dicom_files=self.slicerDicomFiles(node))
 
     def process(self, inputVolume, modelId=None, device="auto", allowWarnings=False, waitForCompletion=True):
         """Synthesize ``inputVolume`` (blocking by default); returns the synthetic node (or the job)."""
-        self.attachSlicerDicomMeta(inputVolume)
-        return self.synthesis.process(inputVolume, model_id=modelId, device=device, allow_warnings=allowWarnings,
-                                      waitForCompletion=waitForCompletion)
+        job = self.synthesis.start(inputVolume, model_id=modelId, device=device, allow_warnings=allowWarnings,
+                                   dicom_files=self.slicerDicomFiles(inputVolume))
+        return self.synthesis.wait() if waitForCompletion else job
 
     # -- review, registration, metrics, export ----------------------------------------------
     def realForComparison(self, parameterNode):
@@ -638,40 +648,25 @@ class DigitalContrastLogic(ScriptedLoadableModuleLogic):
                                               wait=False)
 
     def startExport(self, parameterNode):
-        from DigitalContrastLib.mrml.compare_logic import start_export
-
         from DigitalContrastLib.mrml.compare_logic import series_folder
 
         synthetic = parameterNode.syntheticVolume
-        return start_export(synthetic, series_folder(parameterNode.exportFolder, synthetic),
-                            source_node=parameterNode.inputVolume)
+        return self.synthesis.export_dicom(synthetic, series_folder(parameterNode.exportFolder, synthetic),
+                                           source_node=parameterNode.inputVolume, wait=False)
 
     def describeTaskResult(self, name, result, parameterNode) -> str:
         """One line for the panel about a finished background task (and the parameter node updated)."""
-        if name == "probe":
-            from DigitalContrastLib.models.choices import device_text
+        from DigitalContrastLib.mrml.panel_text import describe_task_result
 
-            return device_text(result)
         if name == "registration":
             parameterNode.registeredVolume = result.node
-            figures = result.result
-            rotation = ", ".join(f"{v:.2f}" for v in figures.rigid_parameters["rotation_deg"])
-            shift = ", ".join(f"{v:.1f}" for v in figures.rigid_parameters["translation_mm"])
-            return _("Registered ({method}, {seconds:.0f} s): rotation {rotation} deg, shift {shift} mm.").format(
-                method=figures.final_stage, seconds=figures.seconds, rotation=rotation, shift=shift)
-        if name == "metrics":
+        elif name == "metrics":
             parameterNode.metricsTable = result.table_node
-            row = result.synthetic
-            text = _("Body MAE {mae:.1f} HU, PSNR {psnr:.1f} dB, SSIM {ssim:.3f}.").format(
-                mae=row["body_mae_hu"], psnr=row["body_psnr_db"], ssim=row["body_ssim"])
-            if "lumen_mae_hu" in row:
-                text += " " + _("Lumen MAE {mae:.1f} HU, max diameter error {d:.1f} mm.").format(
-                    mae=row["lumen_mae_hu"], d=row["max_diameter_error_mm"])
-            return " ".join([text, *result.notes])
-        if name == "export":
-            return _("Wrote {n} labelled SYNTHETIC images to {folder}.").format(
-                n=len(result), folder=result[0].parent if result else "")
-        return ""
+        return describe_task_result(name, result)
+
+    def resourcePath(self, filename):
+        """A file of this module's ``Resources`` folder (the logic has no widget to ask)."""
+        return str(pathlib.Path(__file__).resolve().parent / "Resources" / filename)
 
 
 #
@@ -681,7 +676,8 @@ class DigitalContrastLogic(ScriptedLoadableModuleLogic):
 
 class DigitalContrastTest(ScriptedLoadableModuleTest):
     """The whole flow in Slicer with the numpy-only dummy worker: phantom -> synthesis -> review
-    layout -> registration of the real scan -> metrics -> labelled DICOM export."""
+    layout -> registration of the real scan -> metrics -> labelled DICOM export. It installs what
+    the dummy flow needs (the panel's packages) if Slicer does not have them yet."""
 
     def setUp(self):
         slicer.mrmlScene.Clear()
@@ -693,14 +689,25 @@ class DigitalContrastTest(ScriptedLoadableModuleTest):
         self.test_whole_flow_with_the_dummy_worker()
 
     def test_library_imports(self):
+        torchBefore = "torch" in sys.modules  # the PyTorch extension may have imported it: not ours to judge
         import DigitalContrastLib  # noqa: F401
-        from DigitalContrastLib.mrml import (
-            compare_logic as mrml_compare,
-            provenance as mrml_provenance,
-            synthesis_logic as mrml_synthesis,
-        )  # noqa: F401
+        from DigitalContrastLib.mrml import (  # noqa: F401
+            compare_logic,
+            provenance,
+            synthesis_logic,
+        )
 
-        self.assertNotIn("torch", sys.modules, "the GUI process never imports torch")
+        self.assertEqual("torch" in sys.modules, torchBefore, "the module's library never imports torch")
+
+    def _poll(self, logic, task):
+        """Drive a task as the module's timer does, without a busy loop."""
+        while not task.finished:
+            task.poll()
+            slicer.app.processEvents()
+            time.sleep(0.02)
+        if task.error is not None:
+            raise task.error
+        return task.result
 
     def test_whole_flow_with_the_dummy_worker(self):
         import json
@@ -709,10 +716,11 @@ class DigitalContrastTest(ScriptedLoadableModuleTest):
         import numpy as np
         import pydicom
 
-        from DigitalContrastLib.mrml.volume_nodes import node_geometry_lps, node_to_volume, volume_to_node
         from DigitalContrastLib.ct.labels import LABELS
+        from DigitalContrastLib.mrml.volume_nodes import node_geometry_lps, node_to_volume, volume_to_node
         from DigitalContrastLib.phantoms.generator import RigidMisregistration, make_phantom
 
+        torchBefore = "torch" in sys.modules
         self.delayDisplay("Making a phantom with a misregistered arterial phase")
         case = make_phantom(3, size_xyz=(96, 96, 48), spacing_xyz_mm=(3.6, 3.6, 3.0),
                             misregistration=RigidMisregistration(2.0, -1.0, 1.0, (3.0, -2.0, 4.0)))
@@ -721,8 +729,10 @@ class DigitalContrastTest(ScriptedLoadableModuleTest):
         labelNode = volume_to_node(slicer.mrmlScene, case.labels, "Phantom labels")
 
         logic = DigitalContrastLogic(dummy=True)
-        plan = logic.dependencyPlan()  # the dummy worker needs the core packages only (no torch)
-        self.assertTrue(plan.satisfied, plan.message() + " Press Apply once to install them, then run the test again.")
+        plan = logic.dependencyPlan()  # the dummy worker needs the panel's packages only (no torch)
+        if not plan.satisfied:
+            logic.installPackages(plan, ask=False)
+        self.assertTrue(logic.dependencyPlan().satisfied, logic.dependencyPlan().message())
         parameterNode = logic.getParameterNode()
         parameterNode.inputVolume, parameterNode.realVolume, parameterNode.labelVolume = ncNode, realNode, labelNode
         parameterNode.device = Device.CPU
@@ -732,6 +742,7 @@ class DigitalContrastTest(ScriptedLoadableModuleTest):
         while not job.finished:
             logic.synthesis.poll()
             slicer.app.processEvents()
+            time.sleep(0.02)
         self.assertEqual(job.status, "ok", job.error_message)
         synthetic = slicer.mrmlScene.GetNodeByID(job.result_node_id)
         parameterNode.syntheticVolume = synthetic
@@ -740,10 +751,9 @@ class DigitalContrastTest(ScriptedLoadableModuleTest):
         self.assertEqual(synthetic.GetAttribute("DigitalContrast.Synthetic"), "1")
         lumen = case.labels.array == LABELS["aortic_lumen"]
         self.assertGreater(node_to_volume(synthetic).array[lumen].mean(), case.noncontrast.array[lumen].mean() + 200)
-        self.assertNotIn("torch", sys.modules)
 
         self.delayDisplay("Registering the arterial phase onto the non-contrast scan")
-        registered = logic.startRegistration(parameterNode).wait()
+        registered = self._poll(logic, logic.startRegistration(parameterNode))
         parameterNode.registeredVolume = registered.node
         self.assertEqual(node_geometry_lps(registered.node), node_geometry_lps(ncNode))
 
@@ -755,13 +765,13 @@ class DigitalContrastTest(ScriptedLoadableModuleTest):
         self.assertEqual(synthetic.GetDisplayNode().GetWindow(), registered.node.GetDisplayNode().GetWindow())
 
         self.delayDisplay("Metrics")
-        metrics = logic.startMetrics(parameterNode).wait()
+        metrics = self._poll(logic, logic.startMetrics(parameterNode))
         self.assertEqual(metrics.rows[0]["comparison"], "synthetic vs real")
         self.assertLess(metrics.rows[0]["lumen_mae_hu"], metrics.rows[1]["lumen_mae_hu"])
 
         self.delayDisplay("Labelled DICOM export")
         parameterNode.exportFolder = pathlib.Path(tempfile.mkdtemp(prefix="dc-selftest-", dir=slicer.app.temporaryPath))
-        files = logic.startExport(parameterNode).wait()
+        files = self._poll(logic, logic.startExport(parameterNode))
         self.assertEqual(len(files), 48)
         first = pydicom.dcmread(files[0])
         self.assertEqual(first.SyntheticData, "YES")
@@ -770,5 +780,8 @@ class DigitalContrastTest(ScriptedLoadableModuleTest):
         self.assertTrue(np.array_equal(
             np.array([int(v) for v in first.pixel_array.ravel()[:10]]) + int(first.RescaleIntercept),
             node_to_volume(synthetic).array[0].ravel()[:10]))
+        self.assertEqual("torch" in sys.modules, torchBefore, "nothing in the flow imported torch here")
+        longest = logic.synthesis.monitor.longest_s
+        self.assertLess(longest, 0.5, f"the GUI thread was held {longest:.2f} s by {logic.synthesis.monitor.longest_where}")
         logic.close()
         self.delayDisplay("Test passed: synthesis, review, registration, metrics and export")

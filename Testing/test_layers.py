@@ -38,7 +38,8 @@ ALLOWED: dict[str, set[str]] = {
     f"{L}.synthesis": {f"{L}.common", f"{L}.ct", f"{L}.models"},
     f"{L}.phantoms": {f"{L}.common", f"{L}.ct"},
     f"{L}.evaluation": {f"{L}.common", f"{L}.ct"},
-    f"{L}.worker": {f"{L}.common", f"{L}.ct", f"{L}.models", f"{L}.synthesis"},
+    # the worker process runs synthesis and the module's heavy tasks (registration, metrics: worker.tasks)
+    f"{L}.worker": {f"{L}.common", f"{L}.ct", f"{L}.models", f"{L}.synthesis", f"{L}.evaluation"},
     f"{L}.cohort": {f"{L}.common", f"{L}.ct", f"{L}.models", f"{L}.synthesis", f"{L}.evaluation", f"{L}.phantoms",
                     f"{L}.worker"},
     f"{L}.training": {f"{L}.common", f"{L}.ct", f"{L}.models", f"{L}.synthesis", f"{L}.phantoms", f"{L}.evaluation"},

@@ -154,7 +154,7 @@ def test_cancel_leaves_no_node_no_process_and_no_folder(folders, tmp_path):
     logic.close()
 
 
-def test_a_contrast_enhanced_input_is_stopped_before_any_job_unless_the_user_accepts(folders):
+def test_a_contrast_enhanced_input_waits_for_the_user_before_any_job(folders):
     from DigitalContrastLib.mrml.synthesis_logic import SynthesisLogic
 
     work_root, workspaces = folders
@@ -165,21 +165,38 @@ def test_a_contrast_enhanced_input_is_stopped_before_any_job_unless_the_user_acc
     report = logic.check_input(cta_node)
     assert report.ok and report.warning_codes() == ["contrast_enhanced"]
     before = scalar_volume_ids(scene)
-    with pytest.raises(GateWarningError) as refused:
-        logic.start(cta_node)
+
+    job = logic.start(cta_node)  # the gate runs in a worker process; the job waits for an answer
+    deadline = time.monotonic() + 60
+    while job.status != "awaiting_confirmation" and time.monotonic() < deadline:
+        logic.poll()
+        time.sleep(0.02)
+    assert job.status == "awaiting_confirmation" and not job.finished
+    assert job.gate_report.warning_codes() == ["contrast_enhanced"]
+    assert "Arterial phase" in job.gate_report.warnings[0].message
+    assert logic._client is None, "no worker was started"
+    logic.cancel()
+    assert job.status == "cancelled" and list(workspaces.iterdir()) == [] and scalar_volume_ids(scene) == before
+
+    with pytest.raises(GateWarningError) as refused:  # scripts: nobody accepts, the job stops
+        logic.process(cta_node, timeout=120)
     assert refused.value.report.warning_codes() == ["contrast_enhanced"]
     assert "Arterial phase" in str(refused.value) and "already contrast-enhanced" in str(refused.value)
-    assert logic.job is None and logic._client is None, "no worker was started"
-    assert list(workspaces.iterdir()) == [] and scalar_volume_ids(scene) == before
+    assert logic._client is None and list(workspaces.iterdir()) == [] and scalar_volume_ids(scene) == before
 
-    node = logic.process(cta_node, allow_warnings=True, timeout=120)
+    job = logic.start(cta_node)
+    while job.status != "awaiting_confirmation":
+        logic.poll()
+        time.sleep(0.02)
+    logic.accept_warnings()  # the user chose to go on
+    node = logic.wait(timeout=120)
     logic.close()
     warnings = json.loads(node.GetAttribute(prov.GATE_WARNINGS))
     assert [w["code"] for w in warnings] == ["contrast_enhanced"], "the accepted warning stays on the result"
     assert ("contrast_enhanced" in [code for code, _ in logic.job.warnings]), "the worker's gate warned too"
 
 
-def test_an_input_the_gate_refuses_starts_nothing(folders):
+def test_an_input_the_gate_refuses_starts_no_worker(folders):
     from DigitalContrastLib.mrml.synthesis_logic import SynthesisLogic
     from DigitalContrastLib.ct.volume import CTVolume
 
@@ -187,9 +204,11 @@ def test_an_input_the_gate_refuses_starts_nothing(folders):
     scene, app_logic = headless()
     thin = node_in_study(scene, CTVolume(small_phantom().noncontrast.array[:8], (3.6, 3.6, 3.0)), "Eight slices")[0]
     logic = SynthesisLogic(scene, app_logic, dummy_client_factory(work_root), work_dir=workspaces)
+    job = logic.start(thin, allow_warnings=True)
     with pytest.raises(InputError) as refused:
-        logic.start(thin, allow_warnings=True)
+        logic.wait(timeout=60)
     assert refused.value.code == "too_few_slices" and "Eight slices" in refused.value.message
+    assert job.status == "error" and job.error_message == refused.value.message
     assert logic._client is None and list(workspaces.iterdir()) == []
 
 

@@ -24,7 +24,8 @@ needs to put a synthetic series into the source's study and reference its images
 and frame-of-reference UIDs, SOP class and instance UIDs in slice order, patient/study module
 values) plus what the input gate reads (Modality, Contrast/Bolus Agent, Slice Thickness). A node
 loaded by Slicer's DICOM module has ``DICOM.instanceUIDs`` instead; the Slicer logic finds the
-files in Slicer's DICOM database and calls :func:`dicom_meta_from_files`.
+files in Slicer's DICOM database and reads them in a worker task
+(:func:`~DigitalContrastLib.ct.dicom_meta.dicom_meta_from_files`).
 
 ``slicer`` is imported inside functions.
 """
@@ -33,13 +34,12 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 
-from DigitalContrastLib.ct.dicom_export import PATIENT_STUDY_KEYWORDS
+from DigitalContrastLib.ct.dicom_meta import jsonable_value, dicom_meta_subset
 from DigitalContrastLib.ct.volume import CTVolume
 
 PREFIX = "DigitalContrast."
@@ -62,29 +62,9 @@ SLICER_DICOM_INSTANCE_UIDS = "DICOM.instanceUIDs"
 #: The weights hash written for the dummy synthesis (it has no weights): the label stays exact.
 DUMMY_WEIGHTS_LABEL = "none (dummy synthesis for self-tests, no model weights)"
 
-#: DICOM facts kept on a node (what the export and the input gate read).
-DICOM_META_KEYS = (
-    "Modality", "StudyInstanceUID", "SeriesInstanceUID", "FrameOfReferenceUID", "SOPClassUID", "SOPInstanceUIDs",
-    "SeriesDescription", "SeriesNumber", "SliceThickness", "ContrastBolusAgent", "contrast_agent_given",
-    *PATIENT_STUDY_KEYWORDS,
-)
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    if hasattr(value, "item"):
-        return value.item()
-    return str(value)
-
-
 def to_json(value: Any) -> str:
     """Compact JSON for an attribute value."""
-    return json.dumps(_jsonable(value), separators=(",", ":"), sort_keys=True)
+    return json.dumps(jsonable_value(value), separators=(",", ":"), sort_keys=True)
 
 
 def json_attribute(node: Any, name: str, default: Any = None) -> Any:
@@ -96,11 +76,6 @@ def json_attribute(node: Any, name: str, default: Any = None) -> Any:
         return json.loads(text)
     except ValueError:
         return default
-
-
-def dicom_meta_subset(meta: Mapping[str, Any]) -> dict[str, Any]:
-    """The part of a series' DICOM facts (``CTVolume.metadata["dicom"]``) a node keeps."""
-    return {key: _jsonable(meta[key]) for key in DICOM_META_KEYS if key in meta and meta[key] not in (None, "")}
 
 
 def volume_of_node(node: Any) -> CTVolume:
@@ -145,50 +120,6 @@ def load_volume_node(scene: Any, path: str | os.PathLike, name: str | None = Non
     default = (meta or {}).get("SeriesDescription") if isinstance(meta, Mapping) else None
     node_name = name or default or Path(path).name.split(".")[0]
     return volume_to_node(scene, volume, node_name, attributes=attributes, window_level=window_level)
-
-
-def dicom_meta_from_files(paths: Sequence[str | os.PathLike], volume: CTVolume) -> dict[str, Any]:
-    """The series facts of DICOM ``paths`` (headers only), SOP instances in ``volume``'s slice order.
-
-    For a node that Slicer's DICOM module loaded: the files of its ``DICOM.instanceUIDs`` (from
-    ``slicer.dicomDatabase.fileForInstance``). The instances are sorted by the position of each
-    slice along the volume's slice axis, so instance ``k`` is the file of slice ``k``.
-
-    Raises:
-        ValueError: a file is not DICOM, or the file count differs from the slice count.
-    """
-    import pydicom
-
-    from DigitalContrastLib.ct.dicom import contrast_agent_given
-
-    headers = []
-    for path in paths:
-        try:
-            headers.append(pydicom.dcmread(os.fspath(path), stop_before_pixels=True))
-        except Exception as error:  # noqa: BLE001 - pydicom raises several types for non-DICOM files
-            raise ValueError(f"{path} is not a readable DICOM file ({type(error).__name__})") from None
-    if len(headers) != volume.shape_zyx[0]:
-        raise ValueError(f"{len(headers)} DICOM files for a volume of {volume.shape_zyx[0]} slices")
-    normal = volume.direction_matrix[:, 2]
-    positions = [float(np.dot([float(v) for v in h.get("ImagePositionPatient", [0, 0, 0])], normal)) for h in headers]
-    ordered = [headers[i] for i in sorted(range(len(headers)), key=lambda i: positions[i])]
-    first = ordered[0]
-
-    def uid(ds: Any, keyword: str, meta_keyword: str) -> str:
-        value = str(ds.get(keyword, "") or "")
-        return value or str(getattr(getattr(ds, "file_meta", None), meta_keyword, "") or "")
-
-    meta: dict[str, Any] = {}
-    for keyword in ("Modality", "StudyInstanceUID", "SeriesInstanceUID", "FrameOfReferenceUID", "SeriesDescription",
-                    "SeriesNumber", "SliceThickness", "ContrastBolusAgent", *PATIENT_STUDY_KEYWORDS):
-        value = first.get(keyword)
-        if value not in (None, ""):
-            meta[keyword] = float(value) if keyword == "SliceThickness" else _jsonable(
-                str(value) if not isinstance(value, (int, float)) else value)
-    meta["SOPClassUID"] = uid(first, "SOPClassUID", "MediaStorageSOPClassUID")
-    meta["SOPInstanceUIDs"] = [uid(ds, "SOPInstanceUID", "MediaStorageSOPInstanceUID") for ds in ordered]
-    meta["contrast_agent_given"] = contrast_agent_given(first.get("ContrastBolusAgent"))
-    return dicom_meta_subset(meta)
 
 
 # ---------------------------------------------------------------------------- subject hierarchy

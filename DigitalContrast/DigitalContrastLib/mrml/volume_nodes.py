@@ -236,3 +236,23 @@ def save_volume_node(node: Any, path: str | os.PathLike, compress: bool = False)
     except PermissionError as error:
         raise OutputError(f"Could not write {path}: {error.strerror}; choose a writable folder.") from error
     return path
+
+
+def default_input_node(scene: Any) -> Any | None:
+    """The scalar volume the module should offer as its input: the first that is a CT a user loaded.
+
+    Not a label map, nor anything this extension made (a synthetic volume, an uncertainty or
+    difference overlay, a registered scan or its field-of-view mask), nor a node hidden from editors.
+    """
+    for index in range(scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode")):
+        node = scene.GetNthNodeByClass(index, "vtkMRMLScalarVolumeNode")
+        if node.IsA("vtkMRMLLabelMapVolumeNode") or node.GetHideFromEditors():
+            continue
+        if any(node.GetAttribute(name) for name in _MADE_HERE_ATTRIBUTES):
+            continue
+        return node
+    return None
+
+
+#: Attributes this extension puts on the volumes it makes (synthetic, overlays, registered scans, masks).
+_MADE_HERE_ATTRIBUTES = ("DigitalContrast.Synthetic", "DigitalContrast.OverlayFor", "DigitalContrast.RegisteredFrom")

@@ -116,6 +116,14 @@ class GateReport:
         """JSON-able dict (the ``--json`` output of ``digital-contrast check``)."""
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, data: dict) -> "GateReport":
+        """The report :meth:`to_dict` gave (as it crosses from a worker process to the GUI)."""
+        fields = dict(data)
+        fields["errors"] = [GateMessage(**m) for m in fields.get("errors") or []]
+        fields["warnings"] = [GateMessage(**m) for m in fields.get("warnings") or []]
+        return cls(**fields)
+
     def error_codes(self) -> list[str]:
         return [m.code for m in self.errors]
 

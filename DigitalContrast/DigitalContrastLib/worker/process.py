@@ -19,6 +19,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from DigitalContrastLib.common.hardware import physical_cores
@@ -91,6 +92,25 @@ def default_launcher() -> Launcher:
 
 #: The worker's launcher script (a Slicer resource beside this package's folder).
 WORKER_SCRIPT = MODULE_DIR / "Scripts" / "DigitalContrastWorker.py"
+
+
+def python_slicer_path(slicer_home: str | os.PathLike | None, which: Callable[[str], str | None] | None = None,
+                       windows: bool | None = None) -> Path | None:
+    """Where 3D Slicer's ``PythonSlicer`` launcher is: on the PATH Slicer sets, else ``<home>/bin``.
+
+    ``slicer_home`` is ``slicer.app.slicerHome`` (on macOS ``Slicer.app/Contents``, whose ``bin``
+    holds it too); on Windows the launcher is ``PythonSlicer.exe``. None when it is nowhere.
+    """
+    import shutil
+
+    found = (which or shutil.which)("PythonSlicer")
+    if found:
+        return Path(found)
+    if slicer_home is None:
+        return None
+    windows = os.name == "nt" if windows is None else windows
+    candidate = Path(slicer_home) / "bin" / ("PythonSlicer.exe" if windows else "PythonSlicer")
+    return candidate if candidate.is_file() else None
 
 
 def worker_script_launcher(python: str | os.PathLike) -> Launcher:

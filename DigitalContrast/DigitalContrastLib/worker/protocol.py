@@ -28,6 +28,7 @@ result       job_id, output, sha256, files [{path, sha256}], model {id, version,
              weights_sha256}, device, timings {model_load_s, synthesis_s, job_s,
              cache_hit, ...}, peak_memory {rss_mb, gpu_mb}, torch_imported, provenance
 error        job_id, code, exit_code, message (one sentence), trace (bugs only)
+task_result  task, value (the JSON value of a ``--task`` run; see ``tasks.py``)
 ===========  ====================================================================
 
 Every other line on stdout or stderr is plain log text.
@@ -56,6 +57,7 @@ MESSAGE_FIELDS: dict[str, tuple[str, ...]] = {
     "warning": ("code", "message"),
     "result": ("output", "sha256", "model", "device", "timings"),
     "error": ("code", "exit_code", "message"),
+    "task_result": ("task", "value"),
 }
 
 DEVICE_PATTERN = r"^(auto|cpu|mps|cuda(:[0-9]+)?)$"

@@ -8,6 +8,7 @@ it; by hand::
     echo '{"input": "a.nrrd", "output": "b.nrrd"}' | python -m DigitalContrastLib.worker
     python -m DigitalContrastLib.worker --serve         # one job per stdin line until EOF
     python -m DigitalContrastLib.worker --probe         # report torch and the device, run nothing
+    python -m DigitalContrastLib.worker --task metrics  # one task of tasks.py (check, registration, metrics, export)
     python -m DigitalContrastLib.worker --dummy ...     # numpy-only fake synthesis (self-tests)
 
 The job format and the messages are defined in ``protocol.py``: every message is one stdout line,
@@ -41,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import json
 import os
 import platform
 import sys
@@ -382,27 +384,52 @@ def _sidecars(output: Path) -> set[Path]:
 
 def run_job_text(text: str, source: str, runner: JobRunner, channel: MessageChannel) -> int:
     """Parse and run one job, sending its messages; returns its exit code (never raises)."""
-    job_id = None
-    try:
+    state: dict[str, Any] = {"job_id": None}
+
+    def body() -> None:
         job = protocol.parse_job(text, source)
-        job_id = job["job_id"]
+        state["job_id"] = job["job_id"]
         channel.send("result", **runner.run(job, channel))
+
+    return run_reporting(body, channel, lambda: state["job_id"])
+
+
+def run_task_text(name: str, text: str, channel: MessageChannel) -> int:
+    """Run ``--task NAME`` on one JSON line of arguments, sending ``task_result`` or ``error``; never raises."""
+    from . import tasks
+
+    def body() -> None:
+        try:
+            arguments = json.loads(text or "{}")
+        except ValueError as error:
+            raise JobError(f"the arguments of task {name!r} are not JSON ({error.msg}); this is a bug of the caller.",
+                           code="bad_task") from None
+        value = tasks.run_task(name, arguments, ThrottledProgress(channel, name))
+        channel.send("task_result", job_id=name, task=name, value=value)
+
+    return run_reporting(body, channel, lambda: name)
+
+
+def run_reporting(body: Callable[[], None], channel: MessageChannel, job_id: Callable[[], str | None]) -> int:
+    """Run ``body``; map what it raises to one ``error`` message and the exit code (0 when it returns)."""
+    try:
+        body()
         return EXIT_OK
     except UserError as error:
-        channel.send("error", job_id=job_id, **error.to_dict())
+        channel.send("error", job_id=job_id(), **error.to_dict())
         return error.exit_code
     except MemoryError:
         error = OutOfMemoryError("the worker ran out of memory; close other programs or use a smaller volume.")
-        channel.send("error", job_id=job_id, **error.to_dict())
+        channel.send("error", job_id=job_id(), **error.to_dict())
         return EXIT_OUT_OF_MEMORY
     except Exception as error:  # noqa: BLE001 - a bug: report it with a short trace
         if type(error).__name__ == "OutOfMemoryError":  # torch's, if the engine let one escape
             user = OutOfMemoryError(f"out of memory on the device ({error}); use the CPU or a smaller volume.")
-            channel.send("error", job_id=job_id, **user.to_dict())
+            channel.send("error", job_id=job_id(), **user.to_dict())
             return EXIT_OUT_OF_MEMORY
         traceback.print_exc()
         trace = "".join(traceback.format_exception(type(error), error, error.__traceback__, limit=-4))
-        channel.send("error", job_id=job_id, code="internal", exit_code=EXIT_INTERNAL,
+        channel.send("error", job_id=job_id(), code="internal", exit_code=EXIT_INTERNAL,
                      message=f"internal error (a bug): {type(error).__name__}: {error}", trace=trace[-2000:])
         return EXIT_INTERNAL
 
@@ -416,6 +443,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("job", nargs="?", help="job JSON file; without it, one job line is read from stdin")
     parser.add_argument("--serve", action="store_true", help="read one job per stdin line until EOF, keeping models loaded")
     parser.add_argument("--probe", action="store_true", help="print the hello message (torch, device, memory) and exit")
+    parser.add_argument("--task", metavar="NAME", help="run one task of tasks.py (input check, registration, metrics, "
+                                                       "DICOM export) on one JSON line of arguments, then exit")
     parser.add_argument("--dummy", action="store_true", help="numpy-only fake synthesis, no torch (self-tests)")
     parser.add_argument("--dummy-seconds", type=float, default=0.0, help="make the dummy inference last this long")
     parser.add_argument("--dummy-model-seconds", type=float, default=0.2, help="fake model load time of the dummy")
@@ -444,6 +473,8 @@ def _main(argv: Sequence[str] | None, stdin: TextIO | None) -> int:
     if args.probe:
         channel.send("hello", **describe_environment("probe", import_torch=True))
         return EXIT_OK
+    if args.task:
+        return run_task_text(args.task, stdin.readline(), channel)
     runner = JobRunner(dummy=args.dummy, dummy_seconds=args.dummy_seconds,
                        dummy_model_seconds=args.dummy_model_seconds, dummy_spawn_child=args.dummy_spawn_child)
     channel.send("hello", **describe_environment(runner.mode, import_torch=not args.dummy))
