@@ -52,7 +52,7 @@ def section(name):
     return wrap
 
 
-from DigitalContrastLib.synthesis import engine as E  # noqa: E402
+from DigitalContrastLib.synthesis.flip_passes import FLIP_TTA_AXES  # noqa: E402
 from DigitalContrastLib.benchmarks.synthesis import FOV_MM, _diff_in_body, naive_synthesis  # noqa: E402
 from DigitalContrastLib.ct.masks import body_mask_from_ct  # noqa: E402
 from DigitalContrastLib.models.network import load_network  # noqa: E402
@@ -102,11 +102,11 @@ def _():
 def _():
     engine = shared["engine"]
     network = load_network(engine.card, "cpu").to(DEV)  # make bench's baseline, run on this device
-    naive_synthesis(volume, network, engine.settings, E.FLIP_TTA_AXES)  # warm-up
+    naive_synthesis(volume, network, engine.settings, FLIP_TTA_AXES)  # warm-up
     totals, inference = [], []
     for _ in range(3):
         t = time.perf_counter()
-        _, timings, _ = naive_synthesis(volume, network, engine.settings, E.FLIP_TTA_AXES)
+        _, timings, _ = naive_synthesis(volume, network, engine.settings, FLIP_TTA_AXES)
         totals.append(round(time.perf_counter() - t, 3))
         inference.append(round(timings["inference"], 3))
     return {"times_s": totals, "median_s": sorted(totals)[1], "inference_s": inference,
@@ -119,7 +119,7 @@ def _():
     engine = shared["engine"]
     network = load_network(engine.card, "cpu")
     t = time.perf_counter()
-    naive, _, _ = naive_synthesis(volume, network, engine.settings, E.FLIP_TTA_AXES)
+    naive, _, _ = naive_synthesis(volume, network, engine.settings, FLIP_TTA_AXES)
     seconds = time.perf_counter() - t
     shared["naive_cpu"] = naive
     max_d, mean_d = _diff_in_body(shared["engine_out"], naive, body)

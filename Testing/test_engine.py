@@ -9,9 +9,25 @@ import pytest
 import torch
 from model_fixtures import TINY_CARD, body_volume, write_tiny_model
 
-from DigitalContrastLib.synthesis import engine as E
 from DigitalContrastLib.common.errors import JobError, NoGPUError, OutOfMemoryError
 from DigitalContrastLib.synthesis.api import SynthesisEngine
+from DigitalContrastLib.synthesis.device import NetworkRunner, select_device
+from DigitalContrastLib.synthesis.engine import synthesize_volume
+from DigitalContrastLib.synthesis.flip_passes import FLIP_TTA_AXES
+from DigitalContrastLib.synthesis.grid import (
+    canonical_orientation,
+    hu_to_model_grid,
+    model_grid_shape,
+    model_grid_to_input,
+)
+from DigitalContrastLib.synthesis.settings import EngineSettings, total_stride_zyx
+from DigitalContrastLib.synthesis.sliding_window import (
+    Attempt,
+    plan_attempts,
+    sliding_window,
+    sliding_window_with_fallback,
+)
+from DigitalContrastLib.synthesis.windows import WindowPlan, body_bounding_box, plan_windows, window_starts
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +39,7 @@ def tiny_engine(tmp_path_factory):
 def _fp32_engine(engine: SynthesisEngine) -> SynthesisEngine:
     twin = SynthesisEngine(engine.card, device="cpu")
     twin.settings = dataclasses.replace(twin.settings, cpu_precision="fp32")
-    twin._runner = E.NetworkRunner(twin._runner.base, lambda d: "fp32")
+    twin._runner = NetworkRunner(twin._runner.base, lambda d: "fp32")
     return twin
 
 
@@ -57,8 +73,8 @@ def test_input_noise_is_kept_where_the_residual_is_smooth(tiny_engine):
 def test_window_skipping_gives_the_same_output_inside_the_body(tiny_engine):
     volume = body_volume(seed=1)
     settings = tiny_engine.settings
-    skipped = E.synthesize_volume(volume, tiny_engine._runner, settings, torch.device("cpu"), skip_empty_windows=True)
-    full = E.synthesize_volume(volume, tiny_engine._runner, settings, torch.device("cpu"), skip_empty_windows=False)
+    skipped = synthesize_volume(volume, tiny_engine._runner, settings, torch.device("cpu"), skip_empty_windows=True)
+    full = synthesize_volume(volume, tiny_engine._runner, settings, torch.device("cpu"), skip_empty_windows=False)
     assert skipped.windows_run < full.windows_run == full.windows_total
     body = volume.array > -500
     diff = np.abs(skipped.synthetic.array.astype(int) - full.synthetic.array.astype(int))[body]
@@ -88,7 +104,7 @@ def test_out_of_memory_walks_down_the_fallback_chain(tiny_engine):
     volume = body_volume(seed=4)
     reference = tiny_engine.synthesize(volume).synthetic.array
     # the CUDA chain, re-targeted at the CPU (no GPU here): same steps, same bookkeeping
-    chain = E.plan_attempts(torch.device("cuda", 0), sw_batch_size=3)
+    chain = plan_attempts(torch.device("cuda", 0), sw_batch_size=3)
     assert [(a.compute_device, a.stitch_device, a.sw_batch_size) for a in chain] == [
         ("cuda:0", "cuda:0", 3), ("cuda:0", "cuda:0", 1), ("cuda:0", "cpu", 1), ("cpu", "cpu", 3)]
     cpu_chain = [dataclasses.replace(a, compute_device="cpu", stitch_device="cpu") for a in chain]
@@ -100,12 +116,12 @@ def test_out_of_memory_walks_down_the_fallback_chain(tiny_engine):
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (injected)")
 
     image = torch.randn(17, 36, 72) * 0.1
-    run = E.sliding_window_with_fallback(tiny_engine._runner, image, None, tiny_engine.settings, cpu_chain, 0.25,
-                                         attempt_hook=hook)
+    run = sliding_window_with_fallback(tiny_engine._runner, image, None, tiny_engine.settings, cpu_chain, 0.25,
+                                       attempt_hook=hook)
     assert run.attempt == cpu_chain[3]
     assert len(run.notes) == 3 and "window batch 1" in run.notes[0] and "stitching on the CPU" in run.notes[1]
     assert "CPU only" in run.notes[2]
-    direct = E.sliding_window(tiny_engine._runner, image, None, tiny_engine.settings, cpu_chain[0], 0.25)
+    direct = sliding_window(tiny_engine._runner, image, None, tiny_engine.settings, cpu_chain[0], 0.25)
     torch.testing.assert_close(run.output, direct.output, atol=1e-5, rtol=0)
 
     # through the engine: one injected failure, the result is the same and says what happened
@@ -124,8 +140,8 @@ def test_out_of_memory_walks_down_the_fallback_chain(tiny_engine):
         raise torch.OutOfMemoryError("out of memory (injected)")
 
     with pytest.raises(OutOfMemoryError, match="every device"):
-        E.sliding_window_with_fallback(tiny_engine._runner, image, None, tiny_engine.settings, cpu_chain, 0.25,
-                                       attempt_hook=always)
+        sliding_window_with_fallback(tiny_engine._runner, image, None, tiny_engine.settings, cpu_chain, 0.25,
+                                     attempt_hook=always)
 
 
 def test_progress_is_monotonic_per_stage_and_uncertainty_is_an_sd_map(tiny_engine):
@@ -150,7 +166,7 @@ def test_progress_is_monotonic_per_stage_and_uncertainty_is_an_sd_map(tiny_engin
 def test_any_direction_gives_the_same_anatomy_result(tiny_engine, direction):
     """A flipped/transposed storage of the same anatomy gives the same synthetic voxels at the same LPS points."""
     base = body_volume(seed=6)
-    orientation = E.canonical_orientation(direction)
+    orientation = canonical_orientation(direction)
     stored = dataclasses.replace(base, array=np.ascontiguousarray(orientation.from_canonical(base.array)),
                                  direction=tuple(float(v) for v in direction),
                                  spacing_mm=_permuted_spacing(base.spacing_mm, orientation))
@@ -169,13 +185,13 @@ def _permuted_spacing(spacing_xyz, orientation):
 
 
 def test_resampling_round_trip_and_grid():
-    assert E.model_grid_shape((300, 512, 512), (1.0, 0.7, 0.7), (2.5, 1.4, 1.4)) == (120, 256, 256)
+    assert model_grid_shape((300, 512, 512), (1.0, 0.7, 0.7), (2.5, 1.4, 1.4)) == (120, 256, 256)
     smooth = torch.linspace(-1, 1, 40)[:, None, None] + torch.linspace(0, 1, 30)[None, :, None] + torch.zeros(1, 1, 20)
-    down = E.hu_to_model_grid(smooth.numpy(), (16, 15, 10))
+    down = hu_to_model_grid(smooth.numpy(), (16, 15, 10))
     assert down.shape == (16, 15, 10)
     assert abs(float(down.mean()) - float(smooth.mean())) < 1e-4  # area averaging keeps the mean
     out = np.zeros((40, 30, 20), np.float32)
-    E.model_grid_to_input(down, out)
+    model_grid_to_input(down, out)
     assert np.abs(out - smooth.numpy())[2:-2, 2:-2].max() < 0.05
 
 
@@ -185,17 +201,17 @@ def test_window_grid_matches_monai():
     for size, roi, overlap in [(256, 96, 0.25), (120, 64, 0.25), (70, 32, 0.5), (32, 32, 0.25)]:
         scan = max(1, int(roi * (1 - overlap)))
         monai_starts = sorted({s[0].start for s in dense_patch_slices((size,), (roi,), (scan,))})
-        assert E.window_starts(size, roi, overlap) == monai_starts
+        assert window_starts(size, roi, overlap) == monai_starts
 
 
 def test_device_selection():
-    assert E.select_device("cpu").type == "cpu"
-    assert E.select_device("auto").type in {"cpu", "cuda", "mps"}
+    assert select_device("cpu").type == "cpu"
+    assert select_device("auto").type in {"cpu", "cuda", "mps"}
     if not torch.cuda.is_available():
         with pytest.raises(NoGPUError, match="CUDA"):
-            E.select_device("cuda")
+            select_device("cuda")
     with pytest.raises(JobError):
-        E.select_device("tpu")
+        select_device("tpu")
 
 
 def test_bad_overlap_is_a_job_error(tiny_engine):
@@ -242,7 +258,7 @@ def test_benchmark_measures_both_paths_on_the_same_model(tmp_path):
     assert figures["mean_abs_diff_hu_in_body"] <= 2.0, figures
 
 
-def _coverage(plan: E.WindowPlan, shape) -> np.ndarray:
+def _coverage(plan: WindowPlan, shape) -> np.ndarray:
     count = np.zeros(plan.padded_zyx, dtype=np.int32)
     rz, ry, rx = plan.roi_zyx
     for z, y, x in plan.windows:
@@ -253,9 +269,9 @@ def _coverage(plan: E.WindowPlan, shape) -> np.ndarray:
 @pytest.mark.parametrize("shape", [(120, 256, 256), (160, 256, 256), (400, 256, 256), (600, 512, 512), (17, 36, 72),
                                    (300, 100, 700)])
 def test_large_window_plan_tiles_the_grid_within_the_budget(shape):
-    settings = E.EngineSettings(roi_size_zyx=(64, 128, 128), overlap=0.25, max_window_voxels=256**3,
-                                window_multiple_zyx=(16, 16, 16))
-    plan = E.plan_windows(shape, settings, 0.25, settings.max_window_voxels)
+    settings = EngineSettings(roi_size_zyx=(64, 128, 128), overlap=0.25, max_window_voxels=256**3,
+                              window_multiple_zyx=(16, 16, 16))
+    plan = plan_windows(shape, settings, 0.25, settings.max_window_voxels)
     assert all(r % 16 == 0 for r in plan.roi_zyx)
     assert np.prod(plan.roi_zyx) <= settings.max_window_voxels
     assert _coverage(plan, shape).min() >= 1  # every voxel is in a window
@@ -266,15 +282,15 @@ def test_large_window_plan_tiles_the_grid_within_the_budget(shape):
         # neighbouring tiles share at least the card's overlap (16 of 64 along z, 32 of 128 in-plane)
         assert all(plan.roi_zyx[axis] - g >= 0.25 * settings.roi_size_zyx[axis] for g in gaps)
     # without a budget: the card's windows on MONAI's grid
-    card = E.plan_windows(shape, settings, 0.25, 0)
+    card = plan_windows(shape, settings, 0.25, 0)
     assert card.roi_zyx == (64, 128, 128)
-    assert card.starts_zyx[0] == E.window_starts(max(shape[0], 64), 64, 0.25)
+    assert card.starts_zyx[0] == window_starts(max(shape[0], 64), 64, 0.25)
 
 
 def test_total_stride_of_a_unet():
-    assert E.total_stride_zyx({"strides": [2, 2, 2, 2]}) == (16, 16, 16)
-    assert E.total_stride_zyx({"strides": [[1, 2, 2], 2]}) == (2, 4, 4)
-    assert E.total_stride_zyx({}) == (1, 1, 1)
+    assert total_stride_zyx({"strides": [2, 2, 2, 2]}) == (16, 16, 16)
+    assert total_stride_zyx({"strides": [[1, 2, 2], 2]}) == (2, 4, 4)
+    assert total_stride_zyx({}) == (1, 1, 1)
 
 
 LARGE_WINDOW_VOXELS = 128**3
@@ -298,7 +314,7 @@ def test_large_windows_agree_with_the_cards_windows_inside_the_body(large_window
     assert "cropped to the body's bounding box: 33x72x64 of 33x72x120 model-grid voxels" in large.notes
     assert any(note.startswith("1 window of 36x72x64") for note in large.notes)
     card_windows = dataclasses.replace(engine.settings, max_window_voxels=0)
-    small = E.synthesize_volume(volume, engine._runner, card_windows, torch.device("cpu"))
+    small = synthesize_volume(volume, engine._runner, card_windows, torch.device("cpu"))
     assert small.windows_run > 1 and small.window_zyx == (16, 32, 32)
     body = volume.array > -500
     changed = np.abs(large.synthetic.array.astype(np.float32) - volume.array)[body].mean()
@@ -309,11 +325,11 @@ def test_large_windows_agree_with_the_cards_windows_inside_the_body(large_window
 
 def test_out_of_memory_with_large_windows_falls_back_to_the_cards_windows(large_window_engine):
     engine = large_window_engine
-    chain = E.plan_attempts(torch.device("cpu"), sw_batch_size=3, max_window_voxels=LARGE_WINDOW_VOXELS)
+    chain = plan_attempts(torch.device("cpu"), sw_batch_size=3, max_window_voxels=LARGE_WINDOW_VOXELS)
     assert [(a.sw_batch_size, a.window_voxels) for a in chain] == [(1, LARGE_WINDOW_VOXELS), (3, 0), (1, 0)]
     volume = body_volume(shape_zyx=(40, 96, 160), seed=6)
     card_windows = dataclasses.replace(engine.settings, max_window_voxels=0)
-    expected = E.synthesize_volume(volume, engine._runner, card_windows, torch.device("cpu")).synthetic.array
+    expected = synthesize_volume(volume, engine._runner, card_windows, torch.device("cpu")).synthetic.array
 
     def fail_large(attempt):
         if attempt.window_voxels:
@@ -336,7 +352,7 @@ def test_flip_mean_prediction_is_the_mean_of_the_flipped_single_passes(tmp_path)
     # flipped pass sees exactly the mirrored input
     volume = body_volume(shape_zyx=(24, 96, 160), seed=7)
     residuals = []
-    for axes in E.FLIP_TTA_AXES:
+    for axes in FLIP_TTA_AXES:
         flipped = volume.with_array(np.ascontiguousarray(np.flip(volume.array, axes)) if axes else volume.array)
         out = single.synthesize(flipped).synthetic.array.astype(np.float32)
         residuals.append((np.flip(out, axes) if axes else out) - volume.array)
@@ -385,21 +401,21 @@ def test_benchmark_of_a_flip_mean_card_compares_the_same_function(tmp_path):
 def test_body_bounding_box_holds_the_body_with_margin_on_the_stride_lattice():
     body = torch.zeros(40, 100, 120, dtype=torch.bool)
     body[5:30, 20:61, 3:90] = True
-    box = E.body_bounding_box(body, margin=8, multiple_zyx=(4, 16, 16))
+    box = body_bounding_box(body, margin=8, multiple_zyx=(4, 16, 16))
     # grown by 8, then out to multiples of (4, 16, 16) from the grid's origin, the end clamped to the grid
     assert box == (slice(0, 40), slice(0, 80), slice(0, 112))
     assert int(body[box].sum()) == int(body.sum())
     body[:, :, :] = False
     body[10:12, 50:52, 60:62] = True
-    assert E.body_bounding_box(body, margin=8, multiple_zyx=(4, 16, 16)) == (slice(0, 20), slice(32, 64), slice(48, 80))
-    assert E.body_bounding_box(torch.zeros(8, 8, 8, dtype=torch.bool)) is None
+    assert body_bounding_box(body, margin=8, multiple_zyx=(4, 16, 16)) == (slice(0, 20), slice(32, 64), slice(48, 80))
+    assert body_bounding_box(torch.zeros(8, 8, 8, dtype=torch.bool)) is None
     # a flip pass: the box is aligned on the mirrored image's lattice, given in unmirrored coordinates
-    for axes in E.FLIP_TTA_AXES:
-        mirrored = E.body_bounding_box(torch.flip(body, axes), margin=8, multiple_zyx=(4, 16, 16))
+    for axes in FLIP_TTA_AXES:
+        mirrored = body_bounding_box(torch.flip(body, axes), margin=8, multiple_zyx=(4, 16, 16))
         expected = tuple(slice(n - b.stop, n - b.start) if a in axes else b
                          for a, (b, n) in enumerate(zip(mirrored, body.shape)))
-        assert E.body_bounding_box(body, margin=8, multiple_zyx=(4, 16, 16), mirrored_axes=axes) == expected
-    assert E.body_bounding_box(body, 8, (4, 16, 16), mirrored_axes=(1,))[1] == slice(36, 68)  # 100 - 64, 100 - 32
+        assert body_bounding_box(body, margin=8, multiple_zyx=(4, 16, 16), mirrored_axes=axes) == expected
+    assert body_bounding_box(body, 8, (4, 16, 16), mirrored_axes=(1,))[1] == slice(36, 68)  # 100 - 64, 100 - 32
 
 
 def test_cropping_to_the_body_keeps_the_whole_grids_output(large_window_engine, monkeypatch):
@@ -408,7 +424,8 @@ def test_cropping_to_the_body_keeps_the_whole_grids_output(large_window_engine, 
     engine = large_window_engine
     volume = body_volume(shape_zyx=(40, 96, 160), seed=6)
     cropped = engine.synthesize(volume)
-    monkeypatch.setattr(E, "BODY_CROP_MARGIN_VOXELS", 10**6)  # the box is the whole grid: no crop
+    # the box is the whole grid: no crop (the name the sliding window reads)
+    monkeypatch.setattr("DigitalContrastLib.synthesis.sliding_window.BODY_CROP_MARGIN_VOXELS", 10**6)
     whole = engine.synthesize(volume)
     assert not any("cropped" in note for note in whole.notes) and any("cropped" in note for note in cropped.notes)
     body = volume.array > -500
@@ -451,8 +468,8 @@ def test_padding_is_air_for_the_cards_windows_and_continues_the_image_for_large_
     """The card's windows pad a short axis with air, as training pads a patch; large windows pad
     only up to the network's stride and repeat the last slice there: an air cap would be a body
     edge the scan does not have, and the network would draw the aorta's end at it."""
-    settings = E.EngineSettings(roi_size_zyx=(16, 16, 16), overlap=0.25, window_multiple_zyx=(16, 16, 16),
-                                clip_hu=(-300.0, 1200.0), offset_hu=40.0, scale_hu=250.0)
+    settings = EngineSettings(roi_size_zyx=(16, 16, 16), overlap=0.25, window_multiple_zyx=(16, 16, 16),
+                              clip_hu=(-300.0, 1200.0), offset_hu=40.0, scale_hu=250.0)
     image = torch.linspace(-0.5, 2.0, 10 * 12 * 14).reshape(10, 12, 14)  # shorter than 16 on every axis
     seen = []
 
@@ -460,8 +477,8 @@ def test_padding_is_air_for_the_cards_windows_and_continues_the_image_for_large_
         seen.append(batch.clone())
         return torch.zeros_like(batch)
 
-    attempt = E.Attempt("cpu", "cpu", 1, "cpu", window_voxels)
-    run = E.sliding_window(runner, image, None, settings, attempt, 0.25)
+    attempt = Attempt("cpu", "cpu", 1, "cpu", window_voxels)
+    run = sliding_window(runner, image, None, settings, attempt, 0.25)
     assert run.output.shape == image.shape and len(seen) == 1
     window = seen[0][0, 0]
     assert window.shape == (16, 16, 16)

@@ -38,7 +38,16 @@ import numpy as np
 import torch
 
 from DigitalContrastLib.common.hardware import available_cpu_cores
-from DigitalContrastLib.synthesis import engine as E
+from DigitalContrastLib.synthesis.engine import synthesize_volume
+from DigitalContrastLib.synthesis.flip_passes import FLIP_TTA_AXES
+from DigitalContrastLib.synthesis.grid import (
+    canonical_orientation,
+    hu_to_model_grid,
+    model_grid_shape,
+    model_grid_to_input,
+)
+from DigitalContrastLib.synthesis.settings import EngineSettings, replace_settings
+from DigitalContrastLib.synthesis.windows import plan_windows
 
 DEFAULT_SIZE_XYZ = (512, 512, 300)
 FOV_MM = 358.4
@@ -78,7 +87,7 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def naive_synthesis(volume, network: torch.nn.Module, settings: E.EngineSettings,
+def naive_synthesis(volume, network: torch.nn.Module, settings: EngineSettings,
                     flips: Sequence[tuple[int, ...]] = ((),)) -> tuple[np.ndarray, dict[str, float], int]:
     """The baseline: same preprocessing and postprocessing, MONAI's default sliding window, fp32, batch 1.
 
@@ -91,13 +100,13 @@ def naive_synthesis(volume, network: torch.nn.Module, settings: E.EngineSettings
 
     timings = {}
     t0 = time.perf_counter()
-    orientation = E.canonical_orientation(volume.direction)
+    orientation = canonical_orientation(volume.direction)
     canonical = orientation.to_canonical(np.asarray(volume.array))
     spacing_zyx = orientation.spacing_zyx(volume.spacing_mm)
     target = settings.target_spacing_xyz_mm
-    grid = E.model_grid_shape(canonical.shape, spacing_zyx, None if target is None else (target[2], target[1], target[0]))
+    grid = model_grid_shape(canonical.shape, spacing_zyx, None if target is None else (target[2], target[1], target[0]))
     device = next(network.parameters()).device
-    image = E.hu_to_model_grid(canonical, grid).clamp_(*settings.clip_hu).sub_(settings.offset_hu).div_(settings.scale_hu)
+    image = hu_to_model_grid(canonical, grid).clamp_(*settings.clip_hu).sub_(settings.offset_hu).div_(settings.scale_hu)
     image = image.to(device)
     timings["preprocess"] = time.perf_counter() - t0
     t0 = time.perf_counter()
@@ -111,11 +120,11 @@ def naive_synthesis(volume, network: torch.nn.Module, settings: E.EngineSettings
     if device.type == "cuda":
         torch.cuda.synchronize(device)  # the inference, not the copy back, is what is timed here
     timings["inference"] = time.perf_counter() - t0
-    windows = len(E.plan_windows(grid, settings, 0.25).windows)  # MONAI's grid of the card's windows
+    windows = len(plan_windows(grid, settings, 0.25).windows)  # MONAI's grid of the card's windows
     t0 = time.perf_counter()
     out = np.empty(volume.array.shape, dtype=np.int16)
-    E.model_grid_to_input(output.float().cpu() * settings.output_scale_hu, orientation.to_canonical(out),
-                          base_hu=canonical, threshold_hu=settings.body_threshold_hu)
+    model_grid_to_input(output.float().cpu() * settings.output_scale_hu, orientation.to_canonical(out),
+                        base_hu=canonical, threshold_hu=settings.body_threshold_hu)
     timings["postprocess"] = time.perf_counter() - t0
     return out, timings, windows
 
@@ -181,9 +190,9 @@ def measure(input_path: str, model_id: str | None, device: str = "cpu", repeats:
     settings = engine.settings
     naive_synthesis(volume, network, settings)  # untimed warm-up of the baseline (one pass)
     flip_mean = settings.prediction == "flip-tta-mean"
-    passes = len(E.FLIP_TTA_AXES) if flip_mean else 1
+    passes = len(FLIP_TTA_AXES) if flip_mean else 1
     (naive, _, naive_windows), naive_s, naive_timings, naive_runs = _median_run(
-        lambda: naive_synthesis(volume, network, settings, E.FLIP_TTA_AXES if flip_mean else ((),)), repeats,
+        lambda: naive_synthesis(volume, network, settings, FLIP_TTA_AXES if flip_mean else ((),)), repeats,
         lambda r: r[1])
     body = body_mask_from_ct(volume.array)
     max_diff, mean_diff = _diff_in_body(fast.synthetic.array, naive, body)
@@ -192,8 +201,8 @@ def measure(input_path: str, model_id: str | None, device: str = "cpu", repeats:
     single_figures = None
     if flip_mean:
         t0 = time.perf_counter()
-        one = E.synthesize_volume(volume, engine._runner, E.replace_settings(settings, prediction="single-pass"),
-                                  engine._torch_device)
+        one = synthesize_volume(volume, engine._runner, replace_settings(settings, prediction="single-pass"),
+                                engine._torch_device)
         one_s = time.perf_counter() - t0
         t0 = time.perf_counter()
         naive_one, naive_one_timings, _ = naive_synthesis(volume, network, settings)

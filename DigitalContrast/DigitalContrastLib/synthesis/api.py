@@ -29,6 +29,7 @@ from DigitalContrastLib.common.errors import OutputError
 from DigitalContrastLib.models.cards import ModelCard, resolve_model
 from DigitalContrastLib.common.progress import ProgressCallback, no_progress
 from DigitalContrastLib.ct.volume import CTVolume
+from DigitalContrastLib.synthesis.settings import EngineSettings
 
 from .options import SynthesisOptions
 
@@ -74,24 +75,27 @@ class SynthesisEngine:
     """
 
     def __init__(self, card: ModelCard, device: str = "auto") -> None:
-        from . import engine as _engine
+        # torch and MONAI: imported only when an engine is built, so this module imports anywhere
         from DigitalContrastLib.models.network import load_network
+        from DigitalContrastLib.synthesis import device as _devices
+        from DigitalContrastLib.synthesis import engine as _engine
 
         self._engine = _engine
+        self._devices = _devices
         self.card = card
-        self.settings = _engine.EngineSettings.from_card(card.data)
-        self._torch_device = _engine.select_device(device)
+        self.settings = EngineSettings.from_card(card.data)
+        self._torch_device = _devices.select_device(device)
         self.device = str(self._torch_device)
         network = load_network(card, device="cpu")
         settings = self.settings
-        self._runner = _engine.NetworkRunner(network, lambda d: _engine.choose_precision(d, settings))
+        self._runner = _devices.NetworkRunner(network, lambda d: _devices.choose_precision(d, settings))
         self.attempt_hook: Callable[[Any], None] | None = None
         self._lock = threading.Lock()
 
     @property
     def precision(self) -> str:
         """The precision policy on the engine's device (``fp32``, ``bf16``, ``autocast-bf16``...)."""
-        return self._engine.choose_precision(self._torch_device, self.settings)
+        return self._devices.choose_precision(self._torch_device, self.settings)
 
     def synthesize(
         self,
@@ -123,7 +127,7 @@ class SynthesisEngine:
             device=out.device,
             timings_s=out.timings_s,
             notes=notes,
-            peak_memory_mb=self._engine.peak_memory_mb(out.device),
+            peak_memory_mb=self._devices.peak_memory_mb(out.device),
             windows_run=out.windows_run,
             windows_total=out.windows_total,
             window_zyx=out.window_zyx,

@@ -13,7 +13,7 @@ import torch
 
 from DigitalContrastLib.common.hardware import available_cpu_cores
 from DigitalContrastLib.models.network import count_parameters
-from DigitalContrastLib.synthesis import engine as E
+from DigitalContrastLib.synthesis.settings import DEFAULT_MAX_WINDOW_VOXELS
 
 from .cases import TrainingData, phantom_seeds
 from .config import TrainConfig
@@ -44,7 +44,7 @@ def card_template(config: TrainConfig, network_kwargs: dict[str, Any]) -> dict[s
             "sw_batch_size": config.inference_sw_batch_size,
             "precision": {"cpu": "bf16-if-supported", "cuda": "autocast"},
             "skip_empty_windows": True,
-            "max_window_voxels": E.DEFAULT_MAX_WINDOW_VOXELS,
+            "max_window_voxels": DEFAULT_MAX_WINDOW_VOXELS,
             "prediction": config.inference_prediction,
             "uncertainty": "flip-tta",
         },

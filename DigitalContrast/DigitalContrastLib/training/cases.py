@@ -24,7 +24,7 @@ from DigitalContrastLib.common.errors import InputError
 from DigitalContrastLib.ct.io import read_volume
 from DigitalContrastLib.ct.labels import LABELS
 from DigitalContrastLib.ct.paired_case import CASE_FILES, has_pair
-from DigitalContrastLib.synthesis import engine as E
+from DigitalContrastLib.synthesis.grid import canonical_orientation, hu_to_model_grid, model_grid_shape
 
 from .config import TrainConfig
 
@@ -106,13 +106,13 @@ def load_case(folder: Path, config: TrainConfig, keep_volumes: bool = False, rng
                          code="grid_mismatch")
     label_path = folder / CASE_FILES["labels"]
     labels_volume = read_volume(label_path) if label_path.is_file() else None
-    orientation = E.canonical_orientation(nc_volume.direction)
+    orientation = canonical_orientation(nc_volume.direction)
     spacing_zyx = orientation.spacing_zyx(nc_volume.spacing_mm)
     target = config.target_spacing_xyz_mm
-    grid = E.model_grid_shape(orientation.to_canonical(nc_volume.array).shape, spacing_zyx, (target[2], target[1], target[0]))
+    grid = model_grid_shape(orientation.to_canonical(nc_volume.array).shape, spacing_zyx, (target[2], target[1], target[0]))
 
     def to_grid(volume) -> np.ndarray:
-        values = E.hu_to_model_grid(orientation.to_canonical(volume.array), grid)
+        values = hu_to_model_grid(orientation.to_canonical(volume.array), grid)
         return values.round_().clamp_(-32768, 32767).to(torch.int16).numpy()
 
     nc, c = to_grid(nc_volume), to_grid(c_volume)

@@ -120,7 +120,7 @@ class TrainConfig:
     inference_roi_zyx: tuple[int, int, int] = (64, 128, 128)
     inference_overlap: float = 0.25
     inference_sw_batch_size: int = 2
-    inference_prediction: str = "single-pass"  # or "flip-tta-mean" (see engine.EngineSettings)
+    inference_prediction: str = "single-pass"  # or "flip-tta-mean" (see synthesis.settings.EngineSettings)
     train_precision: str = "auto"  # auto: bf16 autocast where the CPU has native bf16, else fp32
     weights_dtype: str = "float16"  # storage of the shipped weights (loaded into float32)
     command: str = ""

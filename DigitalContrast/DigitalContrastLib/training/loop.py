@@ -36,7 +36,9 @@ from DigitalContrastLib.common.progress import ProgressCallback, no_progress
 from DigitalContrastLib.common.report_html import format_number
 from DigitalContrastLib.models.cards import write_model_folder
 from DigitalContrastLib.models.network import build_network
-from DigitalContrastLib.synthesis import engine as E
+from DigitalContrastLib.synthesis.device import NetworkRunner, choose_precision, cpu_has_fast_bf16, use_all_cpu_cores
+from DigitalContrastLib.synthesis.engine import synthesize_volume
+from DigitalContrastLib.synthesis.settings import EngineSettings
 
 from .card import card_template, network_kwargs_for, record_training
 from .cases import TrainingCase, TrainingData, load_training_data
@@ -59,7 +61,7 @@ class TrainingRun:
     loss_fn: SynthesisLoss
     sampler: PatchSampler
     card: dict[str, Any]  # the card template, completed when the run ends
-    settings: E.EngineSettings  # the engine settings of the card: validation synthesizes with them
+    settings: EngineSettings  # the engine settings of the card: validation synthesizes with them
     precision: str  # "bf16-autocast" or "fp32" (or the config's explicit choice)
     total_steps: int  # over all epochs, resumed ones included
     freeze_step: int | None  # first step with batch norm frozen (None: never)
@@ -89,7 +91,7 @@ def train(config: TrainConfig, resume: bool = False, progress: ProgressCallback 
     started = time.perf_counter()
     if config.parent_weight and not config.init_from:
         raise JobError("--parent-weight needs --init-from: the model whose weights are blended in.", code="init_mismatch")
-    E.use_all_cpu_cores()
+    use_all_cpu_cores()
     out_dir = Path(config.out_dir)
     rng = np.random.default_rng(config.seed)
     torch.manual_seed(config.seed)
@@ -126,7 +128,7 @@ def start_run(config: TrainConfig, cases: list[TrainingCase], out_dir: Path, res
     parent, parent_state = _parent_of_run(config, out_dir, network, first_epoch, log)
     precision = _training_precision(config)
     card = card_template(config, kwargs)
-    settings = E.EngineSettings.from_card(card)
+    settings = EngineSettings.from_card(card)
     sampler = PatchSampler(cases, config, np.random.default_rng([config.seed, first_epoch]))
     freeze_step = int(config.freeze_norm_fraction * total_steps) if config.freeze_norm_fraction > 0 else None
     network.train()
@@ -170,7 +172,7 @@ def _training_precision(config: TrainConfig) -> str:
     """``config.train_precision``, with "auto" resolved: bf16 autocast where the CPU has native bf16, else fp32."""
     precision = config.train_precision
     if precision == "auto":
-        precision = "bf16-autocast" if E.cpu_has_fast_bf16() else "fp32"
+        precision = "bf16-autocast" if cpu_has_fast_bf16() else "fp32"
     return precision
 
 
@@ -242,16 +244,16 @@ def validate_epoch(run: TrainingRun, cases: list[TrainingCase], epoch: int, sums
     return entry, val
 
 
-def evaluate_cases(network: torch.nn.Module, cases: list[TrainingCase], settings: E.EngineSettings,
+def evaluate_cases(network: torch.nn.Module, cases: list[TrainingCase], settings: EngineSettings,
                    precision: str = "auto") -> dict[str, float]:
     """Synthesize each validation case whole (engine sliding window) and average its metrics."""
-    runner = E.NetworkRunner(network, lambda d: E.choose_precision(d, settings) if precision == "auto" else precision)
+    runner = NetworkRunner(network, lambda d: choose_precision(d, settings) if precision == "auto" else precision)
     rows = []
     was_training = network.training
     network.eval()
     try:
         for case in cases:
-            out = E.synthesize_volume(case.source_volume, runner, settings, torch.device("cpu"))
+            out = synthesize_volume(case.source_volume, runner, settings, torch.device("cpu"))
             rows.append(case_metrics(out.synthetic.array, case.contrast_volume.array, case.source_volume.array,
                                      case.labels_volume.array if case.labels_volume is not None else None,
                                      case.source_volume.spacing_mm))
