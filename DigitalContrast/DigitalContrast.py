@@ -711,7 +711,8 @@ class DigitalContrastTest(ScriptedLoadableModuleTest):
 
         from DigitalContrastLib.mrml.volume_nodes import node_geometry_lps, node_to_volume, volume_to_node
         from DigitalContrastLib.ct.labels import LABELS
-        from DigitalContrastLib.phantoms.generator import RigidMisregistration, make_phantom
+        from DigitalContrastLib.phantoms.generator import make_phantom
+        from DigitalContrastLib.phantoms.misregistration import RigidMisregistration
 
         self.delayDisplay("Making a phantom with a misregistered arterial phase")
         case = make_phantom(3, size_xyz=(96, 96, 48), spacing_xyz_mm=(3.6, 3.6, 3.0),
