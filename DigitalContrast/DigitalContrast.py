@@ -718,7 +718,8 @@ class DigitalContrastTest(ScriptedLoadableModuleTest):
 
         from DigitalContrastLib.ct.labels import LABELS
         from DigitalContrastLib.mrml.volume_nodes import node_geometry_lps, node_to_volume, volume_to_node
-        from DigitalContrastLib.phantoms.generator import RigidMisregistration, make_phantom
+        from DigitalContrastLib.phantoms.generator import make_phantom
+        from DigitalContrastLib.phantoms.misregistration import RigidMisregistration
 
         torchBefore = "torch" in sys.modules
         self.delayDisplay("Making a phantom with a misregistered arterial phase")

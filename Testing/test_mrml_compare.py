@@ -36,7 +36,8 @@ MISREGISTRATION = dict(rotation_z_deg=3.0, rotation_x_deg=-2.0, rotation_y_deg=1
 
 @pytest.fixture(scope="module")
 def misregistered_case():
-    from DigitalContrastLib.phantoms.generator import RigidMisregistration, make_phantom
+    from DigitalContrastLib.phantoms.generator import make_phantom
+    from DigitalContrastLib.phantoms.misregistration import RigidMisregistration
 
     motion = RigidMisregistration(**MISREGISTRATION)
     case = make_phantom(4, size_xyz=PHANTOM_SIZE_XYZ, spacing_xyz_mm=PHANTOM_SPACING_MM, misregistration=motion)

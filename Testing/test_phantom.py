@@ -23,13 +23,14 @@ from scipy import ndimage
 
 from DigitalContrastLib.phantoms import generator as ph
 from DigitalContrastLib.common.errors import EXIT_BAD_JOB, JobError
+from DigitalContrastLib.phantoms.aorta.layout import ANEURYSM_PROBABILITY
 from DigitalContrastLib.phantoms.generator import (
-    HU_RANGES,
-    RigidMisregistration,
     make_phantom,
     read_phantom,
     write_phantom,
 )
+from DigitalContrastLib.phantoms.hu_tables import HU_RANGES
+from DigitalContrastLib.phantoms.misregistration import RigidMisregistration
 from DigitalContrastLib.ct import labels as labels_module
 from DigitalContrastLib.ct.labels import LABEL_COLORS, LABELS
 
@@ -254,16 +255,16 @@ def _periaortic_shell(case, lo_mm: float, hi_mm: float) -> np.ndarray:
 def test_thoracic_aorta_lies_against_lung_and_soft_tissue_not_in_fat(monkeypatch):
     # a real chest (the shared CTA: 7-8 % fat 4.5-7.5 mm round its aorta) has little fat beside the
     # descending aorta; generator 1.3.0 drew it inside the mediastinal fat block (32-47 % fat here)
-    import DigitalContrastLib.phantoms.aorta as anatomy
+    import DigitalContrastLib.phantoms.aorta.build as aorta_build
 
     grid = dict(size_xyz=(180, 180, 80), spacing_xyz_mm=(2.0, 2.0, 4.0), center_z_mm=ph.CHEST_CENTER_Z_MM)
-    painter = anatomy._paint_periaortic
+    painter = aorta_build.paint_periaortic
     fat_now, fat_before = [], []
     for seed in range(4):
         case = make_phantom(seed, **grid)
-        monkeypatch.setattr(anatomy, "_paint_periaortic", lambda *args: {})
+        monkeypatch.setattr(aorta_build, "paint_periaortic", lambda *args: None)
         before = make_phantom(seed, **grid)
-        monkeypatch.setattr(anatomy, "_paint_periaortic", painter)
+        monkeypatch.setattr(aorta_build, "paint_periaortic", painter)
         p = case.params["chest"]["periaortic"]
         assert 0 <= p["sleeve_mm"] <= 8 and 0.5 <= p["lung_gap_mm"] <= 3, p
         # only fat and soft tissue changed, into soft tissue or lung, and only above the right dome
@@ -315,7 +316,7 @@ def test_thrombus_does_not_enhance_and_hides_in_the_non_contrast_scan():
 
 def test_aneurysm_sampled_per_seed_and_recorded(coarse_cases):
     present = [c.params["aneurysm"]["present"] for c in coarse_cases]
-    assert all(c.params["aneurysm"]["probability"] == ph.ANEURYSM_PROBABILITY == 0.7 for c in coarse_cases)
+    assert all(c.params["aneurysm"]["probability"] == ANEURYSM_PROBABILITY == 0.7 for c in coarse_cases)
     assert 8 <= sum(present) <= 19  # 20 draws at p = 0.7
     for case in coarse_cases:
         an = case.params["aneurysm"]

@@ -64,7 +64,8 @@ def make_phantom_cohort(out_dir: str | os.PathLike, cases: int = 5, seed_start: 
     """
     import SimpleITK as sitk
 
-    from DigitalContrastLib.phantoms.generator import RigidMisregistration, make_phantom, summary_line, write_phantom
+    from DigitalContrastLib.phantoms.generator import make_phantom, summary_line, write_phantom
+    from DigitalContrastLib.phantoms.misregistration import RigidMisregistration
 
     if int(cases) < 1:
         raise JobError(f"A cohort needs at least one case, not {cases}: give --cases 1 or more.")

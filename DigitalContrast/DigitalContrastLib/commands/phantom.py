@@ -35,11 +35,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from DigitalContrastLib.phantoms.generator import (
         CHEST_CENTER_Z_MM,
-        RigidMisregistration,
         make_phantom,
         summary_line,
         write_phantom,
     )
+    from DigitalContrastLib.phantoms.misregistration import RigidMisregistration
 
     misregistration = RigidMisregistration.random(args.seed) if args.misregister and args.seed >= 0 else None
     started = time.perf_counter()
