@@ -32,7 +32,7 @@ import numpy as np
 from DigitalContrastLib.common.atomic import atomic_path, atomic_write_text
 
 from DigitalContrastReaderLib.study.errors import StudyError, UsageError
-from DigitalContrastReaderLib.store.sqlite import AnswerStore
+from DigitalContrastReaderLib.store.base import AnswerStore
 from DigitalContrastReaderLib.study.study import Study, canonical_json, source_kind, source_model
 from DigitalContrastReaderLib.study.templates import RATING_QUESTIONS
 

@@ -50,7 +50,7 @@ from DigitalContrastReaderLib.reading.active_time import DEFAULT_IDLE_AFTER_SECO
 from DigitalContrastReaderLib.study.blinding import HANDLE_SINGLE, HANDLES_PAIR, ReaderItem
 from DigitalContrastReaderLib.study.errors import AnswerError, StudyError
 from .scene_audit import string_list
-from DigitalContrastReaderLib.store.sqlite import SQLiteAnswerStore, SubmitReceipt
+from DigitalContrastReaderLib.store.base import AnswerStore, SubmitReceipt
 
 #: Layout ids of the reader layouts (Slicer's built-in ids are below 100; the review uses 3917-3920).
 READER_SINGLE_LAYOUT_ID = 3930
@@ -327,7 +327,7 @@ class ReadingSessionLogic:
         item = session.next()
     """
 
-    def __init__(self, scene: Any, app_logic: Any, store: SQLiteAnswerStore, reader_id: str, *, enrol: bool = True,
+    def __init__(self, scene: Any, app_logic: Any, store: AnswerStore, reader_id: str, *, enrol: bool = True,
                  idle_after_seconds: float = DEFAULT_IDLE_AFTER_SECONDS, clock: Callable[[], float] = time.monotonic,
                  image_reader: Callable[[str | Path], CTVolume] = read_image_blind) -> None:
         self.scene = scene

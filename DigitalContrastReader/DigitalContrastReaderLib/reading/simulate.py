@@ -16,7 +16,7 @@ from typing import Any
 
 from DigitalContrastReaderLib.study.blinding import ReaderItem
 from DigitalContrastReaderLib.study.errors import AnswerError
-from DigitalContrastReaderLib.store.sqlite import SQLiteAnswerStore, SubmitReceipt
+from DigitalContrastReaderLib.store.base import AnswerStore, SubmitReceipt
 from DigitalContrastReaderLib.study.study import Question, Task, source_kind
 
 
@@ -90,7 +90,7 @@ def simulated_answers(task: Task, sources: tuple[str, ...], truth: dict[str, Any
 
 
 def simulate_reader(
-    store: SQLiteAnswerStore,
+    store: AnswerStore,
     reader_id: str,
     rng: random.Random,
     *,
