@@ -607,7 +607,7 @@ class DigitalContrastReaderTest(ScriptedLoadableModuleTest):
         from DigitalContrastReaderLib.reading.form import QuestionForm
         from DigitalContrastReaderLib.mrml.scene_audit import audit_scene, forbidden_tokens
         from DigitalContrastReaderLib.store.sqlite import create_store
-        from DigitalContrastReaderLib.study.study import load_study
+        from DigitalContrastReaderLib.study.config import load_study
 
         self.delayDisplay("Creating an example study")
         folder = pathlib.Path(tempfile.mkdtemp(prefix="reader-selftest-", dir=slicer.app.temporaryPath))

@@ -132,7 +132,7 @@ def test_every_answer_the_form_accepts_is_accepted_by_the_store(tmp_path):
 
     from DigitalContrastReaderLib.study.example import write_example_study
     from DigitalContrastReaderLib.store.sqlite import create_store
-    from DigitalContrastReaderLib.study.study import load_study
+    from DigitalContrastReaderLib.study.config import load_study
 
     study = load_study(write_example_study(tmp_path / "ex", cases=2, training_cases=0, readers=1, washout_days=0))
     store = create_store(tmp_path / "s.sqlite", study)

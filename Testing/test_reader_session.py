@@ -76,7 +76,7 @@ def _rename(study_dir: Path, relative: str, prefix: str) -> str:
 @pytest.fixture()
 def revealing_study(tmp_path):
     from DigitalContrastReaderLib.store.sqlite import create_store
-    from DigitalContrastReaderLib.study.study import load_study
+    from DigitalContrastReaderLib.study.config import load_study
 
     study = load_study(write_revealing_study(tmp_path))
     store = create_store(tmp_path / "store" / "study.sqlite", study)
@@ -236,7 +236,7 @@ def test_simulated_reader_session_store_and_export_hold_exactly_the_answers(tmp_
     from DigitalContrastReaderLib.reading.form import QuestionForm
     from DigitalContrastReaderLib.reading.simulate import SimulatedClock
     from DigitalContrastReaderLib.store.sqlite import create_store
-    from DigitalContrastReaderLib.study.study import load_study
+    from DigitalContrastReaderLib.study.config import load_study
 
     study = load_study(write_revealing_study(tmp_path, cases=3, training_cases=1, washout_days=28,
                                              tasks=("grading", "turing"), readers=("r01",)))
@@ -357,7 +357,7 @@ def test_real_ct_files_and_a_dicom_series_load_blind_with_their_hu(tmp_path, rea
     from DigitalContrastReaderLib.study.example import study_config_from_folder, write_study_file
     from DigitalContrastReaderLib.mrml.scene_audit import audit_scene, forbidden_tokens
     from DigitalContrastReaderLib.store.sqlite import create_store
-    from DigitalContrastReaderLib.study.study import load_study
+    from DigitalContrastReaderLib.study.config import load_study
 
     cases = tmp_path / "cases"
     one = cases / "cta-real-contrast-001"

@@ -115,7 +115,7 @@ def _init_args(p: argparse.ArgumentParser) -> None:
 def cmd_init(args: argparse.Namespace) -> int:
     from DigitalContrastReaderLib.store.base import DEFAULT_BACKUP_EVERY
     from DigitalContrastReaderLib.store.sqlite import create_store, open_store
-    from DigitalContrastReaderLib.study.study import load_study
+    from DigitalContrastReaderLib.study.config import load_study
 
     study = load_study(args.study)
     for warning in study.warnings:

@@ -33,7 +33,8 @@ from DigitalContrastLib.common.atomic import atomic_path, atomic_write_text
 
 from DigitalContrastReaderLib.study.errors import StudyError, UsageError
 from DigitalContrastReaderLib.store.base import AnswerStore
-from DigitalContrastReaderLib.study.study import Study, canonical_json, source_kind, source_model
+from DigitalContrastReaderLib.study.study import Study, source_kind, source_model
+from DigitalContrastReaderLib.study.canonical import canonical_json
 from DigitalContrastReaderLib.study.templates import RATING_QUESTIONS
 
 if TYPE_CHECKING:  # pandas is in the `reader` extra; imported when a table is made

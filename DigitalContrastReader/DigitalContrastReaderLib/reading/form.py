@@ -8,7 +8,7 @@ tested without Qt:
   label of every level for Likert scales and single choices, check boxes for multiple choice,
   a Yes/No pair, a number field, a text box;
 * whether the form can be submitted: every required question answered and every given answer
-  valid. Validation is :meth:`DigitalContrastReaderLib.study.study.Question.validate`, the same rule
+  valid. Validation is :meth:`DigitalContrastReaderLib.study.questions.Question.validate`, the same rule
   the answer store applies, so the form never accepts what the store would refuse;
 * the keyboard: ``1``-``9`` choose a level (Likert: the level value; single choice: the option
   position) of the *current* keyboard question, then the next unanswered one becomes current;
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from DigitalContrastReaderLib.study.errors import AnswerError
-from DigitalContrastReaderLib.study.study import Question
+from DigitalContrastReaderLib.study.questions import Question
 
 WIDGET_RADIO = "radio"
 WIDGET_CHECKBOXES = "checkboxes"

@@ -14,10 +14,11 @@ from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from DigitalContrastReaderLib.store.base import AnswerStore, SubmitReceipt
 from DigitalContrastReaderLib.study.blinding import ReaderItem
 from DigitalContrastReaderLib.study.errors import AnswerError
-from DigitalContrastReaderLib.store.base import AnswerStore, SubmitReceipt
-from DigitalContrastReaderLib.study.study import Question, Task, source_kind
+from DigitalContrastReaderLib.study.questions import Question
+from DigitalContrastReaderLib.study.study import Task, source_kind
 
 
 class SimulatedClock:

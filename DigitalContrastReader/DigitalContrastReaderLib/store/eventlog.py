@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from DigitalContrastReaderLib.study.study import canonical_json
+from DigitalContrastReaderLib.study.canonical import canonical_json
 
 GENESIS_HASH = "0" * 64
 EVENT_FIELDS = ("seq", "at", "kind", "reader_id", "item_id", "payload", "prev_hash")

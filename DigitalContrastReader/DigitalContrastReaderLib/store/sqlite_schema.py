@@ -22,9 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from DigitalContrastReaderLib.study.blinding import new_blind_name
+from DigitalContrastReaderLib.study.canonical import canonical_json
 from DigitalContrastReaderLib.study.errors import StoreError
 from DigitalContrastReaderLib.study.schedule import Schedule
-from DigitalContrastReaderLib.study.study import Study, canonical_json, source_kind, source_model
+from DigitalContrastReaderLib.study.study import Study, source_kind, source_model
 from .base import ItemRecord, ReaderRecord, ResponseRecord, RevisionRecord
 
 STORE_FORMAT = 1
