@@ -232,7 +232,8 @@ def test_each_item_shows_the_scheduled_image_on_the_scheduled_side(revealing_stu
 def test_simulated_reader_session_store_and_export_hold_exactly_the_answers(tmp_path):
     """A whole schedule with a 28-day washout: random answers through the form, interactions
     through the scene; the store and the tidy export hold exactly those answers and timings."""
-    from DigitalContrastReaderLib.exports.export import export_all, read_tidy_csv
+    from DigitalContrastReaderLib.exports.bundle import export_all
+    from DigitalContrastReaderLib.exports.tidy import read_tidy_csv
     from DigitalContrastReaderLib.reading.form import QuestionForm
     from DigitalContrastReaderLib.reading.simulate import SimulatedClock
     from DigitalContrastReaderLib.store.sqlite import create_store

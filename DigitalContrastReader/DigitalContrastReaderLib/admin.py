@@ -15,11 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from DigitalContrastReaderLib.study.errors import AnswerError, StoreError, UsageError
 from DigitalContrastReaderLib.analysis.long_table import complete_crossed_subset
-from DigitalContrastReaderLib.exports.export import ExportResult, analysis_table, export_all
+from DigitalContrastReaderLib.exports.bundle import ExportResult, export_all
+from DigitalContrastReaderLib.exports.tidy import analysis_table
 from DigitalContrastReaderLib.store.base import AnswerStore
 from DigitalContrastReaderLib.store.sqlite import open_store
+from DigitalContrastReaderLib.study.errors import AnswerError, StoreError, UsageError
 
 STUDY_FILE_SUFFIXES = (".yaml", ".yml", ".json")
 STORE_SUFFIX = ".sqlite"
@@ -99,7 +100,7 @@ def integrity_text(store: AnswerStore) -> tuple[bool, str]:
 
 
 def export_study(store: AnswerStore, out_dir: str | os.PathLike) -> ExportResult:
-    """Every export of the study into ``out_dir`` (see :func:`~DigitalContrastReaderLib.exports.export.export_all`)."""
+    """Every export of the study into ``out_dir`` (see :func:`~DigitalContrastReaderLib.exports.bundle.export_all`)."""
     if not str(out_dir).strip() or Path(out_dir) == Path("."):
         raise UsageError("Choose an export folder first.")
     return export_all(store, out_dir)

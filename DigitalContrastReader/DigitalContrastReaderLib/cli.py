@@ -305,7 +305,7 @@ def _export_args(p: argparse.ArgumentParser) -> None:
 
 @command("export", "write the tidy CSV, analysis tables, iMRMC/JAFROC files, schedules, data dictionary", _export_args)
 def cmd_export(args: argparse.Namespace) -> int:
-    from DigitalContrastReaderLib.exports.export import export_all
+    from DigitalContrastReaderLib.exports.bundle import export_all
 
     with _open(args) as store:
         result = export_all(store, args.out)
@@ -350,7 +350,7 @@ def cmd_example_study(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------------------------
 # Statistics sub-commands (mrmc, report)
 # --------------------------------------------------------------------------------------------
-# Their input is export.analysis_table(store, QUESTION, TASK), i.e. the long table
+# Their input is exports.tidy.analysis_table(store, QUESTION, TASK), i.e. the long table
 # reader_id, case_id, modality, truth, score (training excluded); see cli_analysis.py.
 # --------------------------------------------------------------------------------------------
 
