@@ -90,6 +90,14 @@ def test_keyboard_digits_answer_the_current_question_then_move_on():
     assert form.value("noise_artefacts") == 4
 
 
+def test_a_click_on_a_level_makes_its_question_current_then_moves_on():
+    form = QuestionForm(grading_questions("aorta"))
+    form.choose("thrombus_delineation", 2)  # clicked out of order
+    assert form.value("thrombus_delineation") == 2 and form.current_key == "branch_conspicuity"
+    form.press_key("5")
+    assert form.value("branch_conspicuity") == 5 and form.value("lumen_conspicuity") is None
+
+
 def test_keyboard_skips_answered_questions_and_picks_choice_positions():
     form = QuestionForm(TURING_QUESTIONS, {"confidence": 3})
     assert form.current_key == "synthetic_or_real"

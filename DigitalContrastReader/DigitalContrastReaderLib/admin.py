@@ -63,6 +63,10 @@ def open_study_store(path: str | os.PathLike, **options: Any) -> AnswerStore:
     return open_store(locate_store(path), **options)
 
 
+#: Column titles of the admin's progress table (one per field of :class:`ProgressRow`).
+PROGRESS_HEADERS = ("reader", "group", "status", "items", "training", "session", "next opens", "last submit")
+
+
 @dataclass(frozen=True)
 class ProgressRow:
     """One row of the admin's progress table."""
@@ -75,6 +79,11 @@ class ProgressRow:
     session: str
     next_opens_at: str
     last_submit_at: str
+
+    def cells(self) -> tuple[str, ...]:
+        """The row's texts, in the order of :data:`PROGRESS_HEADERS`."""
+        return (self.reader_id, self.group, self.status, self.items, self.training, self.session,
+                self.next_opens_at, self.last_submit_at)
 
 
 def progress_rows(store: AnswerStore) -> list[ProgressRow]:

@@ -280,6 +280,12 @@ class QuestionForm:
         if spec.keyboard and key == self.current_key and value is not None:
             self._advance_from(key)
 
+    def choose(self, key: str, value: Any) -> None:
+        """A click on a radio button: its question becomes the current keyboard question, then
+        takes ``value`` (so the next unanswered keyboard question becomes current)."""
+        self.set_current(key)
+        self.set_value(key, value)
+
     def set_checked(self, key: str, option_value: Any, checked: bool) -> None:
         """Tick or untick one option of a multiple-choice question (kept in option order)."""
         spec = self.field(key)
