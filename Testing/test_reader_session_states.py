@@ -72,10 +72,17 @@ def test_a_whole_schedule_with_a_washout_through_a_plain_display(tmp_path):
     store.close()
 
 
-def test_the_reading_rooms_import_neither_slicer_nor_pandas():
-    code = ("import sys; import DigitalContrastReaderLib.reading.session, DigitalContrastReaderLib.reading.form, "
-            "DigitalContrastReaderLib.reading.simulate, DigitalContrastReaderLib.store.sqlite, "
-            "DigitalContrastReaderLib.study.config; "
-            "print(sorted({'slicer', 'vtk', 'qt', 'pandas', 'yaml', 'jsonschema'} & set(sys.modules)))")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert result.stdout.strip() == "[]"
+def _loaded_after_import(modules: str, watched: set[str]) -> list[str]:
+    code = f"import sys; import {modules}; print(sorted(set({sorted(watched)!r}) & set(sys.modules)))"
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+
+
+def test_a_reading_only_install_loads_neither_slicer_nor_pandas():
+    """The state machine, the store and the study need none of Slicer, VTK, Qt, pandas, PyYAML or
+    jsonschema to import (the last two are imported when a study file is read); the MRML display
+    needs no pandas."""
+    reading = ("DigitalContrastReaderLib.reading.session, DigitalContrastReaderLib.reading.form, "
+               "DigitalContrastReaderLib.reading.simulate, DigitalContrastReaderLib.store.sqlite, "
+               "DigitalContrastReaderLib.study.config")
+    assert _loaded_after_import(reading, {"slicer", "vtk", "qt", "pandas", "yaml", "jsonschema"}) == "[]"
+    assert _loaded_after_import("DigitalContrastReaderLib.mrml.reader_display", {"pandas"}) == "[]"
