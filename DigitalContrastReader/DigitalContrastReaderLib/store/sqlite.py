@@ -1,4 +1,4 @@
-"""The answer store: every answer committed when it is given, audited, backed up, checkable.
+"""The SQLite answer store: every answer committed when it is given, audited, backed up, checkable.
 
 :class:`SQLiteAnswerStore` implements the :class:`~DigitalContrastReaderLib.store.base.AnswerStore`
 protocol on one SQLite file. This module holds SQL and transactions only: the domain rules
