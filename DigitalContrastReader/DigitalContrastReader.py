@@ -1,19 +1,12 @@
 """Digital Contrast Reader: blinded, randomized reading sessions that never lose an answer.
 
-This file is the Slicer face of ``DigitalContrastReaderLib`` and stays thin:
-
-* ``DigitalContrastReaderParameterNode``: the GUI state (study path, reader code, idle timeout,
-  export folder, admin name), bound to the ``.ui`` widgets that carry a ``SlicerParameterName``;
-* ``DigitalContrastReaderWidget``: loads ``Resources/UI/DigitalContrastReader.ui``, renders the
-  question form of :mod:`DigitalContrastReaderLib.reading.form`, forwards clicks and keys to it, hides
-  what could reveal an image's source (view controllers, slice-view corner annotations, the data
-  probe) and gives the main window a neutral title while a reader is logged in;
-* ``DigitalContrastReaderLogic``: parameter-node access around
-  :class:`DigitalContrastReaderLib.mrml.reader_display.ReadingSessionLogic` and :mod:`~DigitalContrastReaderLib.admin`;
-* ``DigitalContrastReaderTest``: runs a short study end to end in Slicer.
-
-Every decision (what is shown, what is valid, what is stored, when) is made in the library,
-where it is tested outside Slicer.
+The Slicer face of ``DigitalContrastReaderLib``, thin: the parameter node (GUI state); the widget
+(renders the question form of :mod:`DigitalContrastReaderLib.reading.form`, forwards clicks and
+keys, hides what could reveal an image's source: view controllers, corner annotations, the data
+probe, the window title); the logic (parameter-node access around the reading session of
+:mod:`DigitalContrastReaderLib.reading.session`, shown by :mod:`DigitalContrastReaderLib.mrml.reader_display`,
+and :mod:`~DigitalContrastReaderLib.admin`); the self-test (a short study end to end in Slicer).
+Every decision (what is shown, valid, stored, when) is made in the library, tested outside Slicer.
 """
 
 import logging
@@ -223,7 +216,7 @@ class DigitalContrastReaderWidget(ScriptedLoadableModuleWidget, VTKObservationMi
             return
         try:
             with slicer.util.tryWithErrorDisplay(_("The answers were NOT saved."), waitCursor=True):
-                self.logic.submit(self.session, self.form.answers())
+                self.session.submit(self.form.answers())
         except Exception:
             return  # shown to the reader; the item stays on screen with its answers
         try:
@@ -243,7 +236,7 @@ class DigitalContrastReaderWidget(ScriptedLoadableModuleWidget, VTKObservationMi
         self.ui.progressBar.maximum = max(progress.items_total, 1)
         self.ui.progressBar.value = progress.items_done
         self.ui.sessionStatusLabel.text = _("Logged in as {reader}.").format(reader=session.reader_id)
-        item = session.current_item if session.state == "reading" else None
+        item = session.reading_item
         self.ui.trainingLabel.visible = bool(item and item.training)
         self.ui.instructionsLabel.text = item.instructions if item else progress.text()
         self._clearForm()
@@ -276,7 +269,8 @@ class DigitalContrastReaderWidget(ScriptedLoadableModuleWidget, VTKObservationMi
                 for choice in spec.choices:
                     button = qt.QRadioButton(choice.text)
                     button.checked = self.form.value(spec.key) == choice.value and self.form.value(spec.key) is not None
-                    button.connect("clicked(bool)", lambda checked, k=spec.key, v=choice.value: self._onChoice(k, v))
+                    button.connect("clicked(bool)",
+                                   lambda checked, k=spec.key, v=choice.value: self._edit(self.form.choose, k, v))
                     group.addButton(button)
                     boxLayout.addWidget(button)
                     widgets.append((choice.value, button))
@@ -284,20 +278,21 @@ class DigitalContrastReaderWidget(ScriptedLoadableModuleWidget, VTKObservationMi
                 for choice in spec.choices:
                     box_ = qt.QCheckBox(choice.text)
                     box_.checked = choice.value in (self.form.value(spec.key) or [])
-                    box_.connect("toggled(bool)", lambda checked, k=spec.key, v=choice.value: self._onChecked(k, v, checked))
+                    box_.connect("toggled(bool)",
+                                 lambda checked, k=spec.key, v=choice.value: self._edit(self.form.set_checked, k, v, checked))
                     boxLayout.addWidget(box_)
                     widgets.append((choice.value, box_))
             elif spec.widget == "number":
                 edit = qt.QLineEdit(self.form.text(spec.key))
                 bounds = [f"{v:g}" for v in (spec.minimum, spec.maximum) if v is not None]
                 edit.placeholderText = (" to ".join(bounds) + f" {spec.unit}").strip()
-                edit.connect("textEdited(QString)", lambda text, k=spec.key: self._onText(k, text))
+                edit.connect("textEdited(QString)", lambda text, k=spec.key: self._edit(self.form.set_text, k, text))
                 boxLayout.addWidget(edit)
                 widgets.append((None, edit))
             else:
                 edit = qt.QPlainTextEdit(self.form.text(spec.key))
                 edit.setMaximumHeight(70)
-                edit.connect("textChanged()", lambda k=spec.key, e=edit: self._onText(k, e.toPlainText()))
+                edit.connect("textChanged()", lambda k=spec.key, e=edit: self._edit(self.form.set_text, k, e.toPlainText()))
                 boxLayout.addWidget(edit)
                 widgets.append((None, edit))
             box.enabled = self.form.editable
@@ -305,17 +300,9 @@ class DigitalContrastReaderWidget(ScriptedLoadableModuleWidget, VTKObservationMi
             self._formWidgets[spec.key] = (box, widgets)
         layout.addStretch(1)
 
-    def _onChoice(self, key, value) -> None:
-        self.form.set_current(key)
-        self.form.set_value(key, value)
-        self._afterEdit()
-
-    def _onChecked(self, key, value, checked) -> None:
-        self.form.set_checked(key, value, checked)
-        self._afterEdit()
-
-    def _onText(self, key, text) -> None:
-        self.form.set_text(key, text)
+    def _edit(self, change, *args) -> None:
+        """Apply the reader's edit to the form (``change(*args)``), then :meth:`_afterEdit`."""
+        change(*args)
         self._afterEdit()
 
     def _afterEdit(self) -> None:
@@ -342,19 +329,15 @@ class DigitalContrastReaderWidget(ScriptedLoadableModuleWidget, VTKObservationMi
         self.ui.activeTimeLabel.text = _("Time on item {m}:{s:02d}").format(m=seconds // 60, s=seconds % 60)
 
     def onTimer(self) -> None:
-        if self.session is not None and self.session.state == "washout" and self.logic.washoutIsOver(self.session):
+        if self.session is not None and self.session.state == "washout" and self.session.washout_is_over():
             self.logic.nextItem(self.session, self._parameterNode)
             self._showState()
             return
         self._refreshClock()
 
     def onApplicationStateChanged(self, state) -> None:
-        if self.session is None:
-            return
-        if state == qt.Qt.ApplicationActive:
-            self.session.active_time.resume()
-        else:
-            self.session.active_time.pause()
+        if self.session is not None:
+            self.session.set_window_active(state == qt.Qt.ApplicationActive)
 
     # -- keyboard --------------------------------------------------------------------------
     def _makeShortcuts(self) -> None:
@@ -428,70 +411,57 @@ class DigitalContrastReaderWidget(ScriptedLoadableModuleWidget, VTKObservationMi
         return annotations
 
     # -- study admin -----------------------------------------------------------------------
-    def _adminStore(self):
-        return self.logic.openStore(self._parameterNode.studyPath)
+    def _withAdminStore(self, action):
+        """``action(admin, store)`` on the study's store, closed afterwards (a backup is made)."""
+        from DigitalContrastReaderLib import admin  # needs pandas (the reader extra): imported on use
+
+        with self.logic.openStore(self._parameterNode.studyPath) as store:
+            return action(admin, store)
 
     def _log(self, text) -> None:
         self.ui.adminLogTextEdit.appendPlainText(text)
 
     def onRefreshProgress(self) -> None:
-        from DigitalContrastReaderLib.admin import progress_rows
-
         with slicer.util.tryWithErrorDisplay(_("Could not read the progress."), waitCursor=True):
-            with self._adminStore() as store:
-                rows = progress_rows(store)
-            headers = ["reader", "group", "status", "items", "training", "session", "next opens", "last submit"]
+            headers, rows = self._withAdminStore(lambda admin, store: (admin.PROGRESS_HEADERS, admin.progress_rows(store)))
             table = self.ui.progressTable
             table.clear()
             table.setColumnCount(len(headers))
-            table.setHorizontalHeaderLabels(headers)
+            table.setHorizontalHeaderLabels(list(headers))
             table.setRowCount(len(rows))
             for r, row in enumerate(rows):
-                values = [row.reader_id, row.group, row.status, row.items, row.training, row.session,
-                          row.next_opens_at, row.last_submit_at]
-                for c, value in enumerate(values):
+                for c, value in enumerate(row.cells()):
                     table.setItem(r, c, qt.QTableWidgetItem(value))
             table.resizeColumnsToContents()
 
     def onIntegrityCheck(self) -> None:
-        from DigitalContrastReaderLib.admin import integrity_text
-
         with slicer.util.tryWithErrorDisplay(_("The integrity check could not run."), waitCursor=True):
-            with self._adminStore() as store:
-                ok, text = integrity_text(store)
+            ok, text = self._withAdminStore(lambda admin, store: admin.integrity_text(store))
             self._log(text)
             if not ok:
                 slicer.util.warningDisplay(_("The integrity check FAILED; see the admin log."))
 
     def onExport(self) -> None:
-        from DigitalContrastReaderLib.admin import export_study
-
         with slicer.util.tryWithErrorDisplay(_("The export failed."), waitCursor=True):
-            with self._adminStore() as store:
-                result = export_study(store, self._parameterNode.exportFolder)
+            result = self._withAdminStore(lambda admin, store: admin.export_study(store, self._parameterNode.exportFolder))
             self._log(_("Exported {n} files to {folder}").format(n=len(result.files), folder=self._parameterNode.exportFolder))
             for note in result.notes:
                 self._log(f"  note: {note}")
 
     def onReport(self) -> None:
-        from DigitalContrastReaderLib.admin import write_study_report
-
         with slicer.util.tryWithErrorDisplay(_("The HTML report could not be written."), waitCursor=True):
-            with self._adminStore() as store:
-                path = write_study_report(store, self._parameterNode.exportFolder)
+            path = self._withAdminStore(
+                lambda admin, store: admin.write_study_report(store, self._parameterNode.exportFolder))
             self._log(_("Report: {path}").format(path=path))
             qt.QDesktopServices.openUrl(qt.QUrl.fromLocalFile(str(path)))
 
     def onCorrect(self) -> None:
-        from DigitalContrastReaderLib.admin import correct_answer
-
         with slicer.util.tryWithErrorDisplay(_("The correction was NOT saved."), waitCursor=True):
-            with self._adminStore() as store:
-                line = correct_answer(
-                    store, self.ui.correctionItemLineEdit.text, self.ui.correctionQuestionLineEdit.text,
-                    self.ui.correctionValueLineEdit.text, reason=self.ui.correctionReasonLineEdit.text,
-                    corrected_by=self._parameterNode.adminName,
-                )
+            line = self._withAdminStore(lambda admin, store: admin.correct_answer(
+                store, self.ui.correctionItemLineEdit.text, self.ui.correctionQuestionLineEdit.text,
+                self.ui.correctionValueLineEdit.text, reason=self.ui.correctionReasonLineEdit.text,
+                corrected_by=self._parameterNode.adminName,
+            ))
             self._log(_("Corrected: {line}").format(line=line))
             self.ui.correctionValueLineEdit.text = ""
             self.ui.correctionReasonLineEdit.text = ""
@@ -524,11 +494,11 @@ class DigitalContrastReaderLogic(ScriptedLoadableModuleLogic):
 
     def startSession(self, parameterNode):
         """Open the store, log the reader in and show their next item; returns the session."""
-        from DigitalContrastReaderLib.mrml.reader_display import ReadingSessionLogic
+        from DigitalContrastReaderLib.mrml.reader_display import mrml_reading_session
 
         store = self.openStore(parameterNode.studyPath)
-        session = ReadingSessionLogic(slicer.mrmlScene, slicer.app.applicationLogic(), store, parameterNode.readerCode,
-                                      idle_after_seconds=parameterNode.idleTimeoutSeconds)
+        session = mrml_reading_session(slicer.mrmlScene, slicer.app.applicationLogic(), store, parameterNode.readerCode,
+                                       idle_after_seconds=parameterNode.idleTimeoutSeconds)
         try:
             session.start()
         except Exception:
@@ -538,13 +508,9 @@ class DigitalContrastReaderLogic(ScriptedLoadableModuleLogic):
         self._recordItem(session, parameterNode)
         return session
 
-    def submit(self, session, answers):
-        """Commit the answers to the item on screen; they are on disk when this returns."""
-        return session.submit(answers)
-
     def submitAndNext(self, session, answers, parameterNode):
         """Commit the answers (on disk when this returns), then show the next item."""
-        receipt = self.submit(session, answers)
+        receipt = session.submit(answers)
         self.nextItem(session, parameterNode)
         return receipt
 
@@ -552,15 +518,6 @@ class DigitalContrastReaderLogic(ScriptedLoadableModuleLogic):
         """Show the next item (after a washout)."""
         session.next()
         self._recordItem(session, parameterNode)
-
-    @staticmethod
-    def washoutIsOver(session):
-        """Whether the item that waited for a washout can be read now."""
-        import datetime
-
-        item = session.current_item
-        return item is not None and item.opens_at is not None and \
-            datetime.datetime.fromisoformat(item.opens_at) <= datetime.datetime.now(datetime.timezone.utc)
 
     def endSession(self, session, parameterNode):
         """Log out: take the item off the screen and close the store (a backup is made)."""
@@ -571,8 +528,7 @@ class DigitalContrastReaderLogic(ScriptedLoadableModuleLogic):
 
     @staticmethod
     def _recordItem(session, parameterNode):
-        item = session.current_item if session.state == "reading" else None
-        parameterNode.currentItemId = item.item_id if item else ""
+        parameterNode.currentItemId = session.reading_item.item_id if session.reading_item else ""
 
 
 #
@@ -595,19 +551,19 @@ class DigitalContrastReaderTest(ScriptedLoadableModuleTest):
 
     def test_library_imports(self):
         import DigitalContrastReaderLib  # noqa: F401
-        from DigitalContrastReaderLib import admin
-        from DigitalContrastReaderLib.reading import form
-        from DigitalContrastReaderLib.mrml import reader_display as mrml_session, scene_audit  # noqa: F401
+        from DigitalContrastReaderLib import admin  # noqa: F401
+        from DigitalContrastReaderLib.mrml import reader_display, scene_audit  # noqa: F401
+        from DigitalContrastReaderLib.reading import form, session  # noqa: F401
 
     def test_reading_session_end_to_end(self):
         import random
         import tempfile
 
-        from DigitalContrastReaderLib.study.example import write_example_study
-        from DigitalContrastReaderLib.reading.form import QuestionForm
         from DigitalContrastReaderLib.mrml.scene_audit import audit_scene, forbidden_tokens
+        from DigitalContrastReaderLib.reading.simulate import random_form_answers
         from DigitalContrastReaderLib.store.sqlite import create_store
-        from DigitalContrastReaderLib.study.study import load_study
+        from DigitalContrastReaderLib.study.config import load_study
+        from DigitalContrastReaderLib.study.example import write_example_study
 
         self.delayDisplay("Creating an example study")
         folder = pathlib.Path(tempfile.mkdtemp(prefix="reader-selftest-", dir=slicer.app.temporaryPath))
@@ -627,21 +583,15 @@ class DigitalContrastReaderTest(ScriptedLoadableModuleTest):
             self.assertEqual(parameterNode.currentItemId, item.item_id)
             leaks = audit_scene(slicer.mrmlScene, forbidden_tokens(study, [item]))
             self.assertEqual(leaks, [], "\n".join(map(str, leaks)))
-            names = sorted(session.display.nodes)
-            self.assertEqual(names, ["Image"] if item.layout == "single" else ["Image A", "Image B"])
-            form = QuestionForm(item.questions)
-            for spec in form.fields:
-                if spec.choices:
-                    form.set_value(spec.key, rng.choice(spec.choices).value)
-            self.assertTrue(form.can_submit, form.status_text())
-            given[item.item_id] = form.answers()
+            self.assertEqual(sorted(session.display.shown.nodes),
+                             ["Image"] if item.layout == "single" else ["Image A", "Image B"])
+            given[item.item_id] = random_form_answers(item.questions, rng)
             logic.submitAndNext(session, given[item.item_id], parameterNode)
         self.assertEqual(session.state, "finished")
-        store = session.store
         stored = {}
-        for response in store.responses():
+        for response in session.store.responses():
             stored.setdefault(response.item_id, {})[response.question_key] = response.value
         self.assertEqual(stored, given)
-        self.assertTrue(store.integrity_check().ok)
+        self.assertTrue(session.store.integrity_check().ok)
         logic.endSession(session, parameterNode)
         self.delayDisplay(f"Test passed: {len(given)} items read, answered and stored")

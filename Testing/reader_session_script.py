@@ -2,8 +2,10 @@
 
 Usage: ``python reader_session_script.py DB READER SEED``
 
-Opens the answer store, starts a :class:`ReadingSessionLogic` on a headless MRML scene (enrols
-or resumes), and answers items with random valid answers through the question form. After each
+Opens the answer store, starts a reading session shown on a headless MRML scene
+(:func:`~DigitalContrastReaderLib.mrml.reader_display.mrml_reading_session`; it enrols or
+resumes), and answers items with random valid answers through the question form
+(:func:`~DigitalContrastReaderLib.reading.simulate.random_form_answers`). After each
 submit has RETURNED it prints ``submitted <item id> <answers as JSON>`` (flushed): a printed
 line is an acknowledged answer. Before each submit it prints ``showing <item id>``.
 """
@@ -17,22 +19,18 @@ import sys
 
 def main(db: str, reader: str, seed: int) -> int:
     from DigitalContrastLib.mrml.headless import make_headless_scene
-    from DigitalContrastReaderLib.reading.form import QuestionForm
-    from DigitalContrastReaderLib.mrml.reader_display import ReadingSessionLogic
+    from DigitalContrastReaderLib.mrml.reader_display import mrml_reading_session
+    from DigitalContrastReaderLib.reading.simulate import random_form_answers
     from DigitalContrastReaderLib.store.sqlite import open_store
 
     rng = random.Random(seed)
     with open_store(db) as store:
         scene, app_logic = make_headless_scene()
-        session = ReadingSessionLogic(scene, app_logic, store, reader)
+        session = mrml_reading_session(scene, app_logic, store, reader)
         item = session.start()
         while session.state == "reading":
             print(f"showing {item.item_id}", flush=True)
-            form = QuestionForm(item.questions)
-            for spec in form.fields:
-                if spec.choices:
-                    form.set_value(spec.key, rng.choice(spec.choices).value)
-            answers = form.answers()
+            answers = random_form_answers(item.questions, rng)
             receipt = session.submit(answers)
             print(f"submitted {receipt.item_id} {json.dumps(answers, sort_keys=True)}", flush=True)
             item = session.next()

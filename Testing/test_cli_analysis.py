@@ -117,7 +117,7 @@ def test_report_command_writes_html_and_figures(tmp_path):
 
 def test_report_from_a_study_store_analyses_what_the_readers_answered(tmp_path, capsys):
     """`report STUDY_DB` builds the grading and Turing tables from the store itself."""
-    from DigitalContrastReaderLib.exports.export import analysis_table
+    from DigitalContrastReaderLib.exports.tidy import analysis_table
     from DigitalContrastReaderLib.store.sqlite import open_store
 
     assert call(capsys, "example-study", str(tmp_path / "s"), "--cases", "8", "--training", "1", "--readers", "3",

@@ -69,6 +69,9 @@ TORCH_ROOMS = {f"{L}.synthesis.engine", f"{L}.synthesis.device", f"{L}.synthesis
                f"{L}.synthesis.sliding_window", f"{L}.synthesis.flip_passes", f"{L}.synthesis.api",
                f"{L}.models.network", f"{L}.models.weights",
                f"{L}.training", f"{L}.worker.server", f"{L}.benchmarks", f"{L}.commands.train"}
+#: pandas is in the ``reader`` extra: the rooms a reading-only install loads (a stock Slicer reading
+#: session: the study, the store, the state machine and its MRML display) never import it.
+PANDAS_FREE_ROOMS = {f"{R}.study", f"{R}.store", f"{R}.reading", f"{R}.mrml"}
 THIRD_PARTY: dict[str, set[str]] = {
     "torch": TORCH_ROOMS,
     "monai": TORCH_ROOMS,
@@ -78,6 +81,7 @@ THIRD_PARTY: dict[str, set[str]] = {
     "qt": set(),
     "ctk": set(),
     "PythonQt": set(),
+    "pandas": set(ALLOWED) - PANDAS_FREE_ROOMS,
 }
 
 
@@ -255,6 +259,8 @@ def _fake_libraries(tmp_path: Path, files: dict[str, str]) -> tuple[dict[str, Pa
     # Slicer outside the MRML rooms, Qt anywhere in a library
     (f"{L}/cohort/run.py", "import slicer\n", "slicer is allowed only"),
     (f"{R}/mrml/reader_display.py", "import qt\n", "qt is allowed only in no room"),
+    # pandas where a reading-only install would need it, even imported late
+    (f"{R}/store/sqlite.py", "def f():\n    import pandas as pd\n", "pandas is allowed only"),
     # analysis reads a long table, never the store
     (f"{R}/analysis/mrmc.py", "from ..store.sqlite import open_store\n", "may not import"),
     # a file outside every room

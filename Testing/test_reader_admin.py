@@ -12,7 +12,7 @@ from DigitalContrastReaderLib.study.errors import AnswerError, StoreError, Usage
 from DigitalContrastReaderLib.study.example import write_example_study
 from DigitalContrastReaderLib.reading.simulate import SimulatedClock, simulate_reader
 from DigitalContrastReaderLib.store.sqlite import create_store
-from DigitalContrastReaderLib.study.study import load_study
+from DigitalContrastReaderLib.study.config import load_study
 
 
 @pytest.fixture()

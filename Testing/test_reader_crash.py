@@ -18,7 +18,7 @@ from killed_process import run_until_killed
 
 from DigitalContrastReaderLib.study.example import write_example_study
 from DigitalContrastReaderLib.store.sqlite import create_store, open_store
-from DigitalContrastReaderLib.study.study import load_study
+from DigitalContrastReaderLib.study.config import load_study
 
 
 def _writer_args(db, round_no: int) -> list[str]:

@@ -11,12 +11,15 @@ import pandas as pd
 import pytest
 from openpyxl import load_workbook
 
-from DigitalContrastReaderLib.exports import export
+from DigitalContrastReaderLib.exports.bundle import export_all
+from DigitalContrastReaderLib.exports.columns import TIDY_COLUMNS
+from DigitalContrastReaderLib.exports.mrmc_files import read_imrmc, write_imrmc, write_jafroc_xlsx
+from DigitalContrastReaderLib.exports.tidy import analysis_table, read_tidy_csv, tidy_table, write_tidy_csv
 from DigitalContrastReaderLib.study.errors import UsageError
 from DigitalContrastReaderLib.study.example import write_example_study
 from DigitalContrastReaderLib.reading.simulate import SimulatedClock, simulate_reader
 from DigitalContrastReaderLib.store.sqlite import create_store
-from DigitalContrastReaderLib.study.study import load_study
+from DigitalContrastReaderLib.study.config import load_study
 
 
 @pytest.fixture(scope="module")
@@ -37,10 +40,10 @@ def store(tmp_path_factory):
 
 
 def test_tidy_table_has_one_row_per_reader_case_source_question_with_labels(store):
-    tidy = export.tidy_table(store)
+    tidy = tidy_table(store)
     assert len(tidy) == len(store.responses())
     assert not tidy.duplicated(["reader_id", "item_id", "question_key"]).any()
-    assert list(tidy.columns[: len(export.TIDY_COLUMNS)]) == [c.name for c in export.TIDY_COLUMNS]
+    assert list(tidy.columns[: len(TIDY_COLUMNS)]) == [c.name for c in TIDY_COLUMNS]
     assert "truth_disease_present" in tidy.columns
     likert = tidy[tidy["question_key"] == "overall_confidence"].iloc[0]
     assert likert["value_label"] in {"No confidence: non-diagnostic", "Low confidence", "Moderate confidence",
@@ -62,25 +65,25 @@ def test_tidy_table_has_one_row_per_reader_case_source_question_with_labels(stor
 
 
 def test_tidy_csv_round_trip_gives_the_same_table(store, tmp_path):
-    tidy = export.tidy_table(store)
-    path = export.write_tidy_csv(tidy, tmp_path / "responses_tidy.csv")
-    back = export.read_tidy_csv(path)
+    tidy = tidy_table(store)
+    path = write_tidy_csv(tidy, tmp_path / "responses_tidy.csv")
+    back = read_tidy_csv(path)
     pd.testing.assert_frame_equal(back, tidy)
     # and the analysis made from the imported CSV equals the one made from the store
     for task, question in (("detection", "rating"), ("grading", "lumen_conspicuity"), ("preference", "preferred")):
-        pd.testing.assert_frame_equal(export.analysis_table(back, question, task),
-                                      export.analysis_table(store, question, task))
+        pd.testing.assert_frame_equal(analysis_table(back, question, task),
+                                      analysis_table(store, question, task))
 
 
 def test_analysis_table_format_and_scores(store):
-    table = export.analysis_table(store, "rating", "detection")
+    table = analysis_table(store, "rating", "detection")
     assert list(table.columns) == ["reader_id", "case_id", "modality", "truth", "score"]
     assert str(table["truth"].dtype) == "Int64" and str(table["score"].dtype) == "float64"
     assert len(table) == 3 * 7 * 2  # readers x main cases x modalities
     assert set(table["modality"]) == {"real", "synthetic"} and set(table["truth"]) == {0, 1}
     assert table["score"].between(1, 10).all()
     # rating: "present" with confidence c -> 5 + c; "absent" -> 6 - c
-    tidy = export.tidy_table(store)
+    tidy = tidy_table(store)
     row = table.iloc[0]
     answers = tidy[(tidy["reader_id"] == row["reader_id"]) & (tidy["case_id"] == row["case_id"])
                    & (tidy["source"] == row["modality"]) & (tidy["task_id"] == "detection")]
@@ -89,18 +92,18 @@ def test_analysis_table_format_and_scores(store):
     assert row["score"] == (5 + confidence if present else 6 - confidence)
     truth = {c.case_id: c.truth["disease_present"] for c in store.study.cases}
     assert all(truth[c] == t for c, t in zip(table["case_id"], table["truth"]))
-    pref = export.analysis_table(store, "preferred")
+    pref = analysis_table(store, "preferred")
     assert set(pref["score"]) <= {0.0, 0.5, 1.0} and pref["truth"].isna().all()
     with pytest.raises(UsageError, match="is in tasks turing, detection|is in tasks detection, turing"):
-        export.analysis_table(store, "confidence")
+        analysis_table(store, "confidence")
     with pytest.raises(UsageError, match="no numeric score"):
-        export.analysis_table(store, "comment", "grading")
+        analysis_table(store, "comment", "grading")
 
 
 def test_imrmc_round_trip_and_layout(store, tmp_path):
-    table = export.analysis_table(store, "rating", "detection")
-    path = export.write_imrmc(table, tmp_path / "detection_rating.imrmc", description=["a test export"])
-    pd.testing.assert_frame_equal(export.read_imrmc(path), table)
+    table = analysis_table(store, "rating", "detection")
+    path = write_imrmc(table, tmp_path / "detection_rating.imrmc", description=["a test export"])
+    pd.testing.assert_frame_equal(read_imrmc(path), table)
     lines = path.read_text().splitlines()
     begin = lines.index("BEGIN DATA:")
     header = lines[:begin]
@@ -118,8 +121,8 @@ def test_imrmc_round_trip_and_layout(store, tmp_path):
 
 
 def test_jafroc_workbook_layout(store, tmp_path):
-    table = export.analysis_table(store, "rating", "detection")
-    path = export.write_jafroc_xlsx(table, tmp_path / "detection.xlsx")
+    table = analysis_table(store, "rating", "detection")
+    path = write_jafroc_xlsx(table, tmp_path / "detection.xlsx")
     book = load_workbook(path)
     assert book.sheetnames == ["TRUTH", "FP", "TP"]
     truth = list(book["TRUTH"].values)
@@ -136,7 +139,7 @@ def test_jafroc_workbook_layout(store, tmp_path):
 
 
 def test_export_all_writes_every_file_with_a_data_dictionary_and_checksums(store, tmp_path):
-    result = export.export_all(store, tmp_path / "out")
+    result = export_all(store, tmp_path / "out")
     names = {p.name for p in result.files}
     for name in ("responses_tidy.csv", "revisions.csv", "schedules.csv", "schedules.json", "data_dictionary.csv",
                  "data_dictionary.md", "manifest.json", "analysis_detection_rating.csv", "detection_rating.imrmc",

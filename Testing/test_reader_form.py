@@ -90,6 +90,14 @@ def test_keyboard_digits_answer_the_current_question_then_move_on():
     assert form.value("noise_artefacts") == 4
 
 
+def test_a_click_on_a_level_makes_its_question_current_then_moves_on():
+    form = QuestionForm(grading_questions("aorta"))
+    form.choose("thrombus_delineation", 2)  # clicked out of order
+    assert form.value("thrombus_delineation") == 2 and form.current_key == "branch_conspicuity"
+    form.press_key("5")
+    assert form.value("branch_conspicuity") == 5 and form.value("lumen_conspicuity") is None
+
+
 def test_keyboard_skips_answered_questions_and_picks_choice_positions():
     form = QuestionForm(TURING_QUESTIONS, {"confidence": 3})
     assert form.current_key == "synthetic_or_real"
@@ -132,7 +140,7 @@ def test_every_answer_the_form_accepts_is_accepted_by_the_store(tmp_path):
 
     from DigitalContrastReaderLib.study.example import write_example_study
     from DigitalContrastReaderLib.store.sqlite import create_store
-    from DigitalContrastReaderLib.study.study import load_study
+    from DigitalContrastReaderLib.study.config import load_study
 
     study = load_study(write_example_study(tmp_path / "ex", cases=2, training_cases=0, readers=1, washout_days=0))
     store = create_store(tmp_path / "s.sqlite", study)

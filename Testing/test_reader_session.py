@@ -76,7 +76,7 @@ def _rename(study_dir: Path, relative: str, prefix: str) -> str:
 @pytest.fixture()
 def revealing_study(tmp_path):
     from DigitalContrastReaderLib.store.sqlite import create_store
-    from DigitalContrastReaderLib.study.study import load_study
+    from DigitalContrastReaderLib.study.config import load_study
 
     study = load_study(write_revealing_study(tmp_path))
     store = create_store(tmp_path / "store" / "study.sqlite", study)
@@ -86,10 +86,10 @@ def revealing_study(tmp_path):
 
 def _session(store, reader="r01", **options):
     from DigitalContrastLib.mrml.headless import make_headless_scene
-    from DigitalContrastReaderLib.mrml.reader_display import ReadingSessionLogic
+    from DigitalContrastReaderLib.mrml.reader_display import mrml_reading_session
 
     scene, app_logic = make_headless_scene()
-    return ReadingSessionLogic(scene, app_logic, store, reader, **options)
+    return mrml_reading_session(scene, app_logic, store, reader, **options)
 
 
 def _random_answers(form, rng: random.Random) -> dict:
@@ -133,9 +133,9 @@ def test_scene_reveals_nothing_after_any_item(revealing_study):
         tokens = forbidden_tokens(study, [item])
         assert {"synthetic", "real", "contrast", "AI", "unet-v2", "gan-AI-v3", "AI-contrast-pat0001x"} <= set(tokens)
         assert any(t.endswith("_synthetic_unet-v2_AI_synthetic-unet-v2.nrrd") for t in tokens)
-        leaks = audit_scene(session.scene, tokens)
+        leaks = audit_scene(session.display.scene, tokens)
         assert leaks == [], "\n".join(map(str, leaks))
-        names = sorted(n.GetName() for n in _volume_nodes(session.scene))
+        names = sorted(n.GetName() for n in _volume_nodes(session.display.scene))
         assert names == (["Image"] if item.layout == "single" else ["Image A", "Image B"])  # previous item removed
         layouts.add(item.layout)
         shown += 1
@@ -147,19 +147,19 @@ def test_scene_reveals_nothing_after_any_item(revealing_study):
 
     node = slicer.vtkMRMLScalarVolumeNode()
     node.SetName("Image")
-    session.scene.AddNode(node)
+    session.display.scene.AddNode(node)
     storage = slicer.vtkMRMLVolumeArchetypeStorageNode()
     storage.SetFileName("/data/AI-contrast-pat0001x/scan.nrrd")
-    session.scene.AddNode(storage)
+    session.display.scene.AddNode(storage)
     node.SetAndObserveStorageNodeID(storage.GetID())
-    hierarchy = session.scene.GetFirstNodeByClass("vtkMRMLSubjectHierarchyNode")
+    hierarchy = session.display.scene.GetFirstNodeByClass("vtkMRMLSubjectHierarchyNode")
     item_id = hierarchy.GetItemByDataNode(node) or hierarchy.CreateItem(hierarchy.GetSceneItemID(), node)
     hierarchy.SetItemAttribute(item_id, "source", "Real")
     node.SetDescription("made by unet-v2")
-    found = {(leak.where.split()[-1], leak.token) for leak in audit_scene(session.scene, forbidden_tokens(study))}
+    found = {(leak.where.split()[-1], leak.token) for leak in audit_scene(session.display.scene, forbidden_tokens(study))}
     assert {("name", "AI-contrast-pat0001x"), ("attribute", "real"), ("description", "unet-v2"),
             (".mrml", "unet-v2")} <= found
-    assert len(scene_strings(session.scene)) > 100
+    assert len(scene_strings(session.display.scene)) > 100
 
 
 def _volume_nodes(scene):
@@ -180,7 +180,7 @@ def test_each_item_shows_the_scheduled_image_on_the_scheduled_side(revealing_stu
     study, store = revealing_study
     session = _session(store, "r02")
     rng = random.Random(1)
-    scene = session.scene
+    scene = session.display.scene
     item = session.start()
     sides_checked = {"Image": 0, "Image A": 0, "Image B": 0}
     a_sources = []
@@ -232,11 +232,12 @@ def test_each_item_shows_the_scheduled_image_on_the_scheduled_side(revealing_stu
 def test_simulated_reader_session_store_and_export_hold_exactly_the_answers(tmp_path):
     """A whole schedule with a 28-day washout: random answers through the form, interactions
     through the scene; the store and the tidy export hold exactly those answers and timings."""
-    from DigitalContrastReaderLib.exports.export import export_all, read_tidy_csv
+    from DigitalContrastReaderLib.exports.bundle import export_all
+    from DigitalContrastReaderLib.exports.tidy import read_tidy_csv
     from DigitalContrastReaderLib.reading.form import QuestionForm
     from DigitalContrastReaderLib.reading.simulate import SimulatedClock
     from DigitalContrastReaderLib.store.sqlite import create_store
-    from DigitalContrastReaderLib.study.study import load_study
+    from DigitalContrastReaderLib.study.config import load_study
 
     study = load_study(write_revealing_study(tmp_path, cases=3, training_cases=1, washout_days=28,
                                              tasks=("grading", "turing"), readers=("r01",)))
@@ -260,10 +261,11 @@ def test_simulated_reader_session_store_and_export_hold_exactly_the_answers(tmp_
             continue
         # 4 s looking, scroll (interaction), 100 s away (30 count), window/level (interaction), 3 s
         monotonic[0] += 4
-        slice_node = session.display.slice_node(session.scene, session.display.layout.view_names[0])
+        shown = session.display.shown
+        slice_node = shown.slice_node(session.display.scene, shown.layout.view_names[0])
         slice_node.SetSliceOffset(slice_node.GetSliceOffset() + 2.0)
         monotonic[0] += 100
-        display = session.display.nodes["Image"].GetDisplayNode()
+        display = shown.nodes["Image"].GetDisplayNode()
         display.SetWindowLevel(display.GetWindow() + 50, display.GetLevel())
         monotonic[0] += 3
         answers = _random_answers(QuestionForm(item.questions), rng)
@@ -308,7 +310,7 @@ def test_reopening_resumes_at_the_next_unfinished_item_in_the_same_order(reveali
     for _ in range(4):
         item = session.submit_and_next(_random_answers(QuestionForm(item.questions), rng))
     session.close()
-    assert _volume_nodes(session.scene) == []
+    assert _volume_nodes(session.display.scene) == []
     db = store.db_path
     store.close()
 
@@ -357,7 +359,7 @@ def test_real_ct_files_and_a_dicom_series_load_blind_with_their_hu(tmp_path, rea
     from DigitalContrastReaderLib.study.example import study_config_from_folder, write_study_file
     from DigitalContrastReaderLib.mrml.scene_audit import audit_scene, forbidden_tokens
     from DigitalContrastReaderLib.store.sqlite import create_store
-    from DigitalContrastReaderLib.study.study import load_study
+    from DigitalContrastReaderLib.study.config import load_study
 
     cases = tmp_path / "cases"
     one = cases / "cta-real-contrast-001"
@@ -380,8 +382,8 @@ def test_real_ct_files_and_a_dicom_series_load_blind_with_their_hu(tmp_path, rea
     checked = set()
     while session.state == "reading":
         record = store.item(item.item_id)
-        node = session.display.nodes["Image"]
-        assert audit_scene(session.scene, forbidden_tokens(study, [item]) + ["dicom_abdomen", "cta_chest"]) == []
+        node = session.display.shown.nodes["Image"]
+        assert audit_scene(session.display.scene, forbidden_tokens(study, [item]) + ["dicom_abdomen", "cta_chest"]) == []
         from DigitalContrastLib.mrml.volume_nodes import node_to_volume
 
         shown = node_to_volume(node).array
@@ -431,8 +433,8 @@ def test_an_unreadable_image_is_one_sentence_and_leaves_no_node(revealing_study,
     session = _session(store, image_reader=failing_reader)
     with pytest.raises(StudyError):
         session.start()
-    assert _volume_nodes(session.scene) == []
-    hierarchy = session.scene.GetFirstNodeByClass("vtkMRMLSubjectHierarchyNode")
+    assert _volume_nodes(session.display.scene) == []
+    hierarchy = session.display.scene.GetFirstNodeByClass("vtkMRMLSubjectHierarchyNode")
     if hierarchy is not None:
         import vtk
 

@@ -1,7 +1,7 @@
 """What the study admin does from the Slicer module: find the study's store, follow progress,
 check integrity, export, write the HTML report and correct an answer (with a logged reason).
 
-Each function takes an open :class:`~DigitalContrastReaderLib.store.sqlite.SQLiteAnswerStore` (or a
+Each function takes an open :class:`~DigitalContrastReaderLib.store.base.AnswerStore` (or a
 path) and returns plain data or text, so the admin panel stays a thin view and the same calls
 work from a notebook. The command line offers the same operations (``digital-contrast-reader``).
 """
@@ -15,10 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from DigitalContrastReaderLib.study.errors import AnswerError, StoreError, UsageError
 from DigitalContrastReaderLib.analysis.long_table import complete_crossed_subset
-from DigitalContrastReaderLib.exports.export import ExportResult, analysis_table, export_all
-from DigitalContrastReaderLib.store.sqlite import SQLiteAnswerStore, open_store
+from DigitalContrastReaderLib.exports.bundle import ExportResult, export_all
+from DigitalContrastReaderLib.exports.tidy import analysis_table
+from DigitalContrastReaderLib.store.base import AnswerStore
+from DigitalContrastReaderLib.store.sqlite import open_store
+from DigitalContrastReaderLib.study.errors import AnswerError, StoreError, UsageError
 
 STUDY_FILE_SUFFIXES = (".yaml", ".yml", ".json")
 STORE_SUFFIX = ".sqlite"
@@ -56,9 +58,13 @@ def locate_store(path: str | os.PathLike) -> Path:
     raise StoreError(f"{path}: no study there; choose the study's .sqlite file, study file or folder.")
 
 
-def open_study_store(path: str | os.PathLike, **options: Any) -> SQLiteAnswerStore:
+def open_study_store(path: str | os.PathLike, **options: Any) -> AnswerStore:
     """Open the answer store that ``path`` stands for (see :func:`locate_store`)."""
     return open_store(locate_store(path), **options)
+
+
+#: Column titles of the admin's progress table (one per field of :class:`ProgressRow`).
+PROGRESS_HEADERS = ("reader", "group", "status", "items", "training", "session", "next opens", "last submit")
 
 
 @dataclass(frozen=True)
@@ -74,8 +80,13 @@ class ProgressRow:
     next_opens_at: str
     last_submit_at: str
 
+    def cells(self) -> tuple[str, ...]:
+        """The row's texts, in the order of :data:`PROGRESS_HEADERS`."""
+        return (self.reader_id, self.group, self.status, self.items, self.training, self.session,
+                self.next_opens_at, self.last_submit_at)
 
-def progress_rows(store: SQLiteAnswerStore) -> list[ProgressRow]:
+
+def progress_rows(store: AnswerStore) -> list[ProgressRow]:
     """Progress of every reader of the study (enrolled or not), for a table."""
     rows = []
     for p in store.progress():
@@ -91,14 +102,14 @@ def progress_rows(store: SQLiteAnswerStore) -> list[ProgressRow]:
     return rows
 
 
-def integrity_text(store: SQLiteAnswerStore) -> tuple[bool, str]:
+def integrity_text(store: AnswerStore) -> tuple[bool, str]:
     """``(ok, the report as text)`` of the store's integrity check."""
     report = store.integrity_check()
     return report.ok, report.summary()
 
 
-def export_study(store: SQLiteAnswerStore, out_dir: str | os.PathLike) -> ExportResult:
-    """Every export of the study into ``out_dir`` (see :func:`~DigitalContrastReaderLib.exports.export.export_all`)."""
+def export_study(store: AnswerStore, out_dir: str | os.PathLike) -> ExportResult:
+    """Every export of the study into ``out_dir`` (see :func:`~DigitalContrastReaderLib.exports.bundle.export_all`)."""
     if not str(out_dir).strip() or Path(out_dir) == Path("."):
         raise UsageError("Choose an export folder first.")
     return export_all(store, out_dir)
@@ -109,7 +120,7 @@ def report_available() -> bool:
     return importlib.util.find_spec(f"{__package__}.exports.report") is not None
 
 
-def _report_question(store: SQLiteAnswerStore, question: str | None) -> tuple[str, str]:
+def _report_question(store: AnswerStore, question: str | None) -> tuple[str, str]:
     """``(task_id, question_key)`` of the grade the report compares (default: the overall
     confidence of the first grading task, else its last Likert question)."""
     grading = [t for t in store.study.tasks if t.type == "grading"]
@@ -123,7 +134,7 @@ def _report_question(store: SQLiteAnswerStore, question: str | None) -> tuple[st
                      f"{'the question ' + repr(question) if question else 'a Likert question'}; export the tables instead.")
 
 
-def write_study_report(store: SQLiteAnswerStore, out_dir: str | os.PathLike, *, question: str | None = None,
+def write_study_report(store: AnswerStore, out_dir: str | os.PathLike, *, question: str | None = None,
                        title: str | None = None) -> Path:
     """The HTML report of the study (``report.write_report``) from the store's answers.
 
@@ -170,7 +181,7 @@ def write_study_report(store: SQLiteAnswerStore, out_dir: str | os.PathLike, *, 
                                     turing_threshold=float(levels) + 0.5 if turing_tasks else 0.5))
 
 
-def correct_answer(store: SQLiteAnswerStore, item_id: str, question_key: str, value_text: str, *, reason: str,
+def correct_answer(store: AnswerStore, item_id: str, question_key: str, value_text: str, *, reason: str,
                    corrected_by: str) -> str:
     """An admin correction of one submitted answer, typed as text (as on the command line:
     a Likert level or its label, an option, yes/no, a number...). Returns a confirmation line.

@@ -18,12 +18,15 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from DigitalContrastLib.common.cli_support import UsageExitParser, run_command_line
 
 from . import __version__
 from DigitalContrastReaderLib.study.errors import EXIT_STORE, UsageError
+
+if TYPE_CHECKING:  # the commands import the store when they run: --help stays light
+    from DigitalContrastReaderLib.store.base import AnswerStore
 
 PROG = "digital-contrast-reader"
 EPILOG = """\
@@ -74,7 +77,7 @@ def _db_reader_or_all(p: argparse.ArgumentParser, all_help: str) -> None:
     who.add_argument("--all", action="store_true", help=all_help)
 
 
-def _open(args: argparse.Namespace):
+def _open(args: argparse.Namespace) -> AnswerStore:
     from DigitalContrastReaderLib.store.sqlite import open_store
 
     return open_store(args.db)
@@ -90,7 +93,7 @@ def _key_values(pairs: Sequence[str]) -> dict[str, str]:
     return values
 
 
-def _parse_answers(store, item_id: str, pairs: Sequence[str]) -> dict[str, Any]:
+def _parse_answers(store: AnswerStore, item_id: str, pairs: Sequence[str]) -> dict[str, Any]:
     task = store.study.task(store.item(item_id).task_id)
     return {key: task.question(key).parse(text) for key, text in _key_values(pairs).items()}
 
@@ -110,8 +113,9 @@ def _init_args(p: argparse.ArgumentParser) -> None:
 
 @command("init", "validate a study file and create its answer store (or load a new version into it)", _init_args)
 def cmd_init(args: argparse.Namespace) -> int:
-    from DigitalContrastReaderLib.store.sqlite import DEFAULT_BACKUP_EVERY, create_store, open_store
-    from DigitalContrastReaderLib.study.study import load_study
+    from DigitalContrastReaderLib.store.base import DEFAULT_BACKUP_EVERY
+    from DigitalContrastReaderLib.store.sqlite import create_store, open_store
+    from DigitalContrastReaderLib.study.config import load_study
 
     study = load_study(args.study)
     for warning in study.warnings:
@@ -301,7 +305,7 @@ def _export_args(p: argparse.ArgumentParser) -> None:
 
 @command("export", "write the tidy CSV, analysis tables, iMRMC/JAFROC files, schedules, data dictionary", _export_args)
 def cmd_export(args: argparse.Namespace) -> int:
-    from DigitalContrastReaderLib.exports.export import export_all
+    from DigitalContrastReaderLib.exports.bundle import export_all
 
     with _open(args) as store:
         result = export_all(store, args.out)
@@ -346,7 +350,7 @@ def cmd_example_study(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------------------------
 # Statistics sub-commands (mrmc, report)
 # --------------------------------------------------------------------------------------------
-# Their input is export.analysis_table(store, QUESTION, TASK), i.e. the long table
+# Their input is exports.tidy.analysis_table(store, QUESTION, TASK), i.e. the long table
 # reader_id, case_id, modality, truth, score (training excluded); see cli_analysis.py.
 # --------------------------------------------------------------------------------------------
 

@@ -29,8 +29,8 @@ import pandas as pd
 
 from DigitalContrastLib.common.errors import InputError
 
+from .formatting import JsonResult, format_table
 from .long_table import validate_long_table
-from .mrmc import JsonResult, format_table
 
 WEIGHTS = (None, "linear", "quadratic")
 

@@ -7,7 +7,7 @@ One row per read: ``reader_id, case_id, modality, truth, score``.
   0, or empty (NaN) where the question has no ground truth (image-quality grades).
 - ``score``: the reader's answer as a number (a rating, a confidence, a grade, a 0/1 call).
 
-The study export writes exactly this table (``export.py``); extra columns are kept and ignored.
+The study export writes exactly this table (``exports/tidy.py``); extra columns are kept and ignored.
 A user who feeds a broken table gets one ``InputError`` sentence naming the table and the fix.
 """
 

@@ -19,22 +19,36 @@ The figure of merit is pluggable (``FigureOfMerit``): ROC AUC (trapezoidal = Wil
 proportion acceptable (score ≥ threshold), proportion correct, or any function of the scores.
 The design must be fully crossed (every reader reads every case in every modality); split-plot
 and other unpaired designs are not handled here.
+
+The variance components are :mod:`~DigitalContrastReaderLib.analysis.or_variance`, the result
+objects :mod:`~DigitalContrastReaderLib.analysis.mrmc_result`.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
 from DigitalContrastLib.common.errors import InputError, JobError
-from DigitalContrastLib.common.json_values import jsonable
 
+from .formatting import interval
 from .long_table import crossed_scores
+from .mrmc_result import (
+    Analysis,
+    Difference,
+    GlobalTest,
+    ModalityEstimate,
+    MRMCResult,
+    NonInferiority,
+    ReaderDifference,
+    find_difference,
+)
+from .or_variance import ORComponents, or_components, rrrc_f_test
 
 # ---------------------------------------------------------------------------------------------
 # Figures of merit. Each maps scores [..., case] (+ truth [case]) to a value [...] and, for the
@@ -157,343 +171,7 @@ def figure_of_merit(name: str, threshold: float | None = None) -> FigureOfMerit:
 
 
 # ---------------------------------------------------------------------------------------------
-# Obuchowski–Rockette variance components
-
-
-def _mean_or_nan(values: np.ndarray) -> float:
-    return float(values.mean()) if values.size else math.nan
-
-
-@dataclass(frozen=True)
-class ORComponents:
-    """Mean squares of the reader figures of merit and jackknife error covariances.
-
-    ``var_r`` and ``var_tr`` are the OR variance components (ANOVA estimates; can be negative).
-    Per-modality and per-reader tuples follow the modality and reader order of the analysis.
-    """
-
-    n_modalities: int
-    n_readers: int
-    n_cases: int
-    ms_t: float
-    ms_r: float
-    ms_tr: float
-    var_error: float
-    cov1: float
-    cov2: float
-    cov3: float
-    var_r: float
-    var_tr: float
-    ms_r_per_modality: tuple[float, ...]
-    var_error_per_modality: tuple[float, ...]
-    cov2_per_modality: tuple[float, ...]
-    var_error_per_reader: tuple[float, ...]
-    cov1_per_reader: tuple[float, ...]
-
-
-def or_components(theta: np.ndarray, theta_jack: np.ndarray) -> ORComponents:
-    """OR mean squares and covariances from θ ``[modality, reader]`` and its jackknife ``[modality, reader, case]``."""
-    n_mod, n_rdr, n_cases = theta_jack.shape
-    dev = theta_jack - theta_jack.mean(axis=-1, keepdims=True)
-    # cov[i, j, i', j'] over the case jackknife
-    cov = np.einsum("ijk,lmk->ijlm", dev, dev) * ((n_cases - 1) / n_cases)
-    same_mod = np.eye(n_mod, dtype=bool)[:, None, :, None]
-    same_rdr = np.eye(n_rdr, dtype=bool)[None, :, None, :]
-    var_error = _mean_or_nan(cov[same_mod & same_rdr])
-    cov1 = _mean_or_nan(cov[~same_mod & same_rdr])
-    cov2 = _mean_or_nan(cov[same_mod & ~same_rdr])
-    cov3 = _mean_or_nan(cov[~same_mod & ~same_rdr])
-    per_mod = [cov[i, :, i, :] for i in range(n_mod)]
-    off_r = ~np.eye(n_rdr, dtype=bool)
-    per_rdr = [cov[:, j, :, j] for j in range(n_rdr)]
-    off_m = ~np.eye(n_mod, dtype=bool)
-
-    mod_mean = theta.mean(axis=1)
-    rdr_mean = theta.mean(axis=0)
-    grand = theta.mean()
-    ms_t = n_rdr * np.sum((mod_mean - grand) ** 2) / (n_mod - 1) if n_mod > 1 else math.nan
-    ms_r = n_mod * np.sum((rdr_mean - grand) ** 2) / (n_rdr - 1) if n_rdr > 1 else math.nan
-    if n_mod > 1 and n_rdr > 1:
-        resid = theta - mod_mean[:, None] - rdr_mean[None, :] + grand
-        ms_tr = float(np.sum(resid**2) / ((n_mod - 1) * (n_rdr - 1)))
-        var_tr = ms_tr - var_error + cov1 + cov2 - cov3
-        var_r = (ms_r - var_error - (n_mod - 1) * cov1 + cov2 + (n_mod - 1) * cov3 - var_tr) / n_mod
-    else:
-        ms_tr = var_tr = var_r = math.nan
-    ms_r_i = tuple(
-        float(np.sum((theta[i] - mod_mean[i]) ** 2) / (n_rdr - 1)) if n_rdr > 1 else math.nan for i in range(n_mod)
-    )
-    return ORComponents(
-        n_modalities=n_mod,
-        n_readers=n_rdr,
-        n_cases=n_cases,
-        ms_t=float(ms_t),
-        ms_r=float(ms_r),
-        ms_tr=float(ms_tr),
-        var_error=var_error,
-        cov1=cov1,
-        cov2=cov2,
-        cov3=cov3,
-        var_r=float(var_r),
-        var_tr=float(var_tr),
-        ms_r_per_modality=ms_r_i,
-        var_error_per_modality=tuple(float(np.diag(m).mean()) for m in per_mod),
-        cov2_per_modality=tuple(_mean_or_nan(m[off_r]) for m in per_mod),
-        var_error_per_reader=tuple(float(np.diag(m).mean()) for m in per_rdr),
-        cov1_per_reader=tuple(_mean_or_nan(m[off_m]) for m in per_rdr),
-    )
-
-
-def rrrc_f_test(c: ORComponents) -> tuple[float, float, float, float]:
-    """RRRC global test: ``(F, ndf, ddf_H, p)``; the error term is MS(TR) + J·max(Cov2 − Cov3, 0)."""
-    n_mod, n_rdr = c.n_modalities, c.n_readers
-    error_term = c.ms_tr + n_rdr * max(c.cov2 - c.cov3, 0.0)
-    ndf = n_mod - 1
-    with np.errstate(divide="ignore", invalid="ignore"):
-        f_value = c.ms_t / error_term if error_term > 0 else math.nan
-        ddf = error_term**2 / (c.ms_tr**2 / ((n_mod - 1) * (n_rdr - 1))) if c.ms_tr > 0 else math.inf
-    p_value = float(stats.f.sf(f_value, ndf, ddf)) if np.isfinite(f_value) else math.nan
-    return float(f_value), float(ndf), float(ddf), p_value
-
-
-# ---------------------------------------------------------------------------------------------
-# Results
-
-
-@dataclass(frozen=True)
-class GlobalTest:
-    """Test of H0: all modalities have the same figure of merit (``df_denominator`` None for χ²)."""
-
-    statistic_name: str
-    statistic: float
-    df_numerator: float
-    df_denominator: float | None
-    p_value: float
-    error_term: float
-
-
-@dataclass(frozen=True)
-class Difference:
-    """``modality_a − modality_b`` with its standard error, two-sided p and (1 − alpha) CI; df = inf means z."""
-
-    modality_a: str
-    modality_b: str
-    estimate: float
-    std_error: float
-    df: float
-    statistic: float
-    p_value: float
-    ci_lower: float
-    ci_upper: float
-
-
-@dataclass(frozen=True)
-class ModalityEstimate:
-    """One modality's reader-averaged figure of merit with its (1 − alpha) CI; df = inf means z."""
-
-    modality: str
-    estimate: float
-    std_error: float
-    df: float
-    ci_lower: float
-    ci_upper: float
-
-
-@dataclass(frozen=True)
-class ReaderDifference:
-    """Single-reader difference ``modality_a − modality_b`` (FRRC, z-based)."""
-
-    reader: str
-    modality_a: str
-    modality_b: str
-    estimate: float
-    std_error: float
-    statistic: float
-    p_value: float
-    ci_lower: float
-    ci_upper: float
-
-
-@dataclass(frozen=True)
-class Analysis:
-    """One of RRRC, FRRC, RRFC: global test, pairwise differences, per-modality CIs."""
-
-    name: str
-    description: str
-    test: GlobalTest | None
-    differences: tuple[Difference, ...]
-    modalities: tuple[ModalityEstimate, ...]
-    reader_differences: tuple[ReaderDifference, ...] = ()
-
-
-@dataclass(frozen=True)
-class NonInferiority:
-    """One-sided test of H0: Δ ≤ −margin against H1: Δ > −margin, Δ = test − reference (RRRC).
-
-    ``p_value`` is ONE-sided. Non-inferiority is concluded when the lower limit of the two-sided
-    (1 − alpha) CI of Δ exceeds −margin, i.e. when the one-sided p < alpha/2 (0.025 for alpha 0.05).
-    """
-
-    test_modality: str
-    reference_modality: str
-    margin: float
-    difference: float
-    std_error: float
-    df: float
-    statistic: float
-    p_value: float
-    sidedness: str
-    alpha_one_sided: float
-    ci_lower: float
-    non_inferior: bool
-    hypothesis: str
-
-
-@dataclass(frozen=True)
-class MRMCResult:
-    """Everything an MRMC analysis reports. ``to_dict()`` is JSON-ready; ``summary()`` is a text table."""
-
-    fom_name: str
-    fom_label: str
-    alpha: float
-    modalities: tuple[str, ...]
-    readers: tuple[str, ...]
-    n_cases: int
-    n_positive: int | None
-    n_negative: int | None
-    reader_fom: np.ndarray  # [modality, reader]
-    components: ORComponents
-    rrrc: Analysis
-    frrc: Analysis
-    rrfc: Analysis
-    non_inferiority: NonInferiority | None = None
-    notes: tuple[str, ...] = field(default_factory=tuple)
-
-    @property
-    def modality_fom(self) -> dict[str, float]:
-        return {m: float(v) for m, v in zip(self.modalities, self.reader_fom.mean(axis=1))}
-
-    def difference(self, modality_a: str, modality_b: str, analysis: str = "rrrc") -> Difference:
-        """The ``modality_a − modality_b`` row of an analysis (sign flipped if stored the other way)."""
-        return _find_difference(getattr(self, analysis.lower()), str(modality_a), str(modality_b))
-
-    def to_dict(self) -> dict:
-        out = {
-            "method": "Obuchowski-Rockette with Hillis denominator degrees of freedom, jackknife covariances",
-            "figure_of_merit": {"name": self.fom_name, "label": self.fom_label},
-            "alpha": self.alpha,
-            "design": {
-                "modalities": list(self.modalities),
-                "readers": list(self.readers),
-                "n_cases": self.n_cases,
-                "n_positive": self.n_positive,
-                "n_negative": self.n_negative,
-            },
-            "reader_fom": {
-                m: {r: _num(self.reader_fom[i, j]) for j, r in enumerate(self.readers)} for i, m in enumerate(self.modalities)
-            },
-            "modality_fom": {m: _num(v) for m, v in self.modality_fom.items()},
-            "components": {k: jsonable(v) for k, v in asdict(self.components).items()},
-            "analyses": {a.name: jsonable(asdict(a)) for a in (self.rrrc, self.frrc, self.rrfc)},
-            "non_inferiority": jsonable(asdict(self.non_inferiority)) if self.non_inferiority else None,
-            "notes": list(self.notes),
-        }
-        return out
-
-    def summary(self) -> str:
-        lines = [
-            "MRMC analysis: Obuchowski-Rockette, Hillis ddf, jackknife covariances",
-            f"Figure of merit: {self.fom_label}",
-        ]
-        cases = f"{self.n_cases} cases"
-        if self.n_positive is not None:
-            cases += f" ({self.n_positive} positive, {self.n_negative} negative)"
-        lines.append(f"{len(self.readers)} readers x {cases} x {len(self.modalities)} modalities")
-        lines.append("")
-        rows = [[r, *(f"{self.reader_fom[i, j]:.4f}" for i in range(len(self.modalities)))] for j, r in enumerate(self.readers)]
-        rows.append(["mean", *(f"{v:.4f}" for v in self.modality_fom.values())])
-        lines += format_table(["reader", *self.modalities], rows)
-        level = f"{100 * (1 - self.alpha):g}%"
-        for analysis in (self.rrrc, self.frrc, self.rrfc):
-            lines += ["", f"{analysis.name}: {analysis.description}"]
-            if analysis.test is not None:
-                t = analysis.test
-                if t.df_denominator is None:
-                    lines.append(f"  chi2({t.df_numerator:g}) = {t.statistic:.4f}, p = {format_p(t.p_value)}")
-                else:
-                    lines.append(f"  F({t.df_numerator:g}, {t.df_denominator:.2f}) = {t.statistic:.4f}, p = {format_p(t.p_value)}")
-            if analysis.differences:
-                rows = [
-                    [f"{d.modality_a} - {d.modality_b}", f"{d.estimate:.4f}", f"{d.std_error:.4f}", _df(d.df), f"{d.statistic:.3f}",
-                     format_p(d.p_value), f"[{d.ci_lower:.4f}, {d.ci_upper:.4f}]"]
-                    for d in analysis.differences
-                ]
-                lines += ["  " + x for x in format_table(["difference", "estimate", "std.err", "df", "t/z", "p", f"{level} CI"], rows)]
-            rows = [
-                [m.modality, f"{m.estimate:.4f}", f"{m.std_error:.4f}", _df(m.df), f"[{m.ci_lower:.4f}, {m.ci_upper:.4f}]"]
-                for m in analysis.modalities
-            ]
-            lines += ["  " + x for x in format_table(["modality", "estimate", "std.err", "df", f"{level} CI"], rows)]
-        if self.non_inferiority is not None:
-            n = self.non_inferiority
-            lines += [
-                "",
-                f"Non-inferiority (RRRC): {n.hypothesis}",
-                f"  difference {n.test_modality} - {n.reference_modality} = {n.difference:.4f}, "
-                f"lower {level} limit {n.ci_lower:.4f} vs -margin {-n.margin:.4f}; "
-                f"{n.sidedness} p = {format_p(n.p_value)} (level {n.alpha_one_sided:g})",
-                f"  conclusion: {'non-inferior' if n.non_inferior else 'non-inferiority not shown'}",
-            ]
-        for note in self.notes:
-            lines.append(f"Note: {note}")
-        return "\n".join(lines)
-
-
-def _flip(d: Difference) -> Difference:
-    return Difference(d.modality_b, d.modality_a, -d.estimate, d.std_error, d.df, -d.statistic, d.p_value, -d.ci_upper, -d.ci_lower)
-
-
-def _num(value) -> float | None:
-    value = float(value)
-    return value if math.isfinite(value) else (None if math.isnan(value) else value)
-
-
-class JsonResult:
-    """Mixin for result dataclasses: ``to_dict()`` is ``asdict`` made JSON-ready (NaN → None, inf → "inf")."""
-
-    def to_dict(self) -> dict:
-        return jsonable(asdict(self))
-
-
-def format_p(p: float) -> str:
-    return "nan" if not np.isfinite(p) else ("<0.0001" if p < 1e-4 else f"{p:.4f}")
-
-
-def _df(df: float) -> str:
-    return "z" if np.isinf(df) else f"{df:.2f}"
-
-
-def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-    """Left-aligned plain-text table lines (header, rule, rows)."""
-    widths = [max(len(str(h)), *(len(str(r[i])) for r in rows)) if rows else len(str(h)) for i, h in enumerate(headers)]
-    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
-    return [fmt.format(*headers).rstrip(), fmt.format(*("-" * w for w in widths)).rstrip()] + [
-        fmt.format(*map(str, r)).rstrip() for r in rows
-    ]
-
-
-# ---------------------------------------------------------------------------------------------
-# The three analyses
-
-
-def interval(estimate: float, std_error: float, df: float, alpha: float) -> tuple[float, float, float, float]:
-    """(statistic, two-sided p, lower, upper) for a t (finite df) or z (df = inf) interval."""
-    dist = stats.norm if np.isinf(df) else stats.t(df)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        statistic = estimate / std_error if std_error > 0 else math.nan
-    p_value = float(2 * dist.sf(abs(statistic))) if np.isfinite(statistic) else math.nan
-    half = float(dist.ppf(1 - alpha / 2)) * std_error
-    return float(statistic), p_value, estimate - half, estimate + half
+# The three analyses (variance components: or_variance.py; result objects: mrmc_result.py)
 
 
 def _pairs(n: int) -> list[tuple[int, int]]:
@@ -651,7 +329,7 @@ def mrmc_from_arrays(
             test = others[0]
         if rrrc.test is None:
             raise JobError("the non-inferiority test needs at least two readers and two modalities.")
-        ni = non_inferiority_test(_find_difference(rrrc, test, reference), margin, alpha)
+        ni = non_inferiority_test(find_difference(rrrc, test, reference), margin, alpha)
     return MRMCResult(
         fom_name=fom.name,
         fom_label=fom.label,
@@ -669,15 +347,6 @@ def mrmc_from_arrays(
         non_inferiority=ni,
         notes=notes,
     )
-
-
-def _find_difference(analysis: Analysis, modality_a: str, modality_b: str) -> Difference:
-    for d in analysis.differences:
-        if (d.modality_a, d.modality_b) == (modality_a, modality_b):
-            return d
-        if (d.modality_a, d.modality_b) == (modality_b, modality_a):
-            return _flip(d)
-    raise KeyError(f"no difference {modality_a} - {modality_b}")
 
 
 def check_truth_for(fom: FigureOfMerit, truth: np.ndarray, source: str) -> None:

@@ -31,7 +31,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy import stats
 
-from .mrmc import AUC, or_components, rrrc_f_test
+from .mrmc import AUC
+from .or_variance import or_components, rrrc_f_test
 
 
 @dataclass(frozen=True)

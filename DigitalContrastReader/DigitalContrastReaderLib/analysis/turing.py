@@ -30,8 +30,9 @@ from scipy import stats
 
 from DigitalContrastLib.common.errors import InputError
 
+from .formatting import JsonResult, format_p, format_table
 from .long_table import validate_long_table, crossed_scores
-from .mrmc import AUC, JsonResult, analyse_fom, format_p, format_table, proportion_correct
+from .mrmc import AUC, analyse_fom, proportion_correct
 
 
 @dataclass(frozen=True)

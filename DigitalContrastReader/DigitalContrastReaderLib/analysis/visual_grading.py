@@ -31,17 +31,10 @@ from statsmodels.stats.contingency_tables import SquareTable
 
 from DigitalContrastLib.common.errors import InputError
 
+from .formatting import JsonResult, format_p, format_table, interval
 from .long_table import crossed_scores
-from .mrmc import (
-    MEAN_SCORE,
-    NonInferiority,
-    interval,
-    JsonResult,
-    format_p,
-    analyse_fom,
-    format_table,
-    mrmc_from_arrays,
-)
+from .mrmc import MEAN_SCORE, analyse_fom, mrmc_from_arrays
+from .mrmc_result import NonInferiority
 
 # ---------------------------------------------------------------------------------------------
 # VGC

@@ -36,8 +36,9 @@ from DigitalContrastLib.common.report_html import html_table as _table
 
 from DigitalContrastReaderLib import __version__
 from DigitalContrastReaderLib.analysis.agreement import agreement_analysis
+from DigitalContrastReaderLib.analysis.formatting import format_p
 from DigitalContrastReaderLib.analysis.long_table import validate_long_table
-from DigitalContrastReaderLib.analysis.mrmc import format_p, mrmc_analysis
+from DigitalContrastReaderLib.analysis.mrmc import mrmc_analysis
 from DigitalContrastReaderLib.analysis.turing import TuringResult, turing_test
 from DigitalContrastReaderLib.analysis.visual_grading import (
     MeanDifferenceResult,

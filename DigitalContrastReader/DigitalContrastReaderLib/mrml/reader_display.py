@@ -1,20 +1,15 @@
-"""A reader's reading session in a MRML scene: blinded items, fixed display, answers committed.
+"""The MRML display of a reading session: blinded items in a MRML scene.
 
-:class:`ReadingSessionLogic` drives one reader through their stored schedule:
+:class:`MRMLReaderDisplay` implements :class:`~DigitalContrastReaderLib.reading.session.ReaderDisplay`
+(the state machine is :class:`~DigitalContrastReaderLib.reading.session.ReadingSession`). Showing an
+item, its images become volume nodes named ``Image`` (single) or ``Image A`` (left) / ``Image B``
+(right), read from memory so that no file name reaches a node name, storage node, description or
+attribute; the previous item's nodes are removed; every view gets the study's window/level; the
+reader layout shows one column of slice views per image (one row per orientation of the study's
+``layout.views``) in one linked view group with neutral grey frames. Scrolling, panning, zooming
+and window/level changes are reported to the session as interactions.
 
-* :meth:`~ReadingSessionLogic.start` enrols the reader if needed and resumes at the first
-  unfinished item (the order is the stored schedule's; nothing is recomputed);
-* :meth:`~ReadingSessionLogic.load_item` shows an item: its images become volume nodes named
-  ``Image`` (single) or ``Image A`` (left) / ``Image B`` (right), read from memory so that no file
-  name reaches a node name, storage node, description or attribute; the previous item's nodes
-  are removed; every view gets the study's window/level; the reader layout shows one column of
-  slice views per image (one row per orientation of the study's ``layout.views``) in one linked
-  view group with neutral grey frames;
-* :meth:`~ReadingSessionLogic.submit` commits the answers through the answer store (one
-  transaction, fsync'd, see ``store.py``) with the active reading time
-  (:class:`~DigitalContrastReaderLib.reading.active_time.ActiveTimeCounter`); :meth:`~ReadingSessionLogic.next`
-  shows the next item, or reports a washout or the end.
-
+:func:`mrml_reading_session` wires a session to this display (what the Slicer module uses).
 What the scene may reveal is checked by :mod:`DigitalContrastReaderLib.mrml.scene_audit`. The Qt
 parts of blinding (view controllers, slice-view corner annotations, data probe, window title)
 are the Slicer widget's job.
@@ -26,9 +21,8 @@ are the Slicer widget's job.
 
 from __future__ import annotations
 
-import time
 import weakref
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from DigitalContrastLib.ct.display_presets import WindowLevel
+from DigitalContrastLib.ct.volume import CTVolume
 from DigitalContrastLib.mrml.views import (
     SliceViewSpec,
     show_layout,
@@ -44,13 +39,12 @@ from DigitalContrastLib.mrml.views import (
     volume_center_ras,
 )
 from DigitalContrastLib.mrml.volume_nodes import volume_to_node
-from DigitalContrastLib.ct.volume import CTVolume
 
-from DigitalContrastReaderLib.reading.active_time import DEFAULT_IDLE_AFTER_SECONDS, ActiveTimeCounter
+from DigitalContrastReaderLib.reading.session import ReadingSession
+from DigitalContrastReaderLib.store.base import AnswerStore
 from DigitalContrastReaderLib.study.blinding import HANDLE_SINGLE, HANDLES_PAIR, ReaderItem
-from DigitalContrastReaderLib.study.errors import AnswerError, StudyError
+from DigitalContrastReaderLib.study.errors import StudyError
 from .scene_audit import string_list
-from DigitalContrastReaderLib.store.sqlite import SQLiteAnswerStore, SubmitReceipt
 
 #: Layout ids of the reader layouts (Slicer's built-in ids are below 100; the review uses 3917-3920).
 READER_SINGLE_LAYOUT_ID = 3930
@@ -66,12 +60,6 @@ READER_VIEW_GROUP = 0
 ITEM_IMAGE_ATTRIBUTE = "ReaderItemImage"
 #: Study ``layout.views`` entries shown as slice views, and their Slicer orientation.
 SLICE_ORIENTATIONS = {"axial": "Axial", "coronal": "Coronal", "sagittal": "Sagittal"}
-
-STATE_IDLE = "idle"  # not started
-STATE_READING = "reading"  # an item is on screen
-STATE_SUBMITTED = "submitted"  # the item on screen was submitted; next() shows the next one
-STATE_WASHOUT = "washout"  # the next item opens later
-STATE_FINISHED = "finished"  # every item is submitted
 
 
 # --------------------------------------------------------------------------------------------
@@ -224,13 +212,13 @@ def _nodes_of_class(scene: Any, class_name: str) -> list[Any]:
 
 
 # --------------------------------------------------------------------------------------------
-# The session
+# The display
 # --------------------------------------------------------------------------------------------
 
 
 @dataclass
 class ItemDisplay:
-    """What :meth:`ReadingSessionLogic.load_item` put on screen.
+    """What :meth:`MRMLReaderDisplay.show` put on screen.
 
     Attributes:
         item_id: the item shown.
@@ -240,7 +228,7 @@ class ItemDisplay:
 
     It holds no slice logic on purpose: a ``vtkMRMLSliceLogic`` keeps a plain pointer to the
     application logic, and one that outlives it (a headless scene torn down in the wrong order)
-    crashes the interpreter. Ask :meth:`ReadingSessionLogic.slice_logic` when one is needed.
+    crashes the interpreter. Ask :meth:`MRMLReaderDisplay.slice_logic` when one is needed.
     """
 
     item_id: str
@@ -254,144 +242,32 @@ class ItemDisplay:
         return scene.GetSingletonNode(view, "vtkMRMLSliceNode")
 
 
-@dataclass(frozen=True)
-class SessionProgress:
-    """Where a reader is (what the "k of N" line says).
-
-    Attributes:
-        state: ``idle``, ``reading``, ``submitted``, ``washout`` or ``finished``.
-        items_done / items_total: submitted and scheduled items (training items included).
-        item_number: the number (1-based) of the item on screen among the training items when
-            ``training``, else among the main items; None when no item is on screen.
-        training: that item is a training item; training_done / training_total count them.
-        session_no / sessions_total, position_in_session / items_in_session: the sitting.
-        opens_at: ISO time the next item opens (washout), else None.
-    """
-
-    reader_id: str
-    state: str
-    items_done: int
-    items_total: int
-    item_number: int | None
-    training: bool
-    training_done: int
-    training_total: int
-    session_no: int | None
-    sessions_total: int
-    position_in_session: int | None
-    items_in_session: int | None
-    opens_at: str | None
-
-    def text(self) -> str:
-        """One line for the reader, e.g. ``Item 5 of 40 - session 2 of 3 (item 1 of 20)``."""
-        if self.state == STATE_FINISHED:
-            return f"All {self.items_total} items done. Thank you!"
-        if self.state == STATE_WASHOUT:
-            return (f"{self.items_done} of {self.items_total} items done. Session {self.session_no} of "
-                    f"{self.sessions_total} opens {_readable_time(self.opens_at)} (washout).")
-        if self.item_number is None:
-            return f"{self.items_done} of {self.items_total} items done."
-        kind = (f"Training item {self.item_number} of {self.training_total} (not scored)" if self.training
-                else f"Item {self.item_number} of {self.items_total - self.training_total}")
-        return (f"{kind} \u2013 session {self.session_no} of {self.sessions_total} "
-                f"(item {self.position_in_session} of {self.items_in_session})")
-
-
-def _readable_time(iso: str | None) -> str:
-    if not iso:
-        return "now"
-    from datetime import datetime
-
-    moment = datetime.fromisoformat(iso).astimezone()
-    return "on " + moment.strftime("%Y-%m-%d at %H:%M")
-
-
-class ReadingSessionLogic:
-    """One reader's session on a MRML scene.
+class MRMLReaderDisplay:
+    """A :class:`~DigitalContrastReaderLib.reading.session.ReaderDisplay` on a MRML scene.
 
     Args:
         scene: ``slicer.mrmlScene``, or the scene of :func:`~DigitalContrastLib.mrml.headless.make_headless_scene`.
         app_logic: ``slicer.app.applicationLogic()``, or the headless application logic.
-        store: the study's answer store (open).
-        reader_id: the reader's code (listed in the study).
-        enrol: enrol a listed reader who is not enrolled yet when the session starts.
-        idle_after_seconds: time without interaction after which active time stops counting.
-        clock: monotonic seconds for active time (tests pass a fake).
         image_reader: path -> :class:`CTVolume` (default :func:`read_image_blind`).
 
-    Typical use (the Slicer widget does exactly this)::
-
-        session = ReadingSessionLogic(slicer.mrmlScene, slicer.app.applicationLogic(), store, "r01")
-        item = session.start()            # ReaderItem on screen (or None: washout / finished)
-        receipt = session.submit(answers) # on disk when it returns
-        item = session.next()
+    Attributes:
+        shown: what is on screen (:class:`ItemDisplay`), None when nothing is.
     """
 
-    def __init__(self, scene: Any, app_logic: Any, store: SQLiteAnswerStore, reader_id: str, *, enrol: bool = True,
-                 idle_after_seconds: float = DEFAULT_IDLE_AFTER_SECONDS, clock: Callable[[], float] = time.monotonic,
-                 image_reader: Callable[[str | Path], CTVolume] = read_image_blind) -> None:
+    def __init__(self, scene: Any, app_logic: Any, image_reader: Callable[[str | Path], CTVolume] = read_image_blind) -> None:
         self.scene = scene
         self.app_logic = app_logic
-        self.store = store
-        self.reader_id = reader_id.strip()
-        self.enrol = enrol
-        self.active_time = ActiveTimeCounter(idle_after_seconds, clock)
         self.image_reader = image_reader
-        self.state = STATE_IDLE
-        self.current_item: ReaderItem | None = None
-        self.display: ItemDisplay | None = None
-        self.last_receipt: SubmitReceipt | None = None
-        self._interaction_marked = False
+        self.shown: ItemDisplay | None = None
+        self._on_interaction: Callable[[], None] | None = None
         self._observations: list[tuple[Any, int]] = []
         self._view_signatures: dict[str, tuple] = {}
         self._display_signatures: dict[str, tuple] = {}
-        self.on_interaction: Callable[[], None] | None = None  # the widget refreshes its clock
 
-    # -- flow ------------------------------------------------------------------------------
-    def start(self) -> ReaderItem | None:
-        """Enrol if needed, then resume at the first unfinished item and show it.
-
-        Returns the item on screen, or None when the reader has finished or the next item is
-        still closed by a washout (see :attr:`state` and :meth:`progress`).
-        """
-        if not self.reader_id:
-            raise AnswerError("Enter your reader code to start.", code="no_reader")
-        self.store.study.reader(self.reader_id)  # unknown code: one sentence naming the study
-        enrolled = {r.reader_id for r in self.store.readers()}
-        if self.reader_id not in enrolled:
-            if not self.enrol:
-                raise AnswerError(f"Reader '{self.reader_id}' is not enrolled yet; ask the study admin to enrol you.",
-                                  code="not_enrolled")
-            self.store.enrol(self.reader_id)
-        return self._advance()
-
-    def next(self) -> ReaderItem | None:
-        """Show the next unfinished item after a submit (or re-check a washout)."""
-        if self.state == STATE_READING:
-            raise AnswerError("Submit the answers to this item first.", code="not_submitted")
-        return self._advance()
-
-    def _advance(self) -> ReaderItem | None:
-        item = self.store.resume(self.reader_id)
-        if item is None:
-            self._clear()
-            self.current_item, self.state = None, STATE_FINISHED
-            return None
-        if item.opens_at:
-            self._clear()
-            self.current_item, self.state = item, STATE_WASHOUT
-            return None
-        item = self.store.open_item(self.reader_id, item.item_id)
-        self.load_item(item)
-        return item
-
-    def load_item(self, item: ReaderItem) -> ItemDisplay:
-        """Put ``item`` on screen (blinded) and start its active-time count.
-
-        The previous item's nodes are removed first. The caller has recorded the display with
-        ``store.open_item`` (:meth:`start`/:meth:`next` do).
-        """
-        self._clear()
+    def show(self, item: ReaderItem, on_interaction: Callable[[], None]) -> None:
+        """Put ``item`` on screen (blinded), in place of the previous item, and report view and
+        window/level changes to ``on_interaction``. An image that cannot be read leaves no node."""
+        self.clear()
         handles = tuple(image["handle"] for image in item.images)
         layout = reader_layout(handles, item.display.get("views", ["axial"]))
         window_level = WindowLevel("study", float(item.display["window"]), float(item.display["level"]), "")
@@ -409,100 +285,32 @@ class ReadingSessionLogic:
             self.scene, self.app_logic, backgrounds, view_group=READER_VIEW_GROUP,
             center_ras_mm=volume_center_ras(nodes[handles[0]]), link=bool(item.display.get("link_views", True)),
         )
-        self.display = ItemDisplay(item.item_id, layout, nodes, window_level.window_hu, window_level.level_hu)
-        self.current_item = item
-        self.state = STATE_READING if item.editable and not item.done else STATE_SUBMITTED
-        self._interaction_marked = False
+        self.shown = ItemDisplay(item.item_id, layout, nodes, window_level.window_hu, window_level.level_hu)
+        self._on_interaction = on_interaction
         self._observe_interactions()
-        self.active_time.start()
-        return self.display
 
-    def submit(self, answers: Mapping[str, Any]) -> SubmitReceipt:
-        """Commit the answers to the item on screen; returns once they are on disk.
-
-        The active time so far is stored with them. Invalid or missing answers raise
-        :class:`AnswerError` and change nothing (the item stays on screen, its clock running).
-        """
-        if self.state != STATE_READING or self.current_item is None:
-            raise AnswerError("There is no unanswered item on screen to submit.", code="nothing_to_submit")
-        seconds = round(self.active_time.tick(), 3)
-        receipt = self.store.submit(self.reader_id, self.current_item.item_id, dict(answers), active_seconds=seconds)
-        self.active_time.stop()
-        self.last_receipt = receipt
-        self.state = STATE_SUBMITTED
-        return receipt
-
-    def submit_and_next(self, answers: Mapping[str, Any]) -> ReaderItem | None:
-        """:meth:`submit`, then :meth:`next` (what Ctrl+N does)."""
-        self.submit(answers)
-        return self.next()
-
-    def note_interaction(self) -> None:
-        """The reader did something with the item on screen (the form calls it on every edit;
-        view and window/level changes call it through MRML observers)."""
-        if self.state != STATE_READING or self.current_item is None:
-            return
-        self.active_time.interaction()
-        if not self._interaction_marked:
-            self._interaction_marked = True
-            self.store.mark_interaction(self.reader_id, self.current_item.item_id)
-        if self.on_interaction is not None:
-            self.on_interaction()
-
-    def progress(self) -> SessionProgress:
-        """Where the reader is, for the "k of N" line."""
-        record = next((p for p in self.store.progress() if p.reader_id == self.reader_id), None)
-        if record is None or not record.enrolled:
-            return SessionProgress(self.reader_id, self.state, 0, 0, None, False, 0, 0, None, 0, None, None, None)
-        shown = self.current_item if self.state in (STATE_READING, STATE_SUBMITTED) else None
-        training = bool(shown and shown.training)
-        number = None
-        if shown is not None:  # training items come first in every schedule
-            number = shown.order_index if training else shown.order_index - record.training_total
-        return SessionProgress(
-            reader_id=self.reader_id,
-            state=self.state,
-            items_done=record.items_done,
-            items_total=record.items_total,
-            item_number=number,
-            training=training,
-            training_done=record.training_done,
-            training_total=record.training_total,
-            session_no=shown.session_no if shown else record.current_session,
-            sessions_total=record.sessions_total,
-            position_in_session=shown.position_in_session if shown else None,
-            items_in_session=shown.items_in_session if shown else None,
-            opens_at=record.next_opens_at if self.state == STATE_WASHOUT else None,
-        )
+    def clear(self) -> None:
+        """Remove the item's nodes from the scene and stop observing."""
+        self._unobserve()
+        remove_item_nodes(self.scene)
+        self.shown = None
+        self._on_interaction = None
 
     def slice_logic(self, view: str) -> Any:
         """The ``vtkMRMLSliceLogic`` of a view (do not keep it beyond the application logic)."""
         return self.app_logic.GetSliceLogicByLayoutName(view)
 
-    def close(self) -> None:
-        """Remove the item from the scene and stop observing (answers are already on disk)."""
-        self._clear()
-        self.state = STATE_IDLE
-
-    # -- scene ---------------------------------------------------------------------------
-    def _clear(self) -> None:
-        self._unobserve()
-        if self.active_time.running:
-            self.active_time.stop()
-        remove_item_nodes(self.scene)
-        self.display = None
-
     def _observe_interactions(self) -> None:
         """Scrolling, panning, zooming a view or changing window/level counts as interaction."""
         import vtk
 
-        assert self.display is not None
-        for view in self.display.layout.view_names:
-            slice_node = self.display.slice_node(self.scene, view)
+        assert self.shown is not None
+        for view in self.shown.layout.view_names:
+            slice_node = self.shown.slice_node(self.scene, view)
             self._view_signatures[view] = _view_signature(slice_node)
             tag = slice_node.AddObserver(vtk.vtkCommand.ModifiedEvent, _weak_callback(self._on_view_modified))
             self._observations.append((slice_node, tag))
-        for handle, node in self.display.nodes.items():
+        for handle, node in self.shown.nodes.items():
             display = node.GetDisplayNode()
             self._display_signatures[display.GetID()] = _display_signature(display)
             tag = display.AddObserver(vtk.vtkCommand.ModifiedEvent, _weak_callback(self._on_display_modified))
@@ -515,26 +323,44 @@ class ReadingSessionLogic:
         self._view_signatures.clear()
         self._display_signatures.clear()
 
+    def _interaction(self) -> None:
+        if self._on_interaction is not None:
+            self._on_interaction()
+
     def _on_view_modified(self, slice_node: Any, _event: str) -> None:
         name = slice_node.GetLayoutName()
         signature = _view_signature(slice_node)
         if self._view_signatures.get(name) != signature:  # a resize of the window is not reading
             self._view_signatures[name] = signature
-            self.note_interaction()
+            self._interaction()
 
     def _on_display_modified(self, display: Any, _event: str) -> None:
         signature = _display_signature(display)
         if self._display_signatures.get(display.GetID()) != signature:
             self._display_signatures[display.GetID()] = signature
-            self.note_interaction()
+            self._interaction()
+
+
+def mrml_reading_session(scene: Any, app_logic: Any, store: AnswerStore, reader_id: str, *,
+                         image_reader: Callable[[str | Path], CTVolume] = read_image_blind,
+                         **options: Any) -> ReadingSession:
+    """A :class:`~DigitalContrastReaderLib.reading.session.ReadingSession` of ``reader_id`` shown in
+    ``scene`` (``options``: ``enrol``, ``idle_after_seconds``, ``clock`` of the session).
+
+    The Slicer module does exactly this::
+
+        session = mrml_reading_session(slicer.mrmlScene, slicer.app.applicationLogic(), store, "r01")
+        item = session.start()
+    """
+    return ReadingSession(store, MRMLReaderDisplay(scene, app_logic, image_reader), reader_id, **options)
 
 
 def _weak_callback(method: Callable[[Any, str], None]) -> Callable[[Any, str], None]:
-    """A VTK observer callback that does not keep its session alive.
+    """A VTK observer callback that does not keep its display alive.
 
-    A bound method given to ``AddObserver`` would make a reference cycle (session -> nodes ->
-    observer -> session) that only the garbage collector breaks, and VTK objects torn down during
-    that collection emit events into a half-cleared session (seen crashing the interpreter).
+    A bound method given to ``AddObserver`` would make a reference cycle (display -> nodes ->
+    observer -> display) that only the garbage collector breaks, and VTK objects torn down during
+    that collection emit events into a half-cleared display (seen crashing the interpreter).
     The weak reference is dead by then, and the callback does nothing.
     """
     ref = weakref.WeakMethod(method)

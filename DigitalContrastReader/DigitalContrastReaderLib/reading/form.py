@@ -8,7 +8,7 @@ tested without Qt:
   label of every level for Likert scales and single choices, check boxes for multiple choice,
   a Yes/No pair, a number field, a text box;
 * whether the form can be submitted: every required question answered and every given answer
-  valid. Validation is :meth:`DigitalContrastReaderLib.study.study.Question.validate`, the same rule
+  valid. Validation is :meth:`DigitalContrastReaderLib.study.questions.Question.validate`, the same rule
   the answer store applies, so the form never accepts what the store would refuse;
 * the keyboard: ``1``-``9`` choose a level (Likert: the level value; single choice: the option
   position) of the *current* keyboard question, then the next unanswered one becomes current;
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from DigitalContrastReaderLib.study.errors import AnswerError
-from DigitalContrastReaderLib.study.study import Question
+from DigitalContrastReaderLib.study.questions import Question
 
 WIDGET_RADIO = "radio"
 WIDGET_CHECKBOXES = "checkboxes"
@@ -279,6 +279,12 @@ class QuestionForm:
             self._texts[key] = _text_of(value)
         if spec.keyboard and key == self.current_key and value is not None:
             self._advance_from(key)
+
+    def choose(self, key: str, value: Any) -> None:
+        """A click on a radio button: its question becomes the current keyboard question, then
+        takes ``value`` (so the next unanswered keyboard question becomes current)."""
+        self.set_current(key)
+        self.set_value(key, value)
 
     def set_checked(self, key: str, option_value: Any, checked: bool) -> None:
         """Tick or untick one option of a multiple-choice question (kept in option order)."""

@@ -10,14 +10,16 @@ seconds per item, and jumps over washouts, so a whole multi-month schedule fills
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from DigitalContrastReaderLib.store.base import AnswerStore, SubmitReceipt
 from DigitalContrastReaderLib.study.blinding import ReaderItem
 from DigitalContrastReaderLib.study.errors import AnswerError
-from DigitalContrastReaderLib.store.sqlite import SQLiteAnswerStore, SubmitReceipt
-from DigitalContrastReaderLib.study.study import Question, Task, source_kind
+from DigitalContrastReaderLib.study.questions import Question
+from DigitalContrastReaderLib.study.study import Task, source_kind
+from .form import QuestionForm
 
 
 class SimulatedClock:
@@ -89,8 +91,22 @@ def simulated_answers(task: Task, sources: tuple[str, ...], truth: dict[str, Any
     return answers
 
 
+def random_form_answers(questions: Sequence[Mapping[str, Any]], rng: random.Random) -> dict[str, Any]:
+    """What a simulated reader clicks in an item's question form (``ReaderItem.questions``, all a
+    reader UI knows): a random choice for every question with choices, nothing typed.
+
+    Raises:
+        AnswerError: a required question without choices (a number or text) stays unanswered.
+    """
+    form = QuestionForm(questions)
+    for spec in form.fields:
+        if spec.choices:
+            form.set_value(spec.key, rng.choice(spec.choices).value)
+    return form.answers()
+
+
 def simulate_reader(
-    store: SQLiteAnswerStore,
+    store: AnswerStore,
     reader_id: str,
     rng: random.Random,
     *,

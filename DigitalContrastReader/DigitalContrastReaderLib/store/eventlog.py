@@ -8,7 +8,8 @@ past event breaks the chain.
 
 The events live in the database (the source of truth) and are also appended, one JSON object
 per line, to a JSONL file that is fsync'd after the database commit. See
-:mod:`DigitalContrastReaderLib.store.sqlite` for the order of writes and what recovery does.
+:mod:`DigitalContrastReaderLib.store.sqlite` for the order of writes, and :meth:`JsonlLog.recover`
+for what recovery does.
 """
 
 from __future__ import annotations
@@ -18,11 +19,11 @@ import hashlib
 import json
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from DigitalContrastReaderLib.study.study import canonical_json
+from DigitalContrastReaderLib.study.canonical import canonical_json
 
 GENESIS_HASH = "0" * 64
 EVENT_FIELDS = ("seq", "at", "kind", "reader_id", "item_id", "payload", "prev_hash")
@@ -123,6 +124,37 @@ class JsonlLog:
                 handle.flush()
                 os.fsync(handle.fileno())
         return tail
+
+    def recover(self, database_count: int, database_events: Callable[[], list[dict[str, Any]]]) -> list[str]:
+        """Bring the log up to the database after a crash; returns notes on what was repaired.
+
+        Drops an unfinished last line, then appends the events the database holds beyond the
+        log. Never rewrites a damaged log or one that disagrees with the database (the integrity
+        check reports those). Call it holding the writer lock.
+
+        Args:
+            database_count: the number of events in the database.
+            database_events: returns every event of the database, in order (read only when needed).
+        """
+        notes = []
+        dropped = self.drop_unfinished_tail()
+        if dropped:
+            notes.append(f"removed an unfinished last line ({dropped} bytes) from {self.path.name}: a write cut off "
+                         "by a crash; the database holds that event")
+        try:
+            logged, _ = self.read()
+        except ValueError:
+            return notes  # reported by the integrity check; never rewrite a damaged log
+        if len(logged) >= database_count:
+            return notes
+        db_events = database_events()
+        if logged != db_events[: len(logged)]:
+            return notes  # a disagreement, not a lag: reported by the integrity check, not repaired
+        missing = db_events[len(logged):]
+        self.append(missing)
+        notes.append(f"appended {len(missing)} event(s) to {self.path.name} that were committed to the database "
+                     "but not yet logged (the writer stopped between the two writes)")
+        return notes
 
 
 class WriterLock:

@@ -8,7 +8,7 @@ from, the questions and the reader's own answers. It never receives the case id,
 handle -> source lives only in the store (``items.source_a`` / ``source_b``).
 
 One leak this cannot hide is the file format: if the real and synthetic images of a case are
-stored in different formats the extension differs; :func:`~DigitalContrastReaderLib.study.study.load_study`
+stored in different formats the extension differs; :func:`~DigitalContrastReaderLib.study.config.load_study`
 warns about it.
 """
 

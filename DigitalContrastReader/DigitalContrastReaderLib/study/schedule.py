@@ -30,7 +30,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from .study import SINGLE_IMAGE_TASKS, Case, Study, Task, sha256_json
+from .canonical import sha256_json
+from .study import SINGLE_IMAGE_TASKS, Case, Study, Task
 
 GENERATOR_VERSION = 1
 

@@ -216,7 +216,7 @@ def default_questions(task_type: str, *, ifu: str = "aorta", finding: str = "the
 
 
 #: Keys of the decision and confidence questions that make a derived 1-10 ``rating``
-#: (see :func:`DigitalContrastReaderLib.exports.export.analysis_table`), per task type, with the answer
+#: (see :func:`DigitalContrastReaderLib.exports.tidy.analysis_table`), per task type, with the answer
 #: value that counts as "positive" (synthetic for the Turing test, present for detection).
 RATING_QUESTIONS: dict[str, tuple[str, str, object]] = {
     "turing": ("synthetic_or_real", "confidence", "synthetic"),
