@@ -229,6 +229,13 @@ def test_no_import_circle_among_the_project_files():
     assert cycles(import_graph()) == []
 
 
+def test_no_source_file_is_over_700_lines():
+    sources = [*library_files(), ROOT / "DigitalContrast" / "DigitalContrast.py",
+               ROOT / "DigitalContrastReader" / "DigitalContrastReader.py"]
+    long = {p.relative_to(ROOT).as_posix(): n for p in sources if (n := len(p.read_text().splitlines())) > 700}
+    assert long == {}
+
+
 def test_few_files_sit_directly_in_a_library_folder():
     assert len(list(LIBRARIES[L].glob("*.py"))) <= 15
     assert len(list(LIBRARIES[R].glob("*.py"))) <= 12

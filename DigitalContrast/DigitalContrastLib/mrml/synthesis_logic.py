@@ -57,7 +57,7 @@ from .compare_logic import (
     write_inputs,
 )
 from .gui_steps import WAIT, BlockMonitor, StepRunner
-from .gui_task import new_workspace, wait_for_process
+from .gui_task import GuiTask, new_workspace, wait_for_process
 from .node_files import array_to_node, node_voxels
 from .overlays import OVERLAY_FOR_ATTRIBUTE, OVERLAY_KIND_ATTRIBUTE
 
@@ -489,12 +489,30 @@ class SynthesisLogic:
         """The running task that reads a DICOM-loaded node's headers (see :func:`.compare_logic.start_dicom_meta`)."""
         return start_dicom_meta(node, files, self.tasks)
 
-    def show_review(self, nc_node: Any, synthetic_node: Any, real_node: Any | None = None, **options: Any) -> Any:
-        """The review layout (``mrml.review_layout.show_review``) in this logic's scene."""
+    def start_probe(self) -> Any:
+        """A running task asking a worker process which device it sees (torch is imported there, not here)."""
+        process = TaskProcess(["--probe"], launcher=self.tasks.launcher)
+        return GuiTask("probe", wait_for_process(process, "probe"), monitor=self.monitor).start()
+
+    def show_review(self, nc_node: Any, synthetic_node: Any, real_node: Any | None = None, *,
+                    overlay: str | Any | None = None, **options: Any) -> Any:
+        """The review layout (``mrml.review_layout.show_review``) in this logic's scene.
+
+        ``overlay``: None, ``"difference"``, ``"uncertainty"`` (the synthetic node's uncertainty map) or a node.
+
+        Raises:
+            JobError: ``"uncertainty"`` for a synthetic volume that has no uncertainty map.
+        """
         from .review_layout import show_review
 
+        if overlay == "uncertainty":
+            overlay = synthetic_node.GetNodeReference(UNCERTAINTY_REFERENCE)
+            if overlay is None:
+                raise JobError("This synthetic volume has no uncertainty map: tick 'Uncertainty map' and Apply again.",
+                               code="no_uncertainty_map")
         if self.app_logic is None:
             raise JobError("the review layout needs the application logic; pass app_logic to SynthesisLogic.",
                            code="no_app_logic")
         with self.monitor.measure("show_review"):
-            return show_review(self.scene, self.app_logic, nc_node, synthetic_node, real_node, **options)
+            return show_review(self.scene, self.app_logic, nc_node, synthetic_node, real_node, overlay=overlay,
+                               **options)
