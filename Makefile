@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
 DEMO_OUT ?= demo-output
 
-.PHONY: demo test bench venv clean chromium
+.PHONY: demo test bench venv clean chromium stock-slicer
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,8 +25,14 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/digital-contrast demo --out $(DEMO_OUT)
 
-test: $(STAMP) chromium
+test: $(STAMP) chromium stock-slicer
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest Testing
+
+# Stand-ins for stock 3D Slicer 5.10 and 5.12: Python 3.12 (pyenv has it on these machines) with exactly
+# the packages each release bundles (Testing/stock_slicer/slicer-*.txt), built once into .stock-slicer/.
+# The stock_slicer tests use them; without a Python 3.12 they skip and say why.
+stock-slicer: $(STAMP)
+	@$(BIN)/python Testing/stock_slicer_env.py build || echo "The stock-Slicer stand-ins could not be built: their tests will say why."
 
 # Headless Chromium renders the HTML reports in the tests. Installed with apt-get where that is
 # possible (root on Debian/Ubuntu: a fresh CI machine); elsewhere the rendering test says why it skips.
@@ -42,11 +48,13 @@ chromium:
 	fi
 
 # Speed and calibration figures as JSON, each against a baseline measured in the same run:
-# synthesis vs naive MONAI sliding_window_inference, warm vs cold worker, and the reader-study
+# synthesis vs naive MONAI sliding_window_inference, warm vs cold worker, how long the Slicer
+# module's logic holds the GUI thread (synthesis + registration + export, 512x512x300), and the reader-study
 # MRMC analysis's type I error over simulated null studies (bench/*.json keeps them).
 bench: $(STAMP)
 	$(BIN)/digital-contrast bench --json --out bench/results.json
+	$(BIN)/python -m DigitalContrastLib.benchmarks.gui_thread --out bench/gui_thread.json
 	$(BIN)/python -m DigitalContrastReaderLib.analysis.null_simulation --studies 2000 --json | tee bench/null_simulation.json
 
 clean:
-	rm -rf $(VENV) $(DEMO_OUT) bench .pytest_cache
+	rm -rf $(VENV) $(DEMO_OUT) bench .pytest_cache .stock-slicer

@@ -45,7 +45,7 @@ class DigitalContrastReader(ScriptedLoadableModule):
         ScriptedLoadableModule.__init__(self, parent)
         self.parent.title = _("Digital Contrast Reader")
         self.parent.categories = ["Deep Learning"]
-        self.parent.dependencies = []
+        self.parent.dependencies = ["DigitalContrast"]  # its library (DigitalContrastLib) is used here
         self.parent.contributors = ["DigitalContrast developers"]
         self.parent.helpText = _(
             "Blinded, randomized reader studies of synthetic and real contrast CT that never lose an answer. "
@@ -182,8 +182,17 @@ class DigitalContrastReaderWidget(ScriptedLoadableModuleWidget, VTKObservationMi
             self.ui.adminCollapsibleButton.collapsed = True
 
     # -- reading ---------------------------------------------------------------------------
+    def _ensureDependencies(self, features) -> bool:
+        """Install what reading (or the admin's exports) still needs, after asking once; no restart."""
+        from DigitalContrastLib.common.slicer_install import ensure_dependencies
+
+        problem = ensure_dependencies(lambda: self.logic.dependencyPlan(features), slicer)
+        if problem:
+            slicer.util.errorDisplay(problem)
+        return problem is None
+
     def onStart(self) -> None:
-        if self.session is not None:
+        if self.session is not None or not self._ensureDependencies(("reading",)):
             return
         try:
             with slicer.util.tryWithErrorDisplay(_("Could not start the reading session."), waitCursor=True):
@@ -413,7 +422,9 @@ class DigitalContrastReaderWidget(ScriptedLoadableModuleWidget, VTKObservationMi
     # -- study admin -----------------------------------------------------------------------
     def _withAdminStore(self, action):
         """``action(admin, store)`` on the study's store, closed afterwards (a backup is made)."""
-        from DigitalContrastReaderLib import admin  # needs pandas (the reader extra): imported on use
+        if not self._ensureDependencies(("reading", "analysis")):
+            raise RuntimeError(_("the packages for the study admin are not installed"))
+        from DigitalContrastReaderLib import admin  # needs pandas (the analysis packages): imported on use
 
         with self.logic.openStore(self._parameterNode.studyPath) as store:
             return action(admin, store)
@@ -486,9 +497,18 @@ class DigitalContrastReaderLogic(ScriptedLoadableModuleLogic):
     def getParameterNode(self):
         return DigitalContrastReaderParameterNode(super().getParameterNode())
 
+    def dependencyPlan(self, features=("reading",)):
+        """What this module still needs for ``features`` (``reading``; the admin adds ``analysis``): no PyTorch."""
+        from DigitalContrastLib.common.dependencies import plan_dependencies, read_requirements
+
+        requirements = read_requirements(pathlib.Path(__file__).resolve().parent / "Resources"
+                                         / "DigitalContrastReader-requirements.txt")
+        return plan_dependencies(requirements, features=list(features), need_torch=False,
+                                 requester="Digital Contrast Reader")
+
     def openStore(self, studyPath):
         """The study's answer store (``studyPath``: .sqlite, study file or folder)."""
-        from DigitalContrastReaderLib.admin import open_study_store
+        from DigitalContrastReaderLib.store.locate import open_study_store
 
         return open_study_store(studyPath)
 
@@ -550,10 +570,11 @@ class DigitalContrastReaderTest(ScriptedLoadableModuleTest):
         self.test_reading_session_end_to_end()
 
     def test_library_imports(self):
-        import DigitalContrastReaderLib  # noqa: F401
-        from DigitalContrastReaderLib import admin  # noqa: F401
-        from DigitalContrastReaderLib.mrml import reader_display, scene_audit  # noqa: F401
-        from DigitalContrastReaderLib.reading import form, session  # noqa: F401
+        """What reading needs imports with the reading packages alone (the admin's exports need more)."""
+        import DigitalContrastReaderLib.mrml.reader_display  # noqa: F401
+        import DigitalContrastReaderLib.mrml.scene_audit  # noqa: F401
+        import DigitalContrastReaderLib.reading.form  # noqa: F401
+        import DigitalContrastReaderLib.store.locate  # noqa: F401
 
     def test_reading_session_end_to_end(self):
         import random
@@ -565,13 +586,18 @@ class DigitalContrastReaderTest(ScriptedLoadableModuleTest):
         from DigitalContrastReaderLib.study.config import load_study
         from DigitalContrastReaderLib.study.example import write_example_study
 
+        logic = DigitalContrastReaderLogic()
+        plan = logic.dependencyPlan()
+        if not plan.satisfied:  # a fresh Slicer: install what reading needs, as the module does on first use
+            from DigitalContrastLib.common.slicer_install import install_packages
+
+            install_packages(plan, slicer, ask=False)
         self.delayDisplay("Creating an example study")
         folder = pathlib.Path(tempfile.mkdtemp(prefix="reader-selftest-", dir=slicer.app.temporaryPath))
         study = load_study(write_example_study(folder / "example", cases=3, training_cases=1, readers=1,
                                                tasks=("grading", "preference"), washout_days=0))
         create_store(folder / "example" / "study.sqlite", study).close()
 
-        logic = DigitalContrastReaderLogic()
         parameterNode = logic.getParameterNode()
         parameterNode.studyPath = folder / "example" / "study.yaml"
         parameterNode.readerCode = "r01"

@@ -9,10 +9,10 @@ import re
 from datetime import datetime, timezone
 from pathlib import Path
 
-from DigitalContrastReaderLib.study.example import study_config_from_folder, write_study_file
 from DigitalContrastReaderLib.reading.simulate import SimulatedClock, simulated_answers
 from DigitalContrastReaderLib.store.sqlite import create_store
 from DigitalContrastReaderLib.study.config import load_study
+from DigitalContrastReaderLib.study.example import study_config_from_folder, write_study_file
 
 MODELS = ("unetv3", "diffusionx")
 SOURCE_WORDS = re.compile(r"synthetic|\breal\b|noncontrast|non-contrast|unetv3|diffusionx|patient\d", re.I)

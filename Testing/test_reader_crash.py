@@ -16,9 +16,9 @@ import time
 import pytest
 from killed_process import run_until_killed
 
-from DigitalContrastReaderLib.study.example import write_example_study
 from DigitalContrastReaderLib.store.sqlite import create_store, open_store
 from DigitalContrastReaderLib.study.config import load_study
+from DigitalContrastReaderLib.study.example import write_example_study
 
 
 def _writer_args(db, round_no: int) -> list[str]:

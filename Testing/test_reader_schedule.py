@@ -8,13 +8,13 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from DigitalContrastReaderLib.study.errors import AnswerError
-from DigitalContrastReaderLib.study.example import write_example_study
 from DigitalContrastReaderLib.exports.tidy import analysis_table
-from DigitalContrastReaderLib.study.schedule import generate_schedule
 from DigitalContrastReaderLib.reading.simulate import SimulatedClock, simulate_reader, simulated_answers
 from DigitalContrastReaderLib.store.sqlite import create_store
 from DigitalContrastReaderLib.study.config import load_study
+from DigitalContrastReaderLib.study.errors import AnswerError
+from DigitalContrastReaderLib.study.example import write_example_study
+from DigitalContrastReaderLib.study.schedule import generate_schedule
 
 START = datetime(2025, 3, 1, 9, 0, tzinfo=timezone.utc)
 

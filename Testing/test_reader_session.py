@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import json
 import random
-import xml.etree.ElementTree as ElementTree
 import shutil
+import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
 import numpy as np
@@ -120,8 +120,8 @@ def _read_original(path: Path) -> np.ndarray:
 def test_scene_reveals_nothing_after_any_item(revealing_study):
     """Blinding audit: every text of the scene (nodes, attributes, storage, subject hierarchy,
     layout, the scene as .mrml) after each item of a whole schedule."""
-    from DigitalContrastReaderLib.reading.form import QuestionForm
     from DigitalContrastReaderLib.mrml.scene_audit import audit_scene, forbidden_tokens, scene_strings
+    from DigitalContrastReaderLib.reading.form import QuestionForm
 
     study, store = revealing_study
     session = _session(store)
@@ -170,12 +170,12 @@ def _volume_nodes(scene):
 def test_each_item_shows_the_scheduled_image_on_the_scheduled_side(revealing_study):
     """Window/level, layout, linked views, neutral view labels and the image per side, all read
     back from the scene and compared with the schedule in the store's admin view."""
-    from DigitalContrastReaderLib.reading.form import QuestionForm
     from DigitalContrastReaderLib.mrml.reader_display import (
         NEUTRAL_VIEW_COLOR,
         READER_PAIR_LAYOUT_ID,
         READER_SINGLE_LAYOUT_ID,
     )
+    from DigitalContrastReaderLib.reading.form import QuestionForm
 
     study, store = revealing_study
     session = _session(store, "r02")
@@ -356,10 +356,10 @@ def test_real_ct_files_and_a_dicom_series_load_blind_with_their_hu(tmp_path, rea
     given) as the real images, float32 files as the synthetic ones."""
     import SimpleITK as sitk
 
-    from DigitalContrastReaderLib.study.example import study_config_from_folder, write_study_file
     from DigitalContrastReaderLib.mrml.scene_audit import audit_scene, forbidden_tokens
     from DigitalContrastReaderLib.store.sqlite import create_store
     from DigitalContrastReaderLib.study.config import load_study
+    from DigitalContrastReaderLib.study.example import study_config_from_folder, write_study_file
 
     cases = tmp_path / "cases"
     one = cases / "cta-real-contrast-001"
@@ -417,8 +417,8 @@ def test_reader_layouts_are_neutral_grids_and_3d_is_reported_not_shown():
 
 
 def test_an_unreadable_image_is_one_sentence_and_leaves_no_node(revealing_study, tmp_path):
-    from DigitalContrastReaderLib.study.errors import StudyError
     from DigitalContrastReaderLib.mrml.reader_display import read_image_blind
+    from DigitalContrastReaderLib.study.errors import StudyError
 
     broken = tmp_path / "broken.nrrd"
     broken.write_bytes(b"NRRD0004\nthis is not a volume\n")

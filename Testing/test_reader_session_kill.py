@@ -26,9 +26,9 @@ SCRIPT = Path(__file__).with_name("reader_session_script.py")
 @pytest.mark.process
 @pytest.mark.slow
 def test_sigkill_during_a_session_loses_nothing_and_resumes_in_order(tmp_path):
-    from DigitalContrastReaderLib.study.example import write_example_study
     from DigitalContrastReaderLib.store.sqlite import create_store, open_store
     from DigitalContrastReaderLib.study.config import load_study
+    from DigitalContrastReaderLib.study.example import write_example_study
 
     study = load_study(write_example_study(tmp_path / "ex", cases=16, training_cases=1, readers=1,
                                            tasks=("grading", "preference"), washout_days=0))

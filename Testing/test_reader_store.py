@@ -10,12 +10,12 @@ from datetime import datetime, timezone
 import pytest
 import yaml
 
-from DigitalContrastReaderLib.study.errors import AnswerError, StoreError, StudyError
-from DigitalContrastReaderLib.study.example import write_example_study
 from DigitalContrastReaderLib.reading.simulate import SimulatedClock, simulate_reader, simulated_answers
 from DigitalContrastReaderLib.store.base import AnswerStore
 from DigitalContrastReaderLib.store.sqlite import create_store, open_store
 from DigitalContrastReaderLib.study.config import load_study
+from DigitalContrastReaderLib.study.errors import AnswerError, StoreError, StudyError
+from DigitalContrastReaderLib.study.example import write_example_study
 
 START = datetime(2025, 5, 5, 8, 0, tzinfo=timezone.utc)
 GRADING = {"lumen_conspicuity": 4, "edge_sharpness": 3, "thrombus_delineation": 4, "branch_conspicuity": 5,

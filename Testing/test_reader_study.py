@@ -9,10 +9,10 @@ import pytest
 import yaml
 
 from DigitalContrastReaderLib.study import templates
+from DigitalContrastReaderLib.study.config import load_study, study_from_config
 from DigitalContrastReaderLib.study.errors import AnswerError, StudyError
 from DigitalContrastReaderLib.study.example import study_config_from_folder, write_example_study, write_study_file
 from DigitalContrastReaderLib.study.questions import Question
-from DigitalContrastReaderLib.study.config import load_study, study_from_config
 
 
 def _touch(path: Path) -> Path:

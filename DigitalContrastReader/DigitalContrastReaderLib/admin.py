@@ -22,47 +22,6 @@ from DigitalContrastReaderLib.store.base import AnswerStore
 from DigitalContrastReaderLib.store.sqlite import open_store
 from DigitalContrastReaderLib.study.errors import AnswerError, StoreError, UsageError
 
-STUDY_FILE_SUFFIXES = (".yaml", ".yml", ".json")
-STORE_SUFFIX = ".sqlite"
-
-
-def locate_store(path: str | os.PathLike) -> Path:
-    """The answer store a study path stands for.
-
-    Args:
-        path: the store itself (``.sqlite``); a study file (``study.yaml``: the store is
-            ``study.sqlite`` beside it, as ``digital-contrast-reader init`` names it by default in
-            the README); or a folder holding exactly one store.
-
-    Raises:
-        StoreError: no store (or several) found; the sentence says what to do.
-    """
-    path = Path(path).expanduser()
-    if path.is_dir():
-        stores = sorted(p for p in path.glob(f"*{STORE_SUFFIX}") if p.is_file())
-        if len(stores) == 1:
-            return stores[0]
-        if not stores:
-            raise StoreError(f"{path}: no answer store (*.sqlite) in this folder; choose the study's .sqlite file, or "
-                             "create it with 'digital-contrast-reader init STUDY.yaml --db STUDY.sqlite'.")
-        raise StoreError(f"{path}: {len(stores)} answer stores in this folder ({', '.join(p.name for p in stores)}); "
-                         "choose one of them.")
-    if path.suffix.lower() in STUDY_FILE_SUFFIXES:
-        store = path.with_suffix(STORE_SUFFIX)
-        if store.is_file():
-            return store
-        raise StoreError(f"{path}: this study has no answer store yet ({store.name}); create it with "
-                         f"'digital-contrast-reader init {path.name} --db {store.name}', then choose it here.")
-    if path.is_file():
-        return path
-    raise StoreError(f"{path}: no study there; choose the study's .sqlite file, study file or folder.")
-
-
-def open_study_store(path: str | os.PathLike, **options: Any) -> AnswerStore:
-    """Open the answer store that ``path`` stands for (see :func:`locate_store`)."""
-    return open_store(locate_store(path), **options)
-
-
 #: Column titles of the admin's progress table (one per field of :class:`ProgressRow`).
 PROGRESS_HEADERS = ("reader", "group", "status", "items", "training", "session", "next opens", "last submit")
 

@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from DigitalContrastLib.common.cli_support import UsageExitParser, run_command_line
+from DigitalContrastReaderLib.study.errors import EXIT_STORE, UsageError
 
 from . import __version__
-from DigitalContrastReaderLib.study.errors import EXIT_STORE, UsageError
 
 if TYPE_CHECKING:  # the commands import the store when they run: --help stays light
     from DigitalContrastReaderLib.store.base import AnswerStore

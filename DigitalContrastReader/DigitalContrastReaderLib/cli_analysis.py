@@ -18,7 +18,6 @@ import argparse
 import json
 
 from DigitalContrastLib.common.errors import JobError
-
 from DigitalContrastReaderLib.analysis.long_table import read_long_csv
 from DigitalContrastReaderLib.analysis.mrmc import FOM_NAMES, mrmc_analysis
 
@@ -108,8 +107,9 @@ def run_report(args: argparse.Namespace) -> int:
     if args.source is None and args.turing is None:
         raise JobError("give a study store, a grading CSV, --turing CSV, or both CSVs.")
     if args.source and str(args.source).endswith((".sqlite", ".db", ".sqlite3")):
-        from .admin import write_study_report
         from DigitalContrastReaderLib.store.sqlite import open_store
+
+        from .admin import write_study_report
 
         with open_store(args.source) as store:
             title = None if args.title == REPORT_DEFAULT_TITLE else args.title

@@ -30,9 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from DigitalContrastLib.common.atomic import atomic_write_text
     from DigitalContrastLib.benchmarks.synthesis import run_bench
     from DigitalContrastLib.benchmarks.worker import run_worker_bench
+    from DigitalContrastLib.common.atomic import atomic_write_text
 
     result = run_bench(tuple(args.size), tuple(args.spacing) if args.spacing else None, model_id=args.model)
     worker = run_worker_bench(dummy=False, model_id=args.model, device="cpu")

@@ -43,15 +43,18 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from DigitalContrastLib.common.errors import InputError
+from DigitalContrastLib.ct.io import read_volume
 from DigitalContrastLib.ct.volume import CTVolume
+
+from .contrast_evidence import find_contrast_evidence
 
 MIN_SLICES = 16                 # a volume with fewer slices is not a CT scan to synthesize
 MIN_IN_PLANE = 16               # voxels across a slice
@@ -298,7 +301,6 @@ def _check_warnings(volume: CTVolume, f: _Findings, name: str, report: GateRepor
     evidence_from_tag = bool(meta.get("contrast_agent_given"))
     evidence = None
     if judge_image:
-        from .contrast_evidence import find_contrast_evidence
 
         evidence = find_contrast_evidence(volume)
         report.contrast_evidence = evidence.to_dict()
@@ -356,7 +358,6 @@ def check_path(path: str | os.PathLike, series_uid: str | None = None) -> tuple[
     Never raises for a problem the user caused: a file that cannot be read gives a report with
     one error (its code and sentence) and ``None`` for the volume.
     """
-    from DigitalContrastLib.ct.io import read_volume
 
     try:
         volume = read_volume(path, series_uid=series_uid)

@@ -72,7 +72,14 @@ from DigitalContrastLib.common.progress import STAGES, ProgressCallback, overall
 from DigitalContrastLib.synthesis.options import SynthesisOptions
 
 from . import protocol
-from .delivery import JOB_FOLDER_PREFIX, RunningJob, deliver, final_result, remove_stale_job_folders, require_writable_folder
+from .delivery import (
+    JOB_FOLDER_PREFIX,
+    RunningJob,
+    deliver,
+    final_result,
+    remove_stale_job_folders,
+    require_writable_folder,
+)
 from .outcome import Event, JobOutcome, WorkerError, describe_exit
 from .process import EXIT_GRACE_S, Launcher, WorkerProcess, default_launcher, reap, worker_environment
 
@@ -114,19 +121,23 @@ class WorkerClient:
         threads: OMP/MKL threads of the worker (default: physical cores).
         work_root: where job folders are made (default: the system temp folder).
         log_lines: how many plain log lines to keep for error reports.
+        verify_outputs: check each delivered file's SHA-256 here (default). A caller that reads the
+            output and checks the hash the result reports itself (the Slicer logic, a slab per GUI
+            tick) turns it off: hashing 150 MB at once would hold a GUI thread.
 
     Not thread-safe: call it from one thread (a GUI timer, or the CLI's main thread).
     """
 
     def __init__(self, launcher: Launcher | None = None, *, persistent: bool = False, dummy: bool = False,
                  dummy_seconds: float = 0.0, worker_args: Sequence[str] = (), threads: int | None = None,
-                 work_root: str | os.PathLike | None = None, log_lines: int = 200) -> None:
+                 work_root: str | os.PathLike | None = None, log_lines: int = 200, verify_outputs: bool = True) -> None:
         self._launcher = launcher or default_launcher()
         self.persistent = persistent
         self._worker_args = [*(["--serve"] if persistent else []),
                              *(["--dummy", "--dummy-seconds", str(dummy_seconds)] if dummy else []), *worker_args]
         self._threads = threads
-        self._work_root = Path(work_root) if work_root else Path(tempfile.gettempdir())
+        self.work_root = Path(work_root) if work_root else Path(tempfile.gettempdir())
+        self.verify_outputs = verify_outputs
         self._log: collections.deque[str] = collections.deque(maxlen=log_lines)
         self._proc: WorkerProcess | None = None
         self._job: RunningJob | None = None
@@ -179,8 +190,8 @@ class WorkerClient:
             if final:
                 require_writable_folder(Path(final).parent)
 
-        remove_stale_job_folders(self._work_root)
-        folder = Path(tempfile.mkdtemp(prefix=JOB_FOLDER_PREFIX, dir=self._work_root))
+        remove_stale_job_folders(self.work_root)
+        folder = Path(tempfile.mkdtemp(prefix=JOB_FOLDER_PREFIX, dir=self.work_root))
         (folder / "owner.pid").write_text(str(os.getpid()))
         worker_job = {**job, "output": str(folder / "out" / Path(job["output"]).name), "options": dict(job["options"])}
         if job["options"]["uncertainty_output"]:
@@ -394,7 +405,7 @@ class WorkerClient:
         healthy_exit = process_exit == 0 or (self.persistent and process_exit is None)
         if job.result is not None and healthy_exit:
             try:
-                outcome.output_path = deliver(job)
+                outcome.output_path = deliver(job, verify=self.verify_outputs)
                 outcome.status, outcome.result = "ok", final_result(job)
             except UserError as error:
                 outcome.error = error.to_dict()

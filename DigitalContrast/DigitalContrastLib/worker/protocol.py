@@ -42,8 +42,8 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from DigitalContrastLib.synthesis.options import SynthesisOptions
 from DigitalContrastLib.common.errors import JobError, require_package
+from DigitalContrastLib.synthesis.options import SynthesisOptions
 
 #: Marks a protocol line; the digit is the protocol version.
 PREFIX = "@@DC1 "

@@ -55,10 +55,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from DigitalContrastLib import __version__
-from . import protocol
 from DigitalContrastLib.common.checksum import file_sha256
-from DigitalContrastLib.common.hardware import memory_mb, physical_cores
-from DigitalContrastLib.synthesis.options import SynthesisOptions
 from DigitalContrastLib.common.errors import (
     EXIT_BAD_JOB,
     EXIT_INTERNAL,
@@ -69,6 +66,11 @@ from DigitalContrastLib.common.errors import (
     OutputError,
     UserError,
 )
+from DigitalContrastLib.common.hardware import memory_mb, physical_cores
+from DigitalContrastLib.synthesis import dummy as dummy_synthesis
+from DigitalContrastLib.synthesis.options import SynthesisOptions
+
+from . import protocol, tasks
 
 #: At most this many ``progress`` messages per second per stage (``done == total`` always goes).
 PROGRESS_MESSAGES_PER_S = 5.0
@@ -265,7 +267,6 @@ class JobRunner:
 
     def _module(self):
         if self.dummy:
-            from DigitalContrastLib.synthesis import dummy as dummy_synthesis
 
             return dummy_synthesis
         from DigitalContrastLib.synthesis import api as synthesis  # imports torch: only on the real path
@@ -396,7 +397,6 @@ def run_job_text(text: str, source: str, runner: JobRunner, channel: MessageChan
 
 def run_task_text(name: str, text: str, channel: MessageChannel) -> int:
     """Run ``--task NAME`` on one JSON line of arguments, sending ``task_result`` or ``error``; never raises."""
-    from . import tasks
 
     def body() -> None:
         try:

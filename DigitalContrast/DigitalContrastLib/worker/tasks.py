@@ -28,8 +28,11 @@ import numpy as np
 
 from DigitalContrastLib.common.errors import InputError, JobError
 from DigitalContrastLib.common.progress import ProgressCallback, no_progress
+from DigitalContrastLib.ct.dicom_export import export_synthetic_dicom
+from DigitalContrastLib.ct.dicom_meta import dicom_meta_from_files
 from DigitalContrastLib.ct.io import read_volume, write_volume
 from DigitalContrastLib.ct.volume import CTVolume
+from DigitalContrastLib.synthesis.gate import check_volume
 
 TaskFunction = Callable[[Mapping[str, Any], ProgressCallback], Any]
 
@@ -42,7 +45,6 @@ def _volume(arguments: Mapping[str, Any], key: str, what: str) -> CTVolume:
 
 def gate_task(arguments: Mapping[str, Any], progress: ProgressCallback) -> dict[str, Any]:
     """The input gate on a node's voxels, with the DICOM facts the node carried."""
-    from DigitalContrastLib.synthesis.gate import check_volume
 
     progress("gate", 0, 1)
     volume = read_volume(arguments["input"])
@@ -101,7 +103,6 @@ def metrics_task(arguments: Mapping[str, Any], progress: ProgressCallback) -> di
 
 def export_task(arguments: Mapping[str, Any], progress: ProgressCallback) -> dict[str, Any]:
     """The synthetic volume as a labelled DICOM series."""
-    from DigitalContrastLib.ct.dicom_export import export_synthetic_dicom
 
     volume = read_volume(arguments["synthetic"])
     files = export_synthetic_dicom(volume, arguments["out_dir"], arguments["provenance"],
@@ -112,7 +113,6 @@ def export_task(arguments: Mapping[str, Any], progress: ProgressCallback) -> dic
 
 def dicom_meta_task(arguments: Mapping[str, Any], progress: ProgressCallback) -> dict[str, Any]:
     """The DICOM facts of a series Slicer loaded (every header read here, not in the GUI)."""
-    from DigitalContrastLib.ct.dicom_meta import dicom_meta_from_files
 
     progress("read", 0, 1)
     meta = dicom_meta_from_files(arguments["files"], int(arguments["slices"]), arguments["direction"])

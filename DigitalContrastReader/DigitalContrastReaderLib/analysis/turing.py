@@ -31,7 +31,7 @@ from scipy import stats
 from DigitalContrastLib.common.errors import InputError
 
 from .formatting import JsonResult, format_p, format_table
-from .long_table import validate_long_table, crossed_scores
+from .long_table import crossed_scores, validate_long_table
 from .mrmc import AUC, analyse_fom, proportion_correct
 
 

@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from DigitalContrastLib.common.atomic import atomic_write_text
-
 from DigitalContrastReaderLib.store.base import AnswerStore
 from DigitalContrastReaderLib.study.canonical import canonical_json
 from DigitalContrastReaderLib.study.errors import UsageError
 from DigitalContrastReaderLib.study.templates import RATING_QUESTIONS
+
 from .columns import (
     ANALYSIS_COLUMNS,
     REVISION_COLUMNS,

@@ -33,7 +33,6 @@ from DigitalContrastLib.common.report_html import format_ci as _ci
 from DigitalContrastLib.common.report_html import format_number as _f
 from DigitalContrastLib.common.report_html import html_img as _img
 from DigitalContrastLib.common.report_html import html_table as _table
-
 from DigitalContrastReaderLib import __version__
 from DigitalContrastReaderLib.analysis.agreement import agreement_analysis
 from DigitalContrastReaderLib.analysis.formatting import format_p

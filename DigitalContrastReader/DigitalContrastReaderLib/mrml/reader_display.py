@@ -39,11 +39,11 @@ from DigitalContrastLib.mrml.views import (
     volume_center_ras,
 )
 from DigitalContrastLib.mrml.volume_nodes import volume_to_node
-
 from DigitalContrastReaderLib.reading.session import ReadingSession
 from DigitalContrastReaderLib.store.base import AnswerStore
 from DigitalContrastReaderLib.study.blinding import HANDLE_SINGLE, HANDLES_PAIR, ReaderItem
 from DigitalContrastReaderLib.study.errors import StudyError
+
 from .scene_audit import string_list
 
 #: Layout ids of the reader layouts (Slicer's built-in ids are below 100; the review uses 3917-3920).

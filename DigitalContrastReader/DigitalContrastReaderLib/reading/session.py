@@ -27,6 +27,7 @@ from typing import Any, Protocol
 from DigitalContrastReaderLib.store.base import AnswerStore, SubmitReceipt
 from DigitalContrastReaderLib.study.blinding import ReaderItem
 from DigitalContrastReaderLib.study.errors import AnswerError
+
 from .active_time import DEFAULT_IDLE_AFTER_SECONDS, ActiveTimeCounter
 
 STATE_IDLE = "idle"  # not started

@@ -19,6 +19,7 @@ from DigitalContrastReaderLib.study.blinding import ReaderItem
 from DigitalContrastReaderLib.study.errors import AnswerError
 from DigitalContrastReaderLib.study.questions import Question
 from DigitalContrastReaderLib.study.study import Task, source_kind
+
 from .form import QuestionForm
 
 

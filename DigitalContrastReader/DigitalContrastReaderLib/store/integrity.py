@@ -20,6 +20,7 @@ from collections import Counter
 from collections.abc import Sequence
 
 from DigitalContrastReaderLib.study.canonical import canonical_json
+
 from .base import AnswerStore, IntegrityReport, ResponseRecord, RevisionRecord
 from .eventlog import JsonlLog, chain_problems
 from .rules import washout_problems

@@ -28,8 +28,8 @@ from typing import Any
 from DigitalContrastReaderLib.study.blinding import ReaderItem, image_handles
 from DigitalContrastReaderLib.study.errors import AnswerError, StudyError
 from DigitalContrastReaderLib.study.study import Reader, Study, Task
-from .base import ItemRecord, ReaderProgress, ReaderRecord, iso_utc, parse_iso
 
+from .base import ItemRecord, ReaderProgress, ReaderRecord, iso_utc, parse_iso
 
 # --------------------------------------------------------------------------------------------
 # Enrolment and study versions

@@ -45,11 +45,12 @@ from pathlib import Path
 from typing import Any
 
 from DigitalContrastReaderLib.study.blinding import ReaderItem, ensure_blind_link
-from DigitalContrastReaderLib.study.errors import AnswerError, StoreError, StudyError
 from DigitalContrastReaderLib.study.canonical import canonical_json
 from DigitalContrastReaderLib.study.config import study_from_config
+from DigitalContrastReaderLib.study.errors import AnswerError, StoreError, StudyError
 from DigitalContrastReaderLib.study.schedule import Schedule, generate_schedule
 from DigitalContrastReaderLib.study.study import Study
+
 from . import rules
 from .base import (
     DEFAULT_BACKUP_EVERY,

@@ -9,7 +9,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from DigitalContrastLib.common.atomic import atomic_path
-
 from DigitalContrastReaderLib.study.errors import StoreError
 
 

@@ -26,6 +26,7 @@ from DigitalContrastReaderLib.study.canonical import canonical_json
 from DigitalContrastReaderLib.study.errors import StoreError
 from DigitalContrastReaderLib.study.schedule import Schedule
 from DigitalContrastReaderLib.study.study import Study, source_kind, source_model
+
 from .base import ItemRecord, ReaderRecord, ResponseRecord, RevisionRecord
 
 STORE_FORMAT = 1
