@@ -13,7 +13,7 @@ A user who feeds a broken table gets one ``InputError`` sentence naming the tabl
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -145,47 +145,15 @@ def crossed_scores(
     ``modalities`` chooses and orders the modalities (default: all, in natural order).
     Raises ``InputError`` naming a missing (reader, case, modality) read when the design is unbalanced.
     """
-    frame = validate_long_table(frame, source)
-    present = _natural_order(frame["modality"].unique())
-    if modalities is None:
-        chosen = present
-    else:
-        chosen = [str(m) for m in modalities]
-        unknown = [m for m in chosen if m not in present]
-        if unknown:
-            raise InputError(
-                f"{source}: modality {unknown[0]!r} does not occur in the table (it has {', '.join(present)}); pick one of those.",
-                code="unknown_modality",
-            )
-        frame = frame[frame["modality"].isin(chosen)]
-    readers = _natural_order(frame["reader_id"].unique())
-    cases = _natural_order(frame["case_id"].unique())
-    table = frame.pivot(index=["modality", "reader_id"], columns="case_id", values="score")
-    full_index = pd.MultiIndex.from_product([chosen, readers], names=["modality", "reader_id"])
-    table = table.reindex(index=full_index, columns=cases)
-    values = table.to_numpy(dtype=float)
-    if np.isnan(values).any():
-        flat = int(np.flatnonzero(np.isnan(values))[0])
-        row, col = divmod(flat, values.shape[1])
-        modality, reader = full_index[row]
-        n_missing = int(np.isnan(values).sum())
-        raise InputError(
-            f"{source}: the design is unbalanced ({n_missing} read(s) missing, e.g. reader {reader!r}, case {cases[col]!r}, "
-            f"modality {modality!r}); this analysis needs every reader to read every case in every modality, "
-            "so drop the incomplete readers or cases first.",
-            code="unbalanced",
-        )
-    scores = values.reshape(len(chosen), len(readers), len(cases))
-    per_case = frame.groupby("case_id")["truth"].agg(lambda t: t.dropna().nunique())
-    if (per_case > 1).any():
-        case = per_case.index[per_case.to_numpy() > 1][0]
-        raise InputError(
-            f"{source}: case {case!r} has a different truth in different modalities; a paired analysis needs one truth "
-            "per case (for a Turing test use the Turing analysis).",
-            code="inconsistent_truth",
-        )
-    truth = frame.groupby("case_id")["truth"].first().reindex(cases).to_numpy(dtype=float)
-    return CrossedScores(scores, truth, tuple(chosen), tuple(readers), tuple(cases))
+    from .reading_design import reading_design  # it builds on this module
+
+    design = reading_design(frame, modalities, source)
+    if design.is_split_plot:
+        raise InputError(f"{source}: the design is unbalanced for a crossed analysis ({design.describe()}); every reader "
+                         "must read every case in every modality here, or use an analysis of split-plot designs.",
+                         code="unbalanced")
+    group = design.groups[0]
+    return CrossedScores(group.scores, group.truth, design.modalities, group.readers, group.cases)
 
 
 def complete_crossed_subset(frame: pd.DataFrame, min_cases: int = 2) -> tuple[pd.DataFrame, str]:
@@ -218,3 +186,31 @@ def complete_crossed_subset(frame: pd.DataFrame, min_cases: int = 2) -> tuple[pd
         note = (f"interim: {len(readers)} of {all_readers} readers x {len(cases)} of {all_cases} cases are complete "
                 "in every modality and analysed")
     return subset.reset_index(drop=True), note
+
+
+def complete_design_subset(
+    frame: pd.DataFrame, reader_groups: Mapping[str, str | None] | None = None, min_cases: int = 2
+) -> tuple[pd.DataFrame, str]:
+    """:func:`complete_crossed_subset` within each reader group of a split-plot study.
+
+    Args:
+        frame: a long table of a study still (or no longer) being read.
+        reader_groups: reader -> group of the study's design (None: one group, fully crossed).
+        min_cases: fewest complete cases a group keeps.
+
+    Returns:
+        ``(subset, note)``: every group's complete readers and cases, and what was left out ("" when nothing).
+    """
+    members: dict[str | None, list[str]] = {}
+    for reader in frame["reader_id"].unique():
+        members.setdefault((reader_groups or {}).get(str(reader)), []).append(reader)
+    parts = [complete_crossed_subset(frame[frame["reader_id"].isin(readers)], min_cases)[0] for readers in members.values()]
+    subset = pd.concat(parts, ignore_index=True) if parts else frame.iloc[:0]
+    all_readers, all_cases = frame["reader_id"].nunique(), frame["case_id"].nunique()
+    kept_readers, kept_cases = subset["reader_id"].nunique(), subset["case_id"].nunique()
+    note = ""
+    if kept_readers < all_readers or kept_cases < all_cases:
+        unit = " (within their reader group)" if len(members) > 1 else ""
+        note = (f"interim: {kept_readers} of {all_readers} readers x {kept_cases} of {all_cases} cases are complete "
+                f"in every modality{unit} and analysed")
+    return subset, note
