@@ -1,4 +1,4 @@
-"""The long reading table every analysis takes, its checks, and its fully crossed array form.
+"""The long reading table every analysis takes, its checks, and its complete part while a study is read.
 
 One row per read: ``reader_id, case_id, modality, truth, score``.
 
@@ -8,13 +8,13 @@ One row per read: ``reader_id, case_id, modality, truth, score``.
 - ``score``: the reader's answer as a number (a rating, a confidence, a grade, a 0/1 call).
 
 The study export writes exactly this table (``exports/tidy.py``); extra columns are kept and ignored.
+Its array form by reader group (fully crossed or split-plot) is ``reading_design.py``.
 A user who feeds a broken table gets one ``InputError`` sentence naming the table and the fix.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -115,47 +115,6 @@ def validate_long_table(frame: pd.DataFrame, source: str = "the reading table") 
     return out
 
 
-@dataclass(frozen=True)
-class CrossedScores:
-    """A fully crossed reading table as arrays.
-
-    Attributes:
-        scores: float array ``[modality, reader, case]``.
-        truth: float array ``[case]``: 0, 1 or NaN.
-        modalities, readers, cases: the labels along each axis (strings).
-    """
-
-    scores: np.ndarray
-    truth: np.ndarray
-    modalities: tuple[str, ...]
-    readers: tuple[str, ...]
-    cases: tuple[str, ...]
-
-    def modality_index(self, modality: str) -> int:
-        return self.modalities.index(str(modality))
-
-
-def crossed_scores(
-    frame: pd.DataFrame,
-    modalities: Sequence[str] | None = None,
-    source: str = "the reading table",
-) -> CrossedScores:
-    """Arrange a checked long table as ``[modality, reader, case]``; every reader reads every case in every modality.
-
-    ``modalities`` chooses and orders the modalities (default: all, in natural order).
-    Raises ``InputError`` naming a missing (reader, case, modality) read when the design is unbalanced.
-    """
-    from .reading_design import reading_design  # it builds on this module
-
-    design = reading_design(frame, modalities, source)
-    if design.is_split_plot:
-        raise InputError(f"{source}: the design is unbalanced for a crossed analysis ({design.describe()}); every reader "
-                         "must read every case in every modality here, or use an analysis of split-plot designs.",
-                         code="unbalanced")
-    group = design.groups[0]
-    return CrossedScores(group.scores, group.truth, design.modalities, group.readers, group.cases)
-
-
 def complete_crossed_subset(frame: pd.DataFrame, min_cases: int = 2) -> tuple[pd.DataFrame, str]:
     """The largest fully crossed part of a long table that is still being read (interim analyses).
 
@@ -189,7 +148,10 @@ def complete_crossed_subset(frame: pd.DataFrame, min_cases: int = 2) -> tuple[pd
 
 
 def complete_design_subset(
-    frame: pd.DataFrame, reader_groups: Mapping[str, str | None] | None = None, min_cases: int = 2
+    frame: pd.DataFrame,
+    reader_groups: Mapping[str, str | None] | None = None,
+    min_cases: int = 2,
+    planned: tuple[int, int] | None = None,
 ) -> tuple[pd.DataFrame, str]:
     """:func:`complete_crossed_subset` within each reader group of a split-plot study.
 
@@ -197,6 +159,7 @@ def complete_design_subset(
         frame: a long table of a study still (or no longer) being read.
         reader_groups: reader -> group of the study's design (None: one group, fully crossed).
         min_cases: fewest complete cases a group keeps.
+        planned: ``(readers, cases)`` of the whole study (default: those with reads in ``frame``).
 
     Returns:
         ``(subset, note)``: every group's complete readers and cases, and what was left out ("" when nothing).
@@ -206,7 +169,7 @@ def complete_design_subset(
         members.setdefault((reader_groups or {}).get(str(reader)), []).append(reader)
     parts = [complete_crossed_subset(frame[frame["reader_id"].isin(readers)], min_cases)[0] for readers in members.values()]
     subset = pd.concat(parts, ignore_index=True) if parts else frame.iloc[:0]
-    all_readers, all_cases = frame["reader_id"].nunique(), frame["case_id"].nunique()
+    all_readers, all_cases = planned or (frame["reader_id"].nunique(), frame["case_id"].nunique())
     kept_readers, kept_cases = subset["reader_id"].nunique(), subset["case_id"].nunique()
     note = ""
     if kept_readers < all_readers or kept_cases < all_cases:

@@ -206,6 +206,45 @@ def reading_design(
     )
 
 
+@dataclass(frozen=True)
+class CrossedScores:
+    """A fully crossed reading table as arrays.
+
+    Attributes:
+        scores: float array ``[modality, reader, case]``.
+        truth: float array ``[case]``: 0, 1 or NaN.
+        modalities, readers, cases: the labels along each axis (strings).
+    """
+
+    scores: np.ndarray
+    truth: np.ndarray
+    modalities: tuple[str, ...]
+    readers: tuple[str, ...]
+    cases: tuple[str, ...]
+
+    def modality_index(self, modality: str) -> int:
+        return self.modalities.index(str(modality))
+
+
+def crossed_scores(
+    frame: pd.DataFrame,
+    modalities: Sequence[str] | None = None,
+    source: str = "the reading table",
+) -> CrossedScores:
+    """Arrange a checked long table as ``[modality, reader, case]``; every reader reads every case in every modality.
+
+    ``modalities`` chooses and orders the modalities (default: all, in natural order).
+    Raises ``InputError`` naming a missing (reader, case, modality) read when the design is unbalanced.
+    """
+    design = reading_design(frame, modalities, source)
+    if design.is_split_plot:
+        raise InputError(f"{source}: the design is unbalanced for a crossed analysis ({design.describe()}); every reader "
+                         "must read every case in every modality here, or use an analysis of split-plot designs.",
+                         code="unbalanced")
+    group = design.groups[0]
+    return CrossedScores(group.scores, group.truth, design.modalities, group.readers, group.cases)
+
+
 def crossed_design(scores: np.ndarray, truth: np.ndarray, modalities: Sequence[str], readers: Sequence[str]) -> ReadingDesign:
     """A fully crossed design from arrays ``scores[modality, reader, case]`` and ``truth[case]``."""
     readers = tuple(str(r) for r in readers)
