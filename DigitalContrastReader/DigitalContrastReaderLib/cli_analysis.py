@@ -27,8 +27,10 @@ from DigitalContrastReaderLib.study.errors import UsageError
 
 MRMC_DESCRIPTION = """\
 Multi-reader multi-case analysis of a long reading table (CSV with columns reader_id, case_id,
-modality, truth, score; every reader reads every case in every modality): Obuchowski-Rockette
-with Hillis degrees of freedom and jackknife covariances. Prints the per-modality estimates and
+modality, truth, score): Obuchowski-Rockette with Hillis degrees of freedom and jackknife
+covariances. Fully crossed (every reader reads every case in every modality) and split-plot
+designs (reader groups, each reading its own cases in every modality; the groups are found from
+the reads) are both analysed; the output names the design. Prints the per-modality estimates and
 the random-reader/random-case (RRRC), fixed-reader (FRRC) and fixed-case (RRFC) analyses:
 F or chi-square, df, p, pairwise differences with confidence intervals.
 
@@ -78,11 +80,13 @@ REPORT_DEFAULT_TITLE = "Reader study report"
 REPORT_HELP = "HTML report (tables and figures) of a study's answer store or of reading-table CSVs"
 REPORT_DESCRIPTION = """\
 Write an HTML report with figures: score distributions, mean difference with per-reader forest
-plot, VGC, paired grade tests, agreement, and the visual Turing test.
+plot, VGC, paired grade tests, agreement, the visual Turing test, and from a store also the
+detection AUC (MRMC), the preference share and every graded question.
 
-SOURCE is either a study's answer store (.sqlite: the grading table is built from --question of
-the grading task, the Turing table from the Turing task's decision and confidence; training
-items excluded) or a long CSV of grades (a 'clinical_use' column gives one section per use).
+SOURCE is either a study's answer store (.sqlite: the whole study, fully crossed or split-plot,
+every task; --question is the grade given the full section, default overall_confidence; training
+items excluded; "interim" only while readers are still reading) or a long CSV of grades (a
+'clinical_use' column gives one section per use).
 """
 
 
@@ -93,7 +97,7 @@ def report_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("source", metavar="SOURCE", nargs="?",
                    help="study answer store (.sqlite), or a long CSV of image-quality grades")
     p.add_argument("--question", default=None,
-                   help="grading question analysed when SOURCE is a store (default overall_confidence)")
+                   help="grade given the full section when SOURCE is a store (default overall_confidence)")
     p.add_argument("--turing", metavar="CSV", default=None, help="long table of a visual Turing test")
     p.add_argument("--out", required=True, metavar="DIR", help="folder for report.html and figures/")
     p.add_argument("--title", default=REPORT_DEFAULT_TITLE)
