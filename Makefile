@@ -55,6 +55,7 @@ bench: $(STAMP)
 	$(BIN)/digital-contrast bench --json --out bench/results.json
 	$(BIN)/python -m DigitalContrastLib.benchmarks.gui_thread --out bench/gui_thread.json
 	$(BIN)/python -m DigitalContrastReaderLib.analysis.null_simulation --studies 2000 --json | tee bench/null_simulation.json
+	$(BIN)/python -m DigitalContrastReaderLib.analysis.null_simulation --studies 2000 --readers 6 --groups 2 --json | tee bench/null_simulation_split_plot.json
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) bench .pytest_cache .stock-slicer

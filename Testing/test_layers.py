@@ -57,7 +57,7 @@ ALLOWED: dict[str, set[str]] = {
     f"{R}.exports": {f"{L}.common", f"{R}.study", f"{R}.store", f"{R}.analysis"},
     f"{R}.mrml": {f"{L}.common", f"{L}.ct", f"{L}.mrml", f"{R}.study", f"{R}.store", f"{R}.reading"},
     f"{R}.admin": {f"{L}.common", f"{R}.study", f"{R}.store", f"{R}.exports", f"{R}.analysis"},
-    f"{R}.cli_analysis": {f"{L}.common", f"{R}.admin", f"{R}.store", f"{R}.analysis", f"{R}.exports"},
+    f"{R}.cli_analysis": {f"{L}.common", f"{R}.admin", f"{R}.study", f"{R}.store", f"{R}.analysis", f"{R}.exports"},
     f"{R}.cli": {f"{L}.common", f"{R}.study", f"{R}.store", f"{R}.reading", f"{R}.exports", f"{R}.cli_analysis",
                  f"{R}.admin"},
 }

@@ -356,10 +356,21 @@ def cmd_example_study(args: argparse.Namespace) -> int:
 
 
 def _register_analysis_commands() -> None:
-    from .cli_analysis import MRMC_HELP, REPORT_HELP, mrmc_arguments, report_arguments, run_mrmc, run_report
+    from .cli_analysis import (
+        MRMC_HELP,
+        PLAN_HELP,
+        REPORT_HELP,
+        mrmc_arguments,
+        plan_arguments,
+        report_arguments,
+        run_mrmc,
+        run_plan,
+        run_report,
+    )
 
     command("mrmc", MRMC_HELP, mrmc_arguments)(run_mrmc)
     command("report", REPORT_HELP, report_arguments)(run_report)
+    command("plan", PLAN_HELP, plan_arguments)(run_plan)
 
 
 _register_analysis_commands()
