@@ -14,7 +14,6 @@ import pandas as pd
 import pytest
 
 from DigitalContrastLib.common.errors import InputError
-
 from DigitalContrastReaderLib.analysis.long_table import read_long_csv
 from DigitalContrastReaderLib.analysis.mrmc import AUC, mrmc_analysis
 from DigitalContrastReaderLib.analysis.reading_design import reading_design

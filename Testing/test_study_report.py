@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from DigitalContrastLib.common.report_html import format_number
-
 from DigitalContrastReaderLib.analysis.mrmc import mrmc_analysis
 from DigitalContrastReaderLib.analysis.visual_grading import vgc_analysis
 from DigitalContrastReaderLib.cli import main
