@@ -166,6 +166,7 @@ class JobIndex:
                 job.error = {"code": "server_restarted", "exit_code": EXIT_INTERNAL,
                              "message": f"the server restarted while this job was {was}; submit it again."}
                 job.remove_inputs()
+                shutil.rmtree(job.result_dir, ignore_errors=True)
                 job.save()
                 interrupted.append(job)
             with self._lock:

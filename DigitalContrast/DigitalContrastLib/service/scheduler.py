@@ -180,6 +180,8 @@ class WorkerSlot(threading.Thread):
             return
         job.worker = {"slot": self.index, "pid": self.client.worker_pid, "device": self.device}
         job.add_event("started", dict(job.worker))
+        if self.client.hello is not None:  # a warm worker said hello to an earlier job: every job gets one
+            job.add_event("hello", public_hello(self.client.hello))
         job.save()
         outcome = None
         while outcome is None:
