@@ -36,13 +36,14 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Path as PathParam, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from DigitalContrastLib import __version__
 from DigitalContrastLib.common.errors import EXIT_BAD_JOB, UserError
+from DigitalContrastLib.ct.dicom_export import REQUIRED_PROVENANCE
 
 from . import schemas
 from .devices import DevicePlan
@@ -55,6 +56,13 @@ from .uploads import UploadRefused, prepare_input, too_large, upload_suffix
 JOB_ID = Annotated[str, PathParam(pattern=r"^[0-9a-f]{16}$", description="the job's id (16 hex digits)")]
 ERRORS = {code: {"model": schemas.ErrorBody} for code in (401, 404, 409, 413, 415, 422, 429)}
 BINARY = {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
+#: One server-sent event: ``id`` (its number), ``event`` (its type), ``data`` (the event as JSON:
+#: ``seq``, ``type``, ``data``, ``job_id``, ``overall_fraction``, ``eta_s``).
+SSE_EVENT = {"type": "object", "required": ["data"], "properties": {
+    "id": {"type": "string", "pattern": "^[0-9]+$"},
+    "event": {"type": "string", "enum": ["queued", "started", "hello", "stage", "progress", "warning", "result", "error",
+                                         "end"]},
+    "data": {"type": "string", "contentMediaType": "application/json"}}}
 UPLOAD_BODY = {"requestBody": {"required": True, "description": "the file, as is", "content": BINARY}}
 
 
@@ -149,6 +157,11 @@ class Service:
             "provenance": {"model_id": model.get("id"), "model_version": model.get("version"),
                            "weights_sha256": model.get("weights_sha256"), "software_version": __version__},
             "source_dicom_meta": json.loads(meta_file.read_text(encoding="utf-8")) if meta_file.is_file() else None}
+        missing = [key for key in REQUIRED_PROVENANCE if not arguments["provenance"].get(key)]
+        if missing:  # refused before a process is started for it
+            raise ServiceError(409, "missing_provenance", f"Job {job.id}'s result has no {', '.join(missing)} (a "
+                                                          "dummy synthesis is not a model output); it cannot be "
+                                                          "exported as DICOM.", EXIT_BAD_JOB)
         try:
             value = TaskProcess(["--task", "export"], arguments, threads=1).wait(300.0)
         except UserError as error:
@@ -297,7 +310,7 @@ def create_app(settings: ServiceSettings, plan: DevicePlan) -> FastAPI:
         return service.status(service.job_of(job_id, user))
 
     @app.get("/v1/jobs/{job_id}/events", tags=["jobs"], responses={
-        **ERRORS, 200: {"description": "server-sent events", "content": {"text/event-stream": {"schema": {"type": "string"}}}}})
+        **ERRORS, 200: {"description": "server-sent events", "content": {"text/event-stream": {"schema": SSE_EVENT}}}})
     async def job_events(job_id: JOB_ID, user: User, request: Request,
                          after: Annotated[int, Query(ge=0, le=10**9, description="resume after this event number")] = 0
                          ) -> StreamingResponse:
@@ -367,14 +380,14 @@ def create_app(settings: ServiceSettings, plan: DevicePlan) -> FastAPI:
             await run_in_threadpool(service.cancel, job)
         return service.status(job)
 
-    @app.delete("/v1/jobs/{job_id}", status_code=204, responses=ERRORS, tags=["jobs"], response_class=JSONResponse)
-    async def delete(job_id: JOB_ID, user: User):
+    @app.delete("/v1/jobs/{job_id}", status_code=204, responses=ERRORS, tags=["jobs"], response_class=Response)
+    async def delete(job_id: JOB_ID, user: User) -> Response:
         """Delete an ended job and all its files now, before the retention time."""
         job = service.job_of(job_id, user)
         if job.status in ACTIVE:
             raise ServiceError(409, "job_active", f"Job {job_id} is {job.status}; cancel it first.")
         await run_in_threadpool(service.index.forget, job)
-        return JSONResponse(None, status_code=204)
+        return Response(status_code=204)
 
     return app
 
@@ -390,7 +403,9 @@ async def _event_stream(job: ServiceJob, after: int, request: Request):
     seq, quiet_since = after, time.monotonic()
     while True:
         events = job.events_after(seq)
-        if not events and job.finished and not any(e["type"] == "end" for e in job.events):
+        if not events and job.finished:
+            if any(e["type"] == "end" for e in job.events):
+                return  # asked for events after the end: there are none
             # a job restored from disk has no event log: its end, from the record
             events = [{"seq": seq + 1, "type": "end", "job_id": job.id, "overall_fraction": job.fraction,
                        "eta_s": None, "data": {"status": job.status, "error": job.error}}]

@@ -140,13 +140,13 @@ class WorkerSlot(threading.Thread):
         self.jobs_run = 0
         self.models: set[str] = set()
         self._models_pid: int | None = None
-        self._stop = threading.Event()
+        self._stopping = threading.Event()
 
     def stop(self) -> None:
-        self._stop.set()
+        self._stopping.set()
 
     def run(self) -> None:
-        while not self._stop.is_set():
+        while not self._stopping.is_set():
             job = self.queue.take(timeout_s=0.5)
             if job is None:
                 continue
@@ -185,7 +185,7 @@ class WorkerSlot(threading.Thread):
         job.save()
         outcome = None
         while outcome is None:
-            if job.cancel_requested.is_set() or self._stop.is_set():
+            if job.cancel_requested.is_set() or self._stopping.is_set():
                 outcome = self.client.cancel("cancelled by its owner" if job.cancel_requested.is_set()
                                              else "the server stopped")
                 for event in self.client.poll():
