@@ -237,3 +237,36 @@ def test_evaluate_with_server_gives_the_local_results(service, tmp_path):
         assert np.array_equal(a, b)
     summary = json.loads((tmp_path / "remote" / "summary.json").read_text())
     assert summary["counts"]["ok"] == 2 and service.url in summary["where"]
+
+
+def test_the_worker_s_gate_warnings_reach_the_client_naming_the_upload_not_a_server_path(service, tmp_path):
+    thick = tmp_path / "thick.nrrd"
+    write_tiny_ct(thick, spacing_xyz_mm=(0.8, 0.8, 6.0))
+    client = RemoteWorkerClient(service.url, service.tokens["alice"])
+    events: list = []
+    outcome = client.run(make_job(thick, tmp_path / "out.nrrd"), on_event=events.append)
+    assert outcome.ok, outcome
+    warnings = [e.data for e in events if e.type == "warning"]
+    assert [w["code"] for w in warnings] == ["thick_slices"]
+    assert "thick.nrrd" in warnings[0]["message"] and str(service.data_dir) not in warnings[0]["message"]
+    status = service.json("GET", f"/v1/jobs/{outcome.result['server']['job_id']}", user="alice")[1]
+    assert [w["code"] for w in status["gate_warnings"]] == ["thick_slices"]
+
+
+def test_the_fair_queue_serves_users_in_turn_and_each_user_first_in_first_out():
+    from DigitalContrastLib.service.jobs import ServiceJob
+    from DigitalContrastLib.service.scheduler import FairQueue
+
+    queue = FairQueue()
+    jobs = [ServiceJob(id=f"{user}{k}", user=user, folder=Path("/nonexistent"), input_name="x.nrrd")
+            for user in ("a", "b", "c") for k in range(3)]
+    for job in jobs:  # a's whole batch first, then b's, then c's
+        queue.put(job)
+    assert queue.positions()["c0"] == 2 and queue.positions()["a1"] == 3
+    order = [queue.take(0.1).id for _ in range(9)]
+    assert order == ["a0", "b0", "c0", "a1", "b1", "c1", "a2", "b2", "c2"]
+    assert queue.take(0.01) is None
+    late = ServiceJob(id="d0", user="d", folder=Path("/nonexistent"), input_name="x.nrrd")
+    queue.put(jobs[0])
+    queue.put(late)
+    assert queue.remove(late) and not queue.remove(late) and queue.take(0.1).id == "a0"

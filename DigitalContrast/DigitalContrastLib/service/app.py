@@ -294,8 +294,6 @@ def create_app(settings: ServiceSettings, plan: DevicePlan) -> FastAPI:
         job.save()
         service.index.add(job)
         job.add_event("queued", {"position": len(service.queue)})
-        for warning in job.gate_warnings:
-            job.add_event("warning", dict(warning))
         service.queue.put(job)
         return JSONResponse(service.status(job), status_code=201)
 

@@ -58,7 +58,7 @@ class ServiceJob:
         worker: ``{"slot", "pid", "device"}`` of the worker that ran it.
         result: the public part of the worker's result (model, device, timings, SHA-256 of each file).
         error: ``{"code", "message", "exit_code"}`` (+ ``log_tail`` for a crash).
-        gate_warnings: ``[{"code", "message"}]`` the input gate found at upload.
+        gate_warnings: ``[{"code", "message"}]``: the warnings of the worker's input gate.
     """
 
     id: str

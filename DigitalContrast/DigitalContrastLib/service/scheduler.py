@@ -27,6 +27,7 @@ from DigitalContrastLib.worker.outcome import Event, JobOutcome
 from DigitalContrastLib.worker.protocol import make_job
 
 from .jobs import RESULT_NAME, UNCERTAINTY_NAME, ServiceJob
+from .uploads import public_message
 
 #: Result fields a client may see (the rest names paths inside the server).
 PUBLIC_RESULT_FIELDS = ("sha256", "model", "device", "timings", "peak_memory")
@@ -203,6 +204,10 @@ class WorkerSlot(threading.Thread):
             return
         if event.type == "hello":
             job.worker = {**(job.worker or {}), "pid": data.get("pid")}
+        if event.type in ("warning", "error") and isinstance(data.get("message"), str):
+            data["message"] = public_message(data["message"], job.input_name, job.folder)
+        if event.type == "warning":
+            job.gate_warnings.append({"code": str(data.get("code")), "message": str(data.get("message"))})
         job.add_event(event.type, data, event.overall_fraction, event.eta_s)
 
     def _end(self, job: ServiceJob, outcome: JobOutcome | None) -> None:
@@ -218,13 +223,17 @@ class WorkerSlot(threading.Thread):
         elif outcome.status == "error":
             job.error = dict(outcome.error or {})
             job.error.pop("trace", None)
+            job.error["message"] = public_message(str(job.error.get("message", "")), job.input_name, job.folder)
             if job.error.get("code") in ("worker_crashed", "internal"):
                 job.error["log_tail"] = list(outcome.log_tail)[-20:]
         if not outcome.ok:
             shutil.rmtree(job.result_dir, ignore_errors=True)  # a failed or cancelled job leaves no results
         job.remove_inputs()
         job.save()
-        job.add_event("end", public_event(outcome_event(outcome)) or {}, 1.0 if outcome.ok else None, 0.0)
+        end = public_event(outcome_event(outcome)) or {}
+        if job.error is not None:
+            end["error"] = {key: value for key, value in job.error.items() if key != "log_tail"}
+        job.add_event("end", end, 1.0 if outcome.ok else None, 0.0)
 
 
 def outcome_event(outcome: JobOutcome) -> Event:

@@ -7,7 +7,8 @@ An upload is one file: a non-contrast CT as ``.nrrd``, ``.nii``, ``.nii.gz`` or 
 * a zip is damaged, has a member whose path leaves its folder (absolute, ``..``, a link), unpacks to
   more than the limit or holds no or several DICOM series (422);
 * the volume cannot be read (a truncated NRRD...) or the input gate finds an error (not a CT in
-  HU, too few slices...) (422).
+  HU, too few slices...) (422). The gate's warnings are left to the worker's gate, which runs on
+  every job: they reach the client as the job's ``warning`` events.
 
 Messages name the upload by the name the client gave, never by a path on the server.
 """
@@ -133,11 +134,13 @@ def prepare_input(folder: Path, upload: Path, filename: str, limit_bytes: int,
         path = folder / ("upload" + suffix)
         if upload != path:
             os.replace(upload, path)
-    report, volume = check_path(path, series_uid)
+    # the errors refuse the upload here; the warnings (the image evidence of contrast takes seconds on a
+    # full CT) come from the worker's own gate as the job's warning events
+    report, volume = check_path(path, series_uid, with_warnings=False)
     if not report.ok:
         first = report.errors[0]
         raise refused_input(InputError(first.message, code=first.code), filename, folder)
-    prepared = PreparedInput(path, [{"code": w.code, "message": _public(w.message, filename, folder)}
+    prepared = PreparedInput(path, [{"code": w.code, "message": public_message(w.message, filename, folder)}
                                     for w in report.warnings])
     meta = volume.metadata.get("dicom") if volume is not None else None
     if isinstance(meta, dict):
@@ -146,7 +149,7 @@ def prepare_input(folder: Path, upload: Path, filename: str, limit_bytes: int,
     return prepared
 
 
-def _public(message: str, filename: str, folder: Path) -> str:
+def public_message(message: str, filename: str, folder: Path) -> str:
     """``message`` with the job folder's paths replaced by the upload's name."""
     for path in sorted({str(p) for base in (folder, folder.resolve())
                         for p in (base / "input", base / f"upload{upload_suffix(filename)}", base)}, key=len,
@@ -156,4 +159,4 @@ def _public(message: str, filename: str, folder: Path) -> str:
 
 
 def refused_input(error: InputError, filename: str, folder: Path) -> UploadRefused:
-    return UploadRefused(422, error.code, _public(error.message, filename, folder))
+    return UploadRefused(422, error.code, public_message(error.message, filename, folder))
