@@ -86,7 +86,7 @@ def _start_server(folder: Path, device: str, threads: int | None) -> tuple[subpr
 
 
 def run_service_bench(input_path: str | os.PathLike, model_id: str | None = None, device: str = "cpu",
-                      repeats: int = 2, threads: int | None = None) -> dict[str, Any]:
+                      repeats: int = 3, threads: int | None = None) -> dict[str, Any]:
     """Time warm local jobs and warm service jobs on ``input_path`` alternately; see the module docstring."""
     input_path = Path(input_path)
     options = SynthesisOptions(model_id=model_id, device=device)

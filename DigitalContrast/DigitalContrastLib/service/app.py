@@ -66,6 +66,12 @@ SSE_EVENT = {"type": "object", "required": ["data"], "properties": {
 UPLOAD_BODY = {"requestBody": {"required": True, "description": "the file, as is", "content": BINARY}}
 
 
+class VolumeFileResponse(FileResponse):
+    """A file sent in 1 MiB chunks (Starlette's 64 KiB make a 150 MB CT cost twice the time on loopback)."""
+
+    chunk_size = 1 << 20
+
+
 class ServiceError(Exception):
     """A refusal: HTTP ``status``, ``code`` and one sentence."""
 
@@ -277,7 +283,7 @@ def create_app(settings: ServiceSettings, plan: DevicePlan) -> FastAPI:
         try:
             upload = job.folder / "upload.part"
             size = 0
-            with open(upload, "wb") as sink:
+            with open(upload, "wb", buffering=4 << 20) as sink:  # few, large writes
                 async for chunk in request.stream():
                     size += len(chunk)
                     if size > limit:
@@ -334,8 +340,8 @@ def create_app(settings: ServiceSettings, plan: DevicePlan) -> FastAPI:
     def download(job_id: str, user: str, name: str) -> FileResponse:
         path = finished_file(job_id, user, name)
         sha256 = ((service.job_of(job_id, user).result or {}).get("files") or {}).get(name) or ""
-        return FileResponse(path, media_type="application/octet-stream", filename=name,
-                            headers={"X-Content-SHA256": str(sha256)})
+        return VolumeFileResponse(path, media_type="application/octet-stream", filename=name,
+                                  headers={"X-Content-SHA256": str(sha256)})
 
     files = {"description": "the file", "content": BINARY}
 

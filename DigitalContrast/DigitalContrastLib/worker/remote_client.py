@@ -32,6 +32,7 @@ choice (``serve --device``); ``provenance["device"]`` says where it ran.
 from __future__ import annotations
 
 import collections
+import hashlib
 import json
 import os
 import queue
@@ -45,7 +46,6 @@ from pathlib import Path
 from typing import Any
 
 from DigitalContrastLib.common.atomic import temporary_sibling
-from DigitalContrastLib.common.checksum import file_sha256
 from DigitalContrastLib.common.errors import JobError, UserError
 
 from . import protocol
@@ -432,17 +432,19 @@ class RemoteWorkerClient(JobClientBase):
             response = self.connection.open("GET", f"/v1/jobs/{remote.server_id}/{route}",
                                             headers={"Accept": "application/octet-stream"})
             expected = response.getheader("X-Content-SHA256")
+            digest = hashlib.sha256()  # hashed as it arrives: the file is not read again
             try:
                 with open(staged, "wb") as sink:
                     while chunk := response.read(CHUNK_BYTES):
                         if remote.cancelled.is_set():
                             raise Cancelled()
+                        digest.update(chunk)
                         sink.write(chunk)
             except OSError as error:
                 raise unreachable(self.url, error) from None
             finally:
                 response.close()
-            if expected and file_sha256(staged) != expected:
+            if expected and digest.hexdigest() != expected:
                 raise WorkerError(f"The {route} downloaded from {self.url} does not match the SHA-256 the server "
                                   "reported; nothing was written.", code="checksum_mismatch")
             return staged
