@@ -186,3 +186,27 @@ def test_the_queue_limit_per_user_refuses_with_429(tmp_path, ncct):
         assert status == 429 and "2 jobs" in one_sentence(body)
     finally:
         running.stop()
+
+
+def test_an_upload_without_a_length_is_cut_at_the_limit_with_413(service):
+    import http.client
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(service.url)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    before = no_job_folders(service)
+    connection.putrequest("POST", "/v1/jobs?filename=stream.nrrd")
+    connection.putheader("Authorization", f"Bearer {service.tokens['alice']}")
+    connection.putheader("Transfer-Encoding", "chunked")
+    connection.endheaders()
+    try:
+        for _ in range(40):  # 2.5 MiB in 64 KiB chunks, over the 1 MiB limit, with no Content-Length
+            connection.send(b"%x\r\n" % 65536 + bytes(65536) + b"\r\n")
+        connection.send(b"0\r\n\r\n")
+    except OSError:
+        pass  # the server may stop reading once it has refused
+    response = connection.getresponse()
+    body = json.loads(response.read())
+    connection.close()
+    assert response.status == 413 and "limit" in one_sentence(body)
+    assert no_job_folders(service) == before
