@@ -210,3 +210,21 @@ def test_an_upload_without_a_length_is_cut_at_the_limit_with_413(service):
     connection.close()
     assert response.status == 413 and "limit" in one_sentence(body)
     assert no_job_folders(service) == before
+
+
+def test_the_workers_are_one_per_gpu_at_most_and_on_the_cpu_without_one():
+    from DigitalContrastLib.common.errors import JobError
+    from DigitalContrastLib.service.devices import plan_devices
+
+    two_gpus = {"torch": {"cuda_available": True, "device_count": 2}, "device": {"kind": "cuda", "name": "GPU"}}
+    assert plan_devices("auto", None, hello=two_gpus).devices == ("cuda:0", "cuda:1")
+    assert plan_devices("auto", 1, hello=two_gpus).devices == ("cuda:0",)
+    with pytest.raises(JobError, match="one worker per GPU"):
+        plan_devices("auto", 3, hello=two_gpus)
+    with pytest.raises(JobError, match="one GPU"):
+        plan_devices("cuda:1", 2, hello=two_gpus)
+    assert plan_devices("cpu", 2, hello=two_gpus).devices == ("cpu", "cpu")
+    no_gpu = {"torch": {"cuda_available": False}, "device": {"kind": "cpu"}}
+    assert plan_devices("auto", None, hello=no_gpu).devices == ("cpu",)
+    with pytest.raises(JobError, match="no GPU"):
+        plan_devices("cuda", None, hello=no_gpu)

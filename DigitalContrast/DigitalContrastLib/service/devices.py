@@ -18,8 +18,11 @@ class DevicePlan:
     policy: str
 
 
-def plan_devices(device: str = "auto", workers: int | None = None, dummy: bool = False) -> DevicePlan:
+def plan_devices(device: str = "auto", workers: int | None = None, dummy: bool = False,
+                 hello: dict[str, Any] | None = None) -> DevicePlan:
     """Probe the machine (a worker ``--probe`` process: torch's view of the GPUs) and lay out the workers.
+
+    ``hello`` is the probe's answer when already known (tests give one that describes GPUs).
 
     Raises:
         JobError: ``workers`` below 1, or more workers than GPUs on a GPU device.
@@ -30,7 +33,7 @@ def plan_devices(device: str = "auto", workers: int | None = None, dummy: bool =
         hello = {"mode": "dummy", "device": {"kind": "cpu", "name": "numpy-only dummy synthesis"}, "torch": {}}
         count = workers or 1
         return DevicePlan(("cpu",) * count, hello, f"{count} dummy worker(s) on the CPU")
-    hello = probe_worker()
+    hello = hello if hello is not None else probe_worker()
     gpus = int((hello.get("torch") or {}).get("device_count") or 0) if device != "cpu" else 0
     if device.startswith("cuda:"):
         if (workers or 1) > 1:
