@@ -40,6 +40,7 @@ def test_a_phantom_synthesized_on_the_server_matches_a_local_run_within_1_hu(tmp
         assert getattr(here, read)() == getattr(there, read)(), read
     assert there.GetPixelID() == sitk.sitkInt16
     difference = np.abs(sitk.GetArrayFromImage(here).astype(int) - sitk.GetArrayFromImage(there).astype(int))
+    print(f"parity: max |difference| {difference.max()} HU over {difference.size} voxels, {int((difference > 0).sum())} differ")
     assert difference.max() <= 1, difference.max()
     local_provenance = json.loads(local.stdout)
     assert provenance["model"] == local_provenance["model"] and provenance["device"] == local_provenance["device"]

@@ -312,10 +312,16 @@ class RemoteWorkerClient(JobClientBase):
             query = {"filename": filename, "model": job.get("model_id"), "overlap": options.get("overlap"),
                      "uncertainty": bool(options.get("uncertainty_output")), "series": options.get("series_uid")}
             size = upload.stat().st_size
-            self._put(remote, Event("stage", {"stage": "upload"}, remote.job_id, 0.0))
+            total_mib = max(1, -(-size // CHUNK_BYTES))
+            self._put(remote, Event("stage", {"stage": "upload", "job_id": remote.job_id}, remote.job_id, 0.0))
+
+            def sent(count: int) -> None:  # the CLI's bar and a GUI show the upload as it goes, in MiB
+                self._put(remote, Event("progress", {"stage": "upload", "done": -(-count // CHUNK_BYTES),
+                                                     "total": total_mib, "job_id": remote.job_id}, remote.job_id, 0.0))
+
             with open(upload, "rb") as handle:
                 response = self.connection.open("POST", "/v1/jobs", query=query, upload=handle, upload_size=size,
-                                                cancelled=remote.cancelled.is_set)
+                                                cancelled=remote.cancelled.is_set, on_sent=sent)
                 status = json.loads(response.read())
                 response.close()
         finally:
@@ -416,9 +422,17 @@ class RemoteWorkerClient(JobClientBase):
             json_staged = temporary_sibling(json_path)
             json_staged.write_text(json.dumps(provenance, indent=2) + "\n", encoding="utf-8")
             staged.insert(len(staged) - 1, (json_staged, json_path))
+            if remote.cancelled.is_set():
+                raise Cancelled()
+            moved = []
             for source, destination in staged:  # the main output is last
                 move_into_place(source, destination)
+                moved.append(destination)
             staged = []
+            if remote.cancelled.is_set():  # cancelled while the files moved: a cancelled job leaves nothing
+                for path in moved:
+                    path.unlink(missing_ok=True)
+                raise Cancelled()
         finally:
             for source, _ in staged:
                 source.unlink(missing_ok=True)

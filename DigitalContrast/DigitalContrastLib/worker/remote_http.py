@@ -65,8 +65,14 @@ class ServerConnection:
 
     def open(self, method: str, route: str, *, query: Mapping[str, Any] | None = None, body: bytes | None = None,
              upload: BinaryIO | None = None, upload_size: int = 0, headers: Mapping[str, str] | None = None,
-             timeout_s: float | None = None, cancelled: Callable[[], bool] = lambda: False) -> http.client.HTTPResponse:
-        """Send a request and return the response once its status is in (raises for a 4xx or 5xx)."""
+             timeout_s: float | None = None, cancelled: Callable[[], bool] = lambda: False,
+             on_sent: Callable[[int], None] | None = None) -> http.client.HTTPResponse:
+        """Send a request and return the response once its status is in (raises for a 4xx or 5xx).
+
+        ``upload`` (a binary file of ``upload_size`` bytes) is sent as the body in 1 MiB chunks;
+        ``cancelled()`` is asked before each (True aborts with :class:`Cancelled`) and ``on_sent(bytes)``
+        told after each.
+        """
         connection = self._connection(timeout_s)
         try:
             connection.putrequest(method, self.path(route, query))
@@ -81,11 +87,15 @@ class ServerConnection:
                 connection.putheader(name, value)
             connection.endheaders()
             if upload is not None:
+                sent = 0
                 while chunk := upload.read(CHUNK_BYTES):
                     if cancelled():
                         connection.close()
                         raise Cancelled()
                     connection.send(chunk)
+                    sent += len(chunk)
+                    if on_sent is not None:
+                        on_sent(sent)
             elif body is not None:
                 connection.send(body)
             response = connection.getresponse()
