@@ -34,8 +34,9 @@ test: $(STAMP) chromium stock-slicer
 stock-slicer: $(STAMP)
 	@$(BIN)/python Testing/stock_slicer_env.py build || echo "The stock-Slicer stand-ins could not be built: their tests will say why."
 
-# Headless Chromium renders the HTML reports in the tests. Installed with apt-get where that is
-# possible (root on Debian/Ubuntu: a fresh CI machine); elsewhere the rendering test says why it skips.
+# Headless Chromium renders the HTML reports in the tests and drives the browser review page (playwright
+# with executable_path; never 'playwright install'). Installed with apt-get where that is possible (root on
+# Debian/Ubuntu: a fresh CI machine); elsewhere the browser tests say why they skip.
 chromium:
 	@if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 \
 		|| command -v google-chrome >/dev/null 2>&1; then :; \
@@ -48,7 +49,8 @@ chromium:
 	fi
 
 # Speed and calibration figures as JSON, each against a baseline measured in the same run:
-# synthesis vs naive MONAI sliding_window_inference, warm vs cold worker, how long the Slicer
+# synthesis vs naive MONAI sliding_window_inference, warm vs cold worker, a warm job through the
+# synthesis service vs the same job in a warm local worker (the service's overhead), how long the Slicer
 # module's logic holds the GUI thread (synthesis + registration + export, 512x512x300), and the reader-study
 # MRMC analysis's type I error over simulated null studies (bench/*.json keeps them).
 bench: $(STAMP)

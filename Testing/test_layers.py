@@ -47,8 +47,13 @@ ALLOWED: dict[str, set[str]] = {
     f"{L}.mrml": {f"{L}.common", f"{L}.ct", f"{L}.models", f"{L}.synthesis", f"{L}.evaluation", f"{L}.phantoms",
                   f"{L}.worker"},
     # front ends and tools
-    f"{L}.benchmarks": CORE | {f"{L}.mrml"},
-    f"{L}.commands": CORE | {f"{L}.mrml", f"{L}.benchmarks"},
+    # the HTTP service: the worker's jobs behind tokens; it reads and checks uploads (ct, synthesis's gate
+    # and options) and lists models, nothing more
+    f"{L}.service": {f"{L}.common", f"{L}.ct", f"{L}.models", f"{L}.synthesis", f"{L}.worker"},
+    # the browser review page: the same MRML logic as the Slicer module, jobs through the remote client
+    f"{L}.web": {f"{L}.common", f"{L}.ct", f"{L}.mrml", f"{L}.worker", f"{L}.synthesis"},
+    f"{L}.benchmarks": CORE | {f"{L}.mrml", f"{L}.service"},
+    f"{L}.commands": CORE | {f"{L}.mrml", f"{L}.benchmarks", f"{L}.service", f"{L}.web"},
     # reader-study library: study < store < reading; analysis takes a long table only
     f"{R}.study": {f"{L}.common"},
     f"{R}.store": {f"{L}.common", f"{R}.study"},
@@ -82,6 +87,10 @@ THIRD_PARTY: dict[str, set[str]] = {
     "ctk": set(),
     "PythonQt": set(),
     "pandas": set(ALLOWED) - PANDAS_FREE_ROOMS,
+    # web frameworks: only the front ends that serve HTTP (service/) or the browser page (web/)
+    **{name: {f"{L}.service"} for name in ("fastapi", "uvicorn", "starlette", "pydantic")},
+    **{name: {f"{L}.web"} for name in ("trame", "trame_slicer", "trame_server", "trame_client", "trame_vuetify",
+                                       "trame_rca", "wslink", "aiohttp")},
 }
 
 
@@ -272,6 +281,10 @@ def _fake_libraries(tmp_path: Path, files: dict[str, str]) -> tuple[dict[str, Pa
     (f"{R}/analysis/mrmc.py", "from ..store.sqlite import open_store\n", "may not import"),
     # a file outside every room
     (f"{L}/newroom/x.py", "from DigitalContrastLib.common import errors\n", "belongs to no room"),
+    # a web framework in a core room, or the service reaching into the MRML logic
+    (f"{L}/worker/remote_client.py", "import fastapi\n", "fastapi is allowed only"),
+    (f"{L}/cohort/run.py", "def f():\n    from trame.app import TrameApp\n", "trame is allowed only"),
+    (f"{L}/service/app.py", "from DigitalContrastLib.mrml import views\n", "may not import"),
 ])
 def test_the_checker_catches_a_forbidden_import(tmp_path, rel, text, why):
     libraries, files = _fake_libraries(tmp_path, {rel: text})

@@ -82,6 +82,8 @@ class EvaluationSettings:
         lumen_threshold_hu: enhanced-lumen threshold of the Dice and diameter metrics.
         energy: power figures of the energy estimate (used where no counter is readable).
         case_timeout_s: a synthesis running longer fails its case (None: no limit).
+        server: a synthesis service URL (``digital-contrast serve``): the syntheses run there (the
+            token from ``DIGITAL_CONTRAST_TOKEN``, which is never stored); None: local workers.
     """
 
     model_id: str | None = None
@@ -95,6 +97,7 @@ class EvaluationSettings:
     lumen_threshold_hu: float = LUMEN_THRESHOLD_HU
     energy: EnergyAssumptions = field(default_factory=EnergyAssumptions)
     case_timeout_s: float | None = None
+    server: str | None = None
 
     def __post_init__(self) -> None:
         from DigitalContrastLib.evaluation.registration import METHODS
@@ -358,7 +361,9 @@ def _read_inputs(case: CohortCase, folder: Path, result: dict, timings: dict) ->
 def _synthesize(case: CohortCase, output: Path, folder: Path, settings: EvaluationSettings, client: Any,
                 device: str, threads: int, result: dict) -> dict[str, Any]:
 
-    meter = EnergyMeter(device, threads, settings.energy)
+    # on a service this machine's counters do not see the job: the stated estimate only
+    meter = EnergyMeter(device, threads, settings.energy, counter_factory=lambda _device: None) if settings.server \
+        else EnergyMeter(device, threads, settings.energy)
     meter.start()
     result["synthesis_calls"] += 1
     try:

@@ -143,10 +143,16 @@ _POOL_SLOT: dict[str, Any] = {}
 
 def node_client(settings: EvaluationSettings, threads: int | None) -> Any:
     """This process's persistent :class:`~DigitalContrastLib.worker.client.WorkerClient` for ``settings``
-    (created on first use; the model stays loaded between the cases this process runs)."""
+    (created on first use; the model stays loaded between the cases this process runs), or, with
+    ``settings.server``, a :class:`~DigitalContrastLib.worker.remote_client.RemoteWorkerClient`."""
 
-    key = (settings.dummy, settings.dummy_seconds, threads)
+    key = (settings.dummy, settings.dummy_seconds, threads, settings.server)
     client = _NODE_CLIENTS.get(key)
+    if client is None and settings.server:
+        from DigitalContrastLib.worker.remote_client import RemoteWorkerClient
+
+        client = RemoteWorkerClient(settings.server)
+        _NODE_CLIENTS[key] = client
     if client is None:
         client = WorkerClient(persistent=True, dummy=settings.dummy, dummy_seconds=settings.dummy_seconds,
                               threads=threads)
@@ -325,6 +331,9 @@ def evaluate_cohort(
     if scheduler:
         where = f"Dask cluster at {scheduler}"
         plan = None
+    elif settings.server:
+        plan = plan_local_pool(workers or 1, "cpu", settings.threads, gpus=0)
+        where = f"syntheses on the service {settings.server}; registration and metrics here ({plan.policy})"
     else:
         plan = plan_local_pool(workers, settings.device, settings.threads)
         where = plan.policy

@@ -72,6 +72,7 @@ from DigitalContrastLib.common.progress import STAGES, ProgressCallback, overall
 from DigitalContrastLib.synthesis.options import SynthesisOptions
 
 from . import protocol
+from .client_base import JobClientBase
 from .delivery import (
     JOB_FOLDER_PREFIX,
     RunningJob,
@@ -109,7 +110,7 @@ def _kill_workers_at_exit() -> None:
 
 
 # ---------------------------------------------------------------------------- the client
-class WorkerClient:
+class WorkerClient(JobClientBase):
     """Starts the worker, follows one job at a time, delivers its output or reports why not.
 
     Args:
@@ -271,22 +272,6 @@ class WorkerClient:
             else:
                 time.sleep(0.01)
 
-    def run(self, job: Mapping[str, Any], on_event: Callable[[Event], None] | None = None,
-            timeout: float | None = None) -> JobOutcome:
-        """Start ``job`` and wait for it; on timeout or Ctrl-C the job is cancelled (and Ctrl-C re-raised)."""
-        self.start(job)
-        try:
-            return self.wait(timeout, on_event)
-        except TimeoutError:
-            outcome = self.cancel(f"timed out after {timeout:g} s")
-            for event in self.poll():
-                if on_event:
-                    on_event(event)
-            return outcome  # type: ignore[return-value]
-        except BaseException:
-            self.cancel("interrupted")
-            raise
-
     def cancel(self, reason: str = "cancelled by the user", wait: bool = True) -> JobOutcome | None:
         """Kill the worker's whole process tree, remove the job folder; the outcome is ``cancelled``.
 
@@ -321,12 +306,6 @@ class WorkerClient:
             except (OSError, ValueError, subprocess.TimeoutExpired):
                 pass
         proc.kill()
-
-    def __enter__(self) -> "WorkerClient":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
 
     # -------------------------------------------------------------- message handling
     def _handle(self, proc: WorkerProcess, item: tuple[str, str | None]) -> list[Event]:
@@ -457,7 +436,8 @@ def run_synthesis_job(
     The blocking path the CLI and batch code use (Slicer uses the same client, polling). The
     arguments mirror ``synthesis.synthesize_file``; ``progress(stage, done, total)``,
     ``on_warning(code, message)`` and ``on_log(line)`` are called as events arrive. Pass a
-    persistent ``client`` to keep the model loaded across calls.
+    persistent ``client`` to keep the model loaded across calls, or a
+    :class:`~.remote_client.RemoteWorkerClient` to run on a synthesis service.
 
     Returns the worker's ``result`` fields (``output`` = ``output_path``, ``sha256``,
     ``model``, ``device``, ``timings``, ``provenance``...). Raises the UserError subclass of the
