@@ -22,7 +22,6 @@ import time
 import traceback
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "DigitalContrast"))

@@ -8,7 +8,6 @@ ends it (SIGTERM, then SIGKILL) and checks that no worker outlives it.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import subprocess

@@ -95,7 +95,7 @@ def test_each_module_reads_the_resources_it_installs():
     assert "DigitalContrastReader-requirements.txt" in reader
     assert "Resources/DigitalContrastReader-requirements.txt" in installed_paths("DigitalContrastReader")
     for module in MODULES:
-        assert f"slicer_add_python_unittest(SCRIPT ${{MODULE_NAME}}.py)" in (ROOT / module / "CMakeLists.txt").read_text()
+        assert "slicer_add_python_unittest(SCRIPT ${MODULE_NAME}.py)" in (ROOT / module / "CMakeLists.txt").read_text()
 
 
 @pytest.mark.parametrize("module", MODULES)

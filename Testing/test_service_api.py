@@ -8,7 +8,6 @@ import json
 import zipfile
 from pathlib import Path
 
-import numpy as np
 import pytest
 from ct_test_inputs import ct_like_volume, write_dicom_series
 from service_support import add_token, cli, job_files, start_service

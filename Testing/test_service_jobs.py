@@ -16,7 +16,6 @@ import pytest
 from service_support import cli, job_files, start_service
 from worker_support import read_hu, write_mr_like, write_tiny_ct
 
-from DigitalContrastLib.common.errors import InputError, JobError
 from DigitalContrastLib.synthesis.options import SynthesisOptions
 from DigitalContrastLib.worker.protocol import make_job
 from DigitalContrastLib.worker.remote_client import RemoteWorkerClient
