@@ -140,11 +140,10 @@ class Service:
             job.remove_inputs()
             job.save()
             job.add_event("end", {"status": "cancelled", "exit_code": 130, "cancel_reason": "cancelled by its owner"})
+            job.settled.set()
             return
         job.cancel_requested.set()
-        deadline = time.monotonic() + wait_s
-        while job.status in ACTIVE and time.monotonic() < deadline:
-            time.sleep(0.02)
+        job.settled.wait(wait_s)  # its worker killed, its files removed and its record saved
 
     def export_dicom(self, job: ServiceJob) -> Path:
         """The job's labelled DICOM series as a zip (made once by a worker ``--task export`` process)."""

@@ -79,6 +79,8 @@ class ServiceJob:
     error: dict[str, Any] | None = None
     gate_warnings: list[dict[str, str]] = field(default_factory=list)
     cancel_requested: threading.Event = field(default_factory=threading.Event, repr=False)
+    #: set once an ended job's files are final and its record saved (the 'end' event is the last step)
+    settled: threading.Event = field(default_factory=threading.Event, repr=False)
     events: list[dict[str, Any]] = field(default_factory=list, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 

@@ -234,6 +234,7 @@ class WorkerSlot(threading.Thread):
         if job.error is not None:
             end["error"] = {key: value for key, value in job.error.items() if key != "log_tail"}
         job.add_event("end", end, 1.0 if outcome.ok else None, 0.0)
+        job.settled.set()
 
 
 def outcome_event(outcome: JobOutcome) -> Event:

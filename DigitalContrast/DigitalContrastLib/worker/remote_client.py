@@ -69,6 +69,7 @@ class _RemoteJob:
         self.eta_s: float | None = None
         self.hello: dict[str, Any] | None = None
         self.worker: dict[str, Any] | None = None
+        self.sha256: dict[str, str] = {}  # the downloaded files' SHA-256 by their local path
 
     @property
     def job_id(self) -> str:
@@ -436,7 +437,9 @@ class RemoteWorkerClient(JobClientBase):
         finally:
             for source, _ in staged:
                 source.unlink(missing_ok=True)
+        files = [{"path": path, "sha256": sha256} for path, sha256 in remote.sha256.items()]
         return {**result, "job_id": remote.job_id, "output": str(output), "uncertainty_output": uncertainty,
+                "files": files,  # as a local worker gives them: the local paths, hashed while downloading
                 "provenance": provenance, "server": provenance["server"]}
 
     def _fetch(self, remote: _RemoteJob, route: str, destination: Path) -> Path:
@@ -461,6 +464,7 @@ class RemoteWorkerClient(JobClientBase):
             if expected and digest.hexdigest() != expected:
                 raise WorkerError(f"The {route} downloaded from {self.url} does not match the SHA-256 the server "
                                   "reported; nothing was written.", code="checksum_mismatch")
+            remote.sha256[str(destination)] = digest.hexdigest()
             return staged
         except BaseException:
             staged.unlink(missing_ok=True)
