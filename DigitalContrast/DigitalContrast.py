@@ -23,7 +23,6 @@ outside Slicer; the packages Slicer does not ship are installed on first use, af
 import enum
 import pathlib
 import sys
-import time
 from typing import Annotated
 
 import qt
@@ -42,6 +41,8 @@ from slicer.util import VTKObservationMixin
 #: Parameter-node fields that are deliberately not bound to a widget (the static UI test reads this):
 #: the model list is filled at run time; the metrics table is shown in a table view.
 UNBOUND_PARAMETERS = {"modelId", "metricsTable"}
+#: Where the "Remote server..." device's URL and token are kept (Slicer's settings, per user; not the scene).
+REMOTE_URL_SETTING, REMOTE_TOKEN_SETTING = "DigitalContrast/RemoteServer/URL", "DigitalContrast/RemoteServer/Token"
 #: How often the widget drains the worker's events and the background tasks (ms).
 POLL_INTERVAL_MS = 150
 
@@ -78,9 +79,11 @@ class Device(enum.Enum):
     AUTO = "auto"
     CPU = "cpu"
     GPU = "cuda"
+    REMOTE = "remote"  # the department's synthesis service (URL and token in Slicer's settings, not the scene)
 
     def label(self):
-        return {"auto": _("Auto (GPU if usable)"), "cpu": _("CPU"), "cuda": _("GPU (CUDA)")}[self.value]
+        return {"auto": _("Auto (GPU if usable)"), "cpu": _("CPU"), "cuda": _("GPU (CUDA)"),
+                "remote": _("Remote server...")}[self.value]
 
 
 class Overlay(enum.Enum):
@@ -175,6 +178,11 @@ class DigitalContrastWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
         self.ui.applyButton.connect("clicked(bool)", self.onApply)
         self.ui.probeButton.connect("clicked(bool)", self.onProbe)
+        settings = qt.QSettings()
+        self.ui.remoteUrlLineEdit.text = settings.value(REMOTE_URL_SETTING, "")
+        self.ui.remoteTokenLineEdit.text = settings.value(REMOTE_TOKEN_SETTING, "")
+        for lineEdit in (self.ui.remoteUrlLineEdit, self.ui.remoteTokenLineEdit):
+            lineEdit.connect("editingFinished()", self.onRemoteServerEdited)
         self.ui.modelComboBox.connect("currentIndexChanged(int)", self.onModelChosen)
         self.ui.modelInfoButton.connect("clicked(bool)", self.onModelInfo)
         self.ui.showReviewButton.connect("clicked(bool)", self.onShowReview)
@@ -251,6 +259,8 @@ class DigitalContrastWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                        self.ui.advancedCollapsibleButton):
             widget.enabled = state.inputs_enabled
         self.ui.overlapSliderWidget.enabled = state.overlap_enabled
+        self.ui.remoteServerWidget.visible = state.remote_visible
+        self.ui.remoteServerWidget.enabled = state.inputs_enabled
         self.ui.showReviewButton.enabled = state.review_enabled
         self.ui.registerButton.text, self.ui.registerButton.enabled = _(state.register_text), state.register_enabled
         self.ui.metricsButton.enabled = state.metrics_enabled
@@ -298,8 +308,16 @@ class DigitalContrastWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onProbe(self) -> None:
         if "probe" in self._tasks:
             return
-        self.ui.deviceInfoLabel.text = _("probing the worker...")
-        self._startTask("probe", self.logic.startDeviceProbe)
+        remote = self._parameterNode is not None and self._parameterNode.device == Device.REMOTE
+        self.ui.deviceInfoLabel.text = _("asking the server...") if remote else _("probing the worker...")
+        self._startTask("probe", lambda: self.logic.startDeviceProbe(remote))
+
+    def onRemoteServerEdited(self) -> None:
+        """The server's URL and token live in Slicer's settings (never in the scene); used from the next job on."""
+        settings = qt.QSettings()
+        settings.setValue(REMOTE_URL_SETTING, self.ui.remoteUrlLineEdit.text.strip())
+        settings.setValue(REMOTE_TOKEN_SETTING, self.ui.remoteTokenLineEdit.text.strip())
+        self.ui.deviceInfoLabel.text = _("not probed yet")
 
     # -- synthesis ---------------------------------------------------------------------------
     def onApply(self) -> None:
@@ -332,7 +350,8 @@ class DigitalContrastWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._installing = True
         self._updateButtons()
         try:
-            problem = ensure_dependencies(self.logic.dependencyPlan, slicer)
+            remote = self._parameterNode is not None and self._parameterNode.device == Device.REMOTE
+            problem = ensure_dependencies(lambda: self.logic.dependencyPlan(remote), slicer)
         finally:
             self._installing = False
             self._fillModels()  # model cards can be read once the packages are there
@@ -472,6 +491,7 @@ class DigitalContrastLogic(ScriptedLoadableModuleLogic):
 
         self.dummy = dummy
         self._keepModelLoaded = True
+        self._remote = None  # (url, token) while the "Remote server..." device is chosen
         self.synthesis = SynthesisLogic(slicer.mrmlScene, slicer.app.applicationLogic(), self._makeClient,
                                         launcher=self.workerLauncher())
 
@@ -491,8 +511,26 @@ class DigitalContrastLogic(ScriptedLoadableModuleLogic):
 
     def _makeClient(self):
         from DigitalContrastLib.worker.client import WorkerClient
+        from DigitalContrastLib.worker.relay import RelayWorkerClient
 
+        if self._remote is not None:  # a worker process relays the job: no HTTP on the GUI thread
+            return RelayWorkerClient(*self._remote, self.workerLauncher())
         return WorkerClient(self.workerLauncher(), persistent=self._keepModelLoaded, dummy=self.dummy)
+
+    @staticmethod
+    def remoteServer():
+        """``(url, token)`` of the "Remote server..." device, from Slicer's settings."""
+        settings = qt.QSettings()
+        url = str(settings.value(REMOTE_URL_SETTING, "") or "").strip()
+        if not url:
+            raise ValueError(_("Set the remote server's URL (and your token) under Device first."))
+        return url, str(settings.value(REMOTE_TOKEN_SETTING, "") or "").strip()
+
+    def useRemoteServer(self, server) -> None:
+        """Run the next jobs on ``server`` (``(url, token)``), or locally (None)."""
+        if server != self._remote and not self.synthesis.running:
+            self._remote = server
+            self.synthesis.set_client_factory(self._makeClient)
 
     def setKeepModelLoaded(self, keep) -> None:
         """Keep one worker (and its loaded model) between jobs, or start one per job."""
@@ -514,18 +552,19 @@ class DigitalContrastLogic(ScriptedLoadableModuleLogic):
 
         return default_model_id()
 
-    def startDeviceProbe(self):
-        """Ask a worker process which device it sees (torch is imported there, not here); a running task."""
-        return self.synthesis.start_probe()
+    def startDeviceProbe(self, remote=False):
+        """Ask a worker process which device it sees (torch is imported there, not here), or the remote
+        server which device and models it has (checking the token); a running task."""
+        return self.synthesis.start_server_check(*self.remoteServer()) if remote else self.synthesis.start_probe()
 
     # -- dependencies ------------------------------------------------------------------------
-    def dependencyPlan(self):
-        """What this module still needs (the dummy worker needs only the panel's packages)."""
+    def dependencyPlan(self, remote=False):
+        """What this module still needs (the dummy worker and a remote server need only the panel's packages)."""
         from DigitalContrastLib.common.dependencies import plan_dependencies, read_requirements
 
+        local = not (self.dummy or remote)
         requirements = read_requirements(self.resourcePath("DigitalContrast-requirements.txt"))
-        return plan_dependencies(requirements, features=["panel"] if self.dummy else ["panel", "worker"],
-                                 need_torch=not self.dummy)
+        return plan_dependencies(requirements, features=["panel", "worker"] if local else ["panel"], need_torch=local)
 
     @staticmethod
     def installPackages(plan, ask=True) -> None:
@@ -549,8 +588,10 @@ class DigitalContrastLogic(ScriptedLoadableModuleLogic):
         node = parameterNode.inputVolume
         if node is None:
             raise ValueError(_("Choose the non-contrast volume first."))
+        remote = parameterNode.device == Device.REMOTE
+        self.useRemoteServer(self.remoteServer() if remote else None)
         return self.synthesis.start(
-            node, model_id=parameterNode.modelId or None, device=parameterNode.device.value,
+            node, model_id=parameterNode.modelId or None, device="auto" if remote else parameterNode.device.value,
             overlap=parameterNode.overlap if parameterNode.customOverlap else None,
             uncertainty=parameterNode.uncertaintyMap, allow_warnings=allowWarnings,
             dicom_files=self.slicerDicomFiles(node))
@@ -632,66 +673,19 @@ class DigitalContrastTest(ScriptedLoadableModuleTest):
 
         self.assertEqual("torch" in sys.modules, torchBefore, "the module's library never imports torch")
 
-    @staticmethod
-    def _drive(poll, finished, task=None):
-        """Poll as the module's timer does (no busy loop) until ``finished()``; a task's result."""
-        while not finished():
-            poll()
-            slicer.app.processEvents()
-            time.sleep(0.02)
-        if task is not None and task.error is not None:
-            raise task.error
-        return task.result if task is not None else None
-
     def test_whole_flow_with_the_dummy_worker(self):
-        import tempfile
+        from DigitalContrastLib.mrml.self_test import whole_flow
 
-        import pydicom
-
-        from DigitalContrastLib.mrml.volume_nodes import node_geometry_lps, volume_to_node
-        from DigitalContrastLib.phantoms.generator import make_phantom
-        from DigitalContrastLib.phantoms.misregistration import RigidMisregistration
-
-        torchBefore = "torch" in sys.modules
-        case = make_phantom(3, size_xyz=(96, 96, 48), spacing_xyz_mm=(3.6, 3.6, 3.0),
-                            misregistration=RigidMisregistration(2.0, -1.0, 1.0, (3.0, -2.0, 4.0)))
         logic = DigitalContrastLogic(dummy=True)
         plan = logic.dependencyPlan()  # the dummy worker needs the panel's packages only (no torch)
         if not plan.satisfied:
             logic.installPackages(plan, ask=False)
         self.assertTrue(logic.dependencyPlan().satisfied, logic.dependencyPlan().message())
         node = logic.getParameterNode()
-        node.inputVolume = volume_to_node(slicer.mrmlScene, case.noncontrast, "Phantom NC")
-        node.realVolume = volume_to_node(slicer.mrmlScene, case.contrast, "Phantom arterial")
-        node.labelVolume = volume_to_node(slicer.mrmlScene, case.labels, "Phantom labels")
         node.device = Device.CPU
-
-        self.delayDisplay("Synthesizing in the background worker (dummy)")
-        job = logic.startSynthesis(node)
-        self._drive(logic.synthesis.poll, lambda: job.finished)
-        self.assertEqual(job.status, "ok", job.error_message)
-        node.syntheticVolume = slicer.mrmlScene.GetNodeByID(job.result_node_id)
-        self.assertEqual(node.syntheticVolume.GetAttribute("DigitalContrast.Synthetic"), "1")
-        self.assertEqual(node_geometry_lps(node.syntheticVolume), node_geometry_lps(node.inputVolume))
-
-        self.delayDisplay("Registration, review, metrics")
-        task = logic.startRegistration(node)
-        node.registeredVolume = self._drive(task.poll, lambda: task.finished, task).node
-        self.assertEqual(node_geometry_lps(node.registeredVolume), node_geometry_lps(node.inputVolume))
-        self.assertEqual(logic.showReview(node), ["DCNonContrast", "DCSynthetic", "DCReal"])
-        task = logic.startMetrics(node)
-        rows = self._drive(task.poll, lambda: task.finished, task).rows
-        self.assertLess(rows[0]["lumen_mae_hu"], rows[1]["lumen_mae_hu"], "the synthetic is closer to the real scan")
-
-        self.delayDisplay("Labelled DICOM export")
-        node.exportFolder = pathlib.Path(tempfile.mkdtemp(prefix="dc-selftest-", dir=slicer.app.temporaryPath))
-        task = logic.startExport(node)
-        files = self._drive(task.poll, lambda: task.finished, task)
-        first = pydicom.dcmread(files[0])
-        self.assertEqual((len(files), first[0x0008001C].value), (48, "YES"))  # by tag: pydicom 2.4 lacks the keyword
-        self.assertTrue(first.SeriesDescription.startswith("SYNTHETIC"))
-        self.assertEqual("torch" in sys.modules, torchBefore, "nothing in the flow imported torch here")
-        longest = logic.synthesis.monitor.longest_s
-        self.assertLess(longest, 0.5, f"the GUI thread was held {longest:.2f} s ({logic.synthesis.monitor.longest_where})")
-        logic.close()
+        try:
+            whole_flow(logic, node, slicer.mrmlScene, self.delayDisplay, slicer.app.processEvents,
+                       temporary_dir=slicer.app.temporaryPath)
+        finally:
+            logic.close()
         self.delayDisplay("Test passed: synthesis, registration, review, metrics and export")

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import pytest
 from module_support import headless, small_phantom
 
-from DigitalContrastLib.mrml.panel_text import event_line, panel_state, task_event_text
+from DigitalContrastLib.mrml.panel_text import describe_task_result, event_line, panel_state, task_event_text
 from DigitalContrastLib.worker.process import python_slicer_path
 
 
@@ -57,6 +57,19 @@ def test_the_panel_state_follows_the_job_the_tasks_and_an_install():
     assert not installing.apply_enabled, "no second install while pip runs"
     empty = panel_state(None, running=False, tasks=set(), installing=False)
     assert not (empty.apply_enabled or empty.review_enabled or empty.export_enabled)
+    assert not idle.remote_visible and not empty.remote_visible
+    node.device = SimpleNamespace(value="remote")  # the "Remote server..." device shows its URL and token fields
+    assert panel_state(node, running=False, tasks=set(), installing=False).remote_visible
+
+
+def test_the_device_line_describes_a_remote_server_or_the_local_worker():
+    check = {"url": "https://gpu1.example.org", "health": {"device": {"kind": "cuda", "name": "NVIDIA H100"},
+                                                           "queue_length": 2, "workers": [{}, {}]},
+             "models": {"models": [{"id": "aorta-phantom-v1"}, {"id": "site-b-v2"}]}}
+    assert describe_task_result("probe", check) == ("Server https://gpu1.example.org: NVIDIA H100, 2 workers, "
+                                                    "2 queued; models: aorta-phantom-v1, site-b-v2.")
+    hello = {"mode": "probe", "torch": {"installed": False}, "device": {"kind": "cpu", "name": "CPU"}}
+    assert not describe_task_result("probe", hello).startswith("Server")
 
 
 def test_log_lines_and_task_texts():

@@ -11,13 +11,23 @@ from module_support import array_of, dummy_client_factory, geometry_of, headless
 from service_support import start_service
 
 from DigitalContrastLib.mrml import provenance as prov
+from DigitalContrastLib.worker.relay import RelayWorkerClient
 from DigitalContrastLib.worker.remote_client import RemoteWorkerClient
 
 pytestmark = [pytest.mark.mrml, pytest.mark.process, pytest.mark.slow]
 pytest.importorskip("fastapi", reason="the service extra is not installed (pip install -e .[service])")
 
 
-def test_the_module_logic_with_a_remote_client_gives_the_local_node_and_names_the_server(tmp_path):
+def remote_client_factory(kind: str, url: str, token: str):
+    """``relay``: the Slicer module's way (a worker process does the HTTP: Python threads crawl in Slicer);
+    ``thread``: the remote client itself (scripts, notebooks, the browser review page)."""
+    if kind == "relay":
+        return lambda: RelayWorkerClient(url, token)
+    return lambda: RemoteWorkerClient(url, token)
+
+
+@pytest.mark.parametrize("kind", ["relay", "thread"])
+def test_the_module_logic_with_a_remote_client_gives_the_local_node_and_names_the_server(tmp_path, kind):
     from DigitalContrastLib.mrml.synthesis_logic import SynthesisLogic
 
     case = small_phantom()
@@ -25,7 +35,7 @@ def test_the_module_logic_with_a_remote_client_gives_the_local_node_and_names_th
     try:
         scene, app_logic = headless()
         nc_node, _ = node_in_study(scene, case.noncontrast, "Case NC")
-        remote = SynthesisLogic(scene, app_logic, lambda: RemoteWorkerClient(service.url, service.tokens["ws3"]),
+        remote = SynthesisLogic(scene, app_logic, remote_client_factory(kind, service.url, service.tokens["ws3"]),
                                 work_dir=tmp_path / "remote")
         (tmp_path / "remote").mkdir()
         events = []
@@ -45,6 +55,8 @@ def test_the_module_logic_with_a_remote_client_gives_the_local_node_and_names_th
         assert record["server"]["url"] == service.url and node.GetAttribute(prov.DEVICE) == "cpu"
         fractions = [e.overall_fraction for e in events if e.type == "progress"]
         assert len(fractions) > 3 and fractions == sorted(fractions)
+        stages = [e.data["stage"] for e in events if e.type == "stage"]
+        assert stages[0] == "upload" and "inference" in stages and stages[-1] == "download", stages
         # cancel mid-job: no node, the job cancelled on the server too
         count = scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode")
         job = remote.start(nc_node)

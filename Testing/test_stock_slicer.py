@@ -41,11 +41,11 @@ def stand_in(request, tmp_path_factory):
     return request.param, env, folder, freeze(env)
 
 
-def run(stand_in, scenario: str, timeout_s: float = 900) -> dict:
+def run(stand_in, scenario: str, timeout_s: float = 900, env_extra: dict[str, str] | None = None) -> dict:
     release, env, folder, _ = stand_in
     paths = [ROOT / "Testing" / "stock_slicer" / "app", ROOT / "DigitalContrast", ROOT / "DigitalContrastReader"]
     environment = {**os.environ, "PYTHONPATH": os.pathsep.join(map(str, paths)), "PYTHONNOUSERSITE": "1",
-                   "DIGITALCONTRAST_MODEL_PATH": ""}
+                   "DIGITALCONTRAST_MODEL_PATH": "", **(env_extra or {})}
     done = subprocess.run([str(env / "bin" / "python"), str(SCENARIOS), release, scenario, str(folder)],
                           capture_output=True, text=True, timeout=timeout_s, env=environment, cwd=folder)
     lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
@@ -98,6 +98,32 @@ def test_the_plan_installs_for_real_and_everything_works_without_a_restart(stand
     changed = {name: (version, after.get(name)) for name, version in before.items() if after.get(name) != version}
     assert changed == {}, f"a package Slicer bundles changed: {changed}"
     assert set(after) - set(before) >= {"jsonschema", "safetensors", "pyyaml"}
+
+
+def test_the_remote_server_device_runs_and_cancels_jobs_with_nothing_but_the_panel_packages(stand_in, tmp_path):
+    """Slicer's process does no HTTP (a relay worker under PythonSlicer does) and needs no PyTorch."""
+    pytest.importorskip("fastapi", reason="the service extra is not installed (pip install -e .[service])")
+    from service_support import start_service
+
+    service = start_service(tmp_path, users=("ws7",), dummy_seconds=3.0)
+    try:
+        result = run(stand_in, "remote_server", env_extra={"DC_SCENARIO_SERVER_URL": service.url,
+                                                           "DC_SCENARIO_SERVER_TOKEN": service.tokens["ws7"]})
+        server_job = result["cancelled_server_job"]
+        status = service.wait_until(server_job, "ws7", timeout=30) if server_job else None
+    finally:
+        service.stop()
+    assert result["plan"]["torch_missing"] is False and set(result["plan"]["to_install"]) <= {"jsonschema>=4.18"}
+    assert result["install_problem"] is None
+    assert result["check"].startswith(f"Server {service.url}:") and "dummy" in result["check"], result["check"]
+    assert result["job"]["status"] == "ok", result["job"]
+    assert result["job"]["stages"][0] == "upload" and result["job"]["stages"][-1] == "download", result["job"]
+    assert result["result"] == {"server": service.url, "device": "cpu", "same_grid": True}
+    assert result["cancel_status"] == "cancelled" and status["status"] == "cancelled", status
+    # the worker packages may be installed by the install scenario before: the remote path must not load them
+    assert result["torch_imported"] is False
+    assert not set(result["third_party_loaded"]) & {"torch", "monai", "safetensors", "pylibjpeg", "fastapi",
+                                                    "uvicorn"}, result["third_party_loaded"]
 
 
 @pytest.mark.parametrize(("scenario", "test"), [("self_test_synthesis", "DigitalContrastTest"),

@@ -144,6 +144,57 @@ def scenario_install() -> dict:
     return out
 
 
+def scenario_remote_server() -> dict:
+    """The "Remote server..." device against a real service (its URL and token in the environment of this
+    scenario, set into Slicer's settings as the panel does): the check, a job, a cancel mid-job."""
+    import os
+
+    import qt
+    from DigitalContrastLib.common.slicer_install import ensure_dependencies
+
+    synthesis, _ = modules()
+    settings = qt.QSettings()
+    settings.setValue(synthesis.REMOTE_URL_SETTING, os.environ["DC_SCENARIO_SERVER_URL"])
+    settings.setValue(synthesis.REMOTE_TOKEN_SETTING, os.environ["DC_SCENARIO_SERVER_TOKEN"])
+    logic = synthesis.DigitalContrastLogic()
+    plan = logic.dependencyPlan(remote=True)
+    out: dict = {"plan": {"to_install": plan.to_install, "torch_missing": plan.torch_missing}}
+    out["install_problem"] = ensure_dependencies(lambda: logic.dependencyPlan(remote=True), slicer, ask=True)
+    check = logic.startDeviceProbe(remote=True)
+    drive(check.poll, lambda: check.finished)
+    out["check"] = logic.describeTaskResult("probe", check.result, None) if check.result else str(check.error)
+
+    case, nc_node = phantom_nodes()
+    node = logic.getParameterNode()
+    node.inputVolume = nc_node
+    node.device = synthesis.Device.REMOTE
+    job = logic.startSynthesis(node)
+    stages = []
+    drive(lambda: stages.extend(e.data["stage"] for e in logic.synthesis.poll() if e.type == "stage"),
+          lambda: job.finished)
+    out["job"] = {"status": job.status, "error": job.error_message, "stages": stages}
+    if job.ok:
+        result = slicer.mrmlScene.GetNodeByID(job.result_node_id)
+        provenance = json.loads(result.GetAttribute("DigitalContrast.Provenance") or "{}")
+        out["result"] = {"server": (provenance.get("server") or {}).get("url"),
+                         "device": result.GetAttribute("DigitalContrast.Device"),
+                         "same_grid": result.GetImageData().GetDimensions() == nc_node.GetImageData().GetDimensions()}
+    job = logic.startSynthesis(node)
+    drive(logic.synthesis.poll, lambda: job.stage == "inference" or job.finished)
+    client = logic.synthesis.client
+    out["cancelled_server_job"] = client.server_job_id
+    logic.synthesis.cancel("the scenario cancels")
+    out["cancel_status"] = job.status
+    deadline = time.monotonic() + 30
+    while client._cancels and time.monotonic() < deadline:  # noqa: SLF001 - the cancel task reaches the server
+        client.poll()
+        time.sleep(0.05)
+    logic.close()
+    out["torch_imported"] = "torch" in sys.modules
+    out["third_party_loaded"] = third_party_loaded()
+    return out
+
+
 def _self_test(module_index: int) -> dict:
     """One module's self-test (what does not need the Qt application), alone in this process as ctest runs it."""
     test = (modules()[0].DigitalContrastTest, modules()[1].DigitalContrastReaderTest)[module_index]

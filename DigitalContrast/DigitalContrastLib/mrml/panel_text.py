@@ -14,11 +14,11 @@ from DigitalContrastLib.models.choices import device_text
 def describe_task_result(name: str, result: Any) -> str:
     """One line for the panel about a finished task: ``probe``, ``registration``, ``metrics`` or ``export``.
 
-    ``result`` is the task's result: the probe's ``hello``, a
+    ``result`` is the task's result: the probe's ``hello`` (or a remote server's check), a
     :class:`~.compare_logic.RegisteredReal`, a :class:`~.compare_logic.MetricsOutcome`, the exported files.
     """
     if name == "probe":
-        return device_text(result)
+        return server_text(result) if "health" in result else device_text(result)
     if name == "registration":
         figures = result.figures
         rotation = ", ".join(f"{v:.2f}" for v in figures["rigid_parameters"]["rotation_deg"])
@@ -35,6 +35,17 @@ def describe_task_result(name: str, result: Any) -> str:
     if name == "export":
         return f"Wrote {len(result)} labelled SYNTHETIC images to {result[0].parent if result else ''}."
     return ""
+
+
+def server_text(check: dict[str, Any]) -> str:
+    """The 'Remote server' device's check: the server's device, workers, queue and models in one line."""
+    health = check.get("health") or {}
+    device = health.get("device") or {}
+    models = [str(model.get("id")) for model in (check.get("models") or {}).get("models") or []]
+    workers = len(health.get("workers") or [])
+    return (f"Server {check.get('url')}: {device.get('name') or device.get('kind') or 'unknown device'}, "
+            f"{workers} worker{'s' if workers != 1 else ''}, {health.get('queue_length', 0)} queued; "
+            f"models: {', '.join(models) or 'none'}.")
 
 
 def event_line(event: Any) -> str | None:
@@ -70,6 +81,7 @@ class PanelState:
     apply_tooltip: str
     apply_enabled: bool
     inputs_enabled: bool
+    remote_visible: bool
     overlap_enabled: bool
     review_enabled: bool
     register_text: str
@@ -92,6 +104,7 @@ def panel_state(node: Any, running: bool, tasks: set[str], installing: bool) -> 
                        else "Synthesize the non-contrast volume in the background; Slicer stays usable."),
         apply_enabled=not installing and (running or has("inputVolume")),
         inputs_enabled=not running and not installing,
+        remote_visible=getattr(getattr(node, "device", None), "value", None) == "remote",
         overlap_enabled=has("customOverlap"),
         review_enabled=synthetic and has("inputVolume"),
         register_text="Cancel registration" if registering else "Register real onto non-contrast",

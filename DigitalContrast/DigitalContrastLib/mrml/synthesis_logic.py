@@ -520,6 +520,11 @@ class SynthesisLogic:
         process = TaskProcess(["--probe"], launcher=self.tasks.launcher)
         return GuiTask("probe", wait_for_process(process, "probe"), monitor=self.monitor).start()
 
+    def start_server_check(self, url: str, token: str | None) -> Any:
+        """A running task asking the synthesis service at ``url`` for its device and models (checks the token)."""
+        process = TaskProcess(["--task", "server_check"], {"url": url, "token": token}, launcher=self.tasks.launcher)
+        return GuiTask("probe", wait_for_process(process, "server check"), monitor=self.monitor).start()
+
     def show_review(self, nc_node: Any, synthetic_node: Any, real_node: Any | None = None, *,
                     overlay: str | Any | None = None, **options: Any) -> Any:
         """The review layout (``mrml.review_layout.show_review``) in this logic's scene.

@@ -125,14 +125,17 @@ class WorkerClient(JobClientBase):
         verify_outputs: check each delivered file's SHA-256 here (default). A caller that reads the
             output and checks the hash the result reports itself (the Slicer logic, a slab per GUI
             tick) turns it off: hashing 150 MB at once would hold a GUI thread.
+        env: extra environment variables of the worker (the relay's token: never on a command line).
 
     Not thread-safe: call it from one thread (a GUI timer, or the CLI's main thread).
     """
 
     def __init__(self, launcher: Launcher | None = None, *, persistent: bool = False, dummy: bool = False,
                  dummy_seconds: float = 0.0, worker_args: Sequence[str] = (), threads: int | None = None,
-                 work_root: str | os.PathLike | None = None, log_lines: int = 200, verify_outputs: bool = True) -> None:
+                 work_root: str | os.PathLike | None = None, log_lines: int = 200, verify_outputs: bool = True,
+                 env: Mapping[str, str] | None = None) -> None:
         self._launcher = launcher or default_launcher()
+        self._extra_env = dict(env or {})
         self.persistent = persistent
         self._worker_args = [*(["--serve"] if persistent else []),
                              *(["--dummy", "--dummy-seconds", str(dummy_seconds)] if dummy else []), *worker_args]
@@ -212,7 +215,7 @@ class WorkerClient(JobClientBase):
         return job["job_id"]
 
     def _worker_for(self, device: str) -> WorkerProcess:
-        env = worker_environment(device, self._threads)
+        env = {**worker_environment(device, self._threads), **self._extra_env}
         env_key = (env.get("CUDA_VISIBLE_DEVICES"), env.get("OMP_NUM_THREADS"))
         proc = self._proc
         if proc is not None and proc.env_key == env_key and proc.popen.poll() is None:
@@ -326,7 +329,7 @@ class WorkerClient(JobClientBase):
             return []  # a late message of a finished or cancelled job
         if kind in ("stage", "progress"):
             total = int(message.get("total", 1))
-            self._advance(job, message["stage"], int(message.get("done", 0)), total)
+            self._advance(job, message["stage"], int(message.get("done", 0)), total, message.get("overall_fraction"))
         elif kind == "result":
             job.result = message
         elif kind == "error":
@@ -336,9 +339,12 @@ class WorkerClient(JobClientBase):
             events += self._finish(process_exit=None)
         return events
 
-    def _advance(self, job: RunningJob, stage: str, done: int, total: int) -> None:
+    def _advance(self, job: RunningJob, stage: str, done: int, total: int, fraction: float | None = None) -> None:
+        """``fraction``: the overall fraction a relay reports (a remote job's stages include upload and download)."""
         now = time.monotonic()
-        job.fraction = max(job.fraction, overall_fraction(stage, done, total, job.weights))
+        if fraction is None:
+            fraction = overall_fraction(stage, done, total, job.weights)
+        job.fraction = max(job.fraction, min(1.0, float(fraction)))
         elapsed = now - job.started
         if job.fraction >= 0.02 and elapsed > 0:
             estimate = elapsed * (1.0 - job.fraction) / job.fraction

@@ -421,7 +421,9 @@ class RemoteWorkerClient(JobClientBase):
                 "digital_contrast_version": (hello.get("packages") or {}).get("digital-contrast")}
             json_path = output.with_name(output.name + ".json")
             json_staged = temporary_sibling(json_path)
-            json_staged.write_text(json.dumps(provenance, indent=2) + "\n", encoding="utf-8")
+            provenance_text = json.dumps(provenance, indent=2) + "\n"
+            json_staged.write_text(provenance_text, encoding="utf-8")
+            remote.sha256[str(json_path)] = hashlib.sha256(provenance_text.encode("utf-8")).hexdigest()
             staged.insert(len(staged) - 1, (json_staged, json_path))
             if remote.cancelled.is_set():
                 raise Cancelled()

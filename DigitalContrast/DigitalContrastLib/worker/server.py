@@ -383,8 +383,9 @@ def _sidecars(output: Path) -> set[Path]:
             if p.is_file() and p.name.startswith(stem + ".") and p != output and not p.name.startswith(".")}
 
 
-def run_job_text(text: str, source: str, runner: JobRunner, channel: MessageChannel) -> int:
-    """Parse and run one job, sending its messages; returns its exit code (never raises)."""
+def run_job_text(text: str, source: str, runner: Any, channel: MessageChannel) -> int:
+    """Parse and run one job with ``runner`` (a JobRunner or a ``relay.RelayRunner``), sending its messages;
+    returns its exit code (never raises)."""
     state: dict[str, Any] = {"job_id": None}
 
     def body() -> None:
@@ -445,6 +446,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--probe", action="store_true", help="print the hello message (torch, device, memory) and exit")
     parser.add_argument("--task", metavar="NAME", help="run one task of tasks.py (input check, registration, metrics, "
                                                        "DICOM export) on one JSON line of arguments, then exit")
+    parser.add_argument("--server", metavar="URL", help="run each job on the synthesis service at URL (the token in "
+                                                       "DIGITAL_CONTRAST_TOKEN): the 'Remote server' device, relay.py")
     parser.add_argument("--dummy", action="store_true", help="numpy-only fake synthesis, no torch (self-tests)")
     parser.add_argument("--dummy-seconds", type=float, default=0.0, help="make the dummy inference last this long")
     parser.add_argument("--dummy-model-seconds", type=float, default=0.2, help="fake model load time of the dummy")
@@ -475,9 +478,14 @@ def _main(argv: Sequence[str] | None, stdin: TextIO | None) -> int:
         return EXIT_OK
     if args.task:
         return run_task_text(args.task, stdin.readline(), channel)
-    runner = JobRunner(dummy=args.dummy, dummy_seconds=args.dummy_seconds,
-                       dummy_model_seconds=args.dummy_model_seconds, dummy_spawn_child=args.dummy_spawn_child)
-    channel.send("hello", **describe_environment(runner.mode, import_torch=not args.dummy))
+    if args.server:
+        from .relay import RelayRunner  # the remote path: no torch, no engine in this process
+
+        runner = RelayRunner(args.server)
+    else:
+        runner = JobRunner(dummy=args.dummy, dummy_seconds=args.dummy_seconds,
+                           dummy_model_seconds=args.dummy_model_seconds, dummy_spawn_child=args.dummy_spawn_child)
+    channel.send("hello", **describe_environment(runner.mode, import_torch=not (args.dummy or args.server)))
     if args.serve:
         for number, line in enumerate(stdin, start=1):
             if line.strip():

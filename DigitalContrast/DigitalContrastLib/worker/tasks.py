@@ -15,6 +15,8 @@ register       fixed, moving, method, options, registered, field_of_view, transf
 metrics        noncontrast, synthetic, real, labels?, field_of_view? -> {rows, notes}
 export         synthetic, out_dir, provenance, source_dicom_meta, overwrite -> {files}
 dicom_meta     files (a series' DICOM files), slices, direction (the volume's) -> the series' facts
+server_check   url, token -> the synthesis service's health and models (checks the token)
+server_cancel  url, token, job_id -> the job's status once cancelled on the service
 =============  ====================================================================================
 """
 
@@ -121,12 +123,28 @@ def dicom_meta_task(arguments: Mapping[str, Any], progress: ProgressCallback) ->
 
 
 #: task name -> (function, the arguments it requires).
+def server_check_task(arguments: Mapping[str, Any], progress: ProgressCallback) -> dict[str, Any]:
+    """The 'Remote server' device's Check button: health and models of the service (HTTP in this process)."""
+    from .relay import check_server
+
+    return check_server(arguments)
+
+
+def server_cancel_task(arguments: Mapping[str, Any], progress: ProgressCallback) -> dict[str, Any]:
+    """Cancel a job on the service after its relay was killed."""
+    from .relay import cancel_on_server
+
+    return cancel_on_server(arguments)
+
+
 TASKS: dict[str, tuple[TaskFunction, tuple[str, ...]]] = {
     "gate": (gate_task, ("input",)),
     "register": (register_task, ("fixed", "moving", "registered", "field_of_view")),
     "metrics": (metrics_task, ("noncontrast", "synthetic", "real")),
     "export": (export_task, ("synthetic", "out_dir", "provenance")),
     "dicom_meta": (dicom_meta_task, ("files", "slices", "direction")),
+    "server_check": (server_check_task, ("url",)),
+    "server_cancel": (server_cancel_task, ("url", "job_id")),
 }
 
 
