@@ -50,7 +50,7 @@ ALLOWED: dict[str, set[str]] = {
     f"{L}.benchmarks": CORE | {f"{L}.mrml"},
     f"{L}.commands": CORE | {f"{L}.mrml", f"{L}.benchmarks"},
     # reader-study library: study < store < reading; analysis takes a long table only
-    f"{R}.study": {f"{L}.common"},
+    f"{R}.study": {f"{L}.common", f"{L}.ct"},  # ct: images are opened and their grids checked at init
     f"{R}.store": {f"{L}.common", f"{R}.study"},
     f"{R}.reading": {f"{L}.common", f"{R}.study", f"{R}.store"},
     f"{R}.analysis": {f"{L}.common"},
@@ -58,8 +58,10 @@ ALLOWED: dict[str, set[str]] = {
     f"{R}.mrml": {f"{L}.common", f"{L}.ct", f"{L}.mrml", f"{R}.study", f"{R}.store", f"{R}.reading"},
     f"{R}.admin": {f"{L}.common", f"{R}.study", f"{R}.store", f"{R}.exports", f"{R}.analysis"},
     f"{R}.cli_analysis": {f"{L}.common", f"{R}.admin", f"{R}.store", f"{R}.analysis", f"{R}.exports"},
+    f"{R}.cli_common": {f"{L}.common", f"{R}.study", f"{R}.store"},
+    f"{R}.cli_sites": {f"{L}.common", f"{R}.study", f"{R}.store", f"{R}.cli_common"},
     f"{R}.cli": {f"{L}.common", f"{R}.study", f"{R}.store", f"{R}.reading", f"{R}.exports", f"{R}.cli_analysis",
-                 f"{R}.admin"},
+                 f"{R}.admin", f"{R}.cli_common", f"{R}.cli_sites"},
 }
 
 #: third-party top-level package -> the rooms (or single files, as dotted module names) that may import it.
@@ -82,6 +84,7 @@ THIRD_PARTY: dict[str, set[str]] = {
     "ctk": set(),
     "PythonQt": set(),
     "pandas": set(ALLOWED) - PANDAS_FREE_ROOMS,
+    "psycopg": {f"{R}.store"},  # the PostgreSQL driver: the store alone talks SQL
 }
 
 

@@ -18,25 +18,38 @@ from typing import Any
 from DigitalContrastReaderLib.analysis.long_table import complete_crossed_subset
 from DigitalContrastReaderLib.exports.bundle import ExportResult, export_all
 from DigitalContrastReaderLib.exports.tidy import analysis_table
-from DigitalContrastReaderLib.store.base import AnswerStore
-from DigitalContrastReaderLib.store.sqlite import open_store
+from DigitalContrastReaderLib.store.base import AnswerStore, ReaderStore
+from DigitalContrastReaderLib.store.location import is_url, open_reading_store, open_store
 from DigitalContrastReaderLib.study.errors import AnswerError, StoreError, UsageError
 
 STUDY_FILE_SUFFIXES = (".yaml", ".yml", ".json")
 STORE_SUFFIX = ".sqlite"
 
 
-def locate_store(path: str | os.PathLike) -> Path:
+def store_url(text: str) -> str | None:
+    """The ``postgresql://`` URL that ``text`` names, or None. A URL kept in a path field comes
+    back with one slash (``postgresql:/user@host/db``: a path collapses ``//``); it is restored."""
+    import re
+
+    text = re.sub(r"^(postgres(?:ql)?):/(?!/)", r"\1://", str(text).strip())
+    return text if is_url(text) else None
+
+
+def locate_store(path: str | os.PathLike) -> Path | str:
     """The answer store a study path stands for.
 
     Args:
-        path: the store itself (``.sqlite``); a study file (``study.yaml``: the store is
-            ``study.sqlite`` beside it, as ``digital-contrast-reader init`` names it by default in
-            the README); or a folder holding exactly one store.
+        path: the store itself (``.sqlite``, or a ``postgresql://`` URL, returned as is); a study
+            file (``study.yaml``: the store is ``study.sqlite`` beside it, as
+            ``digital-contrast-reader init`` names it by default in the README); or a folder
+            holding exactly one store.
 
     Raises:
         StoreError: no store (or several) found; the sentence says what to do.
     """
+    url = store_url(str(path))
+    if url is not None:
+        return url
     path = Path(path).expanduser()
     if path.is_dir():
         stores = sorted(p for p in path.glob(f"*{STORE_SUFFIX}") if p.is_file())
@@ -59,8 +72,15 @@ def locate_store(path: str | os.PathLike) -> Path:
 
 
 def open_study_store(path: str | os.PathLike, **options: Any) -> AnswerStore:
-    """Open the answer store that ``path`` stands for (see :func:`locate_store`)."""
+    """Open the admin store that ``path`` stands for (see :func:`locate_store`)."""
     return open_store(locate_store(path), **options)
+
+
+def open_reading_study_store(path: str | os.PathLike) -> ReaderStore:
+    """Open the store that ``path`` stands for as a reading station does (see :func:`locate_store`):
+    a PostgreSQL URL through the reading functions only (the study's reader role is enough; the
+    blinded images are in ``$DIGITAL_CONTRAST_READER_IMAGES``), a SQLite store as it is."""
+    return open_reading_store(locate_store(path))
 
 
 #: Column titles of the admin's progress table (one per field of :class:`ProgressRow`).
