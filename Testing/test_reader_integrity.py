@@ -238,6 +238,7 @@ def test_a_store_of_the_first_format_is_migrated(tmp_path):
                               ("readers", "token_digest")):
             conn.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
         conn.execute("DROP TABLE origins")
+        conn.execute("DROP INDEX responses_item")
         conn.execute("UPDATE images SET path = ? || '/' || path", (str(base),))
         conn.execute("UPDATE meta SET value = '1' WHERE key = 'format'")
         conn.execute("DELETE FROM meta WHERE key IN ('store_id', 'site')")

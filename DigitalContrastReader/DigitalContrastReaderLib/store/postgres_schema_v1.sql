@@ -117,7 +117,7 @@ CREATE TABLE dcstore.responses (
     UNIQUE (reader_id, item_id, question_key),
     FOREIGN KEY (task_id, question_key) REFERENCES dcstore.questions(task_id, question_key)
 );
-CREATE INDEX responses_item ON dcstore.responses(item_id);
+CREATE INDEX responses_item ON dcstore.responses(item_id, question_key);
 CREATE TABLE dcstore.revisions (
     response_id bigint NOT NULL REFERENCES dcstore.responses(response_id),
     revision integer NOT NULL,

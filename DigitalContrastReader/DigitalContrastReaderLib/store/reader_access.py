@@ -79,7 +79,7 @@ class ReaderAccess:
         return self._key_ok(reader_id, key)
 
     # -- reading -------------------------------------------------------------------------------
-    def _item_of(self, state: ReaderState, reader_id: str) -> ReaderItem:
+    def _item_of(self, state: ReaderState) -> ReaderItem:
         view = self._reader_view()
         item = state.item
         return rules.reader_item(
@@ -104,12 +104,12 @@ class ReaderAccess:
         Its ``opens_at`` is set when a washout still blocks it. Records nothing (call
         :meth:`open_item` when it is displayed)."""
         state = self._reader_state(reader_id, self._reader_key(reader_id, token), None, lock=False)
-        return None if state.item is None else self._item_of(state, reader_id)
+        return None if state.item is None else self._item_of(state)
 
     def peek_item(self, reader_id: str, item_id: str, *, token: str) -> ReaderItem:
         """One of the reader's own items, as it would be shown, without recording a display."""
         state = self._reader_state(reader_id, self._reader_key(reader_id, token), item_id, lock=False)
-        return self._item_of(state, reader_id)
+        return self._item_of(state)
 
     def open_item(self, reader_id: str, item_id: str, *, token: str) -> ReaderItem:
         """Display an item: records the first and last display time and counts visits.

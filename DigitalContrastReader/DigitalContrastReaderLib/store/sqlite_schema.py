@@ -142,6 +142,7 @@ CREATE TABLE responses (
     UNIQUE (reader_id, item_id, question_key),
     FOREIGN KEY (task_id, question_key) REFERENCES questions(task_id, question_key)
 );
+CREATE INDEX responses_item ON responses(item_id, question_key);
 CREATE TABLE revisions (
     response_id INTEGER NOT NULL REFERENCES responses(response_id),
     revision INTEGER NOT NULL,
@@ -194,6 +195,7 @@ ALTER TABLE readers ADD COLUMN token_digest TEXT;
 ALTER TABLE images ADD COLUMN sha256 TEXT;
 ALTER TABLE images ADD COLUMN geometry_json TEXT;
 ALTER TABLE responses ADD COLUMN simulated INTEGER NOT NULL DEFAULT 0 CHECK (simulated IN (0, 1));
+CREATE INDEX IF NOT EXISTS responses_item ON responses(item_id, question_key);
 CREATE TABLE origins (
     origin_store_id TEXT NOT NULL,
     origin_seq INTEGER NOT NULL,
