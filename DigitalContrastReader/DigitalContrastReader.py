@@ -50,7 +50,7 @@ class DigitalContrastReader(ScriptedLoadableModule):
         self.parent.contributors = ["DigitalContrast developers"]
         self.parent.helpText = _(
             "Blinded, randomized reader studies of synthetic and real contrast CT that never lose an answer. "
-            "Choose the study, enter your reader code and press Start reading; keys 1-5 answer the highlighted "
+            "Choose the study, enter your reader code and token and press Start reading; keys 1-5 answer the highlighted "
             "question, Ctrl+N submits and shows the next item."
         )
         self.parent.acknowledgementText = _(
