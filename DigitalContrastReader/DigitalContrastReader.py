@@ -10,6 +10,7 @@ Every decision (what is shown, valid, stored, when) is made in the library, test
 """
 
 import logging
+import os
 import pathlib
 from typing import Annotated
 
@@ -49,7 +50,7 @@ class DigitalContrastReader(ScriptedLoadableModule):
         self.parent.contributors = ["DigitalContrast developers"]
         self.parent.helpText = _(
             "Blinded, randomized reader studies of synthetic and real contrast CT that never lose an answer. "
-            "Choose the study, enter your reader code and press Start reading; keys 1-5 answer the highlighted "
+            "Choose the study, enter your reader code and token and press Start reading; keys 1-5 answer the highlighted "
             "question, Ctrl+N submits and shows the next item."
         )
         self.parent.acknowledgementText = _(
@@ -175,6 +176,7 @@ class DigitalContrastReaderWidget(ScriptedLoadableModuleWidget, VTKObservationMi
         self.ui.stopButton.enabled = reading
         self.ui.studyPathLineEdit.enabled = not reading
         self.ui.readerCodeLineEdit.enabled = not reading
+        self.ui.readerTokenLineEdit.enabled = not reading
         self.ui.readingCollapsibleButton.enabled = reading
         # the admin panel exports sources and case ids: never while a reader is logged in
         self.ui.adminCollapsibleButton.enabled = not reading
@@ -196,7 +198,7 @@ class DigitalContrastReaderWidget(ScriptedLoadableModuleWidget, VTKObservationMi
             return
         try:
             with slicer.util.tryWithErrorDisplay(_("Could not start the reading session."), waitCursor=True):
-                self.session = self.logic.startSession(self._parameterNode)
+                self.session = self.logic.startSession(self._parameterNode, token=self.ui.readerTokenLineEdit.text)
         except Exception:
             self._updateButtons()
             return  # shown to the reader (one sentence: unknown code, no study there...)
@@ -213,6 +215,7 @@ class DigitalContrastReaderWidget(ScriptedLoadableModuleWidget, VTKObservationMi
         if self.session is not None:
             self.logic.endSession(self.session, self._parameterNode)
             self.session = None
+            self.ui.readerTokenLineEdit.text = ""  # the next reader types their own
             self._blindViews(False)
         self.form = None
         self._clearForm()
@@ -507,18 +510,22 @@ class DigitalContrastReaderLogic(ScriptedLoadableModuleLogic):
                                  requester="Digital Contrast Reader")
 
     def openStore(self, studyPath):
-        """The study's answer store (``studyPath``: .sqlite, study file or folder)."""
+        """The study's answer store (``studyPath``: .sqlite, postgresql:// URL, study file or folder)."""
         from DigitalContrastReaderLib.store.locate import open_study_store
 
         return open_study_store(studyPath)
 
-    def startSession(self, parameterNode):
-        """Open the store, log the reader in and show their next item; returns the session."""
+    def startSession(self, parameterNode, token=None):
+        """Open the store as a reading station, sign the reader in with their token (default
+        ``$DIGITAL_CONTRAST_READER_TOKEN``; never kept in the scene) and show their next item;
+        returns the session."""
         from DigitalContrastReaderLib.mrml.reader_display import mrml_reading_session
+        from DigitalContrastReaderLib.store.locate import open_reading_study_store
 
-        store = self.openStore(parameterNode.studyPath)
+        token = (token or os.environ.get("DIGITAL_CONTRAST_READER_TOKEN") or "").strip()
+        store = open_reading_study_store(parameterNode.studyPath)
         session = mrml_reading_session(slicer.mrmlScene, slicer.app.applicationLogic(), store, parameterNode.readerCode,
-                                       idle_after_seconds=parameterNode.idleTimeoutSeconds)
+                                       token=token, idle_after_seconds=parameterNode.idleTimeoutSeconds)
         try:
             session.start()
         except Exception:
@@ -596,12 +603,13 @@ class DigitalContrastReaderTest(ScriptedLoadableModuleTest):
         folder = pathlib.Path(tempfile.mkdtemp(prefix="reader-selftest-", dir=slicer.app.temporaryPath))
         study = load_study(write_example_study(folder / "example", cases=3, training_cases=1, readers=1,
                                                tasks=("grading", "preference"), washout_days=0))
-        create_store(folder / "example" / "study.sqlite", study).close()
+        with create_store(folder / "example" / "study.sqlite", study) as store:
+            token = store.enrol("r01").token
 
         parameterNode = logic.getParameterNode()
         parameterNode.studyPath = folder / "example" / "study.yaml"
         parameterNode.readerCode = "r01"
-        session = logic.startSession(parameterNode)
+        session = logic.startSession(parameterNode, token=token)
         rng = random.Random(0)
         given = {}
         while session.state == "reading":

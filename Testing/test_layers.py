@@ -55,7 +55,7 @@ ALLOWED: dict[str, set[str]] = {
     f"{L}.benchmarks": CORE | {f"{L}.mrml", f"{L}.service"},
     f"{L}.commands": CORE | {f"{L}.mrml", f"{L}.benchmarks", f"{L}.service", f"{L}.web"},
     # reader-study library: study < store < reading; analysis takes a long table only
-    f"{R}.study": {f"{L}.common"},
+    f"{R}.study": {f"{L}.common", f"{L}.ct"},  # ct: images are opened and their grids checked at init
     f"{R}.store": {f"{L}.common", f"{R}.study"},
     f"{R}.reading": {f"{L}.common", f"{R}.study", f"{R}.store"},
     f"{R}.analysis": {f"{L}.common"},
@@ -63,8 +63,10 @@ ALLOWED: dict[str, set[str]] = {
     f"{R}.mrml": {f"{L}.common", f"{L}.ct", f"{L}.mrml", f"{R}.study", f"{R}.store", f"{R}.reading"},
     f"{R}.admin": {f"{L}.common", f"{R}.study", f"{R}.store", f"{R}.exports", f"{R}.analysis"},
     f"{R}.cli_analysis": {f"{L}.common", f"{R}.admin", f"{R}.study", f"{R}.store", f"{R}.analysis", f"{R}.exports"},
+    f"{R}.cli_common": {f"{L}.common", f"{R}.study", f"{R}.store"},
+    f"{R}.cli_sites": {f"{L}.common", f"{R}.study", f"{R}.store", f"{R}.cli_common"},
     f"{R}.cli": {f"{L}.common", f"{R}.study", f"{R}.store", f"{R}.reading", f"{R}.exports", f"{R}.cli_analysis",
-                 f"{R}.admin"},
+                 f"{R}.admin", f"{R}.cli_common", f"{R}.cli_sites"},
 }
 
 #: third-party top-level package -> the rooms (or single files, as dotted module names) that may import it.
@@ -91,6 +93,7 @@ THIRD_PARTY: dict[str, set[str]] = {
     **{name: {f"{L}.service"} for name in ("fastapi", "uvicorn", "starlette", "pydantic")},
     **{name: {f"{L}.web"} for name in ("trame", "trame_slicer", "trame_server", "trame_client", "trame_vuetify",
                                        "trame_rca", "wslink", "aiohttp")},
+    "psycopg": {f"{R}.store"},  # the PostgreSQL driver: the store alone talks SQL
 }
 
 

@@ -144,15 +144,15 @@ def test_every_answer_the_form_accepts_is_accepted_by_the_store(tmp_path):
 
     study = load_study(write_example_study(tmp_path / "ex", cases=2, training_cases=0, readers=1, washout_days=0))
     store = create_store(tmp_path / "s.sqlite", study)
-    store.enrol("r01", seed=3)
+    token = store.enrol("r01", seed=3).token
     rng = random.Random(1)
     submitted = 0
-    while (item := store.resume("r01")) is not None:
+    while (item := store.resume("r01", token=token)) is not None:
         form = QuestionForm(item.questions)
         for spec in form.fields:
             if spec.choices:
                 form.set_value(spec.key, rng.choice(spec.choices).value)
-        store.submit("r01", item.item_id, form.answers())
+        store.submit("r01", item.item_id, form.answers(), token=token)
         submitted += 1
     assert submitted == len(store.items("r01")) and store.integrity_check().ok
 

@@ -84,10 +84,19 @@ def revealing_study(tmp_path):
     store.close()
 
 
+def _token(store, reader):
+    """The reader's token: enrolled now, or a new one issued (the admin's two ways to give one)."""
+    if reader in {r.reader_id for r in store.readers()}:
+        return store.issue_token(reader)
+    return store.enrol(reader).token
+
+
 def _session(store, reader="r01", **options):
     from DigitalContrastLib.mrml.headless import make_headless_scene
     from DigitalContrastReaderLib.mrml.reader_display import mrml_reading_session
 
+    if "token" not in options:
+        options["token"] = _token(store, reader)
     scene, app_logic = make_headless_scene()
     return mrml_reading_session(scene, app_logic, store, reader, **options)
 
@@ -325,15 +334,23 @@ def test_reopening_resumes_at_the_next_unfinished_item_in_the_same_order(reveali
         assert seen == order[4:4 + len(seen)]
 
 
-def test_a_reader_not_in_the_study_is_refused_and_enrolment_can_be_left_to_the_admin(revealing_study):
-    from DigitalContrastReaderLib.study.errors import AnswerError
+def test_a_reader_signs_in_with_an_enrolled_code_and_its_token(revealing_study):
+    from DigitalContrastReaderLib.study.errors import AnswerError, TokenError
 
     _study, store = revealing_study
     with pytest.raises(AnswerError, match="not listed"):
-        _session(store, "r99").start()
+        _session(store, "r99", token="anything").start()
     with pytest.raises(AnswerError, match="not enrolled"):
-        _session(store, "r01", enrol=False).start()
+        _session(store, "r01", token="anything").start()
     assert store.readers() == []
+    token = store.enrol("r01").token
+    with pytest.raises(TokenError, match="Enter your token"):
+        _session(store, "r01", token=" ").start()
+    with pytest.raises(TokenError, match="is wrong"):
+        _session(store, "r01", token=token[:-1] + ("A" if token[-1] != "A" else "B")).start()
+    events = len(store.events())
+    assert _session(store, "r01", token=token).start() is not None
+    assert len(store.events()) == events + 1  # the first item shown, nothing before
 
 
 def test_submit_refuses_incomplete_answers_and_keeps_the_item(revealing_study):

@@ -13,12 +13,10 @@ import importlib.util
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from DigitalContrastReaderLib.exports.bundle import ExportResult, export_all
 from DigitalContrastReaderLib.store.base import AnswerStore
-from DigitalContrastReaderLib.store.sqlite import open_store
-from DigitalContrastReaderLib.study.errors import AnswerError, StoreError, UsageError
+from DigitalContrastReaderLib.study.errors import AnswerError, UsageError
 
 #: Column titles of the admin's progress table (one per field of :class:`ProgressRow`).
 PROGRESS_HEADERS = ("reader", "group", "status", "items", "training", "session", "next opens", "last submit")

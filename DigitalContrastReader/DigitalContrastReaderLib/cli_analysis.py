@@ -82,7 +82,7 @@ Write an HTML report with figures: score distributions, mean difference with per
 plot, VGC, paired grade tests, agreement, the visual Turing test, and from a store also the
 detection AUC (MRMC), the preference share and every graded question.
 
-SOURCE is either a study's answer store (.sqlite: the whole study, fully crossed or split-plot,
+SOURCE is either a study's answer store (.sqlite or postgresql:// URL: the whole study, fully crossed or split-plot,
 every task; --question is the grade given the full section, default overall_confidence; training
 items excluded; "interim" only while readers are still reading) or a long CSV of grades (a
 'clinical_use' column gives one section per use).
@@ -94,7 +94,7 @@ def report_arguments(p: argparse.ArgumentParser) -> None:
     p.description = REPORT_DESCRIPTION
     p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.add_argument("source", metavar="SOURCE", nargs="?",
-                   help="study answer store (.sqlite), or a long CSV of image-quality grades")
+                   help="study answer store (.sqlite or postgresql:// URL), or a long CSV of image-quality grades")
     p.add_argument("--question", default=None,
                    help="grade given the full section when SOURCE is a store (default overall_confidence)")
     p.add_argument("--turing", metavar="CSV", default=None, help="long table of a visual Turing test")
@@ -113,12 +113,10 @@ def run_report(args: argparse.Namespace) -> int:
 
     if args.source is None and args.turing is None:
         raise JobError("give a study store, a grading CSV, --turing CSV, or both CSVs.")
-    if args.source and str(args.source).endswith((".sqlite", ".db", ".sqlite3")):
-        from DigitalContrastReaderLib.store.sqlite import open_store
-
+    if args.source and _is_store(args.source):
         from .admin import write_study_report
 
-        with open_store(args.source) as store:
+        with _open_any_store(args.source) as store:
             title = None if args.title == REPORT_DEFAULT_TITLE else args.title
             print(write_study_report(store, args.out, question=args.question, title=title))
         return 0
@@ -213,13 +211,16 @@ def plan_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _open_any_store(path: str):
-    from DigitalContrastReaderLib.store.sqlite import open_store
+    """The admin store at ``path``: a SQLite file or a ``postgresql://`` URL (imported when used: --help stays light)."""
+    from DigitalContrastReaderLib.store.location import open_store
 
     return open_store(path)
 
 
 def _is_store(path: str) -> bool:
-    return str(path).endswith((".sqlite", ".db", ".sqlite3")) or str(path).startswith("postgresql://")
+    from DigitalContrastReaderLib.store.location import is_url
+
+    return str(path).endswith((".sqlite", ".db", ".sqlite3")) or is_url(path)
 
 
 def _pilot_table(args: argparse.Namespace):

@@ -115,6 +115,7 @@ def tidy_rows(store: AnswerStore) -> list[dict[str, Any]]:
             "submitted_at": item.submitted_at,
             "active_seconds": item.active_seconds,
             "visits": item.visits,
+            "simulated": response.simulated,
         }
         for name in study.truth_columns:
             row[TRUTH_PREFIX + name] = case.truth.get(name)

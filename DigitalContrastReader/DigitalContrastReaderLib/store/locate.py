@@ -1,4 +1,5 @@
-"""Which answer store a study path stands for: the store itself, a study file beside it, or a folder.
+"""Which answer store a study path stands for: the store itself (a ``.sqlite`` file or a
+``postgresql://`` URL), a study file beside it, or a folder; opened through :mod:`.location`.
 
 What a reading workstation opens: it needs nothing beyond reading (no pandas, no exports).
 """
@@ -6,30 +7,42 @@ What a reading workstation opens: it needs nothing beyond reading (no pandas, no
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
 from DigitalContrastReaderLib.study.errors import StoreError
 
-from .base import AnswerStore
-from .sqlite import open_store
+from .base import AnswerStore, ReaderStore
+from .location import is_url, open_reading_store, open_store
 
 #: Study files; the store of ``study.yaml`` is ``study.sqlite`` beside it.
 STUDY_FILE_SUFFIXES = (".yaml", ".yml", ".json")
 STORE_SUFFIX = ".sqlite"
 
 
-def locate_store(path: str | os.PathLike) -> Path:
+def store_url(text: str) -> str | None:
+    """The ``postgresql://`` URL that ``text`` names, or None. A URL kept in a path field comes
+    back with one slash (``postgresql:/user@host/db``: a path collapses ``//``); it is restored."""
+    text = re.sub(r"^(postgres(?:ql)?):/(?!/)", r"\1://", str(text).strip())
+    return text if is_url(text) else None
+
+
+def locate_store(path: str | os.PathLike) -> Path | str:
     """The answer store a study path stands for.
 
     Args:
-        path: the store itself (``.sqlite``); a study file (``study.yaml``: the store is
-            ``study.sqlite`` beside it, as ``digital-contrast-reader init`` names it by default in
-            the README); or a folder holding exactly one store.
+        path: the store itself (``.sqlite``, or a ``postgresql://`` URL, returned as is); a study
+            file (``study.yaml``: the store is ``study.sqlite`` beside it, as
+            ``digital-contrast-reader init`` names it by default in the README); or a folder
+            holding exactly one store.
 
     Raises:
         StoreError: no store (or several) found; the sentence says what to do.
     """
+    url = store_url(str(path))
+    if url is not None:
+        return url
     path = Path(path).expanduser()
     if path.is_dir():
         stores = sorted(p for p in path.glob(f"*{STORE_SUFFIX}") if p.is_file())
@@ -52,5 +65,12 @@ def locate_store(path: str | os.PathLike) -> Path:
 
 
 def open_study_store(path: str | os.PathLike, **options: Any) -> AnswerStore:
-    """Open the answer store that ``path`` stands for (see :func:`locate_store`)."""
+    """Open the admin store that ``path`` stands for (see :func:`locate_store`)."""
     return open_store(locate_store(path), **options)
+
+
+def open_reading_study_store(path: str | os.PathLike) -> ReaderStore:
+    """Open the store that ``path`` stands for as a reading station does (see :func:`locate_store`):
+    a PostgreSQL URL through the reading functions only (the study's reader role is enough; the
+    blinded images are in ``$DIGITAL_CONTRAST_READER_IMAGES``), a SQLite store as it is."""
+    return open_reading_store(locate_store(path))
