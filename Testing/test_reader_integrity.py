@@ -260,3 +260,14 @@ def test_a_store_of_the_first_format_is_migrated(tmp_path):
         with sqlite3.connect(db) as conn:
             conn.execute("UPDATE meta SET value = '7' WHERE key = 'format'")
         open_store(db)
+
+
+def test_a_token_never_starts_with_a_dash_so_the_command_line_takes_it(tmp_path, monkeypatch, capsys):
+    """A token is typed after --token: argparse reads '-abc' as an option (a failure seen in 1 run in 64)."""
+    from DigitalContrastReaderLib.store import tokens
+
+    drawn = iter(["-k3yWithADash", "plainToken42", "-anotherDash", "-andAThird", "r01Token"])
+    monkeypatch.setattr(tokens.secrets, "token_urlsafe", lambda n: next(drawn))
+    assert tokens.new_token() == "plainToken42"
+    with create_store(tmp_path / "db.sqlite", load_study(_example(tmp_path))) as store:
+        assert store.enrol("r01", seed=1).token == "r01Token"

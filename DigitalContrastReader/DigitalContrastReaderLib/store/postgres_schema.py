@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import secrets
 from collections.abc import Iterable, Sequence
 from importlib import resources
 from typing import Any
@@ -25,6 +24,7 @@ from DigitalContrastLib.common.errors import MissingPackageError, require_packag
 from DigitalContrastReaderLib.study.errors import AnswerError, StoreError
 
 from . import rules
+from .tokens import new_token
 from .reader_access import no_token_issued_error, wrong_token_error
 
 SCHEMA = "dcstore"
@@ -154,7 +154,7 @@ def create_reader_role(conn: Any, reader_role: str, dbname: str) -> str:
     """Create (or reset) the reader role with a new random password; returns the password."""
     from psycopg import sql
 
-    password = secrets.token_urlsafe(18)
+    password = new_token(18)
     role = sql.Identifier(reader_role)
     exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (reader_role,)).fetchone()
     verb = "ALTER" if exists else "CREATE"

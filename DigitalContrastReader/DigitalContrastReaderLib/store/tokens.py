@@ -49,9 +49,15 @@ class TokenParams:
     p: int
 
 
-def new_token() -> str:
-    """A fresh random token (32 URL-safe characters)."""
-    return secrets.token_urlsafe(TOKEN_BYTES)
+def new_token(n_bytes: int = TOKEN_BYTES) -> str:
+    """A fresh random token (URL-safe characters, 32 for the default 24 bytes).
+
+    Never starts with '-': a reader types it after ``--token`` and argparse would take it for an option.
+    """
+    token = secrets.token_urlsafe(n_bytes)
+    while token.startswith("-"):
+        token = secrets.token_urlsafe(n_bytes)
+    return token
 
 
 def derive_key(token: str, params: TokenParams) -> bytes:
