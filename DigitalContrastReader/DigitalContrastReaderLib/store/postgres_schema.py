@@ -24,8 +24,8 @@ from DigitalContrastLib.common.errors import MissingPackageError, require_packag
 from DigitalContrastReaderLib.study.errors import AnswerError, StoreError
 
 from . import rules
-from .tokens import new_token
 from .reader_access import no_token_issued_error, wrong_token_error
+from .tokens import new_token
 
 SCHEMA = "dcstore"
 SCHEMA_VERSION = 1
