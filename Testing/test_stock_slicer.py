@@ -37,7 +37,8 @@ def stand_in(request, tmp_path_factory):
 
     study = load_study(write_example_study(folder / "example", cases=3, training_cases=0, readers=1,
                                            tasks=("grading",), washout_days=0))
-    create_store(folder / "example" / "study.sqlite", study).close()
+    with create_store(folder / "example" / "study.sqlite", study) as store:  # the admin enrols r01: a token
+        (folder / "r01.token").write_text(store.enrol("r01").token)
     return request.param, env, folder, freeze(env)
 
 
@@ -45,7 +46,8 @@ def run(stand_in, scenario: str, timeout_s: float = 900, env_extra: dict[str, st
     release, env, folder, _ = stand_in
     paths = [ROOT / "Testing" / "stock_slicer" / "app", ROOT / "DigitalContrast", ROOT / "DigitalContrastReader"]
     environment = {**os.environ, "PYTHONPATH": os.pathsep.join(map(str, paths)), "PYTHONNOUSERSITE": "1",
-                   "DIGITALCONTRAST_MODEL_PATH": "", **(env_extra or {})}
+                   "DIGITALCONTRAST_MODEL_PATH": "", "DIGITAL_CONTRAST_READER_TOKEN": (folder / "r01.token").read_text(),
+                   **(env_extra or {})}
     done = subprocess.run([str(env / "bin" / "python"), str(SCENARIOS), release, scenario, str(folder)],
                           capture_output=True, text=True, timeout=timeout_s, env=environment, cwd=folder)
     lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
