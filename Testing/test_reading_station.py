@@ -52,7 +52,7 @@ def _same(stored: dict, given: dict) -> bool:
                for k, v in given.items()) and set(stored) <= set(given)
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def study(request, tmp_path):
     if request.param == "postgres":
         url = request.getfixturevalue("postgres_url")

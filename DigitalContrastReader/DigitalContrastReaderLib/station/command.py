@@ -20,9 +20,18 @@ study's PostgreSQL reader role, postgresql://<db>_reader@HOST:PORT/<db> with its
 PGPASSWORD or ~/.pgpass, plus --images (the blinded images from 'digital-contrast-reader images'):
 then the station holds no key at all.
 """
+EXAMPLES = """\
+examples:
+  digital-contrast-reader serve study.sqlite --port 8765
+  PGPASSWORD=... digital-contrast-reader serve postgresql://aorta_pilot_reader@dbhost/aorta_pilot \\
+      --images blinded/ --site "Hospital B"
+More: docs/reading-station.md
+"""
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.description, p.epilog = DESCRIPTION, EXAMPLES
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.add_argument("store", metavar="STORE", help="the study's answer store: a .sqlite file or a postgresql:// URL "
                                                    "of the study's reader role")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 for "
@@ -33,7 +42,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "default $DIGITAL_CONTRAST_READER_IMAGES")
     p.add_argument("--site", help="site name shown in the admin view (default: the store's site)")
     p.add_argument("--max-readers", type=int, default=16,
-                   help="readers reading at once (each page process takes about 300 MB; default 16)")
+                   help="readers reading at once (each reader's page process takes about 0.7 GB; default 16)")
     p.add_argument("--idle-minutes", type=float, default=20.0,
                    help="stop a reader's page process after this long with no browser connected (default 20); "
                         "the reader signs in again and continues")
