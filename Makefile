@@ -67,13 +67,16 @@ postgresql:
 # module's logic holds the GUI thread (synthesis + registration + export, 512x512x300), the reader-study
 # MRMC analysis's type I error over simulated null studies, and the multi-site reader study on a real
 # PostgreSQL: 3 sites x 4 readers submitting from 12 processes for 2 minutes with 5 kill -9, answers/s and
-# p95 submit latency against one SQLite store in the same run (bench/*.json keeps them).
-bench: $(STAMP) postgresql
+# p95 submit latency against one SQLite store in the same run, and the web reading station in headless
+# Chromium: Submit -> the next item's images on screen over 20 items (median, p95) against the store's own
+# calls, and the memory per connected reader (bench/*.json keeps them).
+bench: $(STAMP) postgresql chromium
 	$(BIN)/digital-contrast bench --json --out bench/results.json
 	$(BIN)/python -m DigitalContrastLib.benchmarks.gui_thread --out bench/gui_thread.json
 	$(BIN)/python -m DigitalContrastReaderLib.analysis.null_simulation --studies 2000 --json | tee bench/null_simulation.json
 	$(BIN)/python -m DigitalContrastReaderLib.analysis.null_simulation --studies 2000 --readers 6 --groups 2 --json | tee bench/null_simulation_split_plot.json
 	$(BIN)/python Testing/multisite_load.py --seconds 120 --kills 5 --json | tee bench/multisite_load.json
+	$(BIN)/python Testing/station_bench.py --items 20 --json | tee bench/reading_station.json
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) bench .pytest_cache .stock-slicer

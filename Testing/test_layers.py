@@ -65,8 +65,11 @@ ALLOWED: dict[str, set[str]] = {
     f"{R}.cli_analysis": {f"{L}.common", f"{R}.admin", f"{R}.study", f"{R}.store", f"{R}.analysis", f"{R}.exports"},
     f"{R}.cli_common": {f"{L}.common", f"{R}.study", f"{R}.store"},
     f"{R}.cli_sites": {f"{L}.common", f"{R}.study", f"{R}.store", f"{R}.cli_common"},
+    # the web reading station: the reading flow and the MRML display of the Slicer module, served by
+    # trame-slicer (one page process per reader) behind an aiohttp front; nothing computed there
+    f"{R}.station": {f"{L}.common", f"{R}.study", f"{R}.store", f"{R}.reading", f"{R}.mrml"},
     f"{R}.cli": {f"{L}.common", f"{R}.study", f"{R}.store", f"{R}.reading", f"{R}.exports", f"{R}.cli_analysis",
-                 f"{R}.admin", f"{R}.cli_common", f"{R}.cli_sites"},
+                 f"{R}.admin", f"{R}.cli_common", f"{R}.cli_sites", f"{R}.station"},
 }
 
 #: third-party top-level package -> the rooms (or single files, as dotted module names) that may import it.
@@ -91,8 +94,9 @@ THIRD_PARTY: dict[str, set[str]] = {
     "pandas": set(ALLOWED) - PANDAS_FREE_ROOMS,
     # web frameworks: only the front ends that serve HTTP (service/) or the browser page (web/)
     **{name: {f"{L}.service"} for name in ("fastapi", "uvicorn", "starlette", "pydantic")},
-    **{name: {f"{L}.web"} for name in ("trame", "trame_slicer", "trame_server", "trame_client", "trame_vuetify",
-                                       "trame_rca", "wslink", "aiohttp")},
+    **{name: {f"{L}.web", f"{R}.station"} for name in ("trame", "trame_slicer", "trame_server", "trame_client",
+                                                        "trame_vuetify", "trame_rca", "wslink", "aiohttp")},
+    "yarl": {f"{R}.station"},  # aiohttp's URL type: the station's forwarding keeps the browser's query as sent
     "psycopg": {f"{R}.store"},  # the PostgreSQL driver: the store alone talks SQL
 }
 

@@ -71,7 +71,7 @@ def test_the_reader_role_can_read_its_own_items_and_nothing_of_the_key(pg_study)
                           "INSERT INTO dcstore.meta VALUES ('x', 'y')"):
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 conn.execute(statement)
-        # only the five reading functions may be called; the helpers and triggers may not
+        # only the reading functions (and station_progress) may be called; the helpers and triggers may not
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute("SELECT dcstore.check_reader('r01', NULL)")
         # another reader's answers: asking for their item with one's own key is refused by the server
@@ -86,6 +86,21 @@ def test_the_reader_role_can_read_its_own_items_and_nothing_of_the_key(pg_study)
         text = str(own.to_dict())
         assert "case0" not in text and "synthetic" not in text and "real" not in text.replace("realistic", "")
         reading.close()
+
+
+def test_a_reading_station_sees_every_readers_progress_counts_and_nothing_more(pg_study):
+    store, tokens, images = pg_study
+    reading = open_reading_store(store.reader_url(), images_dir=images)  # the reader role, no token
+    counts = {p.reader_id: p for p in reading.progress()}
+    admin = {p.reader_id: p for p in store.progress() if p.enrolled}
+    assert set(counts) == set(admin) == {"r01", "r02"}
+    for reader, expected in admin.items():
+        got = counts[reader]
+        assert got.items_done == 3 and got.training_done == expected.training_done
+        assert (got.items_total, got.training_total, got.sessions_total, got.current_session, got.next_item_id,
+                got.last_submit_at) == (expected.items_total, expected.training_total, expected.sessions_total,
+                                        expected.current_session, expected.next_item_id, expected.last_submit_at)
+    reading.close()
 
 
 def test_a_wrong_token_stores_nothing_and_a_right_one_is_checked_in_the_server(pg_study):

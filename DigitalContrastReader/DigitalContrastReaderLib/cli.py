@@ -440,6 +440,19 @@ def _register_analysis_commands() -> None:
     command("plan", PLAN_HELP, plan_arguments)(run_plan)
 
 
+def _serve_args(p: argparse.ArgumentParser) -> None:
+    from .station.command import add_arguments
+
+    add_arguments(p)
+
+
+@command("serve", "start the web reading station of a store: readers sign in and read in a browser", _serve_args)
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .station.command import run
+
+    return run(args)
+
+
 def _register_site_commands() -> None:
     from . import cli_sites
 

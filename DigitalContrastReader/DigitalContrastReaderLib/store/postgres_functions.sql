@@ -67,6 +67,26 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = dcstore, pg_temp AS $$
     SELECT reader_view_json FROM studies WHERE active = 1;
 $$;
 
+-- Every enrolled reader's progress, for a reading station's admin view (it holds no reader's
+-- token for it): counts, the current session and the last submit time; no answer, case,
+-- source or token.
+CREATE OR REPLACE FUNCTION dcstore.station_progress() RETURNS text
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = dcstore, pg_temp AS $$
+    SELECT coalesce(json_agg(row_to_json(p) ORDER BY p.reader_id), '[]')::text FROM (
+        SELECT r.reader_id, r.reader_group,
+               count(i.item_id) AS items_total,
+               count(i.submitted_at) AS items_done,
+               count(i.item_id) FILTER (WHERE i.training = 1) AS training_total,
+               count(i.submitted_at) FILTER (WHERE i.training = 1) AS training_done,
+               (SELECT count(*) FROM sessions s WHERE s.reader_id = r.reader_id) AS sessions_total,
+               (array_agg(i.session_no ORDER BY i.order_index) FILTER (WHERE i.submitted_at IS NULL))[1]
+                   AS current_session,
+               (array_agg(i.item_id ORDER BY i.order_index) FILTER (WHERE i.submitted_at IS NULL))[1] AS next_item_id,
+               max(i.submitted_at) AS last_submit_at
+        FROM readers r LEFT JOIN items i ON i.reader_id = r.reader_id
+        GROUP BY r.reader_id, r.reader_group) p;
+$$;
+
 CREATE OR REPLACE FUNCTION dcstore.reader_state(p_reader text, p_key bytea, p_item text, p_lock boolean, p_at text)
 RETURNS text
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = dcstore, pg_temp AS $$

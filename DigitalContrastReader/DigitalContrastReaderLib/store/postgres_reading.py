@@ -30,7 +30,7 @@ from DigitalContrastReaderLib.study.errors import StoreError
 from DigitalContrastReaderLib.study.images import ImageVerifier
 from DigitalContrastReaderLib.study.reader_view import ReaderStudyView
 
-from .base import Clock, ImageRef, NeutralItem, ReaderCounts, ReaderState, iso_utc
+from .base import Clock, ImageRef, NeutralItem, ReaderCounts, ReaderProgress, ReaderState, iso_utc
 from .postgres_schema import connect, reading_error, safe_location, store_error
 from .reader_access import ReaderAccess
 from .sql_store import image_problem_error
@@ -152,6 +152,17 @@ class PostgresReadingStore(PgReaderPrimitives, ReaderAccess):
                 raise StoreError(f"{self.location}: the store holds no study.", code="no_study")
             self._view = ReaderStudyView.from_dict(json.loads(text))
         return self._view
+
+    def progress(self) -> list[ReaderProgress]:
+        """Every enrolled reader's progress (counts and times only), for a reading station's
+        admin view: the reader role gets it without any reader's token."""
+        rows = json.loads(self._call("SELECT dcstore.station_progress()", (), "") or "[]")
+        return [ReaderProgress(
+            row["reader_id"], row["reader_group"], True, items_total=int(row["items_total"]),
+            items_done=int(row["items_done"]), training_total=int(row["training_total"]),
+            training_done=int(row["training_done"]), sessions_total=int(row["sessions_total"]),
+            current_session=row["current_session"], next_item_id=row["next_item_id"],
+            last_submit_at=row["last_submit_at"]) for row in rows]
 
     def _image_path(self, ref: ImageRef, item_id: str) -> Path:
         if self.images_dir is None:

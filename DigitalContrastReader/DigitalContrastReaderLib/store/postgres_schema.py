@@ -9,7 +9,8 @@ missing ones in a transaction, a newer store is refused. The reading functions
 
 Roles: the role that runs ``init`` owns everything (the admin). ``init`` also creates the study's
 reader role ``<database>_reader`` (LOGIN, a random password printed once): it may use the schema
-and execute the five ``reader_*`` functions, nothing else: no table, no other function.
+and execute the five ``reader_*`` functions and ``station_progress`` (counts for a reading
+station's admin view), nothing else: no table, no other function.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ SCHEMA_VERSION = 1
 MIGRATIONS: dict[int, str] = {1: "postgres_schema_v1.sql"}
 READER_FUNCTIONS = ("reader_token_params(text)", "reader_verify(text, bytea)", "reader_study()",
                     "reader_state(text, bytea, text, boolean, text)",
-                    "reader_write(text, bytea, text, text, jsonb, text)")
+                    "reader_write(text, bytea, text, text, jsonb, text)", "station_progress()")
 APPEND_ONLY_TABLES = ("events", "revisions", "origins")
 
 
