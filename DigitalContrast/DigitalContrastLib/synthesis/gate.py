@@ -36,7 +36,9 @@ Warnings (the job may go on; the user is told)
     ``contrast_enhanced`` (DICOM Contrast/Bolus Agent, or image evidence: see
     :mod:`DigitalContrastLib.synthesis.contrast_evidence`), ``thick_slices`` (slice thickness or
     spacing above :data:`MAX_SLICE_THICKNESS_MM`), ``large_volume`` (synthesis working memory
-    above :data:`LARGE_VOLUME_MB`).
+    above :data:`LARGE_VOLUME_MB`), ``out_of_distribution`` (given a model card with a training-data
+    signature: the input's image statistics are unlike the model's training data, see
+    :mod:`DigitalContrastLib.synthesis.ood`; the record is ``GateReport.ood``).
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ import math
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -95,6 +97,8 @@ class GateReport:
         contrast_evidence: the image detector's finding (see ``ContrastEvidence.to_dict``).
         contrast_reasons: why ``contrast_enhanced`` is True (DICOM tag, image evidence).
         series_uid: the DICOM series read, if any.
+        ood: the out-of-distribution record (:func:`~DigitalContrastLib.synthesis.ood.assess`) when a
+            model card was given, else None.
     """
 
     ok: bool
@@ -111,6 +115,7 @@ class GateReport:
     contrast_evidence: dict[str, Any] | None = None
     contrast_reasons: list[str] = field(default_factory=list)
     series_uid: str | None = None
+    ood: dict[str, Any] | None = None
 
     def to_dict(self) -> dict:
         """JSON-able dict (the ``--json`` output of ``digital-contrast check``)."""
@@ -318,11 +323,22 @@ def _check_warnings(volume: CTVolume, f: _Findings, name: str, report: GateRepor
         report.contrast_enhanced = evidence.enhanced
 
 
-def check_volume(volume: CTVolume) -> GateReport:
+def _check_distribution(volume: CTVolume, f: _Findings, report: GateReport, card_data: Mapping[str, Any]) -> None:
+    from .ood import WARNING_CODE, assess_volume
+
+    report.ood = assess_volume(volume, card_data)
+    if report.ood["warning"]:
+        f.warn(WARNING_CODE, report.ood["message"])
+
+
+def check_volume(volume: CTVolume, card_data: Mapping[str, Any] | None = None) -> GateReport:
     """Judge a volume in memory; never raises for a bad volume (its problems become errors).
 
     Args:
         volume: the candidate input, ``array[z, y, x]`` in HU with LPS geometry.
+        card_data: the content of the model card the input is meant for; with its training-data
+            signature (``ood``) the input is also compared with the model's training data
+            (``report.ood``, and the ``out_of_distribution`` warning beyond its threshold).
 
     Returns:
         A :class:`GateReport`; ``ok`` is False when there is at least one error.
@@ -345,13 +361,17 @@ def check_volume(volume: CTVolume) -> GateReport:
     # the image detector needs HU and a usable grid; otherwise contrast is judged by the tag alone
     judge_image = not codes & {"not_ct_hu", "non_finite", "bad_spacing", "bad_direction", "too_small"}
     _check_warnings(volume, f, name, report, judge_image)
+    if card_data is not None and judge_image and not f.errors:
+        _check_distribution(volume, f, report, card_data)
     report.errors, report.warnings = f.errors, f.warnings
     report.ok = not f.errors
     return report
 
 
-def check_path(path: str | os.PathLike, series_uid: str | None = None) -> tuple[GateReport, CTVolume | None]:
-    """Read ``path`` (see :func:`DigitalContrastLib.ct.io.read_volume`) and judge it.
+def check_path(path: str | os.PathLike, series_uid: str | None = None,
+               card_data: Mapping[str, Any] | None = None) -> tuple[GateReport, CTVolume | None]:
+    """Read ``path`` (see :func:`DigitalContrastLib.ct.io.read_volume`) and judge it (against
+    ``card_data``'s training-data signature too, see :func:`check_volume`).
 
     Never raises for a problem the user caused: a file that cannot be read gives a report with
     one error (its code and sentence) and ``None`` for the volume.
@@ -363,18 +383,25 @@ def check_path(path: str | os.PathLike, series_uid: str | None = None) -> tuple[
     except InputError as error:
         report = GateReport(ok=False, source=str(Path(path).expanduser()), errors=[GateMessage(error.code, error.message)])
         return report, None
-    report = check_volume(volume)
+    report = check_volume(volume, card_data)
     return report, volume
 
 
-def gate_or_raise(volume: CTVolume, on_warning: Callable[[str, str], None] | None = None) -> list[GateMessage]:
+def gate_or_raise(volume: CTVolume, on_warning: Callable[[str, str], None] | None = None,
+                  card_data: Mapping[str, Any] | None = None) -> list[GateMessage]:
     """The input gate as synthesis runs it: the first error raises ``InputError``; warnings go to
     ``on_warning(code, message)`` and are returned (they belong in the provenance)."""
-    report = check_volume(volume)
+    return list(gate_report_or_raise(volume, on_warning, card_data).warnings)
+
+
+def gate_report_or_raise(volume: CTVolume, on_warning: Callable[[str, str], None] | None = None,
+                         card_data: Mapping[str, Any] | None = None) -> GateReport:
+    """As :func:`gate_or_raise`, returning the whole report (its ``ood`` record for the provenance)."""
+    report = check_volume(volume, card_data)
     if not report.ok:
         first = report.errors[0]
         raise InputError(first.message, code=first.code)
     for warning in report.warnings:
         if on_warning is not None:
             on_warning(warning.code, warning.message)
-    return list(report.warnings)
+    return report
