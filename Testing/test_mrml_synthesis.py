@@ -234,6 +234,44 @@ def test_the_uncertainty_map_becomes_an_overlay_node_of_the_synthetic_volume(fol
     assert list(workspaces.iterdir()) == [] and list(work_root.iterdir()) == []
 
 
+def test_an_input_unlike_the_training_data_carries_its_warning_and_gets_the_uncertainty_overlay(folders):
+    from DigitalContrastLib.models.cards import resolve_model
+    from DigitalContrastLib.mrml.synthesis_logic import UNCERTAINTY_REFERENCE, SynthesisLogic
+
+    if "ood" not in resolve_model(None).data:
+        pytest.fail("the default model's card has no training-data signature")
+    from DigitalContrastLib.phantoms.generator import make_phantom
+
+    work_root, workspaces = folders
+    scene, app_logic = headless()
+    # a slab of a held-out phantom on the training grid (distance 3.3 SD, threshold 3.7); the coarse
+    # small_phantom() (3.6 mm) would warn itself: upsampled to the model grid, its noise is coarser-grained
+    # than any training phantom's
+    phantom = make_phantom(10506, size_xyz=(256, 256, 48), spacing_xyz_mm=(1.4, 1.4, 2.5)).noncontrast
+    # a scanner calibrated 150 HU off: every tissue level is unlike the training phantoms'
+    shifted = phantom.with_array(np.where(phantom.array > -500, phantom.array + 150, phantom.array).astype(np.int16))
+    nc_node = node_in_study(scene, shifted, "Shifted NC")[0]
+    logic = SynthesisLogic(scene, app_logic, dummy_client_factory(work_root), work_dir=workspaces)
+    job = logic.start(nc_node)  # no uncertainty asked for
+    node = logic.wait(timeout=120)
+    logic.close()
+    assert job.ood["judged"] and job.ood_warning and job.options["uncertainty"] is True
+    record = json.loads(node.GetAttribute(prov.OUT_OF_DISTRIBUTION))
+    assert record["warning"] and record["distance"] > record["threshold"]
+    assert prov.out_of_distribution_warning(node).startswith("This scan is unlike the model's training data:")
+    assert node.GetNodeReference(UNCERTAINTY_REFERENCE) is not None, "the review has its uncertainty overlay"
+    assert json.loads(node.GetAttribute(prov.GATE_WARNINGS)) == []  # it did not wait for a confirmation
+
+    # the phantom as it is: judged, no warning, no overlay unless asked for
+    plain = node_in_study(scene, phantom, "Plain NC")[0]
+    logic = SynthesisLogic(scene, app_logic, dummy_client_factory(work_root), work_dir=workspaces)
+    plain_node = logic.process(plain, timeout=120)
+    logic.close()
+    assert json.loads(plain_node.GetAttribute(prov.OUT_OF_DISTRIBUTION))["judged"]
+    assert prov.out_of_distribution_warning(plain_node) is None
+    assert plain_node.GetNodeReference(UNCERTAINTY_REFERENCE) is None
+
+
 # ---------------------------------------------------------------------------- the real engine
 def _real_engine_or_skip():
     why = real_engine_unavailable()

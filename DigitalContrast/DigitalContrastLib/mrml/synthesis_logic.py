@@ -298,25 +298,31 @@ class SynthesisLogic:
         job.status, job.stage = "running", None
         job.job_id = self.client.start(make_job(job.workspace / "input.nrrd", job.workspace / "synthetic.nrrd",
                                                 options))
+        end = None
         while True:
             for event in self.client.poll():
                 self._note(job, event)
-                self._events.append(event)
                 if event.type == "end":
+                    end = event
                     break
+                self._events.append(event)
             else:
                 yield WAIT
                 continue
             break
-        job.outcome = outcome = self.client.outcome
-        if outcome is None or not outcome.ok:
-            if outcome is not None and outcome.status == "cancelled":
-                raise JobCancelled(f"job {job.job_id} was cancelled ({outcome.cancel_reason}).")
-            job.error_message = str((outcome.error or {}).get("message") if outcome else "no outcome")
-            job.status = "error"
-            return
-        yield from self._add_result_nodes(job, outcome)
-        job.status = "ok"
+        try:
+            job.outcome = outcome = self.client.outcome
+            if outcome is None or not outcome.ok:
+                if outcome is not None and outcome.status == "cancelled":
+                    raise JobCancelled(f"job {job.job_id} was cancelled ({outcome.cancel_reason}).")
+                job.error_message = str((outcome.error or {}).get("message") if outcome else "no outcome")
+                job.status = "error"
+                return
+            yield from self._add_result_nodes(job, outcome)  # several polls when there is an uncertainty map too
+            job.status = "ok"
+        finally:
+            # handed out once the job has its nodes (or its error): whoever sees the end finds the job finished
+            self._events.append(end)
 
     def accept_warnings(self) -> None:
         """The user chose to go on although the input gate warned: the job continues."""

@@ -31,6 +31,7 @@ from DigitalContrastLib.common.progress import ProgressCallback, no_progress
 from DigitalContrastLib.ct.volume import CTVolume
 from DigitalContrastLib.synthesis.settings import EngineSettings
 
+from .ood import WARNING_CODE as OOD_WARNING_CODE
 from .options import SynthesisOptions
 
 WarningCallback = Callable[[str, str], None]
@@ -217,7 +218,8 @@ def synthesize_file(
             and device go to :func:`load_engine` unless ``engine`` is given.
         progress: ``progress(stage, done, total)`` through ``load``, ``gate``, ``model``,
             ``preprocess``, ``inference``, ``uncertainty``, ``postprocess``, ``write``.
-        on_warning: ``on_warning(code, message)`` for each gate warning (``out_of_distribution`` among them).
+        on_warning: ``on_warning(code, message)`` for each gate warning, and ``out_of_distribution`` when the
+            input is unlike the model's training data.
     Returns:
         The provenance dict (also written to ``<output>.json``), including ``output_sha256`` and
         ``ood``: the input against the model's training-data signature
@@ -249,6 +251,8 @@ def synthesize_file(
     card = engine.card if engine is not None else resolve_model(options.model_id)
     gate = gate_report_or_raise(volume, on_warning, card.data)
     gate_warnings = [{"code": w.code, "message": w.message} for w in gate.warnings]
+    if gate.ood and gate.ood.get("warning") and on_warning is not None:
+        on_warning(OOD_WARNING_CODE, gate.ood["message"])
     progress("gate", 1, 1)
     timings["gate"] = time.perf_counter() - t0
 

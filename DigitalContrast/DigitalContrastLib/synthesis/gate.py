@@ -36,9 +36,12 @@ Warnings (the job may go on; the user is told)
     ``contrast_enhanced`` (DICOM Contrast/Bolus Agent, or image evidence: see
     :mod:`DigitalContrastLib.synthesis.contrast_evidence`), ``thick_slices`` (slice thickness or
     spacing above :data:`MAX_SLICE_THICKNESS_MM`), ``large_volume`` (synthesis working memory
-    above :data:`LARGE_VOLUME_MB`), ``out_of_distribution`` (given a model card with a training-data
-    signature: the input's image statistics are unlike the model's training data, see
-    :mod:`DigitalContrastLib.synthesis.ood`; the record is ``GateReport.ood``).
+    above :data:`LARGE_VOLUME_MB`).
+
+Given a model card with a training-data signature, the report also holds ``ood``: the input
+against the model's training data (:mod:`DigitalContrastLib.synthesis.ood`). It is not one of the
+warnings above, which ask the user before a synthesis starts: an unusual input is synthesized, and
+its warning (code ``out_of_distribution``) travels with the result (provenance, node attribute).
 """
 
 from __future__ import annotations
@@ -323,12 +326,10 @@ def _check_warnings(volume: CTVolume, f: _Findings, name: str, report: GateRepor
         report.contrast_enhanced = evidence.enhanced
 
 
-def _check_distribution(volume: CTVolume, f: _Findings, report: GateReport, card_data: Mapping[str, Any]) -> None:
-    from .ood import WARNING_CODE, assess_volume
+def _check_distribution(volume: CTVolume, report: GateReport, card_data: Mapping[str, Any]) -> None:
+    from .ood import assess_volume
 
     report.ood = assess_volume(volume, card_data)
-    if report.ood["warning"]:
-        f.warn(WARNING_CODE, report.ood["message"])
 
 
 def check_volume(volume: CTVolume, card_data: Mapping[str, Any] | None = None) -> GateReport:
@@ -338,7 +339,7 @@ def check_volume(volume: CTVolume, card_data: Mapping[str, Any] | None = None) -
         volume: the candidate input, ``array[z, y, x]`` in HU with LPS geometry.
         card_data: the content of the model card the input is meant for; with its training-data
             signature (``ood``) the input is also compared with the model's training data
-            (``report.ood``, and the ``out_of_distribution`` warning beyond its threshold).
+            (``report.ood``; see the module docstring).
 
     Returns:
         A :class:`GateReport`; ``ok`` is False when there is at least one error.
@@ -362,7 +363,7 @@ def check_volume(volume: CTVolume, card_data: Mapping[str, Any] | None = None) -
     judge_image = not codes & {"not_ct_hu", "non_finite", "bad_spacing", "bad_direction", "too_small"}
     _check_warnings(volume, f, name, report, judge_image)
     if card_data is not None and judge_image and not f.errors:
-        _check_distribution(volume, f, report, card_data)
+        _check_distribution(volume, report, card_data)
     report.errors, report.warnings = f.errors, f.warnings
     report.ok = not f.errors
     return report

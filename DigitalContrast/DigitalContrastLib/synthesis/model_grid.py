@@ -105,8 +105,9 @@ def to_model_grid_np(canonical_hu: np.ndarray, grid_shape_zyx: Sequence[int], sl
     """Resample a canonical ``[z, y, x]`` HU array to ``grid_shape_zyx`` (float32), axis by axis.
 
     In-plane first, ``slab`` slices at a time (the full-resolution volume is never held as float32),
-    then along z. Within float32 rounding the same values as the engine's ``grid.hu_to_model_grid``
-    (which takes faster paths for integer factors).
+    then along z. Within float32 rounding the same values as the engine's ``grid.hu_to_model_grid``,
+    except where the grid gets coarser in-plane by a non-integer factor: there the engine's adaptive
+    pooling averages whole voxels where this weighs the partial ones.
     """
     nz, ny, nx = canonical_hu.shape
     gz, gy, gx = (int(v) for v in grid_shape_zyx)
