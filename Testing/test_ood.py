@@ -137,3 +137,14 @@ def test_synthesis_provenance_carries_the_record_and_the_warning_is_sent(tmp_pat
         assert [code for code, _ in sent] == (["out_of_distribution"] if warns else [])
         if warns:
             assert "soft-tissue peak" in sent[0][1] and sent[0][1] == record["message"]
+
+
+@pytest.mark.realdata
+def test_check_with_a_model_says_whether_the_input_is_like_its_training_data(real_data, capsys):
+    from DigitalContrastLib.commands.cli import main
+
+    assert main(["check", str(real_data / "cta_chest_arterial.nii.gz"), "--model", "aorta-phantom-v1"]) == 0
+    out = capsys.readouterr().out
+    assert "Training:    This scan is unlike the model's training data: its share of the body at 150-600 HU" in out
+    assert main(["check", str(real_data / "cta_chest_arterial.nii.gz"), "--model", "no-such-model"]) == 3
+    assert "is not installed" in capsys.readouterr().err
