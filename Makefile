@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
 DEMO_OUT ?= demo-output
 
-.PHONY: demo test bench venv clean chromium
+.PHONY: demo test bench venv clean chromium prepare-screenshot
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -47,6 +47,10 @@ chromium:
 bench: $(STAMP)
 	$(BIN)/digital-contrast bench --json --out bench/results.json
 	$(BIN)/python -m DigitalContrastReaderLib.analysis.null_simulation --studies 2000 --json | tee bench/null_simulation.json
+
+# The README's picture of the prepare QC report (a generated site-like cohort, about 4 min on 2 cores).
+prepare-screenshot: $(STAMP) chromium
+	$(BIN)/python Testing/prepare_screenshot.py Resources/Screenshots/prepare_report.png
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) bench .pytest_cache

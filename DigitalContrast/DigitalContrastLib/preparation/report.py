@@ -14,7 +14,7 @@ from DigitalContrastLib.common.report_html import BASE_CSS, format_number, html_
 CSS = BASE_CSS + """
 .excluded td { background: #fdecea; } .failed td { background: #fff4d6; }
 figure { margin: 1.2em 0; } figcaption { font-size: 0.9em; color: #444; }
-td.reason { text-align: left; max-width: 30em; }
+table.cases td:last-child, table.cases th:last-child { text-align: left; max-width: 30em; }
 """
 
 
