@@ -37,7 +37,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from DigitalContrastLib.common.errors import OutOfMemoryError
 from DigitalContrastLib.common.hardware import available_cpu_cores
+from DigitalContrastLib.ct.io import read_volume, write_volume
+from DigitalContrastLib.models.cards import resolve_model
+from DigitalContrastLib.models.network import load_network
+from DigitalContrastLib.models.weights import verify_weights_file
+from DigitalContrastLib.phantoms.generator import make_phantom
+from DigitalContrastLib.synthesis.api import load_engine
 from DigitalContrastLib.synthesis.engine import synthesize_volume
 from DigitalContrastLib.synthesis.flip_passes import FLIP_TTA_AXES
 from DigitalContrastLib.synthesis.grid import (
@@ -48,6 +55,7 @@ from DigitalContrastLib.synthesis.grid import (
 )
 from DigitalContrastLib.synthesis.settings import EngineSettings, replace_settings
 from DigitalContrastLib.synthesis.windows import plan_windows
+from DigitalContrastLib.worker.process import SAFE_PATH_FLAGS
 
 DEFAULT_SIZE_XYZ = (512, 512, 300)
 FOV_MM = 358.4
@@ -60,8 +68,6 @@ def default_spacing(size_xyz: tuple[int, int, int]) -> tuple[float, float, float
 
 def phantom_file(folder: Path, size_xyz: tuple[int, int, int], spacing: tuple[float, float, float], seed: int) -> Path:
     """Generate (once) and cache the benchmark phantom's non-contrast scan as raw NRRD."""
-    from DigitalContrastLib.ct.io import write_volume
-    from DigitalContrastLib.phantoms.generator import make_phantom
 
     name = f"phantom-{seed}-{'x'.join(map(str, size_xyz))}-{'x'.join(f'{s:g}' for s in spacing)}.nrrd"
     path = folder / name
@@ -162,10 +168,7 @@ def measure(input_path: str, model_id: str | None, device: str = "cpu", repeats:
 
     Each path runs once untimed, then ``repeats`` timed times; the median run is reported.
     """
-    from DigitalContrastLib.ct.io import read_volume
     from DigitalContrastLib.ct.masks import body_mask_from_ct
-    from DigitalContrastLib.models.network import load_network
-    from DigitalContrastLib.synthesis.api import load_engine
 
     result: dict[str, Any] = {"load_average_before": list(os.getloadavg()) if hasattr(os, "getloadavg") else None}
     t0 = time.perf_counter()
@@ -270,9 +273,6 @@ def measure(input_path: str, model_id: str | None, device: str = "cpu", repeats:
 def run_bench(size_xyz: tuple[int, int, int] = DEFAULT_SIZE_XYZ, spacing_xyz_mm: tuple[float, float, float] | None = None,
               model_id: str | None = None, seed: int = 20240, cache_dir: str | Path = "bench") -> dict[str, Any]:
     """Generate/cache the phantom, measure in a child process and return the figures."""
-    from DigitalContrastLib.common.errors import OutOfMemoryError
-    from DigitalContrastLib.models.cards import resolve_model
-    from DigitalContrastLib.models.weights import verify_weights_file
 
     # a missing model or bad weights is the user's error (exit 3, one sentence), found before the
     # phantom is generated, not a failed child process
@@ -289,7 +289,6 @@ def run_bench(size_xyz: tuple[int, int, int] = DEFAULT_SIZE_XYZ, spacing_xyz_mm:
         "import json, sys; from DigitalContrastLib.benchmarks.synthesis import measure; "
         "print('BENCH-RESULT ' + json.dumps(measure(sys.argv[1], sys.argv[2] or None)))"
     )
-    from DigitalContrastLib.worker.process import SAFE_PATH_FLAGS
 
     child = subprocess.run([sys.executable, *SAFE_PATH_FLAGS, "-c", code, str(path), model_id or ""],
                            capture_output=True, text=True)

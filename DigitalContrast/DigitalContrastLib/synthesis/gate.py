@@ -48,15 +48,18 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 
 from DigitalContrastLib.common.errors import InputError
+from DigitalContrastLib.ct.io import read_volume
 from DigitalContrastLib.ct.volume import CTVolume
+
+from .contrast_evidence import find_contrast_evidence
 
 MIN_SLICES = 16                 # a volume with fewer slices is not a CT scan to synthesize
 MIN_IN_PLANE = 16               # voxels across a slice
@@ -306,7 +309,6 @@ def _check_warnings(volume: CTVolume, f: _Findings, name: str, report: GateRepor
     evidence_from_tag = bool(meta.get("contrast_agent_given"))
     evidence = None
     if judge_image:
-        from .contrast_evidence import find_contrast_evidence
 
         evidence = find_contrast_evidence(volume)
         report.contrast_evidence = evidence.to_dict()
@@ -332,7 +334,7 @@ def _check_distribution(volume: CTVolume, report: GateReport, card_data: Mapping
     report.ood = assess_volume(volume, card_data)
 
 
-def check_volume(volume: CTVolume, card_data: Mapping[str, Any] | None = None) -> GateReport:
+def check_volume(volume: CTVolume, card_data: Mapping[str, Any] | None = None, with_warnings: bool = True) -> GateReport:
     """Judge a volume in memory; never raises for a bad volume (its problems become errors).
 
     Args:
@@ -340,6 +342,9 @@ def check_volume(volume: CTVolume, card_data: Mapping[str, Any] | None = None) -
         card_data: the content of the model card the input is meant for; with its training-data
             signature (``ood``) the input is also compared with the model's training data
             (``report.ood``; see the module docstring).
+        with_warnings: also look for what only warns (thick slices, a large volume, signs of
+            contrast: the image evidence is most of the time); False gives the errors alone, which
+            decide whether the input is refused (the synthesis service's check at upload).
 
     Returns:
         A :class:`GateReport`; ``ok`` is False when there is at least one error.
@@ -361,7 +366,8 @@ def check_volume(volume: CTVolume, card_data: Mapping[str, Any] | None = None) -
     codes = {m.code for m in f.errors}
     # the image detector needs HU and a usable grid; otherwise contrast is judged by the tag alone
     judge_image = not codes & {"not_ct_hu", "non_finite", "bad_spacing", "bad_direction", "too_small"}
-    _check_warnings(volume, f, name, report, judge_image)
+    if with_warnings:
+        _check_warnings(volume, f, name, report, judge_image)
     if card_data is not None and judge_image and not f.errors:
         _check_distribution(volume, report, card_data)
     report.errors, report.warnings = f.errors, f.warnings
@@ -370,21 +376,21 @@ def check_volume(volume: CTVolume, card_data: Mapping[str, Any] | None = None) -
 
 
 def check_path(path: str | os.PathLike, series_uid: str | None = None,
-               card_data: Mapping[str, Any] | None = None) -> tuple[GateReport, CTVolume | None]:
+               card_data: Mapping[str, Any] | None = None, with_warnings: bool = True) -> tuple[GateReport, CTVolume | None]:
     """Read ``path`` (see :func:`DigitalContrastLib.ct.io.read_volume`) and judge it (against
-    ``card_data``'s training-data signature too, see :func:`check_volume`).
+    ``card_data``'s training-data signature too, and without the warnings when ``with_warnings``
+    is False: see :func:`check_volume`).
 
     Never raises for a problem the user caused: a file that cannot be read gives a report with
     one error (its code and sentence) and ``None`` for the volume.
     """
-    from DigitalContrastLib.ct.io import read_volume
 
     try:
         volume = read_volume(path, series_uid=series_uid)
     except InputError as error:
         report = GateReport(ok=False, source=str(Path(path).expanduser()), errors=[GateMessage(error.code, error.message)])
         return report, None
-    report = check_volume(volume, card_data)
+    report = check_volume(volume, card_data, with_warnings)
     return report, volume
 
 

@@ -34,7 +34,6 @@ from DigitalContrastLib.synthesis.ood import input_features
 
 from .config import TrainConfig
 
-
 ENHANCEMENT_FALLBACK_HU = 100.0  # without labels: a vessel is where HU rises by more than this
 
 
