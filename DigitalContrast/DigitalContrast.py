@@ -249,7 +249,7 @@ class DigitalContrastWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._updateButtons()
 
     def _updateButtons(self, caller=None, event=None) -> None:
-        from DigitalContrastLib.mrml.panel_text import panel_state
+        from DigitalContrastLib.mrml.panel_text import distribution_warning, panel_state
 
         running = self.logic is not None and self.logic.synthesis.running
         state = panel_state(self._parameterNode, running, set(self._tasks), self._installing)
@@ -265,6 +265,9 @@ class DigitalContrastWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.registerButton.text, self.ui.registerButton.enabled = _(state.register_text), state.register_enabled
         self.ui.metricsButton.enabled = state.metrics_enabled
         self.ui.exportButton.enabled = state.export_enabled
+        warning = distribution_warning(self.logic.synthesis.job if self.logic else None,
+                                       getattr(self._parameterNode, "syntheticVolume", None))
+        self.ui.distributionWarningLabel.text, self.ui.distributionWarningLabel.visible = warning or "", bool(warning)
 
     # -- models and devices ----------------------------------------------------------------
     def _fillModels(self) -> None:
@@ -373,6 +376,7 @@ class DigitalContrastWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 self._askAboutWarnings(job)
             self.ui.progressBar.value = int(round(100 * job.overall_fraction))
             self.ui.statusLabel.text = job.status_text()
+            self._updateButtons()  # the input check's out-of-distribution sentence, as soon as it is known
             if job.finished:
                 self._afterJob()
         for name, task in list(self._tasks.items()):
@@ -412,6 +416,9 @@ class DigitalContrastWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.progressBar.value = 100
             node = slicer.mrmlScene.GetNodeByID(job.result_node_id)
             self._parameterNode.syntheticVolume = node
+            # an input unlike the training data: the review opens with the uncertainty map over the synthetic view
+            overlay = self.logic.synthesis.review_overlay(node, self._parameterNode.overlay.value)
+            self._parameterNode.overlay = Overlay(overlay)
             self._appendLog(_("Added '{name}' (model {model}, {device}).").format(
                 name=node.GetName(), model=node.GetAttribute("DigitalContrast.ModelId"),
                 device=node.GetAttribute("DigitalContrast.Device")))

@@ -236,6 +236,7 @@ def test_the_uncertainty_map_becomes_an_overlay_node_of_the_synthetic_volume(fol
 
 def test_an_input_unlike_the_training_data_carries_its_warning_and_gets_the_uncertainty_overlay(folders):
     from DigitalContrastLib.models.cards import resolve_model
+    from DigitalContrastLib.mrml.panel_text import distribution_warning
     from DigitalContrastLib.mrml.synthesis_logic import UNCERTAINTY_REFERENCE, SynthesisLogic
 
     if "ood" not in resolve_model(None).data:
@@ -251,16 +252,34 @@ def test_an_input_unlike_the_training_data_carries_its_warning_and_gets_the_unce
     # a scanner calibrated 150 HU off: every tissue level is unlike the training phantoms'
     shifted = phantom.with_array(np.where(phantom.array > -500, phantom.array + 150, phantom.array).astype(np.int16))
     nc_node = node_in_study(scene, shifted, "Shifted NC")[0]
-    logic = SynthesisLogic(scene, app_logic, dummy_client_factory(work_root), work_dir=workspaces)
+    logic = SynthesisLogic(scene, app_logic, dummy_client_factory(work_root, dummy_seconds=3.0), work_dir=workspaces)
     job = logic.start(nc_node)  # no uncertainty asked for
+    assert distribution_warning(job, None) is None, "nothing to say before the input check"
+    deadline = time.monotonic() + 120
+    while job.gate_report is None and time.monotonic() < deadline:
+        logic.poll()
+        time.sleep(0.02)
+    # the panel shows the sentence as soon as the input check is done, while the synthesis still runs
+    assert not job.finished
+    sentence = distribution_warning(job, None)
+    assert sentence.startswith("This scan is unlike the model's training data:") and "distance" in sentence
     node = logic.wait(timeout=120)
-    logic.close()
     assert job.ood["judged"] and job.ood_warning and job.options["uncertainty"] is True
     record = json.loads(node.GetAttribute(prov.OUT_OF_DISTRIBUTION))
     assert record["warning"] and record["distance"] > record["threshold"]
-    assert prov.out_of_distribution_warning(node).startswith("This scan is unlike the model's training data:")
+    assert prov.out_of_distribution_warning(node) == sentence
+    assert distribution_warning(job, node) == sentence, "after the job the synthetic node carries it"
     assert node.GetNodeReference(UNCERTAINTY_REFERENCE) is not None, "the review has its uncertainty overlay"
     assert json.loads(node.GetAttribute(prov.GATE_WARNINGS)) == []  # it did not wait for a confirmation
+    # the review opens with the uncertainty map over the synthetic view, whatever overlay was chosen before
+    for chosen in ("none", "difference"):
+        assert logic.review_overlay(node, chosen) == "uncertainty"
+    views = logic.show_review(nc_node, node, overlay=logic.review_overlay(node, "none"))
+    composite = scene.GetNodeByID("vtkMRMLSliceCompositeNodeDCSynthetic")
+    assert composite.GetForegroundVolumeID() == node.GetNodeReference(UNCERTAINTY_REFERENCE).GetID()
+    assert views.overlay_node is not None and composite.GetForegroundOpacity() > 0
+    del views
+    logic.close()
 
     # the phantom as it is: judged, no warning, no overlay unless asked for
     plain = node_in_study(scene, phantom, "Plain NC")[0]
@@ -268,8 +287,11 @@ def test_an_input_unlike_the_training_data_carries_its_warning_and_gets_the_unce
     plain_node = logic.process(plain, timeout=120)
     logic.close()
     assert json.loads(plain_node.GetAttribute(prov.OUT_OF_DISTRIBUTION))["judged"]
-    assert prov.out_of_distribution_warning(plain_node) is None
+    assert prov.out_of_distribution_warning(plain_node) is None and distribution_warning(None, plain_node) is None
     assert plain_node.GetNodeReference(UNCERTAINTY_REFERENCE) is None
+    # the user's choice stands, and an uncertainty overlay left chosen by the earlier scan is dropped (no map)
+    assert [logic.review_overlay(plain_node, c) for c in ("none", "difference", "uncertainty")] == \
+        ["none", "difference", "none"]
 
 
 # ---------------------------------------------------------------------------- the real engine

@@ -541,6 +541,16 @@ class SynthesisLogic:
         process = TaskProcess(["--task", "server_check"], {"url": url, "token": token}, launcher=self.tasks.launcher)
         return GuiTask("probe", wait_for_process(process, "server check"), monitor=self.monitor).start()
 
+    @staticmethod
+    def review_overlay(synthetic_node: Any, chosen: str = "none") -> str:
+        """The overlay a review of ``synthetic_node`` shows: ``"uncertainty"`` when its input was unlike
+        the model's training data (the synthesis then made the map), else ``chosen`` (``"none"``,
+        ``"difference"``, ``"uncertainty"``), with ``"none"`` for an uncertainty map the node lacks."""
+        has_map = synthetic_node is not None and synthetic_node.GetNodeReference(UNCERTAINTY_REFERENCE) is not None
+        if has_map and prov.out_of_distribution_warning(synthetic_node):
+            return "uncertainty"
+        return "none" if chosen == "uncertainty" and not has_map else chosen
+
     def show_review(self, nc_node: Any, synthetic_node: Any, real_node: Any | None = None, *,
                     overlay: str | Any | None = None, **options: Any) -> Any:
         """The review layout (``mrml.review_layout.show_review``) in this logic's scene.
