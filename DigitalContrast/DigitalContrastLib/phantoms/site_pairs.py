@@ -286,7 +286,7 @@ def write_site_cohort(out_dir: str | os.PathLike, patients: int, seed_start: int
             motion = pair.truth["motion"]
             on_case(case_id, f"patient {patient} seed {seed}: turned {motion['rotation_z_deg']:+.1f} deg, table "
                              f"{motion['translation_mm'][2]:+.1f} mm, {len(pair.truth['landmarks_noncontrast_lps_mm'])} "
-                             "landmarks" + (f"; BAD on purpose" if options else ""))
+                             "landmarks" + ("; BAD on purpose" if options else ""))
     return _write_csv(out / COHORT_CSV, rows)
 
 
