@@ -372,11 +372,11 @@ class DigitalContrastWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if job is not None and not job.finished:
             for event in synthesis.poll():
                 self._showEvent(event)
+            self._updateButtons()  # the input check's out-of-distribution sentence, as soon as it is known
             if job.status == "awaiting_confirmation" and not self._askedAboutWarnings:
                 self._askAboutWarnings(job)
             self.ui.progressBar.value = int(round(100 * job.overall_fraction))
             self.ui.statusLabel.text = job.status_text()
-            self._updateButtons()  # the input check's out-of-distribution sentence, as soon as it is known
             if job.finished:
                 self._afterJob()
         for name, task in list(self._tasks.items()):
@@ -389,11 +389,11 @@ class DigitalContrastWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._timer.stop()
 
     def _askAboutWarnings(self, job) -> None:
+        from DigitalContrastLib.mrml.panel_text import confirmation_text
+
         self._askedAboutWarnings = True
         warnings = job.gate_report.warnings
-        if slicer.util.confirmOkCancelDisplay(
-                _("The input check warns:") + "\n\n" + "\n\n".join(w.message for w in warnings) + "\n\n"
-                + _("Continue anyway?"), windowTitle=_("Input check")):
+        if slicer.util.confirmOkCancelDisplay(_(confirmation_text(job)), windowTitle=_("Input check")):
             self.logic.synthesis.accept_warnings()
             for warning in warnings:
                 self._appendLog(_("Accepted warning: {message}").format(message=warning.message))

@@ -8,6 +8,7 @@ import pytest
 from module_support import headless, small_phantom
 
 from DigitalContrastLib.mrml.panel_text import (
+    confirmation_text,
     describe_task_result,
     distribution_warning,
     event_line,
@@ -95,12 +96,17 @@ def test_the_out_of_distribution_sentence_comes_from_the_running_job_then_from_t
 
     sentence = "This scan is unlike the model's training data: its noise texture is 0.69 where ..."
     record = {"judged": True, "warning": True, "distance": 17.0, "threshold": 3.7, "message": sentence}
-    running = SimpleNamespace(finished=False, ood_warning=True, ood=record)
+    thick = SimpleNamespace(message="Slices are 5 mm thick; ...")
+    running = SimpleNamespace(finished=False, ood_warning=True, ood=record,
+                              gate_report=SimpleNamespace(warnings=[thick]))
     assert distribution_warning(running, None) == sentence
+    question = confirmation_text(running).split("\n\n")
+    assert question == [sentence, "The input check warns:", thick.message, "Continue anyway?"]
     assert distribution_warning(SimpleNamespace(finished=False, ood_warning=False, ood=None), None) is None
     scene, _ = headless()
     case = small_phantom()
-    flagged = volume_to_node(scene, case.contrast, "a SYNTHETIC", attributes={prov.OUT_OF_DISTRIBUTION: prov.to_json(record)})
+    flagged = volume_to_node(scene, case.contrast, "a SYNTHETIC",
+                             attributes={prov.OUT_OF_DISTRIBUTION: prov.to_json(record)})
     usual = volume_to_node(scene, case.contrast, "b SYNTHETIC",
                            attributes={prov.OUT_OF_DISTRIBUTION: prov.to_json({**record, "warning": False})})
     finished = SimpleNamespace(finished=True, ood_warning=True, ood=record)

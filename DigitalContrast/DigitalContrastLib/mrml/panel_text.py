@@ -79,6 +79,15 @@ def distribution_warning(job: Any, synthetic_node: Any) -> str | None:
     return out_of_distribution_warning(synthetic_node) if synthetic_node is not None else None
 
 
+def confirmation_text(job: Any) -> str:
+    """The question asked when the input check of ``job`` warns: the out-of-distribution sentence
+    first (when there is one), then each warning, then whether to go on."""
+    sentence = distribution_warning(job, None)
+    parts = [sentence] if sentence else []
+    parts += ["The input check warns:", *(w.message for w in job.gate_report.warnings), "Continue anyway?"]
+    return "\n\n".join(parts)
+
+
 def task_event_text(name: str, event: Any) -> str | None:
     """The status line of a background task's ``progress`` or ``error`` event (``done``: see :func:`describe_task_result`)."""
     if event.type == "progress":
