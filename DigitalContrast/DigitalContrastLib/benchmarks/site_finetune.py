@@ -1,4 +1,4 @@
-"""Benchmark: does fine-tuning on a site's own pairs beat the shipped model there? (about 45 min on 2 cores)
+"""Benchmark: does fine-tuning on a site's own pairs beat the shipped model there? (36 min on 2 CPU cores)
 
 ``python -m DigitalContrastLib.benchmarks.site_finetune --out bench/site`` runs the whole path of
 ``docs/site-training.md`` on a generated cohort of the **shifted domain** (a sharp reconstruction
