@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
 DEMO_OUT ?= demo-output
 
-.PHONY: demo test bench venv clean chromium postgresql stock-slicer
+.PHONY: demo test bench venv clean chromium postgresql stock-slicer prepare-screenshot
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -77,6 +77,10 @@ bench: $(STAMP) postgresql chromium
 	$(BIN)/python -m DigitalContrastReaderLib.analysis.null_simulation --studies 2000 --readers 6 --groups 2 --json | tee bench/null_simulation_split_plot.json
 	$(BIN)/python Testing/multisite_load.py --seconds 120 --kills 5 --json | tee bench/multisite_load.json
 	$(BIN)/python Testing/station_bench.py --items 20 --json | tee bench/reading_station.json
+
+# The README's picture of the prepare QC report (a generated site-like cohort, about 4 min on 2 cores).
+prepare-screenshot: $(STAMP) chromium
+	$(BIN)/python Testing/prepare_screenshot.py Resources/Screenshots/prepare_report.png
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) bench .pytest_cache .stock-slicer

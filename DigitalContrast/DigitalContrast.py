@@ -249,7 +249,7 @@ class DigitalContrastWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._updateButtons()
 
     def _updateButtons(self, caller=None, event=None) -> None:
-        from DigitalContrastLib.mrml.panel_text import panel_state
+        from DigitalContrastLib.mrml.panel_text import distribution_warning, panel_state
 
         running = self.logic is not None and self.logic.synthesis.running
         state = panel_state(self._parameterNode, running, set(self._tasks), self._installing)
@@ -265,6 +265,9 @@ class DigitalContrastWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.registerButton.text, self.ui.registerButton.enabled = _(state.register_text), state.register_enabled
         self.ui.metricsButton.enabled = state.metrics_enabled
         self.ui.exportButton.enabled = state.export_enabled
+        warning = distribution_warning(self.logic.synthesis.job if self.logic else None,
+                                       getattr(self._parameterNode, "syntheticVolume", None))
+        self.ui.distributionWarningLabel.text, self.ui.distributionWarningLabel.visible = warning or "", bool(warning)
 
     # -- models and devices ----------------------------------------------------------------
     def _fillModels(self) -> None:
@@ -369,6 +372,7 @@ class DigitalContrastWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if job is not None and not job.finished:
             for event in synthesis.poll():
                 self._showEvent(event)
+            self._updateButtons()  # the input check's out-of-distribution sentence, as soon as it is known
             if job.status == "awaiting_confirmation" and not self._askedAboutWarnings:
                 self._askAboutWarnings(job)
             self.ui.progressBar.value = int(round(100 * job.overall_fraction))
@@ -385,11 +389,11 @@ class DigitalContrastWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._timer.stop()
 
     def _askAboutWarnings(self, job) -> None:
+        from DigitalContrastLib.mrml.panel_text import confirmation_text
+
         self._askedAboutWarnings = True
         warnings = job.gate_report.warnings
-        if slicer.util.confirmOkCancelDisplay(
-                _("The input check warns:") + "\n\n" + "\n\n".join(w.message for w in warnings) + "\n\n"
-                + _("Continue anyway?"), windowTitle=_("Input check")):
+        if slicer.util.confirmOkCancelDisplay(_(confirmation_text(job)), windowTitle=_("Input check")):
             self.logic.synthesis.accept_warnings()
             for warning in warnings:
                 self._appendLog(_("Accepted warning: {message}").format(message=warning.message))
@@ -412,6 +416,9 @@ class DigitalContrastWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.progressBar.value = 100
             node = slicer.mrmlScene.GetNodeByID(job.result_node_id)
             self._parameterNode.syntheticVolume = node
+            # an input unlike the training data: the review opens with the uncertainty map over the synthetic view
+            overlay = self.logic.synthesis.review_overlay(node, self._parameterNode.overlay.value)
+            self._parameterNode.overlay = Overlay(overlay)
             self._appendLog(_("Added '{name}' (model {model}, {device}).").format(
                 name=node.GetName(), model=node.GetAttribute("DigitalContrast.ModelId"),
                 device=node.GetAttribute("DigitalContrast.Device")))

@@ -315,3 +315,10 @@ def test_the_shipped_model_end_to_end_on_a_small_phantom_cohort(tmp_path):
     # one persistent worker: the model is loaded once for the cohort
     results = [json.loads((tmp_path / "out" / "cases" / c / "result.json").read_text()) for c in ("c001", "c002")]
     assert results[1]["synthesis"]["timings"]["cache_hit"] is True
+    # the 3.6 mm demo phantoms, upsampled to the model's 1.4 mm grid, are unlike its training phantoms:
+    # every case says so, in metrics.csv, the summary and the report
+    for row, result in zip(run.rows, results):
+        assert row["ood_warning"] is True and row["ood_distance"] > row["ood_threshold"] > 0
+        assert result["ood"]["message"].startswith("This scan is unlike the model's training data")
+    assert run.summary["out_of_distribution"]["warned"] == ["c001", "c002"]
+    assert "Unlike the model's training data" in (tmp_path / "out" / "report.html").read_text()

@@ -25,7 +25,7 @@ LIBRARIES = {
 L = "DigitalContrastLib"
 R = "DigitalContrastReaderLib"
 CORE = {f"{L}.common", f"{L}.ct", f"{L}.models", f"{L}.synthesis", f"{L}.phantoms", f"{L}.evaluation",
-        f"{L}.worker", f"{L}.cohort", f"{L}.training"}
+        f"{L}.worker", f"{L}.cohort", f"{L}.training", f"{L}.preparation"}
 
 #: room -> the rooms it may import (besides itself and its library's ``__init__`` for ``__version__``).
 #: A room is a subpackage; a module directly in a library folder is a front door of its own
@@ -43,6 +43,8 @@ ALLOWED: dict[str, set[str]] = {
     f"{L}.cohort": {f"{L}.common", f"{L}.ct", f"{L}.models", f"{L}.synthesis", f"{L}.evaluation", f"{L}.phantoms",
                     f"{L}.worker"},
     f"{L}.training": {f"{L}.common", f"{L}.ct", f"{L}.models", f"{L}.synthesis", f"{L}.phantoms", f"{L}.evaluation"},
+    # a site's pairs made into training cases: the gate, registration, the cohort CSV and its executors
+    f"{L}.preparation": {f"{L}.common", f"{L}.ct", f"{L}.synthesis", f"{L}.evaluation", f"{L}.cohort"},
     # MRML logic: core in, never a front end
     f"{L}.mrml": {f"{L}.common", f"{L}.ct", f"{L}.models", f"{L}.synthesis", f"{L}.evaluation", f"{L}.phantoms",
                   f"{L}.worker"},

@@ -7,7 +7,14 @@ from types import SimpleNamespace
 import pytest
 from module_support import headless, small_phantom
 
-from DigitalContrastLib.mrml.panel_text import describe_task_result, event_line, panel_state, task_event_text
+from DigitalContrastLib.mrml.panel_text import (
+    confirmation_text,
+    describe_task_result,
+    distribution_warning,
+    event_line,
+    panel_state,
+    task_event_text,
+)
 from DigitalContrastLib.worker.process import python_slicer_path
 
 
@@ -80,3 +87,28 @@ def test_log_lines_and_task_texts():
     assert task_event_text("registration", progress) == "Registration: 42%"
     failed = SimpleNamespace(type="error", error=SimpleNamespace(message="The volume is empty."))
     assert task_event_text("metrics", failed) == "Failed: The volume is empty."
+
+
+@pytest.mark.mrml
+def test_the_out_of_distribution_sentence_comes_from_the_running_job_then_from_the_synthetic_node():
+    from DigitalContrastLib.mrml import provenance as prov
+    from DigitalContrastLib.mrml.volume_nodes import volume_to_node
+
+    sentence = "This scan is unlike the model's training data: its noise texture is 0.69 where ..."
+    record = {"judged": True, "warning": True, "distance": 17.0, "threshold": 3.7, "message": sentence}
+    thick = SimpleNamespace(message="Slices are 5 mm thick; ...")
+    running = SimpleNamespace(finished=False, ood_warning=True, ood=record,
+                              gate_report=SimpleNamespace(warnings=[thick]))
+    assert distribution_warning(running, None) == sentence
+    question = confirmation_text(running).split("\n\n")
+    assert question == [sentence, "The input check warns:", thick.message, "Continue anyway?"]
+    assert distribution_warning(SimpleNamespace(finished=False, ood_warning=False, ood=None), None) is None
+    scene, _ = headless()
+    case = small_phantom()
+    flagged = volume_to_node(scene, case.contrast, "a SYNTHETIC",
+                             attributes={prov.OUT_OF_DISTRIBUTION: prov.to_json(record)})
+    usual = volume_to_node(scene, case.contrast, "b SYNTHETIC",
+                           attributes={prov.OUT_OF_DISTRIBUTION: prov.to_json({**record, "warning": False})})
+    finished = SimpleNamespace(finished=True, ood_warning=True, ood=record)
+    assert distribution_warning(finished, flagged) == sentence  # the node chosen for review speaks after the job
+    assert distribution_warning(finished, usual) is None and distribution_warning(None, None) is None

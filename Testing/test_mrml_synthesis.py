@@ -234,6 +234,90 @@ def test_the_uncertainty_map_becomes_an_overlay_node_of_the_synthetic_volume(fol
     assert list(workspaces.iterdir()) == [] and list(work_root.iterdir()) == []
 
 
+def _warned_first(folders, volume, name: str):
+    """Synthesize ``volume`` through the module's logic (dummy worker, no uncertainty asked for) and check
+    what the panel shows first: the out-of-distribution sentence as soon as the input check is done,
+    while the job runs, then from the synthetic node; the review opens with the uncertainty map.
+    Returns (the job, the synthetic node, the sentence)."""
+    from DigitalContrastLib.models.cards import resolve_model
+    from DigitalContrastLib.mrml.panel_text import confirmation_text, distribution_warning
+    from DigitalContrastLib.mrml.synthesis_logic import UNCERTAINTY_REFERENCE, SynthesisLogic
+
+    if "ood" not in resolve_model(None).data:
+        pytest.fail("the default model's card has no training-data signature")
+    work_root, workspaces = folders
+    scene, app_logic = headless()
+    nc_node = node_in_study(scene, volume, name)[0]
+    logic = SynthesisLogic(scene, app_logic, dummy_client_factory(work_root, dummy_seconds=3.0), work_dir=workspaces)
+    job = logic.start(nc_node, allow_warnings=True)
+    assert distribution_warning(job, None) is None, "nothing to say before the input check"
+    deadline = time.monotonic() + 120
+    while job.gate_report is None and time.monotonic() < deadline:
+        logic.poll()
+        time.sleep(0.02)
+    assert not job.finished, "the check came back while the synthesis still runs"
+    sentence = distribution_warning(job, None)
+    assert sentence.startswith("This scan is unlike the model's training data:") and "distance" in sentence
+    assert confirmation_text(job).startswith(sentence), "a confirmation asked for other warnings names it first"
+    node = logic.wait(timeout=120)
+    assert job.ood["judged"] and job.ood_warning and job.options["uncertainty"] is True
+    record = json.loads(node.GetAttribute(prov.OUT_OF_DISTRIBUTION))
+    assert record["warning"] and record["distance"] > record["threshold"]
+    assert prov.out_of_distribution_warning(node) == sentence
+    assert distribution_warning(job, node) == sentence, "after the job the synthetic node carries it"
+    assert node.GetNodeReference(UNCERTAINTY_REFERENCE) is not None, "the review has its uncertainty overlay"
+    # the review opens with the uncertainty map over the synthetic view, whatever overlay was chosen before
+    for chosen in ("none", "difference"):
+        assert logic.review_overlay(node, chosen) == "uncertainty"
+    views = logic.show_review(nc_node, node, overlay=logic.review_overlay(node, "none"))
+    composite = scene.GetNodeByID("vtkMRMLSliceCompositeNodeDCSynthetic")
+    assert composite.GetForegroundVolumeID() == node.GetNodeReference(UNCERTAINTY_REFERENCE).GetID()
+    assert views.overlay_node is not None and composite.GetForegroundOpacity() > 0
+    logic.close()
+    return job, node, sentence
+
+
+def test_an_input_unlike_the_training_data_carries_its_warning_and_gets_the_uncertainty_overlay(folders):
+    from DigitalContrastLib.mrml.panel_text import distribution_warning
+    from DigitalContrastLib.mrml.synthesis_logic import UNCERTAINTY_REFERENCE, SynthesisLogic
+    from DigitalContrastLib.phantoms.generator import make_phantom
+
+    # a slab of a held-out phantom on the training grid (distance 3.3 SD, threshold 3.7); the coarse
+    # small_phantom() (3.6 mm) would warn itself: upsampled to the model grid, its noise is coarser-grained
+    # than any training phantom's
+    phantom = make_phantom(10506, size_xyz=(256, 256, 48), spacing_xyz_mm=(1.4, 1.4, 2.5)).noncontrast
+    # a scanner calibrated 150 HU off: every tissue level is unlike the training phantoms'
+    shifted = phantom.with_array(np.where(phantom.array > -500, phantom.array + 150, phantom.array).astype(np.int16))
+    _, node, _ = _warned_first(folders, shifted, "Shifted NC")
+    assert json.loads(node.GetAttribute(prov.GATE_WARNINGS)) == []  # it did not wait for a confirmation
+
+    # the phantom as it is: judged, no warning, no overlay unless asked for
+    work_root, workspaces = folders
+    scene, app_logic = headless()
+    plain = node_in_study(scene, phantom, "Plain NC")[0]
+    logic = SynthesisLogic(scene, app_logic, dummy_client_factory(work_root), work_dir=workspaces)
+    plain_node = logic.process(plain, timeout=120)
+    logic.close()
+    assert json.loads(plain_node.GetAttribute(prov.OUT_OF_DISTRIBUTION))["judged"]
+    assert prov.out_of_distribution_warning(plain_node) is None and distribution_warning(None, plain_node) is None
+    assert plain_node.GetNodeReference(UNCERTAINTY_REFERENCE) is None
+    # the user's choice stands, and an uncertainty overlay left chosen by the earlier scan is dropped (no map)
+    assert [logic.review_overlay(plain_node, c) for c in ("none", "difference", "uncertainty")] == \
+        ["none", "difference", "none"]
+
+
+@pytest.mark.realdata
+def test_on_a_real_ct_the_warning_and_the_uncertainty_overlay_are_what_the_user_sees_first(folders, real_data):
+    from DigitalContrastLib.ct.io import read_volume
+    from DigitalContrastLib.training.validation import pseudo_noncontrast
+
+    # the real chest CTA with its aortic lumen replaced by unenhanced blood: a real CT, unlike the phantoms
+    cta = read_volume(real_data / "cta_chest_arterial.nii.gz")
+    mask = read_volume(real_data / "cta_chest_arterial_aorta_mask.nii.gz").array > 0
+    job, _, sentence = _warned_first(folders, cta.with_array(pseudo_noncontrast(cta.array, mask)), "Real chest NC")
+    assert job.ood["distance"] > 3 * job.ood["threshold"] and "150-600 HU" in sentence, sentence
+
+
 # ---------------------------------------------------------------------------- the real engine
 def _real_engine_or_skip():
     why = real_engine_unavailable()

@@ -147,8 +147,11 @@ def input_fingerprint(path: Path | None) -> dict[str, Any] | None:
 
 
 def _inputs_of(case: CohortCase) -> dict[str, Any]:
-    return {"noncontrast": input_fingerprint(case.noncontrast), "contrast": input_fingerprint(case.contrast),
-            "labels": input_fingerprint(case.labels)}
+    inputs = {"noncontrast": input_fingerprint(case.noncontrast), "contrast": input_fingerprint(case.contrast),
+              "labels": input_fingerprint(case.labels)}
+    if case.noncontrast_series or case.contrast_series:
+        inputs["series"] = [case.noncontrast_series, case.contrast_series]
+    return inputs
 
 
 def case_folder(out_dir: str | os.PathLike, case_id: str) -> Path:
@@ -290,6 +293,10 @@ def evaluate_case(case: CohortCase, out_dir: str | os.PathLike, settings: Evalua
         timings["seconds_synthesis"] = float(synthesis["timings"].get("synthesis_s") or 0.0)
         timings["seconds_job"] = float(synthesis["timings"].get("job_s") or 0.0)
         synthetic = _read_synthetic(synthetic_path, noncontrast)
+        ood = (synthesis.get("provenance") or {}).get("ood") or {}
+        result["ood"] = ood
+        row.update(ood_warning=bool(ood.get("warning")) if ood.get("judged") else None,
+                   ood_distance=ood.get("distance"), ood_threshold=ood.get("threshold"))
         real = None
         if real_moving is not None:
             real = _register(noncontrast, real_moving, folder, settings, threads, result, timings)
@@ -334,7 +341,7 @@ def _read_inputs(case: CohortCase, folder: Path, result: dict, timings: dict) ->
     from DigitalContrastLib.evaluation.registration import resample_to
 
     t = time.perf_counter()
-    report, noncontrast = check_path(case.noncontrast)
+    report, noncontrast = check_path(case.noncontrast, case.noncontrast_series)
     result["gate"] = report.to_dict()
     atomic_write_text(folder / GATE_FILE, json.dumps(jsonable(report.to_dict()), indent=1) + "\n")
     timings["seconds_gate"] = time.perf_counter() - t
@@ -345,7 +352,7 @@ def _read_inputs(case: CohortCase, folder: Path, result: dict, timings: dict) ->
     real = labels = None
     if case.contrast is not None:
         try:
-            real = read_volume(case.contrast)
+            real = read_volume(case.contrast, series_uid=case.contrast_series)
         except InputError as error:
             raise _CaseFailure("contrast", _first_sentence(error), error.code) from None
     if case.labels is not None:
@@ -368,7 +375,8 @@ def _synthesize(case: CohortCase, output: Path, folder: Path, settings: Evaluati
     result["synthesis_calls"] += 1
     try:
         uncertainty = str(folder / UNCERTAINTY_FILE) if settings.uncertainty else None
-        options = SynthesisOptions(model_id=settings.model_id, device=device, uncertainty_output=uncertainty)
+        options = SynthesisOptions(model_id=settings.model_id, device=device, uncertainty_output=uncertainty,
+                                   series_uid=case.noncontrast_series)
         synthesis = run_synthesis_job(case.noncontrast, output, options, client=client, timeout_s=settings.case_timeout_s)
     except (ModelError, NoGPUError, JobError):
         raise  # every case would fail the same way: the run stops (RunError)

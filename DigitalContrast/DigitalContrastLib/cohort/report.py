@@ -44,6 +44,7 @@ figcaption { font-size: 0.9em; color: #444; } .synthetic { color: #a00; font-wei
 table.cases { font-size: 0.82em; }
 table.cases td:nth-child(3), table.cases th:nth-child(3) { text-align: left; max-width: 14em; }
 table.cases img { width: 120px; max-width: none; margin: 0; } .pair img { width: 49%; }
+.warning { background: #fff4d6; border-left: 4px solid #d08a00; padding: 0.4em 0.8em; }
 """
 
 #: Columns of the per-case table: (metrics.csv column, header, format).
@@ -54,6 +55,7 @@ CASE_TABLE_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("lumen_bias_hu", "lumen bias HU", ".1f"),
     ("lumen_dice", "lumen Dice", ".3f"),
     ("max_diameter_error_mm", "max diam. error mm", ".1f"),
+    ("ood_distance", "OOD distance", ".1f"),
     ("seconds_on_case", "s on case", ".1f"),
     ("energy_j", "energy J", ".3g"),
     ("co2e_g", "CO2e g", ".3g"),
@@ -218,6 +220,10 @@ def write_cohort_report(out_dir: str | os.PathLike, rows: Sequence[Mapping[str, 
     failed = summary.get("failed_cases") or []
     failed_text = ("<p>Failed cases (skipped, with their reason): "
                    + "; ".join(f"<b>{html.escape(f['case_id'])}</b>: {html.escape(f['reason'].rstrip('.'))}" for f in failed) + ".</p>") if failed else ""
+    ood = summary.get("out_of_distribution") or {}
+    ood_text = (f"<p class=\"warning\"><b>Unlike the model's training data</b> ({len(ood['warned'])} of {ood['judged']} "
+                f"judged cases; their synthetic images deserve the least trust): "
+                f"{html.escape(', '.join(ood['warned']))}.</p>") if ood.get("warned") else ""
     title = f"Cohort evaluation: {Path(summary.get('cohort_csv', 'cohort')).name}"
     body = f"""
 <h1>{html.escape(title)}</h1>
@@ -226,6 +232,7 @@ for clinical use. {counts['cases']} cases: <b>{counts['ok']} evaluated</b>, <b>{
 Model: {html.escape(models)}. Device(s): {html.escape(', '.join(summary.get('devices') or []) or 'none')}.
 Ran on: {html.escape(str(summary.get('where', '')))}.</p>
 {failed_text}
+{ood_text}
 <h2 id="summary">Summary</h2>
 <p class="note">Statistics over {html.escape(stats['over'])}; CI: {html.escape(stats['ci'])}
 ({stats['bootstrap_resamples']} resamples, seed {stats['bootstrap_seed']}).</p>

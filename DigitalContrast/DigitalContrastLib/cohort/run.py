@@ -191,6 +191,16 @@ def _pool_init(slots) -> None:
     _POOL_SLOT.update(device=device, threads=threads)
 
 
+def node_slot() -> dict[str, Any]:
+    """This pool process's ``device`` and ``threads`` (empty outside a local pool): for per-case tasks."""
+    return dict(_POOL_SLOT)
+
+
+#: A per-case task: ``task(case, out_dir, settings, device=None, threads=None) -> result dict`` (a
+#: ``{"case_id", "run_error"}`` result stops the run); it must be importable by name (pool, Dask).
+CaseTask = Callable[..., dict[str, Any]]
+
+
 def _raise_run_error(info: dict[str, Any]) -> None:
     classes = {"ModelError": ModelError, "NoGPUError": NoGPUError, "JobError": JobError}
     cls = classes.get(str(info.get("class")))
@@ -351,7 +361,7 @@ def evaluate_cohort(
         for case_id, result in list(results.items()):
             if on_case:
                 on_case(result, True)
-        for result in _run_cases(todo, out, settings, plan, scheduler):
+        for result in run_cases(todo, out, settings, plan, scheduler):
             if "run_error" in result:
                 log.write("run_stopped", case_id=result["case_id"], error=result["run_error"])
                 _raise_run_error(result["run_error"])
@@ -395,26 +405,28 @@ def _progress_bar(total: int, initial: int, enabled: bool | None):
     return tqdm(total=total, initial=initial, unit="case", desc="cases", file=sys.stderr, dynamic_ncols=True)
 
 
-def _run_cases(todo: Sequence[CohortCase], out: Path, settings: EvaluationSettings, plan: PoolPlan | None,
-               scheduler: str | None):
-    """Yield each case's result as it completes (in-process, local pool or Dask)."""
+def run_cases(todo: Sequence[CohortCase], out: Path, settings: Any, plan: PoolPlan | None, scheduler: str | None,
+              task: CaseTask | None = None):
+    """Yield each case's result as it completes (in-process, local pool or Dask), running ``task``
+    (default: the evaluation's :func:`evaluate_case_on_node`) on every case of ``todo``."""
+    task = task or evaluate_case_on_node
     if not todo:
         return
     if scheduler:
-        yield from _run_on_dask(todo, out, settings, scheduler)
+        yield from _run_on_dask(todo, out, settings, scheduler, task)
     elif plan is not None and plan.workers > 1:
-        yield from _run_in_pool(todo, out, settings, plan)
+        yield from _run_in_pool(todo, out, settings, plan, task)
     else:
-        device = plan.devices[0] if plan else settings.device
+        device = plan.devices[0] if plan else getattr(settings, "device", None)
         threads = plan.threads_per_worker if plan else settings.threads
         try:
             for case in todo:
-                yield evaluate_case_on_node(case, str(out), settings, device, threads)
+                yield task(case, str(out), settings, device, threads)
         finally:
             close_node_clients()
 
 
-def _run_in_pool(todo: Sequence[CohortCase], out: Path, settings: EvaluationSettings, plan: PoolPlan):
+def _run_in_pool(todo: Sequence[CohortCase], out: Path, settings: Any, plan: PoolPlan, task: CaseTask):
     import multiprocessing
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
@@ -424,7 +436,7 @@ def _run_in_pool(todo: Sequence[CohortCase], out: Path, settings: EvaluationSett
         slots.put((device, plan.threads_per_worker))
     with ProcessPoolExecutor(max_workers=plan.workers, mp_context=context, initializer=_pool_init,
                              initargs=(slots,)) as pool:
-        pending = {pool.submit(evaluate_case_on_node, case, str(out), settings) for case in todo}
+        pending = {pool.submit(task, case, str(out), settings) for case in todo}
         try:
             while pending:
                 finished, pending = wait(pending, return_when=FIRST_COMPLETED)
@@ -435,7 +447,7 @@ def _run_in_pool(todo: Sequence[CohortCase], out: Path, settings: EvaluationSett
                 future.cancel()
 
 
-def _run_on_dask(todo: Sequence[CohortCase], out: Path, settings: EvaluationSettings, scheduler: str):
+def _run_on_dask(todo: Sequence[CohortCase], out: Path, settings: Any, scheduler: str, task: CaseTask):
     try:
         from distributed import Client, as_completed
     except ImportError:
@@ -448,8 +460,9 @@ def _run_on_dask(todo: Sequence[CohortCase], out: Path, settings: EvaluationSett
                        code="scheduler_unreachable") from None
     token = uuid.uuid4().hex[:8]
     try:
-        futures = [dask.submit(evaluate_case_on_node, case, str(out), settings, pure=False,
-                               key=f"digital-contrast-case-{case.case_id}-{token}") for case in todo]
+        futures = [dask.submit(task, case, str(out), settings, pure=False,
+                               key=f"digital-contrast-{getattr(task, '__name__', 'case')}-{case.case_id}-{token}")
+                   for case in todo]
         try:
             for future in as_completed(futures):
                 yield future.result()
@@ -509,6 +522,11 @@ def summarize(rows: Sequence[dict[str, Any]], results: dict[str, dict[str, Any]]
         "bland_altman": agreement,
         "timings": {name: describe(column(name)) for name in SUMMARY_TIMINGS},
         "energy": ledger,
+        "out_of_distribution": {
+            "judged": sum(1 for r in ok if r.get("ood_warning") is not None),
+            "warned": [r["case_id"] for r in ok if r.get("ood_warning") is True],
+            "rule": "the input's image statistics against the model card's training-data signature (synthesis/ood.py)",
+        },
         "models": [{"id": m[0], "version": m[1], "weights_sha256": m[2]} for m in models],
         "devices": devices,
         "settings": settings.to_dict(),

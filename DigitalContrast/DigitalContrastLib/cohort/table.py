@@ -12,6 +12,8 @@ Cohort CSV (UTF-8, comma-separated, one row per case, a header row)::
 * ``contrast`` (optional): the real contrast-enhanced CT of the same patient, for the metrics.
 * ``labels`` (optional): a label map of ROIs on the non-contrast grid (aortic lumen 10,
   thrombus 11, calcification 12, wall 13, as the phantom's labels).
+* ``noncontrast_series``, ``contrast_series`` (optional): the Series Instance UID to read when the
+  scan's DICOM folder holds several series (``digital-contrast check FOLDER`` lists them).
 * any other column is carried through to ``metrics.csv`` unchanged.
 
 Relative paths are relative to the CSV's folder. Reading never touches the images: a missing
@@ -34,7 +36,7 @@ from DigitalContrastLib.common.atomic import atomic_write_text
 from DigitalContrastLib.common.errors import InputError
 
 REQUIRED_COLUMNS = ("case_id", "noncontrast")
-OPTIONAL_COLUMNS = ("contrast", "labels")
+OPTIONAL_COLUMNS = ("contrast", "labels", "noncontrast_series", "contrast_series")
 CASE_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$")
 
 #: Columns of ``metrics.csv``, in order, before the carried-through columns of the cohort CSV
@@ -53,7 +55,7 @@ METRIC_COLUMNS = (
 )
 #: How the case ran: gate, registration, timings, device, model, energy and carbon.
 RUN_COLUMNS = (
-    "gate_warnings",
+    "gate_warnings", "ood_warning", "ood_distance", "ood_threshold",
     "registration_method", "registration_final_stage", "registration_metric",
     "seconds_gate", "seconds_model_load", "seconds_synthesis", "seconds_job", "seconds_registration",
     "seconds_metrics", "seconds_on_case",
@@ -74,6 +76,7 @@ class CohortCase:
         noncontrast: the non-contrast CT.
         contrast: the real contrast CT, or None.
         labels: the ROI label map, or None.
+        noncontrast_series, contrast_series: the DICOM series to read from a folder of several, or None.
         extra: the other columns of the row, in CSV order, as text.
         row: the row's line number in the CSV (the header is line 1).
     """
@@ -83,6 +86,8 @@ class CohortCase:
     contrast: Path | None = None
     labels: Path | None = None
     extra: Mapping[str, str] = field(default_factory=dict)
+    noncontrast_series: str | None = None
+    contrast_series: str | None = None
     row: int = 0
 
 
@@ -166,7 +171,8 @@ def read_cohort_csv(path: str | os.PathLike) -> list[CohortCase]:
         extra = {name: cells[name] for name in header if name not in REQUIRED_COLUMNS + OPTIONAL_COLUMNS}
         cases.append(CohortCase(case_id=case_id, noncontrast=resolve(cells["noncontrast"]),  # type: ignore[arg-type]
                                 contrast=resolve(cells.get("contrast", "")), labels=resolve(cells.get("labels", "")),
-                                extra=extra, row=offset))
+                                extra=extra, row=offset, noncontrast_series=cells.get("noncontrast_series") or None,
+                                contrast_series=cells.get("contrast_series") or None))
     return cases
 
 

@@ -14,7 +14,9 @@ ORDER = 10
 DESCRIPTION = """\
 Read a CT (a DICOM series folder or file, .nrrd, .nhdr, .nii, .nii.gz, .mha, .mhd) and report
 what the input gate finds: errors that would stop synthesis, warnings (already contrast-enhanced,
-thick slices, very large volume), size, spacing and HU statistics.
+thick slices, very large volume), size, spacing and HU statistics. With --model (a model id or
+folder) the input is also compared with that model's training data ("Training data:" line: like
+it, or unlike it and why); the synthesis makes the same comparison and records it.
 
 Exit status: 0 when there is no error (warnings allowed), 2 when there is one.
 """
@@ -23,6 +25,8 @@ Exit status: 0 when there is no error (warnings allowed), 2 when there is one.
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input", metavar="INPUT", help="DICOM folder or file, or a .nrrd/.nii.gz/.mha volume")
     parser.add_argument("--series", metavar="UID", default=None, help="Series Instance UID to read when the DICOM folder holds several series")
+    parser.add_argument("--model", metavar="ID", default=None,
+                        help="also compare the input with this model's training data (its card's signature)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
 
 
@@ -56,6 +60,8 @@ def format_report(report: GateReport) -> str:
         lines.append(f"Contrast:    {answer}" + (f" ({'; '.join(reasons)})" if reasons else ""))
     if report.memory_estimate_mb is not None:
         lines.append(f"Memory:      about {report.memory_estimate_mb:.3g} MB of working memory for synthesis")
+    if report.ood is not None:
+        lines.append(f"Training:    {report.ood['message']}")
     for message in report.errors:
         lines.append(f"ERROR   [{message.code}] {message.message}")
     for message in report.warnings:
@@ -64,7 +70,12 @@ def format_report(report: GateReport) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    report, _ = check_path(args.input, series_uid=args.series)
+    card_data = None
+    if args.model:
+        from DigitalContrastLib.models.cards import resolve_model
+
+        card_data = resolve_model(args.model).data  # a model that is not installed: exit 3, one sentence
+    report, _ = check_path(args.input, series_uid=args.series, card_data=card_data)
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
     else:

@@ -72,3 +72,23 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
     return Path(path)
+
+
+def publish_folder(staging: str | os.PathLike, target: str | os.PathLike) -> Path:
+    """Rename a complete ``staging`` folder to ``target`` (same file system); an old ``target`` is
+    moved aside first and removed after, so ``target`` is at every moment either the old folder,
+    absent for an instant, or the new complete one, never a half-written mixture."""
+    import shutil
+
+    staging, target = Path(staging), Path(target)
+    if target.is_dir() and any(target.iterdir()):
+        old = target.with_name(f".{target.name}.old-{os.getpid()}")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(target, old)
+        os.replace(staging, target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        if target.is_dir():
+            target.rmdir()
+        os.replace(staging, target)
+    return target

@@ -296,7 +296,7 @@ SERIES_FIELDS = (
     "SpacingBetweenSlices", "ConvolutionKernel", "GantryDetectorTilt", "PatientPosition",
     "ContrastBolusAgent", "ContrastBolusRoute", "ContrastBolusVolume", "PixelSpacing",
     "ImageOrientationPatient", "RescaleType", "PixelPaddingValue", "PhotometricInterpretation",
-    "BitsStored", "PixelRepresentation",
+    "BitsStored", "PixelRepresentation", "AcquisitionDate", "AcquisitionTime", "ContrastBolusStartTime",
 )
 
 

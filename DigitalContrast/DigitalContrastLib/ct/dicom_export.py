@@ -57,6 +57,7 @@ from typing import Any
 
 import numpy as np
 
+from DigitalContrastLib.common.atomic import publish_folder
 from DigitalContrastLib.common.errors import JobError, OutputError
 from DigitalContrastLib.common.progress import ProgressCallback
 
@@ -361,25 +362,12 @@ def export_synthetic_dicom(
             write_dicom_file(dataset_for(k), staging / name)
             if progress is not None:
                 progress("write", k + 1, nz)
-        _publish(staging, out_dir)
+        publish_folder(staging, out_dir)
     except OSError as error:
         raise OutputError(f"Could not write the DICOM series to {out_dir}: {error.strerror}; check space and permissions.") from error
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return [out_dir / name for name in names]
-
-
-def _publish(staging: Path, out_dir: Path) -> None:
-    """Rename the complete ``staging`` folder to ``out_dir`` (an old series is removed after)."""
-    if out_dir.is_dir() and any(out_dir.iterdir()):
-        old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
-        os.replace(out_dir, old)
-        os.replace(staging, out_dir)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        if out_dir.is_dir():
-            out_dir.rmdir()
-        os.replace(staging, out_dir)
 
 
 def write_dicom_file(ds: Any, path: Path) -> None:

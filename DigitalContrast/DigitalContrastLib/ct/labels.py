@@ -107,6 +107,12 @@ LABEL_COLORS: dict[int, tuple[int, int, int]] = {
 }
 
 
+#: Codes of a prepared case's enhancement mask (``enhancement.nrrd``, uint8), made from the registered
+#: pair where no hand labels exist: ``vessel`` is enhanced blood (a strong rise to lumen-like HU),
+#: ``enhancing_tissue`` any other enhancement (organs, veins, partial-volume rims).
+ENHANCEMENT_CODES: dict[str, int] = {"none": 0, "vessel": 1, "enhancing_tissue": 2}
+
+
 #: The regions the clinical ROI metrics score, by their names there -> code in :data:`LABELS`.
 LABEL_CODES: dict[str, int] = {
     "outside": LABELS["outside"],

@@ -10,6 +10,8 @@ from typing import Any
 
 from DigitalContrastLib.models.choices import device_text
 
+from .provenance import out_of_distribution_warning
+
 
 def describe_task_result(name: str, result: Any) -> str:
     """One line for the panel about a finished task: ``probe``, ``registration``, ``metrics`` or ``export``.
@@ -62,6 +64,28 @@ def event_line(event: Any) -> str | None:
     if event.type == "error":
         return f"Error: {data['message']}"
     return None
+
+
+def distribution_warning(job: Any, synthetic_node: Any) -> str | None:
+    """The sentence the panel shows first, above Apply, when the scan is unlike the model's training data.
+
+    From the input check of the job under way (``SynthesisJob.ood``: shown as soon as the check is
+    done, while the synthesis runs), else from the synthetic volume chosen for review (its
+    ``DigitalContrast.OutOfDistribution`` attribute, which stays with the node in a saved scene).
+    None when neither warns.
+    """
+    if job is not None and not job.finished and job.ood_warning:
+        return str(job.ood.get("message"))
+    return out_of_distribution_warning(synthetic_node) if synthetic_node is not None else None
+
+
+def confirmation_text(job: Any) -> str:
+    """The question asked when the input check of ``job`` warns: the out-of-distribution sentence
+    first (when there is one), then each warning, then whether to go on."""
+    sentence = distribution_warning(job, None)
+    parts = [sentence] if sentence else []
+    parts += ["The input check warns:", *(w.message for w in job.gate_report.warnings), "Continue anyway?"]
+    return "\n\n".join(parts)
 
 
 def task_event_text(name: str, event: Any) -> str | None:

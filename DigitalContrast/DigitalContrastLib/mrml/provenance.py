@@ -16,6 +16,11 @@ attribute                                   value
 ``DigitalContrast.SourceNodeID``            the non-contrast node it was computed from
 ``DigitalContrast.SourceDicomMeta``         JSON: the non-contrast series' DICOM facts (below)
 ``DigitalContrast.Provenance``              JSON: the worker's provenance record
+``DigitalContrast.OutOfDistribution``       JSON: the input against the model's training data
+                                            (``synthesis.ood.assess``: ``judged``, ``warning``,
+                                            ``distance``, ``threshold``, ``message``); with
+                                            ``warning`` true the review must show the warning
+                                            first and the uncertainty overlay by default
 ==========================================  ===================================================
 
 A non-contrast volume that this library read from DICOM (:func:`load_volume_node`) carries
@@ -57,6 +62,7 @@ GATE_WARNINGS = PREFIX + "GateWarnings"
 SOURCE_NODE_ID = PREFIX + "SourceNodeID"
 SOURCE_DICOM_META = PREFIX + "SourceDicomMeta"
 PROVENANCE = PREFIX + "Provenance"
+OUT_OF_DISTRIBUTION = PREFIX + "OutOfDistribution"
 DICOM_META = PREFIX + "DicomMeta"
 SOURCE_PATH = PREFIX + "SourcePath"
 #: Slicer's DICOM module: space-separated SOP Instance UIDs of the loaded slices.
@@ -79,6 +85,22 @@ def json_attribute(node: Any, name: str, default: Any = None) -> Any:
         return json.loads(text)
     except ValueError:
         return default
+
+
+def ood_record(provenance: Mapping[str, Any] | None, gate_ood: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The out-of-distribution record for a synthetic node: the worker's (its provenance's ``ood``),
+    else the input check's, else "not judged"."""
+    for record in ((provenance or {}).get("ood"), gate_ood):
+        if isinstance(record, Mapping) and record.get("judged"):
+            return dict(record)
+    return {"judged": False, "warning": False, "distance": None, "threshold": None,
+            "message": "not judged: no training-data signature was available"}
+
+
+def out_of_distribution_warning(synthetic_node: Any) -> str | None:
+    """The sentence a review shows first when the node's input is unlike the model's training data, else None."""
+    record = json_attribute(synthetic_node, OUT_OF_DISTRIBUTION) or {}
+    return str(record.get("message")) if record.get("warning") else None
 
 
 def volume_of_node(node: Any) -> CTVolume:

@@ -31,7 +31,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Generator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -121,6 +121,16 @@ class SynthesisJob:
     @property
     def finished(self) -> bool:
         return self.status in ("ok", "error", "cancelled")
+
+    @property
+    def ood(self) -> dict[str, Any] | None:
+        """The input against the model's training data (``synthesis.ood.assess``), once checked."""
+        return self.gate_report.ood if self.gate_report is not None else None
+
+    @property
+    def ood_warning(self) -> bool:
+        """Whether the input is unlike the model's training data (the uncertainty map is then made)."""
+        return bool((self.ood or {}).get("warning"))
 
     @property
     def ok(self) -> bool:
@@ -215,25 +225,26 @@ class SynthesisLogic:
         return self.job is not None and not self.job.finished
 
     # ------------------------------------------------------------------ gate
-    def check_input(self, nc_node: Any, timeout_s: float | None = None) -> GateReport:
-        """The input gate's report on a node's voxels, from a worker process (blocking: scripts and tests)."""
+    def check_input(self, nc_node: Any, timeout_s: float | None = None, model_id: str | None = None) -> GateReport:
+        """The input gate's report on a node's voxels, from a worker process (blocking: scripts and tests);
+        its ``ood`` record compares them with ``model_id``'s training data (None: the default model)."""
         workspace = new_workspace(self.work_dir, "check")
         try:
             for _ in write_inputs([(nc_node, workspace / "input.nrrd", "writing the input")]):
                 pass
-            process = TaskProcess(["--task", "gate"], self._gate_arguments(nc_node, workspace),
+            process = TaskProcess(["--task", "gate"], self._gate_arguments(nc_node, workspace, model_id),
                                   launcher=self.tasks.launcher)
             return GateReport.from_dict(process.wait(timeout_s))
         finally:
             shutil.rmtree(workspace, ignore_errors=True)
 
     @staticmethod
-    def _gate_arguments(nc_node: Any, workspace: Path) -> dict[str, Any]:
+    def _gate_arguments(nc_node: Any, workspace: Path, model_id: str | None) -> dict[str, Any]:
         metadata: dict[str, Any] = {"source_path": f"Volume '{nc_node.GetName()}'"}
         meta = prov.json_attribute(nc_node, prov.DICOM_META)
         if isinstance(meta, dict):
             metadata.update(dicom=meta, format="dicom")
-        return {"input": str(workspace / "input.nrrd"), "metadata": metadata}
+        return {"input": str(workspace / "input.nrrd"), "metadata": metadata, "model_id": model_id}
 
     # ------------------------------------------------------------------ starting
     def start(self, nc_node: Any, *, model_id: str | None = None, device: str = "auto", overlap: float | None = None,
@@ -289,12 +300,16 @@ class SynthesisLogic:
                 job.log.append(f"The DICOM facts of '{job.input_name}' were not found ({error}); an export gets a "
                                "new study.")
         yield from write_inputs([(nc_node, job.workspace / "input.nrrd", "writing the input")])
-        gate = TaskProcess(["--task", "gate"], self._gate_arguments(nc_node, job.workspace),
+        gate = TaskProcess(["--task", "gate"], self._gate_arguments(nc_node, job.workspace, options.model_id),
                            launcher=self.tasks.launcher)
         job.gate_report = GateReport.from_dict((yield from wait_for_process(gate, "checking the input")))
         if not job.gate_report.ok:
             first = job.gate_report.errors[0]
             raise InputError(first.message, code=first.code)
+        if job.ood_warning and not options.uncertainty_output:
+            # an input unlike the training data: the review shows the uncertainty map by default
+            options = replace(options, uncertainty_output=str(job.workspace / "uncertainty.nrrd"))
+            job.options["uncertainty"] = True
         if job.gate_report.warnings and not job.warnings_accepted:
             job.status = "awaiting_confirmation"
             while not job.warnings_accepted:
@@ -394,6 +409,7 @@ class SynthesisLogic:
                                               for w in (job.gate_report.warnings if job.gate_report else [])]),
             prov.SOURCE_NODE_ID: job.input_node_id,
             prov.PROVENANCE: prov.to_json(result.get("provenance") or {}),
+            prov.OUT_OF_DISTRIBUTION: prov.to_json(prov.ood_record(result.get("provenance"), job.ood)),
         }
         if job.source_dicom_meta:
             attributes[prov.SOURCE_DICOM_META] = prov.to_json(job.source_dicom_meta)
@@ -524,6 +540,16 @@ class SynthesisLogic:
         """A running task asking the synthesis service at ``url`` for its device and models (checks the token)."""
         process = TaskProcess(["--task", "server_check"], {"url": url, "token": token}, launcher=self.tasks.launcher)
         return GuiTask("probe", wait_for_process(process, "server check"), monitor=self.monitor).start()
+
+    @staticmethod
+    def review_overlay(synthetic_node: Any, chosen: str = "none") -> str:
+        """The overlay a review of ``synthetic_node`` shows: ``"uncertainty"`` when its input was unlike
+        the model's training data (the synthesis then made the map), else ``chosen`` (``"none"``,
+        ``"difference"``, ``"uncertainty"``), with ``"none"`` for an uncertainty map the node lacks."""
+        has_map = synthetic_node is not None and synthetic_node.GetNodeReference(UNCERTAINTY_REFERENCE) is not None
+        if has_map and prov.out_of_distribution_warning(synthetic_node):
+            return "uncertainty"
+        return "none" if chosen == "uncertainty" and not has_map else chosen
 
     def show_review(self, nc_node: Any, synthetic_node: Any, real_node: Any | None = None, *,
                     overlay: str | Any | None = None, **options: Any) -> Any:

@@ -33,7 +33,10 @@ Image formation
    with its peak at ``f_peak`` = U(0.2, 0.3) mm^-1 where the grid can hold it), smoothed along z
    by a Gaussian of ``noise_z_sigma_voxels``, then rescaled so that the standard deviation of
    the whole noise field equals the scan's sampled sigma, U(8, 25) HU.
-5. Rounded and clipped to -1024 ... 3071 HU (the scanner range, inside int16).
+5. With a :class:`~DigitalContrastLib.phantoms.scanner.ScannerProfile`: its noise ranges replace the
+   ones above, its iodine gain scales the enhancement (step 1) and its calibration offset is added
+   to both scans.
+6. Rounded and clipped to -1024 ... 3071 HU (the scanner range, inside int16).
 
 Anatomy: each intended use draws its own patient (an :class:`~DigitalContrastLib.phantoms.anatomy.Anatomy`)
 in a subpackage of its own, listed in :data:`IFU_BUILDERS`; :mod:`DigitalContrastLib.phantoms.aorta`
@@ -63,6 +66,7 @@ from .aorta.build import build_aorta
 from .canvas import Grid, uniform
 from .hu_tables import HU_RANGES
 from .misregistration import RigidMisregistration
+from .scanner import DEFAULT_SCANNER, ScannerProfile
 
 GENERATOR_VERSION = "1.4.0"
 """Bumped whenever the same seed and grid give different voxels (1.4.0: lung and soft tissue round the
@@ -206,7 +210,8 @@ def _to_int16(a: np.ndarray) -> np.ndarray:
 
 
 def make_phantom(seed: int, ifu: str = "aorta", size_xyz=(256, 256, 160), spacing_xyz_mm=(1.4, 1.4, 2.5),
-                 misregistration: RigidMisregistration | None = None, center_z_mm: float = 0.0) -> PhantomCase:
+                 misregistration: RigidMisregistration | None = None, center_z_mm: float = 0.0,
+                 scanner: ScannerProfile | None = None) -> PhantomCase:
     """Generate one paired phantom.
 
     Args:
@@ -220,6 +225,9 @@ def make_phantom(seed: int, ifu: str = "aorta", size_xyz=(256, 256, 160), spacin
             (recorded in ``params["misregistration"]``); labels stay on the non-contrast anatomy.
         center_z_mm: LPS z (mm) of the grid's centre: 0 shows the abdomen (lung bases to the hips),
             :data:`CHEST_CENTER_Z_MM` the chest (kidneys to the aortic arch).
+        scanner: noise ranges, iodine gain and calibration offset of the scanner
+            (:class:`~DigitalContrastLib.phantoms.scanner.ScannerProfile`); None: the default profile,
+            whose draws are the project's phantoms voxel for voxel.
 
     Returns:
         A :class:`PhantomCase`; volumes are int16 ``[z, y, x]`` on one grid.
@@ -235,14 +243,17 @@ def make_phantom(seed: int, ifu: str = "aorta", size_xyz=(256, 256, 160), spacin
         raise JobError(f"The phantom's z centre {center_z_mm!r} must be a finite number of millimetres.")
     anatomy = IFU_BUILDERS[ifu](int(seed), Grid(size, spacing, (0.0, 0.0, float(center_z_mm))))
     grid = anatomy.grid
+    profile = scanner or DEFAULT_SCANNER
     rng = np.random.default_rng([int(seed), 3])
     blur_voxels = uniform(rng, 0.5, 1.0)
-    nps_peak = uniform(rng, 0.2, 0.3)
+    nps_peak = uniform(rng, *profile.nps_peak_per_mm)
     z_corr = uniform(rng, 0.4, 0.8)
-    sigma_nc, sigma_c = uniform(rng, 8, 25), uniform(rng, 8, 25)
+    sigma_nc, sigma_c = uniform(rng, *profile.noise_sigma_hu), uniform(rng, *profile.noise_sigma_hu)
 
     labels = anatomy.labels
     noncontrast, contrast = _noise_free_images(anatomy)
+    if profile.iodine_gain != 1.0:  # tube voltage: iodine brighter (or darker), tissue unchanged
+        contrast = noncontrast + np.float32(profile.iodine_gain) * (contrast - noncontrast)
     center = grid.center
     geometry = dict(spacing_mm=grid.spacing, origin_mm=grid.origin, direction=IDENTITY_DIRECTION)
     if misregistration is not None:
@@ -259,6 +270,9 @@ def make_phantom(seed: int, ifu: str = "aorta", size_xyz=(256, 256, 160), spacin
                                         sigma_c, nps_peak, z_corr)
     contrast += noise_c
     del noise_c
+    if profile.hu_offset:
+        noncontrast += np.float32(profile.hu_offset)
+        contrast += np.float32(profile.hu_offset)
 
     params: dict[str, Any] = {
         "generator": "DigitalContrastLib.phantoms.generator",
@@ -281,6 +295,8 @@ def make_phantom(seed: int, ifu: str = "aorta", size_xyz=(256, 256, 160), spacin
         "focus_index_zyx": list(anatomy.focus_index_zyx),
         **anatomy.params,
     }
+    if scanner is not None:
+        params["scanner"] = scanner.to_dict()
     params = _jsonable(params)
     meta = {"phantom_seed": int(seed), "phantom_ifu": ifu}
     return PhantomCase(

@@ -39,7 +39,8 @@ from DigitalContrastLib.synthesis import device as _devices
 from DigitalContrastLib.synthesis import engine as _engine
 from DigitalContrastLib.synthesis.settings import EngineSettings
 
-from .gate import gate_or_raise
+from .gate import gate_report_or_raise
+from .ood import WARNING_CODE as OOD_WARNING_CODE
 from .options import SynthesisOptions
 
 WarningCallback = Callable[[str, str], None]
@@ -220,9 +221,13 @@ def synthesize_file(
             and device go to :func:`load_engine` unless ``engine`` is given.
         progress: ``progress(stage, done, total)`` through ``load``, ``gate``, ``model``,
             ``preprocess``, ``inference``, ``uncertainty``, ``postprocess``, ``write``.
-        on_warning: ``on_warning(code, message)`` for each gate warning.
+        on_warning: ``on_warning(code, message)`` for each gate warning, and ``out_of_distribution`` when the
+            input is unlike the model's training data.
     Returns:
-        The provenance dict (also written to ``<output>.json``), including ``output_sha256``.
+        The provenance dict (also written to ``<output>.json``), including ``output_sha256`` and
+        ``ood``: the input against the model's training-data signature
+        (:func:`~DigitalContrastLib.synthesis.ood.assess`: ``judged``, ``warning``, ``distance``,
+        ``threshold``, ``message``).
     Raises:
         InputError: unreadable input or the input gate found an error (its sentence).
         ModelError, NoGPUError, OutOfMemoryError, OutputError: as their names say.
@@ -242,7 +247,12 @@ def synthesize_file(
 
     t0 = time.perf_counter()
     progress("gate", 0, 1)
-    gate_warnings = [{"code": w.code, "message": w.message} for w in gate_or_raise(volume, on_warning)]
+    # the card (JSON only, no weights) gives the training-data signature the input is compared with
+    card = engine.card if engine is not None else resolve_model(options.model_id)
+    gate = gate_report_or_raise(volume, on_warning, card.data)
+    gate_warnings = [{"code": w.code, "message": w.message} for w in gate.warnings]
+    if gate.ood and gate.ood.get("warning") and on_warning is not None:
+        on_warning(OOD_WARNING_CODE, gate.ood["message"])
     progress("gate", 1, 1)
     timings["gate"] = time.perf_counter() - t0
 
@@ -281,6 +291,7 @@ def synthesize_file(
             "peak_memory_mb": round(result.peak_memory_mb, 1),
             "notes": result.notes,
             "gate_warnings": gate_warnings,
+            "ood": gate.ood,
             "geometry": result.synthetic.geometry(),
             "software": software_versions(),
         }

@@ -31,7 +31,8 @@ from DigitalContrastLib.common.errors import ModelError, NoGPUError
 from DigitalContrastLib.common.progress import ProgressCallback, no_progress
 from DigitalContrastLib.ct.io import read_volume, write_volume
 
-from .gate import gate_or_raise
+from .gate import gate_report_or_raise
+from .ood import assess
 from .options import SynthesisOptions
 
 DUMMY_MODEL_ID = "dummy"
@@ -108,7 +109,7 @@ def synthesize_file(
         progress("load", 1, 1)
 
         progress("gate", 0, 1)
-        gate_or_raise(volume, on_warning)
+        gate = gate_report_or_raise(volume, on_warning)
         progress("gate", 1, 1)
 
         progress("preprocess", 0, 1)
@@ -151,6 +152,8 @@ def synthesize_file(
             "overlap": options.overlap,
             "series_uid": series_uid,
             "enhanced_voxels": int(region.sum()),
+            "gate_warnings": [{"code": w.code, "message": w.message} for w in gate.warnings],
+            "ood": {**assess({}, None), "message": "not judged: the dummy synthesis has no model card"},
             "timings_s": {"inference": inference_s, "total": time.perf_counter() - started},
         }
         # like the engine: the provenance JSON beside the output, <output>.json

@@ -37,13 +37,18 @@ Warnings (the job may go on; the user is told)
     :mod:`DigitalContrastLib.synthesis.contrast_evidence`), ``thick_slices`` (slice thickness or
     spacing above :data:`MAX_SLICE_THICKNESS_MM`), ``large_volume`` (synthesis working memory
     above :data:`LARGE_VOLUME_MB`).
+
+Given a model card with a training-data signature, the report also holds ``ood``: the input
+against the model's training data (:mod:`DigitalContrastLib.synthesis.ood`). It is not one of the
+warnings above, which ask the user before a synthesis starts: an unusual input is synthesized, and
+its warning (code ``out_of_distribution``) travels with the result (provenance, node attribute).
 """
 
 from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -98,6 +103,8 @@ class GateReport:
         contrast_evidence: the image detector's finding (see ``ContrastEvidence.to_dict``).
         contrast_reasons: why ``contrast_enhanced`` is True (DICOM tag, image evidence).
         series_uid: the DICOM series read, if any.
+        ood: the out-of-distribution record (:func:`~DigitalContrastLib.synthesis.ood.assess`) when a
+            model card was given, else None.
     """
 
     ok: bool
@@ -114,6 +121,7 @@ class GateReport:
     contrast_evidence: dict[str, Any] | None = None
     contrast_reasons: list[str] = field(default_factory=list)
     series_uid: str | None = None
+    ood: dict[str, Any] | None = None
 
     def to_dict(self) -> dict:
         """JSON-able dict (the ``--json`` output of ``digital-contrast check``)."""
@@ -320,11 +328,20 @@ def _check_warnings(volume: CTVolume, f: _Findings, name: str, report: GateRepor
         report.contrast_enhanced = evidence.enhanced
 
 
-def check_volume(volume: CTVolume, with_warnings: bool = True) -> GateReport:
+def _check_distribution(volume: CTVolume, report: GateReport, card_data: Mapping[str, Any]) -> None:
+    from .ood import assess_volume
+
+    report.ood = assess_volume(volume, card_data)
+
+
+def check_volume(volume: CTVolume, card_data: Mapping[str, Any] | None = None, with_warnings: bool = True) -> GateReport:
     """Judge a volume in memory; never raises for a bad volume (its problems become errors).
 
     Args:
         volume: the candidate input, ``array[z, y, x]`` in HU with LPS geometry.
+        card_data: the content of the model card the input is meant for; with its training-data
+            signature (``ood``) the input is also compared with the model's training data
+            (``report.ood``; see the module docstring).
         with_warnings: also look for what only warns (thick slices, a large volume, signs of
             contrast: the image evidence is most of the time); False gives the errors alone, which
             decide whether the input is refused (the synthesis service's check at upload).
@@ -351,14 +368,18 @@ def check_volume(volume: CTVolume, with_warnings: bool = True) -> GateReport:
     judge_image = not codes & {"not_ct_hu", "non_finite", "bad_spacing", "bad_direction", "too_small"}
     if with_warnings:
         _check_warnings(volume, f, name, report, judge_image)
+    if card_data is not None and judge_image and not f.errors:
+        _check_distribution(volume, report, card_data)
     report.errors, report.warnings = f.errors, f.warnings
     report.ok = not f.errors
     return report
 
 
 def check_path(path: str | os.PathLike, series_uid: str | None = None,
-               with_warnings: bool = True) -> tuple[GateReport, CTVolume | None]:
-    """Read ``path`` (see :func:`DigitalContrastLib.ct.io.read_volume`) and judge it.
+               card_data: Mapping[str, Any] | None = None, with_warnings: bool = True) -> tuple[GateReport, CTVolume | None]:
+    """Read ``path`` (see :func:`DigitalContrastLib.ct.io.read_volume`) and judge it (against
+    ``card_data``'s training-data signature too, and without the warnings when ``with_warnings``
+    is False: see :func:`check_volume`).
 
     Never raises for a problem the user caused: a file that cannot be read gives a report with
     one error (its code and sentence) and ``None`` for the volume.
@@ -369,18 +390,25 @@ def check_path(path: str | os.PathLike, series_uid: str | None = None,
     except InputError as error:
         report = GateReport(ok=False, source=str(Path(path).expanduser()), errors=[GateMessage(error.code, error.message)])
         return report, None
-    report = check_volume(volume, with_warnings)
+    report = check_volume(volume, card_data, with_warnings)
     return report, volume
 
 
-def gate_or_raise(volume: CTVolume, on_warning: Callable[[str, str], None] | None = None) -> list[GateMessage]:
+def gate_or_raise(volume: CTVolume, on_warning: Callable[[str, str], None] | None = None,
+                  card_data: Mapping[str, Any] | None = None) -> list[GateMessage]:
     """The input gate as synthesis runs it: the first error raises ``InputError``; warnings go to
     ``on_warning(code, message)`` and are returned (they belong in the provenance)."""
-    report = check_volume(volume)
+    return list(gate_report_or_raise(volume, on_warning, card_data).warnings)
+
+
+def gate_report_or_raise(volume: CTVolume, on_warning: Callable[[str, str], None] | None = None,
+                         card_data: Mapping[str, Any] | None = None) -> GateReport:
+    """As :func:`gate_or_raise`, returning the whole report (its ``ood`` record for the provenance)."""
+    report = check_volume(volume, card_data)
     if not report.ok:
         first = report.errors[0]
         raise InputError(first.message, code=first.code)
     for warning in report.warnings:
         if on_warning is not None:
             on_warning(warning.code, warning.message)
-    return list(report.warnings)
+    return report

@@ -17,6 +17,7 @@ from DigitalContrastLib.synthesis.settings import DEFAULT_MAX_WINDOW_VOXELS
 
 from .cases import TrainingData, phantom_seeds
 from .config import TrainConfig
+from .datasheet import data_sheet, training_signature
 
 
 def card_template(config: TrainConfig, network_kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -113,6 +114,14 @@ def record_training(card: dict[str, Any], config: TrainConfig, network: torch.nn
     })
     if parent is not None:
         card["training"]["initialised_from"] = parent
+    sheet = data_sheet(data.cases)
+    if sheet is not None:
+        card["training"]["data_sheet"] = sheet
+        _site_intended_use(card, sheet, parent)
+    signature = training_signature(data.cases, config.ood_alpha, config.target_spacing_xyz_mm,
+                                   f"the {len(data.cases)} training cases of {config.data_dir}")
+    if signature is not None:
+        card["ood"] = signature
     last = history[-1] if history else {}
     card["validation"] = {
         "during_training": {k[4:]: v for k, v in last.items() if k.startswith("val_")},
@@ -124,3 +133,21 @@ def record_training(card: dict[str, Any], config: TrainConfig, network: torch.nn
         f"{cpu_hours * 15:.0f} Wh (estimate from wall time, no power meter). One CPU synthesis of a 512x512x300 CT takes "
         "a few seconds, well under 0.1 Wh."
     )
+
+
+def _site_intended_use(card: dict[str, Any], sheet: dict[str, Any], parent: dict[str, Any] | None) -> None:
+    """A model trained on a site's own pairs says so in its intended use and limitations."""
+    start = f"fine-tuned from {parent['id']} {parent['version']} on" if parent else "trained on"
+    card["intended_use"] = (
+        f"Research use at the site whose data it was {start}: {sheet['patients']} patients ({sheet['cases']} paired "
+        "non-contrast CT and CT angiogram cases, prepared by 'digital-contrast prepare'). Turns a non-contrast CT of the "
+        "same protocol into a synthetic CT angiogram of the aorta. Not for clinical use until validated for it; "
+        "inputs unlike these cases are flagged (out-of-distribution warning).")
+    card["limitations"] = [
+        f"Trained on {sheet['patients']} patients of one site; other scanners, protocols and populations differ.",
+        "Its targets are registered contrast scans: residual misregistration, bolus timing and noise of those scans "
+        "are in what it learned.",
+        "Predicts the average enhancement of the training cases: the bolus level of a given scan cannot be known "
+        "from a non-contrast CT.",
+        "Must not be used for diagnosis or treatment decisions without a clinical validation.",
+    ]

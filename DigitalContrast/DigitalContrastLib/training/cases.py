@@ -1,11 +1,16 @@
 """Training cases: paired non-contrast / contrast CT folders read onto the model grid.
 
 A case is a folder ``<data>/<case>/`` with ``noncontrast.nrrd`` and ``contrast.nrrd`` on one grid
-(HU) and, optionally, ``labels.nrrd`` (phantom label codes, :data:`~DigitalContrastLib.ct.labels.LABELS`).
+(HU) and, optionally, ``labels.nrrd`` (phantom label codes, :data:`~DigitalContrastLib.ct.labels.LABELS`)
+or, in a case ``prepare`` made from a site's pair, ``enhancement.nrrd`` (the enhancement mask,
+:data:`~DigitalContrastLib.ct.labels.ENHANCEMENT_CODES`) and ``case.json``.
 :func:`load_case` resamples it once to the model spacing, puts it in canonical orientation and keeps
 it in memory as int16 HU ``[z, y, x]``, with the flat indices of the vessel (and thrombus) voxels on
-which patches are centred. Without labels, a vessel is where HU rises by more than
-:data:`ENHANCEMENT_FALLBACK_HU` between the scans.
+which patches are centred. The loss weights the vessels of the labels; without labels, the whole
+enhancement mask (patches centred on its vessel code); without either, the voxels whose HU rises by
+more than :data:`ENHANCEMENT_FALLBACK_HU` between the scans. Each case also carries its input's
+image statistics (:mod:`DigitalContrastLib.synthesis.ood`), from which the card's training-data
+signature is made.
 """
 
 from __future__ import annotations
@@ -22,9 +27,10 @@ from scipy.ndimage import uniform_filter
 
 from DigitalContrastLib.common.errors import InputError
 from DigitalContrastLib.ct.io import read_volume
-from DigitalContrastLib.ct.labels import LABELS
-from DigitalContrastLib.ct.paired_case import CASE_FILES, has_pair
+from DigitalContrastLib.ct.labels import ENHANCEMENT_CODES, LABELS
+from DigitalContrastLib.ct.paired_case import CASE_FILES, ENHANCEMENT_FILE, has_pair, read_case_facts
 from DigitalContrastLib.synthesis.grid import canonical_orientation, hu_to_model_grid, model_grid_shape
+from DigitalContrastLib.synthesis.ood import input_features
 
 from .config import TrainConfig
 
@@ -55,14 +61,27 @@ class TrainingCase:
     # flat indices of thrombus voxels (subsampled) and their total count on the model grid (cases with labels)
     thrombus_positives: np.ndarray | None = None
     thrombus_voxels: int = 0
+    # the input's image statistics (synthesis.ood.input_features) and, for a prepared case, its case.json
+    ood_features: dict[str, float] | None = None
+    facts: dict[str, Any] | None = None
+    enhancement_volume: Any = None  # the enhancement mask as read (validation scores inside it)
 
 
-def find_cases(data_dir: str | Path) -> list[Path]:
-    """Case folders under ``data_dir`` holding ``noncontrast.nrrd`` and ``contrast.nrrd``, sorted."""
+def find_cases(data_dir: str | Path, names: Sequence[str] = ()) -> list[Path]:
+    """Case folders under ``data_dir`` holding ``noncontrast.nrrd`` and ``contrast.nrrd``, sorted
+    (only those named in ``names`` when given: a cross-validation fold)."""
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise InputError(f"Training data folder {data_dir} does not exist; give --data a folder of cases.", code="no_data")
-    return sorted(p for p in data_dir.iterdir() if p.is_dir() and has_pair(p))
+    found = sorted(p for p in data_dir.iterdir() if p.is_dir() and has_pair(p))
+    if names:
+        wanted = set(names)
+        missing = sorted(wanted - {p.name for p in found})
+        if missing:
+            raise InputError(f"Training data folder {data_dir} lacks the case(s) {', '.join(missing[:5])}; prepare "
+                             "them again or choose other cases.", code="no_data")
+        found = [p for p in found if p.name in wanted]
+    return found
 
 
 def phantom_seeds(case_dirs: Sequence[Path]) -> list[int]:
@@ -105,6 +124,8 @@ def load_case(folder: Path, config: TrainConfig, keep_volumes: bool = False, rng
                          code="grid_mismatch")
     label_path = folder / CASE_FILES["labels"]
     labels_volume = read_volume(label_path) if label_path.is_file() else None
+    mask_path = folder / ENHANCEMENT_FILE
+    mask_volume = read_volume(mask_path) if labels_volume is None and mask_path.is_file() else None
     orientation = canonical_orientation(nc_volume.direction)
     spacing_zyx = orientation.spacing_zyx(nc_volume.spacing_mm)
     target = config.target_spacing_xyz_mm
@@ -127,6 +148,14 @@ def load_case(folder: Path, config: TrainConfig, keep_volumes: bool = False, rng
         # centres of thrombus-centred patches, only where the run draws them
         thrombus_centres = labels == label_code("thrombus") if config.thrombus_centre_fraction > 0 else None
         vessel = thrombus = aortic_lumen = None  # cut from ``tissue`` per patch
+    elif mask_volume is not None:
+        canonical = torch.from_numpy(np.ascontiguousarray(orientation.to_canonical(mask_volume.array)).astype(np.int16))
+        codes = torch.nn.functional.interpolate(canonical[None, None].float(), size=grid, mode="nearest")[0, 0].numpy()
+        vessel = codes > 0  # the loss weights every voxel the contrast reached
+        positive = codes == ENHANCEMENT_CODES["vessel"]
+        if not positive.any():
+            positive = vessel
+        thrombus = aortic_lumen = tissue = thrombus_centres = None
     else:
         rise = uniform_filter((c.astype(np.float32) - nc.astype(np.float32)), size=3)
         vessel = rise > ENHANCEMENT_FALLBACK_HU
@@ -156,6 +185,9 @@ def load_case(folder: Path, config: TrainConfig, keep_volumes: bool = False, rng
         contrast_volume=c_volume if keep_volumes else None,
         labels_volume=labels_volume if keep_volumes else None,
         tissue=tissue,
+        ood_features=input_features(nc_volume, config.target_spacing_xyz_mm),
+        facts=read_case_facts(folder),
+        enhancement_volume=mask_volume if keep_volumes else None,
     )
 
 
@@ -184,7 +216,7 @@ def load_training_data(config: TrainConfig, rng: np.random.Generator, log: Calla
     Raises:
         InputError: no case folders under ``config.data_dir``, or a case is unreadable.
     """
-    case_dirs = find_cases(config.data_dir)
+    case_dirs = find_cases(config.data_dir, config.case_names)
     if not case_dirs:
         raise InputError(f"Training data folder {config.data_dir} holds no case folders with noncontrast.nrrd and "
                          "contrast.nrrd; generate phantoms with --generate-phantoms or point --data elsewhere.",

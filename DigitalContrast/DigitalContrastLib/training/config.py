@@ -24,6 +24,10 @@ class TrainConfig:
     data_dir: str
     out_dir: str
     val_dir: str | None = None
+    # the cases of data_dir to train on (empty: all): a cross-validation fold's training cases
+    case_names: tuple[str, ...] = ()
+    # the share of training-like inputs allowed to warn "unlike the training data" (synthesis.ood)
+    ood_alpha: float = 0.02
     epochs: int = 20
     steps_per_epoch: int = 100
     batch_size: int = 2

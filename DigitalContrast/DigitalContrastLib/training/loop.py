@@ -256,7 +256,8 @@ def evaluate_cases(network: torch.nn.Module, cases: list[TrainingCase], settings
             out = synthesize_volume(case.source_volume, runner, settings, torch.device("cpu"))
             rows.append(case_metrics(out.synthetic.array, case.contrast_volume.array, case.source_volume.array,
                                      case.labels_volume.array if case.labels_volume is not None else None,
-                                     case.source_volume.spacing_mm))
+                                     case.source_volume.spacing_mm,
+                                     case.enhancement_volume.array if case.enhancement_volume is not None else None))
     finally:
         network.train(was_training)
     keys = sorted({k for r in rows for k in r if isinstance(r[k], (int, float))})
@@ -274,7 +275,9 @@ def epoch_line(config: TrainConfig, entry: dict[str, Any], val: dict[str, float]
         f"L1 {entry['train_l1_hu']:.1f} HU | val body MAE {format_number(val.get('body_mae_hu'), 1)} "
         f"lumen MAE {format_number(val.get('lumen_mae_hu'), 1)} "
         f"thrombus bias {format_number(val.get('thrombus_bias_hu'), 1, signed=True)} "
-        f"Dice {format_number(val.get('lumen_dice'), 3)} ({train_seconds:.0f}+{entry['seconds_val']:.0f} s)"
+        f"Dice {format_number(val.get('lumen_dice'), 3)}"
+        + (f" mask MAE {format_number(val.get('mask_mae_hu'), 1)}" if "mask_mae_hu" in val else "")
+        + f" ({train_seconds:.0f}+{entry['seconds_val']:.0f} s)"
     )
 
 

@@ -73,15 +73,19 @@ ACCEPTANCE = {
 
 
 def case_metrics(pred_hu: np.ndarray, ref_hu: np.ndarray, noncontrast_hu: np.ndarray, labels: np.ndarray | None,
-                 spacing_xyz_mm: Sequence[float]) -> dict[str, float]:
-    """Body metrics (mask from the non-contrast scan) and, with labels, the aortic ROI metrics."""
+                 spacing_xyz_mm: Sequence[float], enhancement: np.ndarray | None = None) -> dict[str, float]:
+    """Body metrics (mask from the non-contrast scan) and, with labels, the aortic ROI metrics; without
+    labels but with a prepared case's enhancement mask, the metrics inside it (``evaluation.mask_metrics``)."""
     from DigitalContrastLib.ct.masks import body_mask_from_ct
+    from DigitalContrastLib.evaluation.mask_metrics import mask_metrics
     from DigitalContrastLib.evaluation.metrics import body_metrics, roi_metrics
 
     body = body_mask_from_ct(noncontrast_hu)
     out = dict(body_metrics(pred_hu, ref_hu, body))
     if labels is not None:
         out.update(roi_metrics(pred_hu, ref_hu, labels, spacing_xyz_mm))
+    elif enhancement is not None:
+        out.update(mask_metrics(pred_hu, ref_hu, noncontrast_hu, enhancement))
     return out
 
 

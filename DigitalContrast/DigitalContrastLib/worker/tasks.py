@@ -10,7 +10,8 @@ reports ``stage``/``progress`` messages and ends with one ``task_result`` (a JSO
 =============  ====================================================================================
 task           arguments -> value
 =============  ====================================================================================
-gate           input, metadata (the node's DICOM facts) -> the input gate's report (``GateReport``)
+gate           input, metadata (the node's DICOM facts), model_id? -> the input gate's report (``GateReport``;
+               with the model's training-data signature: its ``ood`` record)
 register       fixed, moving, method, options, registered, field_of_view, transform (outputs) -> figures
 metrics        noncontrast, synthetic, real, labels?, field_of_view? -> {rows, notes}
 export         synthetic, out_dir, provenance, source_dicom_meta, overwrite -> {files}
@@ -28,12 +29,13 @@ from typing import Any
 
 import numpy as np
 
-from DigitalContrastLib.common.errors import InputError, JobError
+from DigitalContrastLib.common.errors import InputError, JobError, ModelError
 from DigitalContrastLib.common.progress import ProgressCallback, no_progress
 from DigitalContrastLib.ct.dicom_export import export_synthetic_dicom
 from DigitalContrastLib.ct.dicom_meta import dicom_meta_from_files
 from DigitalContrastLib.ct.io import read_volume, write_volume
 from DigitalContrastLib.ct.volume import CTVolume
+from DigitalContrastLib.models.cards import resolve_model
 from DigitalContrastLib.synthesis.gate import check_volume
 
 TaskFunction = Callable[[Mapping[str, Any], ProgressCallback], Any]
@@ -46,12 +48,22 @@ def _volume(arguments: Mapping[str, Any], key: str, what: str) -> CTVolume:
 
 
 def gate_task(arguments: Mapping[str, Any], progress: ProgressCallback) -> dict[str, Any]:
-    """The input gate on a node's voxels, with the DICOM facts the node carried."""
+    """The input gate on a node's voxels, with the DICOM facts the node carried.
+
+    With ``model_id`` (None: the default model) the input is also compared with that model's
+    training-data signature; a model that is not installed is judged when the synthesis loads it.
+    """
 
     progress("gate", 0, 1)
     volume = read_volume(arguments["input"])
     volume.metadata.update(arguments.get("metadata") or {})
-    report = check_volume(volume)
+    card_data = None
+    if "model_id" in arguments:
+        try:
+            card_data = resolve_model(arguments["model_id"]).data
+        except ModelError:
+            card_data = None
+    report = check_volume(volume, card_data)
     progress("gate", 1, 1)
     return report.to_dict()
 
