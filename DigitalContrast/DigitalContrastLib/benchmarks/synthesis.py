@@ -42,6 +42,7 @@ from DigitalContrastLib.synthesis.engine import synthesize_volume
 from DigitalContrastLib.synthesis.flip_passes import FLIP_TTA_AXES
 from DigitalContrastLib.synthesis.grid import (
     canonical_orientation,
+    empty_int16_volume,
     hu_to_model_grid,
     model_grid_shape,
     model_grid_to_input,
@@ -122,7 +123,7 @@ def naive_synthesis(volume, network: torch.nn.Module, settings: EngineSettings,
     timings["inference"] = time.perf_counter() - t0
     windows = len(plan_windows(grid, settings, 0.25).windows)  # MONAI's grid of the card's windows
     t0 = time.perf_counter()
-    out = np.empty(volume.array.shape, dtype=np.int16)
+    out = empty_int16_volume(volume.array.shape)
     model_grid_to_input(output.float().cpu() * settings.output_scale_hu, orientation.to_canonical(out),
                         base_hu=canonical, threshold_hu=settings.body_threshold_hu)
     timings["postprocess"] = time.perf_counter() - t0

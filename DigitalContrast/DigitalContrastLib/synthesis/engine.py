@@ -42,6 +42,7 @@ from DigitalContrastLib.synthesis.flip_passes import FLIP_MEAN_NOTE, FlipPasses
 from DigitalContrastLib.synthesis.grid import (
     Orientation,
     canonical_orientation,
+    empty_int16_volume,
     hu_to_model_grid,
     model_grid_shape,
     model_grid_to_input,
@@ -211,7 +212,7 @@ def _postprocess(volume: CTVolume, model: _ModelInput, output: torch.Tensor, spr
     """The residual (``output`` in network units, scaled in place to HU) back onto the exact input grid,
     added to the original HU; the SD map (HU) onto the same grid, 0 outside the body (the ``postprocess`` stage)."""
     report("postprocess", 0, 2)
-    out_array = np.empty(volume.array.shape, dtype=np.int16)
+    out_array = empty_int16_volume(volume.array.shape)
     model_grid_to_input(
         output.mul_(settings.output_scale_hu), model.orientation.to_canonical(out_array),
         base_hu=model.canonical_hu, threshold_hu=settings.body_threshold_hu,
