@@ -92,17 +92,18 @@ def test_bf16_stays_within_the_accuracy_guard_of_fp32(tiny_engine):
 
 
 def _synthesize_with_hook(engine: SynthesisEngine, volume, hook):
-    """``engine.synthesize(volume)`` with ``hook`` called before each sliding-window attempt."""
+    """``engine.synthesize(volume)`` on torch (the runner the references use) with ``hook`` called
+    before each sliding-window attempt."""
     engine.attempt_hook = hook
     try:
-        return engine.synthesize(volume)
+        return engine.synthesize(volume, backend="torch")
     finally:
         engine.attempt_hook = None
 
 
 def test_out_of_memory_walks_down_the_fallback_chain(tiny_engine):
     volume = body_volume(seed=4)
-    reference = tiny_engine.synthesize(volume).synthetic.array
+    reference = tiny_engine.synthesize(volume, backend="torch").synthetic.array
     # the CUDA chain, re-targeted at the CPU (no GPU here): same steps, same bookkeeping
     chain = plan_attempts(torch.device("cuda", 0), sw_batch_size=3)
     assert [(a.compute_device, a.stitch_device, a.sw_batch_size) for a in chain] == [
