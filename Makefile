@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
 DEMO_OUT ?= demo-output
 
-.PHONY: demo test bench bench-busy venv clean chromium
+.PHONY: demo test bench bench-busy venv clean chromium postgresql stock-slicer
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,11 +25,18 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/digital-contrast demo --out $(DEMO_OUT)
 
-test: $(STAMP) chromium
+test: $(STAMP) chromium postgresql stock-slicer
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest Testing
 
-# Headless Chromium renders the HTML reports in the tests. Installed with apt-get where that is
-# possible (root on Debian/Ubuntu: a fresh CI machine); elsewhere the rendering test says why it skips.
+# Stand-ins for stock 3D Slicer 5.10 and 5.12: Python 3.12 (pyenv has it on these machines) with exactly
+# the packages each release bundles (Testing/stock_slicer/slicer-*.txt), built once into .stock-slicer/.
+# The stock_slicer tests use them; without a Python 3.12 they skip and say why.
+stock-slicer: $(STAMP)
+	@$(BIN)/python Testing/stock_slicer_env.py build || echo "The stock-Slicer stand-ins could not be built: their tests will say why."
+
+# Headless Chromium renders the HTML reports in the tests and drives the browser review page (playwright
+# with executable_path; never 'playwright install'). Installed with apt-get where that is possible (root on
+# Debian/Ubuntu: a fresh CI machine); elsewhere the browser tests say why they skip.
 chromium:
 	@if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 \
 		|| command -v google-chrome >/dev/null 2>&1; then :; \
@@ -41,12 +48,32 @@ chromium:
 		echo "Chromium is not installed and this user cannot install it (needs root and apt-get): the report rendering test will skip."; \
 	fi
 
+# The multi-site reader-study tests start a real PostgreSQL server (Debian's, run as user postgres on
+# a temporary folder and a free loopback port). Installed with apt-get where that is possible; elsewhere
+# those tests say why they skip.
+postgresql:
+	@if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "Installing PostgreSQL for the multi-site store tests: apt-get install --no-install-recommends postgresql ..."; \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql; } \
+			|| echo "PostgreSQL could not be installed: the PostgreSQL store tests will skip."; \
+	else \
+		echo "PostgreSQL is not installed and this user cannot install it (needs root and apt-get): the PostgreSQL store tests will skip."; \
+	fi
+
 # Speed and calibration figures as JSON, each against a baseline measured in the same run:
-# synthesis vs naive MONAI sliding_window_inference, warm vs cold worker, and the reader-study
-# MRMC analysis's type I error over simulated null studies (bench/*.json keeps them).
-bench: $(STAMP)
+# synthesis vs naive MONAI sliding_window_inference, warm vs cold worker, a warm job through the
+# synthesis service vs the same job in a warm local worker (the service's overhead), how long the Slicer
+# module's logic holds the GUI thread (synthesis + registration + export, 512x512x300), the reader-study
+# MRMC analysis's type I error over simulated null studies, and the multi-site reader study on a real
+# PostgreSQL: 3 sites x 4 readers submitting from 12 processes for 2 minutes with 5 kill -9, answers/s and
+# p95 submit latency against one SQLite store in the same run (bench/*.json keeps them).
+bench: $(STAMP) postgresql
 	$(BIN)/digital-contrast bench --json --out bench/results.json
+	$(BIN)/python -m DigitalContrastLib.benchmarks.gui_thread --out bench/gui_thread.json
 	$(BIN)/python -m DigitalContrastReaderLib.analysis.null_simulation --studies 2000 --json | tee bench/null_simulation.json
+	$(BIN)/python -m DigitalContrastReaderLib.analysis.null_simulation --studies 2000 --readers 6 --groups 2 --json | tee bench/null_simulation_split_plot.json
+	$(BIN)/python Testing/multisite_load.py --seconds 120 --kills 5 --json | tee bench/multisite_load.json
 
 # The contention mode: the synthesis timed while a busy loop takes one core (the postprocess
 # should stay within 0.5 s; bench/busy_core.json keeps the figures).
@@ -54,4 +81,4 @@ bench-busy: $(STAMP)
 	$(BIN)/digital-contrast bench --busy-core --out bench/busy_core.json
 
 clean:
-	rm -rf $(VENV) $(DEMO_OUT) bench .pytest_cache
+	rm -rf $(VENV) $(DEMO_OUT) bench .pytest_cache .stock-slicer

@@ -10,6 +10,7 @@ Every decision (what is shown, valid, stored, when) is made in the library, test
 """
 
 import logging
+import os
 import pathlib
 from typing import Annotated
 
@@ -45,11 +46,11 @@ class DigitalContrastReader(ScriptedLoadableModule):
         ScriptedLoadableModule.__init__(self, parent)
         self.parent.title = _("Digital Contrast Reader")
         self.parent.categories = ["Deep Learning"]
-        self.parent.dependencies = []
+        self.parent.dependencies = ["DigitalContrast"]  # its library (DigitalContrastLib) is used here
         self.parent.contributors = ["DigitalContrast developers"]
         self.parent.helpText = _(
             "Blinded, randomized reader studies of synthetic and real contrast CT that never lose an answer. "
-            "Choose the study, enter your reader code and press Start reading; keys 1-5 answer the highlighted "
+            "Choose the study, enter your reader code and token and press Start reading; keys 1-5 answer the highlighted "
             "question, Ctrl+N submits and shows the next item."
         )
         self.parent.acknowledgementText = _(
@@ -175,6 +176,7 @@ class DigitalContrastReaderWidget(ScriptedLoadableModuleWidget, VTKObservationMi
         self.ui.stopButton.enabled = reading
         self.ui.studyPathLineEdit.enabled = not reading
         self.ui.readerCodeLineEdit.enabled = not reading
+        self.ui.readerTokenLineEdit.enabled = not reading
         self.ui.readingCollapsibleButton.enabled = reading
         # the admin panel exports sources and case ids: never while a reader is logged in
         self.ui.adminCollapsibleButton.enabled = not reading
@@ -182,12 +184,21 @@ class DigitalContrastReaderWidget(ScriptedLoadableModuleWidget, VTKObservationMi
             self.ui.adminCollapsibleButton.collapsed = True
 
     # -- reading ---------------------------------------------------------------------------
+    def _ensureDependencies(self, features) -> bool:
+        """Install what reading (or the admin's exports) still needs, after asking once; no restart."""
+        from DigitalContrastLib.common.slicer_install import ensure_dependencies
+
+        problem = ensure_dependencies(lambda: self.logic.dependencyPlan(features), slicer)
+        if problem:
+            slicer.util.errorDisplay(problem)
+        return problem is None
+
     def onStart(self) -> None:
-        if self.session is not None:
+        if self.session is not None or not self._ensureDependencies(("reading",)):
             return
         try:
             with slicer.util.tryWithErrorDisplay(_("Could not start the reading session."), waitCursor=True):
-                self.session = self.logic.startSession(self._parameterNode)
+                self.session = self.logic.startSession(self._parameterNode, token=self.ui.readerTokenLineEdit.text)
         except Exception:
             self._updateButtons()
             return  # shown to the reader (one sentence: unknown code, no study there...)
@@ -204,6 +215,7 @@ class DigitalContrastReaderWidget(ScriptedLoadableModuleWidget, VTKObservationMi
         if self.session is not None:
             self.logic.endSession(self.session, self._parameterNode)
             self.session = None
+            self.ui.readerTokenLineEdit.text = ""  # the next reader types their own
             self._blindViews(False)
         self.form = None
         self._clearForm()
@@ -413,7 +425,9 @@ class DigitalContrastReaderWidget(ScriptedLoadableModuleWidget, VTKObservationMi
     # -- study admin -----------------------------------------------------------------------
     def _withAdminStore(self, action):
         """``action(admin, store)`` on the study's store, closed afterwards (a backup is made)."""
-        from DigitalContrastReaderLib import admin  # needs pandas (the reader extra): imported on use
+        if not self._ensureDependencies(("reading", "analysis")):
+            raise RuntimeError(_("the packages for the study admin are not installed"))
+        from DigitalContrastReaderLib import admin  # needs pandas (the analysis packages): imported on use
 
         with self.logic.openStore(self._parameterNode.studyPath) as store:
             return action(admin, store)
@@ -486,19 +500,32 @@ class DigitalContrastReaderLogic(ScriptedLoadableModuleLogic):
     def getParameterNode(self):
         return DigitalContrastReaderParameterNode(super().getParameterNode())
 
+    def dependencyPlan(self, features=("reading",)):
+        """What this module still needs for ``features`` (``reading``; the admin adds ``analysis``): no PyTorch."""
+        from DigitalContrastLib.common.dependencies import plan_dependencies, read_requirements
+
+        requirements = read_requirements(pathlib.Path(__file__).resolve().parent / "Resources"
+                                         / "DigitalContrastReader-requirements.txt")
+        return plan_dependencies(requirements, features=list(features), need_torch=False,
+                                 requester="Digital Contrast Reader")
+
     def openStore(self, studyPath):
-        """The study's answer store (``studyPath``: .sqlite, study file or folder)."""
-        from DigitalContrastReaderLib.admin import open_study_store
+        """The study's answer store (``studyPath``: .sqlite, postgresql:// URL, study file or folder)."""
+        from DigitalContrastReaderLib.store.locate import open_study_store
 
         return open_study_store(studyPath)
 
-    def startSession(self, parameterNode):
-        """Open the store, log the reader in and show their next item; returns the session."""
+    def startSession(self, parameterNode, token=None):
+        """Open the store as a reading station, sign the reader in with their token (default
+        ``$DIGITAL_CONTRAST_READER_TOKEN``; never kept in the scene) and show their next item;
+        returns the session."""
         from DigitalContrastReaderLib.mrml.reader_display import mrml_reading_session
+        from DigitalContrastReaderLib.store.locate import open_reading_study_store
 
-        store = self.openStore(parameterNode.studyPath)
+        token = (token or os.environ.get("DIGITAL_CONTRAST_READER_TOKEN") or "").strip()
+        store = open_reading_study_store(parameterNode.studyPath)
         session = mrml_reading_session(slicer.mrmlScene, slicer.app.applicationLogic(), store, parameterNode.readerCode,
-                                       idle_after_seconds=parameterNode.idleTimeoutSeconds)
+                                       token=token, idle_after_seconds=parameterNode.idleTimeoutSeconds)
         try:
             session.start()
         except Exception:
@@ -550,10 +577,11 @@ class DigitalContrastReaderTest(ScriptedLoadableModuleTest):
         self.test_reading_session_end_to_end()
 
     def test_library_imports(self):
-        import DigitalContrastReaderLib  # noqa: F401
-        from DigitalContrastReaderLib import admin  # noqa: F401
-        from DigitalContrastReaderLib.mrml import reader_display, scene_audit  # noqa: F401
-        from DigitalContrastReaderLib.reading import form, session  # noqa: F401
+        """What reading needs imports with the reading packages alone (the admin's exports need more)."""
+        import DigitalContrastReaderLib.mrml.reader_display  # noqa: F401
+        import DigitalContrastReaderLib.mrml.scene_audit  # noqa: F401
+        import DigitalContrastReaderLib.reading.form  # noqa: F401
+        import DigitalContrastReaderLib.store.locate  # noqa: F401
 
     def test_reading_session_end_to_end(self):
         import random
@@ -565,17 +593,23 @@ class DigitalContrastReaderTest(ScriptedLoadableModuleTest):
         from DigitalContrastReaderLib.study.config import load_study
         from DigitalContrastReaderLib.study.example import write_example_study
 
+        logic = DigitalContrastReaderLogic()
+        plan = logic.dependencyPlan()
+        if not plan.satisfied:  # a fresh Slicer: install what reading needs, as the module does on first use
+            from DigitalContrastLib.common.slicer_install import install_packages
+
+            install_packages(plan, slicer, ask=False)
         self.delayDisplay("Creating an example study")
         folder = pathlib.Path(tempfile.mkdtemp(prefix="reader-selftest-", dir=slicer.app.temporaryPath))
         study = load_study(write_example_study(folder / "example", cases=3, training_cases=1, readers=1,
                                                tasks=("grading", "preference"), washout_days=0))
-        create_store(folder / "example" / "study.sqlite", study).close()
+        with create_store(folder / "example" / "study.sqlite", study) as store:
+            token = store.enrol("r01").token
 
-        logic = DigitalContrastReaderLogic()
         parameterNode = logic.getParameterNode()
         parameterNode.studyPath = folder / "example" / "study.yaml"
         parameterNode.readerCode = "r01"
-        session = logic.startSession(parameterNode)
+        session = logic.startSession(parameterNode, token=token)
         rng = random.Random(0)
         given = {}
         while session.state == "reading":

@@ -5,6 +5,8 @@ Markers (declared in pyproject.toml):
   process   spawns real subprocesses
   slow      takes more than a few seconds
   realdata  needs ../shared/data (beside the project); skipped with the reason when absent
+  postgres  starts a real PostgreSQL server (fixture ``postgres_server``); skipped with the reason
+            only where the binaries are absent and cannot be installed
 """
 
 from __future__ import annotations
@@ -49,3 +51,25 @@ def real_data() -> Path:
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO_ROOT
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A real PostgreSQL server on a free loopback port for the whole session (Debian's package,
+    installed with apt-get when missing and possible; see postgres_server.py), stopped with
+    ``-m immediate`` at the end. Skips, with the reason, only where it cannot be had."""
+    from postgres_server import start_server, unavailable_reason
+
+    if importlib.util.find_spec("psycopg") is None:
+        pytest.skip("the PostgreSQL driver psycopg is not installed (pip install -e .[test])")
+    server = start_server()
+    if server is None:
+        pytest.skip(unavailable_reason())
+    yield server
+    server.stop()
+
+
+@pytest.fixture()
+def postgres_url(postgres_server) -> str:
+    """The superuser's URL of a new, empty database (one per test)."""
+    return postgres_server.create_database()

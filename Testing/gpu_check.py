@@ -22,7 +22,6 @@ import time
 import traceback
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "DigitalContrast"))
@@ -52,12 +51,12 @@ def section(name):
     return wrap
 
 
-from DigitalContrastLib.synthesis.flip_passes import FLIP_TTA_AXES  # noqa: E402
 from DigitalContrastLib.benchmarks.synthesis import FOV_MM, _diff_in_body, naive_synthesis  # noqa: E402
 from DigitalContrastLib.ct.masks import body_mask_from_ct  # noqa: E402
 from DigitalContrastLib.models.network import load_network  # noqa: E402
 from DigitalContrastLib.phantoms.generator import make_phantom  # noqa: E402
 from DigitalContrastLib.synthesis.api import SynthesisEngine, load_engine  # noqa: E402
+from DigitalContrastLib.synthesis.flip_passes import FLIP_TTA_AXES  # noqa: E402
 
 t0 = time.perf_counter()
 n = int(os.environ.get("SIZE", "512"))

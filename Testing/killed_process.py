@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 
 
 def run_until_killed(args: Sequence[str], ready: Callable[[list[str]], bool], delay_s: float,
-                     timeout_s: float = 60.0) -> tuple[list[str], bool]:
+                     timeout_s: float = 60.0, env: dict[str, str] | None = None) -> tuple[list[str], bool]:
     """Start ``args``; once ``ready(lines so far)`` is true (or the process ends, or
     ``timeout_s`` passes), wait ``delay_s`` and kill it with SIGKILL if it still runs.
 
@@ -20,7 +20,7 @@ def run_until_killed(args: Sequence[str], ready: Callable[[list[str]], bool], de
     exit status other than 0 (its stderr is in the message).
     """
     proc = subprocess.Popen(list(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
     lines: list[str] = []
 
     def drain() -> None:

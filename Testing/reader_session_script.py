@@ -1,10 +1,10 @@
 """A reader session in a separate process, for the kill-and-resume test (not a test itself).
 
-Usage: ``python reader_session_script.py DB READER SEED``
+Usage: ``DIGITAL_CONTRAST_READER_TOKEN=... python reader_session_script.py DB READER SEED``
 
 Opens the answer store, starts a reading session shown on a headless MRML scene
-(:func:`~DigitalContrastReaderLib.mrml.reader_display.mrml_reading_session`; it enrols or
-resumes), and answers items with random valid answers through the question form
+(:func:`~DigitalContrastReaderLib.mrml.reader_display.mrml_reading_session`; it signs the reader
+in with the token and resumes), and answers items with random valid answers through the question form
 (:func:`~DigitalContrastReaderLib.reading.simulate.random_form_answers`). After each
 submit has RETURNED it prints ``submitted <item id> <answers as JSON>`` (flushed): a printed
 line is an acknowledged answer. Before each submit it prints ``showing <item id>``.
@@ -13,6 +13,7 @@ line is an acknowledged answer. Before each submit it prints ``showing <item id>
 from __future__ import annotations
 
 import json
+import os
 import random
 import sys
 
@@ -26,7 +27,8 @@ def main(db: str, reader: str, seed: int) -> int:
     rng = random.Random(seed)
     with open_store(db) as store:
         scene, app_logic = make_headless_scene()
-        session = mrml_reading_session(scene, app_logic, store, reader)
+        session = mrml_reading_session(scene, app_logic, store, reader,
+                                       token=os.environ["DIGITAL_CONTRAST_READER_TOKEN"])
         item = session.start()
         while session.state == "reading":
             print(f"showing {item.item_id}", flush=True)

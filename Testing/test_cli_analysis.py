@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from DigitalContrastReaderLib.cli import main
 from DigitalContrastReaderLib.analysis.simulated_study import grading_study, turing_study
+from DigitalContrastReaderLib.cli import main
 
 DATA = Path(__file__).resolve().parent / "data" / "reader_study"
 VANDYKE = DATA / "vandyke_roc.csv"

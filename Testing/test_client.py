@@ -13,25 +13,25 @@ import time
 
 import numpy as np
 import pytest
+from worker_support import BODY_HU, alive, descendants, read_hu, worker_env, write_mr_like, write_tiny_ct
 
 from DigitalContrastLib.common.checksum import file_sha256
-from DigitalContrastLib.worker.outcome import (
-    JobCancelled,
-    WorkerError,
-)
+from DigitalContrastLib.common.errors import EXIT_BAD_INPUT, EXIT_MODEL, EXIT_NO_GPU, InputError, JobError, ModelError
+from DigitalContrastLib.synthesis.options import SynthesisOptions
 from DigitalContrastLib.worker.client import (
     WorkerClient,
     run_synthesis_job,
+)
+from DigitalContrastLib.worker.outcome import (
+    JobCancelled,
+    WorkerError,
 )
 from DigitalContrastLib.worker.process import (
     popen_launcher,
     probe_worker,
     worker_script_launcher,
 )
-from DigitalContrastLib.common.errors import EXIT_BAD_INPUT, EXIT_MODEL, EXIT_NO_GPU, InputError, JobError, ModelError
 from DigitalContrastLib.worker.protocol import make_job
-from DigitalContrastLib.synthesis.options import SynthesisOptions
-from worker_support import BODY_HU, alive, descendants, read_hu, worker_env, write_mr_like, write_tiny_ct
 
 pytestmark = pytest.mark.process
 

@@ -18,9 +18,9 @@ import pytest
 from html_screenshot import screenshot
 from PIL import Image
 
-from DigitalContrastLib.cohort.run import RUN_LOG, evaluate_cohort, plan_local_pool, read_run_log
 from DigitalContrastLib.cohort.case import EvaluationSettings, finished_result
 from DigitalContrastLib.cohort.phantom_cohort import make_phantom_cohort
+from DigitalContrastLib.cohort.run import RUN_LOG, evaluate_cohort, plan_local_pool, read_run_log
 from DigitalContrastLib.cohort.table import METRIC_COLUMNS, read_cohort_csv, read_metrics_csv
 from DigitalContrastLib.ct.io import read_volume
 from DigitalContrastLib.ct.masks import body_mask_from_ct

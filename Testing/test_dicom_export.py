@@ -15,13 +15,13 @@ import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
+from DigitalContrastLib.common.errors import JobError, OutputError
 from DigitalContrastLib.ct.dicom_export import (
     CONTRAST_BOLUS_KEYWORDS,
     CT_IMAGE_STORAGE,
     export_synthetic_dicom,
     hu_to_stored,
 )
-from DigitalContrastLib.common.errors import JobError, OutputError
 from DigitalContrastLib.ct.volume import CTVolume
 
 PROVENANCE = {

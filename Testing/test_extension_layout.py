@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import ast
 import re
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 MODULES = ["DigitalContrast", "DigitalContrastReader"]
@@ -52,6 +52,50 @@ def test_cmakelists_lists_exactly_the_files_on_disk(module):
     on_disk = _files_on_disk(module_dir)
     assert sorted(on_disk - listed) == [], "files on disk but not in CMakeLists.txt (missing from the package)"
     assert sorted(listed - on_disk) == [], "files in CMakeLists.txt but not on disk (the build would fail)"
+
+
+def installed_paths(module: str) -> list[str]:
+    """Where ``slicerMacroBuildScriptedModule`` (no ``WITH_SUBDIR``) puts a module's files: every SCRIPT
+    and RESOURCE by its path relative to the module folder, all modules into one ``qt-scripted-modules/``."""
+    text = (ROOT / module / "CMakeLists.txt").read_text()
+    return sorted(_cmake_list(text, "MODULE_PYTHON_SCRIPTS", module) | _cmake_list(text, "MODULE_PYTHON_RESOURCES", module))
+
+
+def clashes(paths_by_module: dict[str, list[str]]) -> list[str]:
+    """Installed paths claimed by two modules."""
+    seen: dict[str, str] = {}
+    found = []
+    for module, paths in paths_by_module.items():
+        for path in paths:
+            if path in seen:
+                found.append(f"{path}: {seen[path]} and {module}")
+            seen[path] = module
+    return found
+
+
+def test_no_two_files_of_the_extension_are_installed_to_the_same_path():
+    """Two modules' ``Resources/requirements.txt`` collided (Ninja stops, Makefiles keep one of them)."""
+    paths = {module: installed_paths(module) for module in MODULES}
+    assert clashes(paths) == []
+    assert "model_weights" not in {p.split("/")[0] for ps in paths.values() for p in ps}, "installed by the top CMakeLists"
+
+
+def test_the_clash_checker_finds_the_old_requirements_clash():
+    old = {"DigitalContrast": ["DigitalContrast.py", "Resources/requirements.txt"],
+           "DigitalContrastReader": ["DigitalContrastReader.py", "Resources/requirements.txt"]}
+    assert clashes(old) == ["Resources/requirements.txt: DigitalContrast and DigitalContrastReader"]
+
+
+def test_each_module_reads_the_resources_it_installs():
+    """What the code reads at run time is what CMake installs, under the module's own name."""
+    from DigitalContrastLib.common.dependencies import REQUIREMENTS_FILE
+
+    assert REQUIREMENTS_FILE.relative_to(ROOT / "DigitalContrast").as_posix() in installed_paths("DigitalContrast")
+    reader = (ROOT / "DigitalContrastReader" / "DigitalContrastReader.py").read_text()
+    assert "DigitalContrastReader-requirements.txt" in reader
+    assert "Resources/DigitalContrastReader-requirements.txt" in installed_paths("DigitalContrastReader")
+    for module in MODULES:
+        assert "slicer_add_python_unittest(SCRIPT ${MODULE_NAME}.py)" in (ROOT / module / "CMakeLists.txt").read_text()
 
 
 @pytest.mark.parametrize("module", MODULES)

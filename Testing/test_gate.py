@@ -20,12 +20,13 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 from ct_test_inputs import ct_like_volume, write_dicom_series
-from DigitalContrastLib.synthesis import gate
+
 from DigitalContrastLib.commands.cli import main
-from DigitalContrastLib.synthesis.contrast_evidence import find_contrast_evidence, median_3x3x3
-from DigitalContrastLib.synthesis.gate import check_path, check_volume
 from DigitalContrastLib.ct.io import read_volume, write_volume
 from DigitalContrastLib.ct.volume import CTVolume
+from DigitalContrastLib.synthesis import gate
+from DigitalContrastLib.synthesis.contrast_evidence import find_contrast_evidence, median_3x3x3
+from DigitalContrastLib.synthesis.gate import check_path, check_volume
 
 SERIES_SHAPE = (20, 32, 32)  # small DICOM series: 20 slices of 32x32, 10 mm pixels
 SERIES_SPACING = (10.0, 10.0, 2.0)

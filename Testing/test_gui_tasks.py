@@ -12,6 +12,8 @@ import time
 
 import numpy as np
 import pytest
+from module_support import headless, small_phantom
+from test_client import alive
 
 from DigitalContrastLib.common.errors import InputError, JobError
 from DigitalContrastLib.ct.io import read_volume, write_volume
@@ -20,8 +22,6 @@ from DigitalContrastLib.mrml.gui_steps import WAIT, BlockMonitor, Progress, Step
 from DigitalContrastLib.worker.outcome import WorkerError
 from DigitalContrastLib.worker.process import popen_launcher
 from DigitalContrastLib.worker.task_process import TaskProcess
-from module_support import headless, small_phantom
-from test_client import alive
 
 ROTATED = (0.0, 1.0, 0.0, -1.0, 0.0, 0.0, 0.0, 0.0, 1.0)
 

@@ -12,11 +12,12 @@ import shutil
 import numpy as np
 import pytest
 from ct_test_inputs import ct_like_volume, write_dicom_series
-from DigitalContrastLib.ct import dicom
+from scipy.spatial.transform import Rotation
+
 from DigitalContrastLib.common.errors import InputError, OutputError
+from DigitalContrastLib.ct import dicom
 from DigitalContrastLib.ct.io import list_dicom_series, read_volume, write_volume
 from DigitalContrastLib.ct.volume import CTVolume
-from scipy.spatial.transform import Rotation
 
 OBLIQUE_TILT_DEG = (17.0, -31.0, 43.0)
 

@@ -47,19 +47,26 @@ ALLOWED: dict[str, set[str]] = {
     f"{L}.mrml": {f"{L}.common", f"{L}.ct", f"{L}.models", f"{L}.synthesis", f"{L}.evaluation", f"{L}.phantoms",
                   f"{L}.worker"},
     # front ends and tools
-    f"{L}.benchmarks": CORE | {f"{L}.mrml"},
-    f"{L}.commands": CORE | {f"{L}.mrml", f"{L}.benchmarks"},
+    # the HTTP service: the worker's jobs behind tokens; it reads and checks uploads (ct, synthesis's gate
+    # and options) and lists models, nothing more
+    f"{L}.service": {f"{L}.common", f"{L}.ct", f"{L}.models", f"{L}.synthesis", f"{L}.worker"},
+    # the browser review page: the same MRML logic as the Slicer module, jobs through the remote client
+    f"{L}.web": {f"{L}.common", f"{L}.ct", f"{L}.mrml", f"{L}.worker", f"{L}.synthesis"},
+    f"{L}.benchmarks": CORE | {f"{L}.mrml", f"{L}.service"},
+    f"{L}.commands": CORE | {f"{L}.mrml", f"{L}.benchmarks", f"{L}.service", f"{L}.web"},
     # reader-study library: study < store < reading; analysis takes a long table only
-    f"{R}.study": {f"{L}.common"},
+    f"{R}.study": {f"{L}.common", f"{L}.ct"},  # ct: images are opened and their grids checked at init
     f"{R}.store": {f"{L}.common", f"{R}.study"},
     f"{R}.reading": {f"{L}.common", f"{R}.study", f"{R}.store"},
     f"{R}.analysis": {f"{L}.common"},
     f"{R}.exports": {f"{L}.common", f"{R}.study", f"{R}.store", f"{R}.analysis"},
     f"{R}.mrml": {f"{L}.common", f"{L}.ct", f"{L}.mrml", f"{R}.study", f"{R}.store", f"{R}.reading"},
     f"{R}.admin": {f"{L}.common", f"{R}.study", f"{R}.store", f"{R}.exports", f"{R}.analysis"},
-    f"{R}.cli_analysis": {f"{L}.common", f"{R}.admin", f"{R}.store", f"{R}.analysis", f"{R}.exports"},
+    f"{R}.cli_analysis": {f"{L}.common", f"{R}.admin", f"{R}.study", f"{R}.store", f"{R}.analysis", f"{R}.exports"},
+    f"{R}.cli_common": {f"{L}.common", f"{R}.study", f"{R}.store"},
+    f"{R}.cli_sites": {f"{L}.common", f"{R}.study", f"{R}.store", f"{R}.cli_common"},
     f"{R}.cli": {f"{L}.common", f"{R}.study", f"{R}.store", f"{R}.reading", f"{R}.exports", f"{R}.cli_analysis",
-                 f"{R}.admin"},
+                 f"{R}.admin", f"{R}.cli_common", f"{R}.cli_sites"},
 }
 
 #: third-party top-level package -> the rooms (or single files, as dotted module names) that may import it.
@@ -85,6 +92,11 @@ THIRD_PARTY: dict[str, set[str]] = {
     "ctk": set(),
     "PythonQt": set(),
     "pandas": set(ALLOWED) - PANDAS_FREE_ROOMS,
+    # web frameworks: only the front ends that serve HTTP (service/) or the browser page (web/)
+    **{name: {f"{L}.service"} for name in ("fastapi", "uvicorn", "starlette", "pydantic")},
+    **{name: {f"{L}.web"} for name in ("trame", "trame_slicer", "trame_server", "trame_client", "trame_vuetify",
+                                       "trame_rca", "wslink", "aiohttp")},
+    "psycopg": {f"{R}.store"},  # the PostgreSQL driver: the store alone talks SQL
 }
 
 
@@ -232,6 +244,13 @@ def test_no_import_circle_among_the_project_files():
     assert cycles(import_graph()) == []
 
 
+def test_no_source_file_is_over_700_lines():
+    sources = [*library_files(), ROOT / "DigitalContrast" / "DigitalContrast.py",
+               ROOT / "DigitalContrastReader" / "DigitalContrastReader.py"]
+    long = {p.relative_to(ROOT).as_posix(): n for p in sources if (n := len(p.read_text().splitlines())) > 700}
+    assert long == {}
+
+
 def test_few_files_sit_directly_in_a_library_folder():
     assert len(list(LIBRARIES[L].glob("*.py"))) <= 15
     assert len(list(LIBRARIES[R].glob("*.py"))) <= 12
@@ -268,6 +287,10 @@ def _fake_libraries(tmp_path: Path, files: dict[str, str]) -> tuple[dict[str, Pa
     (f"{R}/analysis/mrmc.py", "from ..store.sqlite import open_store\n", "may not import"),
     # a file outside every room
     (f"{L}/newroom/x.py", "from DigitalContrastLib.common import errors\n", "belongs to no room"),
+    # a web framework in a core room, or the service reaching into the MRML logic
+    (f"{L}/worker/remote_client.py", "import fastapi\n", "fastapi is allowed only"),
+    (f"{L}/cohort/run.py", "def f():\n    from trame.app import TrameApp\n", "trame is allowed only"),
+    (f"{L}/service/app.py", "from DigitalContrastLib.mrml import views\n", "may not import"),
 ])
 def test_the_checker_catches_a_forbidden_import(tmp_path, rel, text, why):
     libraries, files = _fake_libraries(tmp_path, {rel: text})

@@ -1,4 +1,4 @@
-"""The long reading table: checks with one-sentence errors, and its fully crossed array form."""
+"""The long reading table: checks with one-sentence errors, and its fully crossed array form (reading_design.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from DigitalContrastLib.common.errors import InputError
-from DigitalContrastReaderLib.analysis.long_table import crossed_scores, read_long_csv, validate_long_table
+from DigitalContrastReaderLib.analysis.long_table import read_long_csv, validate_long_table
+from DigitalContrastReaderLib.analysis.reading_design import crossed_scores
 
 
 def _frame(rows):

@@ -7,6 +7,8 @@ import math
 import numpy as np
 import pytest
 
+from DigitalContrastLib.ct.labels import LABEL_CODES
+from DigitalContrastLib.ct.masks import body_mask_from_ct
 from DigitalContrastLib.evaluation import metrics
 from DigitalContrastLib.evaluation.metrics import (
     HU_RANGE,
@@ -19,8 +21,6 @@ from DigitalContrastLib.evaluation.metrics import (
     max_diameter_per_slice_mm,
     roi_metrics,
 )
-from DigitalContrastLib.ct.labels import LABEL_CODES
-from DigitalContrastLib.ct.masks import body_mask_from_ct
 
 LUMEN, THROMBUS, CALCIFICATION, WALL = (LABEL_CODES[k] for k in ("lumen", "thrombus", "calcification", "wall"))
 

@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 from model_fixtures import tiny_card_data, write_tiny_model
 
-from DigitalContrastLib.models import cards as models, weights
-from DigitalContrastLib.common.checksum import file_sha256
 from DigitalContrastLib.commands.cli import main
+from DigitalContrastLib.common.checksum import file_sha256
 from DigitalContrastLib.common.errors import EXIT_MODEL, ModelError
+from DigitalContrastLib.models import cards as models
+from DigitalContrastLib.models import weights
 from DigitalContrastLib.synthesis.api import load_engine
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import ast
 
 import pytest
-
 from ui_static import (
     CONNECTOR_WIDGETS,
     base_class,

@@ -31,8 +31,9 @@ import pandas as pd
 import pytest
 
 from DigitalContrastLib.common.errors import InputError, JobError
-from DigitalContrastReaderLib.analysis.long_table import crossed_scores, read_long_csv
+from DigitalContrastReaderLib.analysis.long_table import read_long_csv
 from DigitalContrastReaderLib.analysis.mrmc import AUC, FigureOfMerit, auc_values, figure_of_merit, mrmc_analysis
+from DigitalContrastReaderLib.analysis.reading_design import crossed_scores
 
 DATA = Path(__file__).resolve().parent / "data" / "reader_study"
 

@@ -13,10 +13,6 @@ import time
 import numpy as np
 import pydicom
 import pytest
-
-from DigitalContrastLib.ct.dicom_meta import dicom_meta_from_files
-from DigitalContrastLib.mrml import provenance as prov
-from DigitalContrastLib.common.errors import InputError
 from module_support import (
     PHANTOM_SIZE_XYZ,
     PHANTOM_SPACING_MM,
@@ -27,6 +23,10 @@ from module_support import (
     node_in_study,
     small_phantom,
 )
+
+from DigitalContrastLib.common.errors import InputError
+from DigitalContrastLib.ct.dicom_meta import dicom_meta_from_files
+from DigitalContrastLib.mrml import provenance as prov
 
 pytestmark = pytest.mark.mrml
 
@@ -170,11 +170,11 @@ def test_metrics_of_the_synthetic_against_the_registered_real_scan(tmp_path):
 def test_a_dicom_input_keeps_its_series_facts_and_the_export_joins_its_study(tmp_path):
     """DICOM in (read by the library), dummy synthesis, labelled DICOM out; re-read independently."""
     import SimpleITK as sitk
-
     from ct_test_inputs import ct_like_volume, write_dicom_series
+
     from DigitalContrastLib.ct.dicom_export import CONTRAST_BOLUS_KEYWORDS
-    from DigitalContrastLib.mrml.synthesis_logic import SynthesisLogic
     from DigitalContrastLib.ct.volume import CTVolume
+    from DigitalContrastLib.mrml.synthesis_logic import SynthesisLogic
 
     (tmp_path / "jobs").mkdir()
     hu = ct_like_volume((20, 64, 64), pixel_mm=3.0)

@@ -180,8 +180,8 @@ def test_coronal_row_and_two_column_variants(review_scene):
 def test_mip_slab_is_set_on_every_view_and_shows_an_off_plane_calcification(review_scene, tmp_path):
     import vtk
 
-    from DigitalContrastLib.mrml.view_png import render_views_png
     from DigitalContrastLib.mrml.review_layout import show_review
+    from DigitalContrastLib.mrml.view_png import render_views_png
 
     scene, app_logic, nodes = review_scene
     nc_volume = phantom(40, dot=True)
@@ -212,8 +212,8 @@ def test_mip_slab_is_set_on_every_view_and_shows_an_off_plane_calcification(revi
 
 
 def test_rendered_review_png_shows_the_lumen_brighter_in_synthetic_in_radiological_orientation(review_scene, tmp_path):
-    from DigitalContrastLib.mrml.view_png import render_views_png
     from DigitalContrastLib.mrml.review_layout import show_review
+    from DigitalContrastLib.mrml.view_png import render_views_png
 
     scene, app_logic, nodes = review_scene
     views = show_review(scene, app_logic, nodes["nc"], nodes["synthetic"], nodes["real"])
@@ -251,8 +251,8 @@ def test_rendered_review_png_shows_the_lumen_brighter_in_synthetic_in_radiologic
 
 def test_difference_overlay_is_computed_and_shown_over_the_synthetic_view_only(review_scene, tmp_path):
     from DigitalContrastLib.mrml.overlays import OVERLAY_KIND_ATTRIBUTE
-    from DigitalContrastLib.mrml.view_png import render_views_png
     from DigitalContrastLib.mrml.review_layout import show_review
+    from DigitalContrastLib.mrml.view_png import render_views_png
     from DigitalContrastLib.mrml.volume_nodes import node_to_volume
 
     scene, app_logic, nodes = review_scene
@@ -327,8 +327,8 @@ def test_real_cta_review_render_shows_the_aorta_enhanced_only_where_contrast_is(
     import SimpleITK as sitk
 
     from DigitalContrastLib.mrml.headless import make_headless_scene
-    from DigitalContrastLib.mrml.view_png import ras_to_view_pixel, render_views_png
     from DigitalContrastLib.mrml.review_layout import show_review
+    from DigitalContrastLib.mrml.view_png import ras_to_view_pixel, render_views_png
     from DigitalContrastLib.mrml.volume_nodes import load_volume_file, volume_to_node
 
     cta = CTVolume.from_sitk(sitk.ReadImage(str(real_data / "cta_chest_arterial.nii.gz")))

@@ -8,7 +8,6 @@ installed, else the numpy-only dummy worker) and shown by the module's logic; th
 from __future__ import annotations
 
 import pytest
-
 from module_support import PHANTOM_SIZE_XYZ, PHANTOM_SPACING_MM, dummy_client_factory, real_engine_unavailable
 
 pytestmark = [pytest.mark.mrml, pytest.mark.process]
@@ -17,10 +16,10 @@ pytestmark = [pytest.mark.mrml, pytest.mark.process]
 def test_review_of_a_synthesized_phantom_shows_the_lumen_enhanced_in_the_synthetic_view(tmp_path):
     from PIL import Image
 
-    from DigitalContrastLib.worker.client import WorkerClient
     from DigitalContrastLib.mrml.review_layout import REVIEW_CORONAL_LAYOUT_ID
-    from DigitalContrastLib.mrml.views import layout_node_of
     from DigitalContrastLib.mrml.screenshots import make_review_screenshot
+    from DigitalContrastLib.mrml.views import layout_node_of
+    from DigitalContrastLib.worker.client import WorkerClient
 
     (tmp_path / "jobs").mkdir()
     factory = (dummy_client_factory(tmp_path / "jobs") if real_engine_unavailable()

@@ -14,9 +14,6 @@ import time
 
 import numpy as np
 import pytest
-
-from DigitalContrastLib.mrml import provenance as prov
-from DigitalContrastLib.common.errors import GateWarningError, InputError
 from module_support import (
     array_of,
     dummy_client_factory,
@@ -29,6 +26,9 @@ from module_support import (
     small_phantom,
 )
 from worker_support import alive, descendants
+
+from DigitalContrastLib.common.errors import GateWarningError, InputError
+from DigitalContrastLib.mrml import provenance as prov
 
 pytestmark = [pytest.mark.mrml, pytest.mark.process]
 
@@ -44,10 +44,10 @@ def folders(tmp_path):
 def test_a_worker_job_gives_a_node_on_the_input_grid_equal_to_the_library_synthesis(folders, tmp_path):
     import slicer
 
-    from DigitalContrastLib.synthesis import dummy as dummy_synthesis
     from DigitalContrastLib.ct.io import read_volume, write_volume
-    from DigitalContrastLib.mrml.synthesis_logic import SynthesisLogic
     from DigitalContrastLib.ct.labels import LABELS
+    from DigitalContrastLib.mrml.synthesis_logic import SynthesisLogic
+    from DigitalContrastLib.synthesis import dummy as dummy_synthesis
 
     work_root, workspaces = folders
     case = small_phantom()
@@ -120,10 +120,10 @@ def test_poll_never_blocks_and_the_job_is_finished_only_after_its_end_event(fold
 
 
 def test_cancel_leaves_no_node_no_process_and_no_folder(folders, tmp_path):
-    from DigitalContrastLib.worker.client import WorkerClient
     from test_client import slicer_like_launcher
 
     from DigitalContrastLib.mrml.synthesis_logic import SynthesisLogic
+    from DigitalContrastLib.worker.client import WorkerClient
 
     work_root, workspaces = folders
     scene, app_logic = headless()
@@ -197,8 +197,8 @@ def test_a_contrast_enhanced_input_waits_for_the_user_before_any_job(folders):
 
 
 def test_an_input_the_gate_refuses_starts_no_worker(folders):
-    from DigitalContrastLib.mrml.synthesis_logic import SynthesisLogic
     from DigitalContrastLib.ct.volume import CTVolume
+    from DigitalContrastLib.mrml.synthesis_logic import SynthesisLogic
 
     work_root, workspaces = folders
     scene, app_logic = headless()
@@ -247,9 +247,9 @@ def _real_engine_or_skip():
 @pytest.mark.slow
 def test_the_real_model_through_the_worker_matches_the_in_process_engine(folders):
     """The default model in the worker vs ``synthesis.load_engine().synthesize`` here, same input, CPU."""
-    from DigitalContrastLib.worker.client import WorkerClient
-    from DigitalContrastLib.mrml.synthesis_logic import SynthesisLogic
     from DigitalContrastLib.ct.labels import LABELS
+    from DigitalContrastLib.mrml.synthesis_logic import SynthesisLogic
+    from DigitalContrastLib.worker.client import WorkerClient
 
     synthesis = _real_engine_or_skip()
     work_root, workspaces = folders

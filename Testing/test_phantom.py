@@ -21,8 +21,10 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from DigitalContrastLib.phantoms import generator as ph
 from DigitalContrastLib.common.errors import EXIT_BAD_JOB, JobError
+from DigitalContrastLib.ct import labels as labels_module
+from DigitalContrastLib.ct.labels import LABEL_COLORS, LABELS
+from DigitalContrastLib.phantoms import generator as ph
 from DigitalContrastLib.phantoms.aorta.layout import ANEURYSM_PROBABILITY
 from DigitalContrastLib.phantoms.generator import (
     make_phantom,
@@ -31,8 +33,6 @@ from DigitalContrastLib.phantoms.generator import (
 )
 from DigitalContrastLib.phantoms.hu_tables import HU_RANGES
 from DigitalContrastLib.phantoms.misregistration import RigidMisregistration
-from DigitalContrastLib.ct import labels as labels_module
-from DigitalContrastLib.ct.labels import LABEL_COLORS, LABELS
 
 COARSE_SIZE = (128, 128, 64)
 COARSE_SPACING = (2.8, 2.8, 5.0)

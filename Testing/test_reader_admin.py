@@ -8,11 +8,12 @@ import random
 import pytest
 
 from DigitalContrastReaderLib import admin
-from DigitalContrastReaderLib.study.errors import AnswerError, StoreError, UsageError
-from DigitalContrastReaderLib.study.example import write_example_study
 from DigitalContrastReaderLib.reading.simulate import SimulatedClock, simulate_reader
+from DigitalContrastReaderLib.store.locate import locate_store
 from DigitalContrastReaderLib.store.sqlite import create_store
 from DigitalContrastReaderLib.study.config import load_study
+from DigitalContrastReaderLib.study.errors import AnswerError, StoreError, UsageError
+from DigitalContrastReaderLib.study.example import write_example_study
 
 
 @pytest.fixture()
@@ -31,16 +32,16 @@ def filled_store(tmp_path):
 
 def test_the_study_is_found_from_its_store_file_or_folder(filled_store, tmp_path):
     store, study_file = filled_store
-    assert admin.locate_store(store.db_path) == store.db_path
-    assert admin.locate_store(study_file) == store.db_path  # study.yaml -> study.sqlite beside it
-    assert admin.locate_store(study_file.parent) == store.db_path
+    assert locate_store(store.db_path) == store.db_path
+    assert locate_store(study_file) == store.db_path  # study.yaml -> study.sqlite beside it
+    assert locate_store(study_file.parent) == store.db_path
     with pytest.raises(StoreError, match="no answer store yet"):
-        admin.locate_store(tmp_path / "other.yaml")
+        locate_store(tmp_path / "other.yaml")
     (tmp_path / "empty").mkdir()
     with pytest.raises(StoreError, match="no answer store"):
-        admin.locate_store(tmp_path / "empty")
+        locate_store(tmp_path / "empty")
     with pytest.raises(StoreError, match="no study there"):
-        admin.locate_store(tmp_path / "nothing.sqlite")
+        locate_store(tmp_path / "nothing.sqlite")
 
 
 def test_progress_rows_say_who_is_where(filled_store):

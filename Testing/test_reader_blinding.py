@@ -9,10 +9,14 @@ import re
 from datetime import datetime, timezone
 from pathlib import Path
 
-from DigitalContrastReaderLib.study.example import study_config_from_folder, write_study_file
+import numpy as np
+
+from DigitalContrastLib.ct.io import write_volume
+from DigitalContrastLib.ct.volume import CTVolume
 from DigitalContrastReaderLib.reading.simulate import SimulatedClock, simulated_answers
 from DigitalContrastReaderLib.store.sqlite import create_store
 from DigitalContrastReaderLib.study.config import load_study
+from DigitalContrastReaderLib.study.example import study_config_from_folder, write_study_file
 
 MODELS = ("unetv3", "diffusionx")
 SOURCE_WORDS = re.compile(r"synthetic|\breal\b|noncontrast|non-contrast|unetv3|diffusionx|patient\d", re.I)
@@ -23,8 +27,10 @@ def _study(tmp_path: Path, tasks: list[str]) -> Path:
     for k in range(1, 6):
         folder = cases / f"patient{k}"
         folder.mkdir(parents=True)
-        for name in ("real", "noncontrast", *(f"synthetic-{m}" for m in MODELS)):
-            (folder / f"{name}.nrrd").write_bytes(f"{name} of patient{k}".encode())
+        for j, name in enumerate(("real", "noncontrast", *(f"synthetic-{m}" for m in MODELS))):
+            # a small real volume per image (init opens and hashes every one), each with other voxels
+            volume = CTVolume(np.full((2, 4, 4), 10 * k + j, dtype=np.int16), (1.0, 1.0, 2.0))
+            write_volume(volume, folder / f"{name}.nrrd")
         (folder / "truth.json").write_text(json.dumps({"disease_present": k % 2}))
     config = study_config_from_folder(cases, tmp_path, tasks=tasks, training_cases=1, readers=["r1", "r2"])
     config["demo"] = True
@@ -37,17 +43,18 @@ def _every_item(tmp_path: Path, study_path: Path):
     store = create_store(tmp_path / "db.sqlite", load_study(study_path), clock=clock)
     rng = random.Random(0)
     for reader in ("r1", "r2"):
-        store.enrol(reader, seed=3)
-        while (item := store.resume(reader)) is not None:
+        token = store.enrol(reader, seed=3).token
+        while (item := store.resume(reader, token=token)) is not None:
             if item.opens_at:
                 clock.jump_to(datetime.fromisoformat(item.opens_at))
-            shown = store.open_item(reader, item.item_id)
+            shown = store.open_item(reader, item.item_id, token=token)
             yield store, reader, shown.to_dict()
             record = store.item(item.item_id)
             answers = simulated_answers(store.study.task(record.task_id), record.sources,
                                         store.study.case(record.case_id).truth, rng)
-            store.submit(reader, item.item_id, answers)
-            yield store, reader, store.open_item(reader, item.item_id).to_dict()  # a revisit, answers included
+            store.submit(reader, item.item_id, answers, token=token)
+            revisit = store.open_item(reader, item.item_id, token=token)
+            yield store, reader, revisit.to_dict()  # a revisit, answers included
     store.close()
 
 
@@ -58,9 +65,11 @@ def _check_paths(store, item: dict, originals: set[str]) -> None:
         assert path.parent == store.images_dir
         assert re.fullmatch(r"[0-9a-f]{16}\.nrrd", path.name)
         assert image["path"] not in originals
-        # the stored mapping handle -> source is what the neutral link shows
+        # the stored mapping handle -> source is what the neutral file holds: a hard link or a copy,
+        # never a symbolic link (`ls -l` would show the original's name)
         expected = store.study.case(record.case_id).images[source]
-        assert os.path.realpath(path) == str(expected) or path.read_bytes() == expected.read_bytes()
+        assert not path.is_symlink() and os.path.realpath(path) == str(path)
+        assert path.read_bytes() == expected.read_bytes()
 
 
 def test_grading_preference_and_detection_items_reveal_no_source(tmp_path):

@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from DigitalContrastReaderLib.cli import COMMANDS, main
+from DigitalContrastReaderLib.store.sqlite import open_store
 
 
 def run(capsys, *argv) -> tuple[int, str, str]:
@@ -22,10 +23,11 @@ def run(capsys, *argv) -> tuple[int, str, str]:
 
 
 def test_every_required_command_is_registered():
-    assert {"init", "enrol", "status", "next", "answer", "check", "export", "example-study"} <= set(COMMANDS)
+    assert {"init", "enrol", "status", "next", "answer", "check", "export", "example-study", "token", "images",
+            "merge"} <= set(COMMANDS)
 
 
-def test_admin_quick_start(tmp_path, capsys):
+def test_admin_quick_start(tmp_path, capsys, monkeypatch):
     code, out, _ = run(capsys, "example-study", tmp_path / "ex", "--cases", 4, "--training", 1, "--readers", 2,
                        "--tasks", "grading,detection")
     assert code == 0
@@ -36,22 +38,34 @@ def test_admin_quick_start(tmp_path, capsys):
     assert code == 0 and "already holds this version" in out
     code, out, _ = run(capsys, "enrol", db, "--reader", "r01", "--seed", 5)
     assert code == 0 and "seed 5" in out
-    code, out, _ = run(capsys, "next", db, "--reader", "r01", "--json")
+    tokens = [line.split(": ", 1)[1] for line in out.splitlines() if line.startswith("token: ")]
+    assert len(tokens) == 1 and len(tokens[0]) >= 32  # printed once, on a line of its own
+    token = tokens[0]
+    code, _, err = run(capsys, "next", db, "--reader", "r01")
+    assert code == 6 and "needs their token" in err
+    code, _, err = run(capsys, "next", db, "--reader", "r01", "--token", "not-the-token")
+    assert code == 6 and err.count("\n") == 1 and "token given for reader 'r01' is wrong" in err
+    code, out, _ = run(capsys, "next", db, "--reader", "r01", "--json", "--token", token)
     item = json.loads(out)
     assert code == 0 and item["item_id"] == "r01-0001" and item["images"][0]["handle"] == "Image"
     answers = ["lumen_conspicuity=4", "edge_sharpness=3", "thrombus_delineation=4", "branch_conspicuity=Sharp edges",
                "noise_artefacts=4", "overall_confidence=5", "non_diagnostic=no"]
-    code, _, err = run(capsys, "answer", db, "--reader", "r01", "--item", "r01-0001", *answers)
+    code, _, err = run(capsys, "answer", db, "--reader", "r01", "--item", "r01-0001", "--token", token, *answers)
     assert code == 4 and err.strip() == (
         "digital-contrast-reader answer: The answer to 'branch_conspicuity' must be one of 1, 2, 3, 4, 5 "
         "(got 'Sharp edges'); correct it and submit again.")
     answers[3] = "branch_conspicuity=5"
+    responses = len(open_store(db).responses())
+    code, _, err = run(capsys, "answer", db, "--reader", "r01", "--item", "r01-0001", "--token", "wrong", *answers)
+    assert code == 6 and "is wrong" in err and len(open_store(db).responses()) == responses  # nothing stored
+    monkeypatch.setenv("DIGITAL_CONTRAST_READER_TOKEN", token)  # the token from the environment
     code, out, _ = run(capsys, "answer", db, "--reader", "r01", "--item", "r01-0001", *answers)
     assert code == 0 and "saved r01-0001" in out and "next r01-0002" in out
     code, _, err = run(capsys, "answer", db, "--reader", "r01", "--item", "r01-0001", *answers)
     assert code == 4 and "does not allow changing answers" in err
     code, _, err = run(capsys, "answer", db, "--reader", "r01", "--item", "next", "lumen_conspicuity")
     assert code == 64 and "is not key=value" in err
+    monkeypatch.delenv("DIGITAL_CONTRAST_READER_TOKEN")
     code, out, _ = run(capsys, "correct", db, "--item", "r01-0001", "--by", "pi", "--reason", "typo", "overall_confidence=4")
     assert code == 0 and "revision 2" in out
     code, out, _ = run(capsys, "status", db)
@@ -64,7 +78,8 @@ def test_admin_quick_start(tmp_path, capsys):
     assert code == 0 and out.startswith("integrity check passed")
     code, out, _ = run(capsys, "export", db, "--out", tmp_path / "export")
     assert code == 0 and (tmp_path / "export" / "detection_rating.imrmc").is_file()
-    code, out, _ = run(capsys, "next", db, "--reader", "r02")
+    code, out, _ = run(capsys, "token", db, "--reader", "r02")  # simulate gave r02 a token of its own
+    code, out, _ = run(capsys, "next", db, "--reader", "r02", "--token", out.split("token: ")[1].split()[0])
     assert code == 0 and "has finished" in out
 
 

@@ -16,9 +16,9 @@ import time
 import pytest
 from killed_process import run_until_killed
 
-from DigitalContrastReaderLib.study.example import write_example_study
 from DigitalContrastReaderLib.store.sqlite import create_store, open_store
 from DigitalContrastReaderLib.study.config import load_study
+from DigitalContrastReaderLib.study.example import write_example_study
 
 
 def _writer_args(db, round_no: int) -> list[str]:
@@ -58,7 +58,8 @@ def test_sigkill_at_random_moments_loses_no_acknowledged_answer(tmp_path):
             answered = {r.item_id for r in store.responses()}
             assert set(acknowledged) <= answered
             first_unfinished = next((i.item_id for i in items if i.submitted_at is None), None)
-            resumed = store.resume("r01")
+            token = store.issue_token("r01")  # each simulate round gave r01 a token of its own
+            resumed = store.resume("r01", token=token)
             assert (resumed.item_id if resumed else None) == first_unfinished
             assert all(i.submitted_at for i in items if first_unfinished is None or i.order_index < int(first_unfinished[-4:]))
         if first_unfinished is None:

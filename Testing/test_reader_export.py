@@ -15,11 +15,11 @@ from DigitalContrastReaderLib.exports.bundle import export_all
 from DigitalContrastReaderLib.exports.columns import TIDY_COLUMNS
 from DigitalContrastReaderLib.exports.mrmc_files import read_imrmc, write_imrmc, write_jafroc_xlsx
 from DigitalContrastReaderLib.exports.tidy import analysis_table, read_tidy_csv, tidy_table, write_tidy_csv
-from DigitalContrastReaderLib.study.errors import UsageError
-from DigitalContrastReaderLib.study.example import write_example_study
 from DigitalContrastReaderLib.reading.simulate import SimulatedClock, simulate_reader
 from DigitalContrastReaderLib.store.sqlite import create_store
 from DigitalContrastReaderLib.study.config import load_study
+from DigitalContrastReaderLib.study.errors import UsageError
+from DigitalContrastReaderLib.study.example import write_example_study
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import pytest
 
 from DigitalContrastReaderLib.reading.active_time import ActiveTimeCounter
-from DigitalContrastReaderLib.study.errors import AnswerError
 from DigitalContrastReaderLib.reading.form import (
     WIDGET_CHECKBOXES,
     WIDGET_NUMBER,
@@ -19,6 +18,7 @@ from DigitalContrastReaderLib.reading.form import (
     WIDGET_YES_NO,
     QuestionForm,
 )
+from DigitalContrastReaderLib.study.errors import AnswerError
 from DigitalContrastReaderLib.study.templates import PREFERENCE_QUESTIONS, TURING_QUESTIONS, grading_questions
 
 EXTRA_QUESTIONS = [
@@ -138,21 +138,21 @@ def test_submitted_answers_are_shown_read_only():
 def test_every_answer_the_form_accepts_is_accepted_by_the_store(tmp_path):
     import random
 
-    from DigitalContrastReaderLib.study.example import write_example_study
     from DigitalContrastReaderLib.store.sqlite import create_store
     from DigitalContrastReaderLib.study.config import load_study
+    from DigitalContrastReaderLib.study.example import write_example_study
 
     study = load_study(write_example_study(tmp_path / "ex", cases=2, training_cases=0, readers=1, washout_days=0))
     store = create_store(tmp_path / "s.sqlite", study)
-    store.enrol("r01", seed=3)
+    token = store.enrol("r01", seed=3).token
     rng = random.Random(1)
     submitted = 0
-    while (item := store.resume("r01")) is not None:
+    while (item := store.resume("r01", token=token)) is not None:
         form = QuestionForm(item.questions)
         for spec in form.fields:
             if spec.choices:
                 form.set_value(spec.key, rng.choice(spec.choices).value)
-        store.submit("r01", item.item_id, form.answers())
+        store.submit("r01", item.item_id, form.answers(), token=token)
         submitted += 1
     assert submitted == len(store.items("r01")) and store.integrity_check().ok
 

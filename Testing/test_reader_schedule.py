@@ -8,13 +8,13 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from DigitalContrastReaderLib.study.errors import AnswerError
-from DigitalContrastReaderLib.study.example import write_example_study
 from DigitalContrastReaderLib.exports.tidy import analysis_table
-from DigitalContrastReaderLib.study.schedule import generate_schedule
 from DigitalContrastReaderLib.reading.simulate import SimulatedClock, simulate_reader, simulated_answers
 from DigitalContrastReaderLib.store.sqlite import create_store
 from DigitalContrastReaderLib.study.config import load_study
+from DigitalContrastReaderLib.study.errors import AnswerError
+from DigitalContrastReaderLib.study.example import write_example_study
+from DigitalContrastReaderLib.study.schedule import generate_schedule
 
 START = datetime(2025, 3, 1, 9, 0, tzinfo=timezone.utc)
 
@@ -36,7 +36,7 @@ def test_same_seed_same_schedule_other_seed_other_order(study):
 
 def test_the_stored_schedule_is_reproducible_and_never_recomputed(study, tmp_path):
     stores = [create_store(tmp_path / f"s{k}.sqlite", study, clock=SimulatedClock(START)) for k in range(2)]
-    schedules = [s.enrol("r02", seed=99) for s in stores]
+    schedules = [s.enrol("r02", seed=99).schedule for s in stores]
     assert schedules[0].to_dict() == schedules[1].to_dict()
     assert stores[0].schedule("r02").to_dict() == schedules[0].to_dict()
     with pytest.raises(AnswerError, match="never recomputed"):
@@ -112,33 +112,35 @@ def test_training_comes_first_marked_and_is_left_out_of_analysis(study, tmp_path
 def test_washout_is_enforced_against_the_actual_submit_times(study, tmp_path):
     clock = SimulatedClock(START)
     store = create_store(tmp_path / "db.sqlite", study, clock=clock)
-    schedule = store.enrol("r01", seed=11)
+    enrolment = store.enrol("r01", seed=11)
+    schedule, token = enrolment.schedule, enrolment.token
     assert datetime.fromisoformat(schedule.sessions[2].opens_at) == START + timedelta(days=28)  # wave 2 planned
     rng = random.Random(1)
     # read training and wave 1 late: 40 days after enrolment, so the planned date has passed
     clock.jump_to(START + timedelta(days=40))
     while True:
-        item = store.resume("r01")
+        item = store.resume("r01", token=token)
         record = store.item(item.item_id)
         if record.wave == 2:
             break
-        store.open_item("r01", item.item_id)
+        store.open_item("r01", item.item_id, token=token)
         clock.advance(30)
         answers = simulated_answers(study.task(record.task_id), record.sources, study.case(record.case_id).truth, rng)
-        store.submit("r01", item.item_id, answers)
+        store.submit("r01", item.item_id, answers, token=token)
     last_wave1 = max(datetime.fromisoformat(i.submitted_at) for i in store.items("r01") if i.wave == 1)
     assert item.opens_at is not None and datetime.fromisoformat(item.opens_at) == last_wave1 + timedelta(days=28)
     clock.jump_to(last_wave1 + timedelta(days=27, hours=23))
     with pytest.raises(AnswerError, match="28-day washout"):
-        store.open_item("r01", item.item_id)
+        store.open_item("r01", item.item_id, token=token)
     with pytest.raises(AnswerError, match="28-day washout"):
-        store.submit("r01", item.item_id, simulated_answers(study.task(record.task_id), record.sources, {}, rng))
-    assert store.resume("r01").opens_at is not None
+        store.submit("r01", item.item_id, simulated_answers(study.task(record.task_id), record.sources, {}, rng),
+                     token=token)
+    assert store.resume("r01", token=token).opens_at is not None
     clock.jump_to(last_wave1 + timedelta(days=28, seconds=1))
-    assert store.resume("r01").opens_at is None
-    store.open_item("r01", item.item_id)
+    assert store.resume("r01", token=token).opens_at is None
+    store.open_item("r01", item.item_id, token=token)
     # the whole schedule, read with the simulated clock, respects the washout for every case
-    simulate_reader(store, "r01", rng, clock=clock)
+    simulate_reader(store, "r01", rng, clock=clock, token=token)
     done = store.items("r01")
     assert all(i.submitted_at for i in done)
     gaps = defaultdict(list)

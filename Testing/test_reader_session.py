@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import json
 import random
-import xml.etree.ElementTree as ElementTree
 import shutil
+import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
 import numpy as np
@@ -84,10 +84,19 @@ def revealing_study(tmp_path):
     store.close()
 
 
+def _token(store, reader):
+    """The reader's token: enrolled now, or a new one issued (the admin's two ways to give one)."""
+    if reader in {r.reader_id for r in store.readers()}:
+        return store.issue_token(reader)
+    return store.enrol(reader).token
+
+
 def _session(store, reader="r01", **options):
     from DigitalContrastLib.mrml.headless import make_headless_scene
     from DigitalContrastReaderLib.mrml.reader_display import mrml_reading_session
 
+    if "token" not in options:
+        options["token"] = _token(store, reader)
     scene, app_logic = make_headless_scene()
     return mrml_reading_session(scene, app_logic, store, reader, **options)
 
@@ -120,8 +129,8 @@ def _read_original(path: Path) -> np.ndarray:
 def test_scene_reveals_nothing_after_any_item(revealing_study):
     """Blinding audit: every text of the scene (nodes, attributes, storage, subject hierarchy,
     layout, the scene as .mrml) after each item of a whole schedule."""
-    from DigitalContrastReaderLib.reading.form import QuestionForm
     from DigitalContrastReaderLib.mrml.scene_audit import audit_scene, forbidden_tokens, scene_strings
+    from DigitalContrastReaderLib.reading.form import QuestionForm
 
     study, store = revealing_study
     session = _session(store)
@@ -170,12 +179,12 @@ def _volume_nodes(scene):
 def test_each_item_shows_the_scheduled_image_on_the_scheduled_side(revealing_study):
     """Window/level, layout, linked views, neutral view labels and the image per side, all read
     back from the scene and compared with the schedule in the store's admin view."""
-    from DigitalContrastReaderLib.reading.form import QuestionForm
     from DigitalContrastReaderLib.mrml.reader_display import (
         NEUTRAL_VIEW_COLOR,
         READER_PAIR_LAYOUT_ID,
         READER_SINGLE_LAYOUT_ID,
     )
+    from DigitalContrastReaderLib.reading.form import QuestionForm
 
     study, store = revealing_study
     session = _session(store, "r02")
@@ -325,15 +334,23 @@ def test_reopening_resumes_at_the_next_unfinished_item_in_the_same_order(reveali
         assert seen == order[4:4 + len(seen)]
 
 
-def test_a_reader_not_in_the_study_is_refused_and_enrolment_can_be_left_to_the_admin(revealing_study):
-    from DigitalContrastReaderLib.study.errors import AnswerError
+def test_a_reader_signs_in_with_an_enrolled_code_and_its_token(revealing_study):
+    from DigitalContrastReaderLib.study.errors import AnswerError, TokenError
 
     _study, store = revealing_study
     with pytest.raises(AnswerError, match="not listed"):
-        _session(store, "r99").start()
+        _session(store, "r99", token="anything").start()
     with pytest.raises(AnswerError, match="not enrolled"):
-        _session(store, "r01", enrol=False).start()
+        _session(store, "r01", token="anything").start()
     assert store.readers() == []
+    token = store.enrol("r01").token
+    with pytest.raises(TokenError, match="Enter your token"):
+        _session(store, "r01", token=" ").start()
+    with pytest.raises(TokenError, match="is wrong"):
+        _session(store, "r01", token=token[:-1] + ("A" if token[-1] != "A" else "B")).start()
+    events = len(store.events())
+    assert _session(store, "r01", token=token).start() is not None
+    assert len(store.events()) == events + 1  # the first item shown, nothing before
 
 
 def test_submit_refuses_incomplete_answers_and_keeps_the_item(revealing_study):
@@ -356,10 +373,10 @@ def test_real_ct_files_and_a_dicom_series_load_blind_with_their_hu(tmp_path, rea
     given) as the real images, float32 files as the synthetic ones."""
     import SimpleITK as sitk
 
-    from DigitalContrastReaderLib.study.example import study_config_from_folder, write_study_file
     from DigitalContrastReaderLib.mrml.scene_audit import audit_scene, forbidden_tokens
     from DigitalContrastReaderLib.store.sqlite import create_store
     from DigitalContrastReaderLib.study.config import load_study
+    from DigitalContrastReaderLib.study.example import study_config_from_folder, write_study_file
 
     cases = tmp_path / "cases"
     one = cases / "cta-real-contrast-001"
@@ -417,8 +434,8 @@ def test_reader_layouts_are_neutral_grids_and_3d_is_reported_not_shown():
 
 
 def test_an_unreadable_image_is_one_sentence_and_leaves_no_node(revealing_study, tmp_path):
-    from DigitalContrastReaderLib.study.errors import StudyError
     from DigitalContrastReaderLib.mrml.reader_display import read_image_blind
+    from DigitalContrastReaderLib.study.errors import StudyError
 
     broken = tmp_path / "broken.nrrd"
     broken.write_bytes(b"NRRD0004\nthis is not a volume\n")

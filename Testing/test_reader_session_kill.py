@@ -26,26 +26,27 @@ SCRIPT = Path(__file__).with_name("reader_session_script.py")
 @pytest.mark.process
 @pytest.mark.slow
 def test_sigkill_during_a_session_loses_nothing_and_resumes_in_order(tmp_path):
-    from DigitalContrastReaderLib.study.example import write_example_study
     from DigitalContrastReaderLib.store.sqlite import create_store, open_store
     from DigitalContrastReaderLib.study.config import load_study
+    from DigitalContrastReaderLib.study.example import write_example_study
 
     study = load_study(write_example_study(tmp_path / "ex", cases=16, training_cases=1, readers=1,
                                            tasks=("grading", "preference"), washout_days=0))
     db = tmp_path / "study.sqlite"
-    create_store(db, study).close()  # the session enrols the reader itself
+    with create_store(db, study) as store:
+        token = store.enrol("r01").token
 
     rng = random.Random(20250101)
     acknowledged: dict[str, dict] = {}
     kills = resumed_checks = 0
-    expected_first = None  # round 0 enrols; later rounds must resume at the store's next item
+    expected_first = None  # later rounds must resume at the store's next item
     for round_no in range(6):
         # let it submit 1-4 items, then kill it at a random moment of the next one
         wanted = rng.randint(1, 4)
         lines, killed = run_until_killed(
             [sys.executable, str(SCRIPT), str(db), "r01", str(round_no)],
             ready=lambda out, n=wanted: sum(line.startswith("submitted ") for line in out) >= n,
-            delay_s=rng.uniform(0.0, 0.05),
+            delay_s=rng.uniform(0.0, 0.05), env={"DIGITAL_CONTRAST_READER_TOKEN": token},
         )
         kills += killed
         shows = [line.split()[1] for line in lines if line.startswith("showing ")]
@@ -68,7 +69,7 @@ def test_sigkill_during_a_session_loses_nothing_and_resumes_in_order(tmp_path):
             order = [i.item_id for i in store.schedule("r01").items]
             done = [i.item_id for i in store.items("r01") if i.submitted_at is not None]
             assert done == order[: len(done)]  # no gap: submitted items are a prefix of the schedule
-            resumed = store.resume("r01")
+            resumed = store.resume("r01", token=token)
             first_unfinished = order[len(done)] if len(done) < len(order) else None
             assert (resumed.item_id if resumed else None) == first_unfinished
         if first_unfinished is None:

@@ -42,7 +42,7 @@ def test_a_whole_schedule_with_a_washout_through_a_plain_display(tmp_path):
     clock = SimulatedClock(START)
     store = create_store(tmp_path / "study.sqlite", study, clock=clock)
     display = KeepingDisplay()
-    session = ReadingSession(store, display, "r01")
+    session = ReadingSession(store, display, "r01", token=store.enrol("r01").token)
     rng = random.Random(3)
     item = session.start()
     given, waits = {}, 0

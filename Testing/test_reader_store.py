@@ -10,12 +10,12 @@ from datetime import datetime, timezone
 import pytest
 import yaml
 
-from DigitalContrastReaderLib.study.errors import AnswerError, StoreError, StudyError
-from DigitalContrastReaderLib.study.example import write_example_study
 from DigitalContrastReaderLib.reading.simulate import SimulatedClock, simulate_reader, simulated_answers
 from DigitalContrastReaderLib.store.base import AnswerStore
 from DigitalContrastReaderLib.store.sqlite import create_store, open_store
 from DigitalContrastReaderLib.study.config import load_study
+from DigitalContrastReaderLib.study.errors import AnswerError, StoreError, StudyError
+from DigitalContrastReaderLib.study.example import write_example_study
 
 START = datetime(2025, 5, 5, 8, 0, tzinfo=timezone.utc)
 GRADING = {"lumen_conspicuity": 4, "edge_sharpness": 3, "thrombus_delineation": 4, "branch_conspicuity": 5,
@@ -38,13 +38,13 @@ def clock():
 
 
 def _store(tmp_path, clock, **kwargs):
+    """A store with reader r01 enrolled, and r01's token."""
     store = create_store(tmp_path / "db.sqlite", load_study(_study_file(tmp_path, **kwargs)), clock=clock)
-    store.enrol("r01", seed=1)
-    return store
+    return store, store.enrol("r01", seed=1).token
 
 
 def test_store_is_wal_with_full_sync_and_implements_the_interface(tmp_path, clock):
-    store = _store(tmp_path, clock)
+    store, token = _store(tmp_path, clock)
     assert isinstance(store, AnswerStore)
     assert store._conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert store._conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
@@ -52,56 +52,57 @@ def test_store_is_wal_with_full_sync_and_implements_the_interface(tmp_path, cloc
 
 
 def test_submit_records_answers_timing_and_moves_on(tmp_path, clock):
-    store = _store(tmp_path, clock)
-    item = store.resume("r01")
+    store, token = _store(tmp_path, clock)
+    item = store.resume("r01", token=token)
     assert item.order_index == 1 and not item.done and item.opens_at is None
-    store.open_item("r01", item.item_id)
+    store.open_item("r01", item.item_id, token=token)
     clock.advance(3)
-    store.mark_interaction("r01", item.item_id)
+    store.mark_interaction("r01", item.item_id, token=token)
     clock.advance(20)
-    receipt = store.submit("r01", item.item_id, GRADING)
+    receipt = store.submit("r01", item.item_id, GRADING, token=token)
     record = store.item(item.item_id)
     assert record.visits == 1 and record.active_seconds == pytest.approx(23.0)
     assert datetime.fromisoformat(record.first_interaction_at) - datetime.fromisoformat(record.shown_at) == \
         (datetime.fromisoformat(record.submitted_at) - datetime.fromisoformat(record.shown_at)) * 3 / 23
-    assert receipt.next_item_id == store.resume("r01").item_id == "r01-0002"
+    assert receipt.next_item_id == store.resume("r01", token=token).item_id == "r01-0002"
     answers = {r.question_key: r.value for r in store.responses()}
     assert answers == GRADING  # the optional comment was not given, so no row
     assert {r.study_sha256 for r in store.responses()} == {store.study.sha256}
     # a revisit counts, the UI-reported active time wins when given
-    store.open_item("r01", item.item_id)
+    store.open_item("r01", item.item_id, token=token)
     assert store.item(item.item_id).visits == 2
-    store.submit("r01", "r01-0002", GRADING, active_seconds=12.5)
+    store.submit("r01", "r01-0002", GRADING, active_seconds=12.5, token=token)
     assert store.item("r01-0002").active_seconds == 12.5
     store.close()
 
 
 def test_required_unknown_and_invalid_answers_are_refused_and_nothing_is_written(tmp_path, clock):
-    store = _store(tmp_path, clock)
-    item = store.resume("r01").item_id
+    store, token = _store(tmp_path, clock)
+    item = store.resume("r01", token=token).item_id
     events = len(store.events())
     with pytest.raises(AnswerError, match="'overall_confidence' is required"):
-        store.submit("r01", item, {k: v for k, v in GRADING.items() if k != "overall_confidence"})
+        store.submit("r01", item, {k: v for k, v in GRADING.items() if k != "overall_confidence"}, token=token)
     with pytest.raises(AnswerError, match="has no question 'colour'"):
-        store.submit("r01", item, {**GRADING, "colour": "red"})
+        store.submit("r01", item, {**GRADING, "colour": "red"}, token=token)
     with pytest.raises(AnswerError, match="must be one of the levels"):
-        store.submit("r01", item, {**GRADING, "edge_sharpness": 6})
+        store.submit("r01", item, {**GRADING, "edge_sharpness": 6}, token=token)
     with pytest.raises(AnswerError, match="not the next item"):
-        store.submit("r01", "r01-0003", GRADING)
+        store.submit("r01", "r01-0003", GRADING, token=token)
+    token2 = store.enrol("r02", seed=2).token
     with pytest.raises(AnswerError, match="belongs to another reader"):
-        store.submit("r02", item, GRADING)
-    with pytest.raises(AnswerError, match="not enrolled"):
-        store.resume("r02")
-    assert store.responses() == [] and len(store.events()) == events
+        store.submit("r02", item, GRADING, token=token2)
+    with pytest.raises(AnswerError, match="not listed in study"):
+        store.resume("r07", token=token)
+    assert store.responses() == [] and len(store.events()) == events + 1  # + r02's enrolment
     assert store.item(item).submitted_at is None
     store.close()
 
 
 def test_one_answer_per_reader_item_question_without_modification(tmp_path, clock):
-    store = _store(tmp_path, clock)
-    store.submit("r01", "r01-0001", GRADING)
+    store, token = _store(tmp_path, clock)
+    store.submit("r01", "r01-0001", GRADING, token=token)
     with pytest.raises(AnswerError, match="does not allow changing answers; ask the study admin"):
-        store.submit("r01", "r01-0001", {**GRADING, "overall_confidence": 2})
+        store.submit("r01", "r01-0001", {**GRADING, "overall_confidence": 2}, token=token)
     assert {r.question_key: r.value for r in store.responses()}["overall_confidence"] == 4
     # the database itself refuses a second row for the same reader, item and question
     with pytest.raises(sqlite3.IntegrityError, match="UNIQUE"):
@@ -113,10 +114,10 @@ def test_one_answer_per_reader_item_question_without_modification(tmp_path, cloc
 
 
 def test_modification_creates_revisions_only_when_the_study_allows_it(tmp_path, clock):
-    store = _store(tmp_path, clock, modification=True)
-    store.submit("r01", "r01-0001", GRADING)
+    store, token = _store(tmp_path, clock, modification=True)
+    store.submit("r01", "r01-0001", GRADING, token=token)
     clock.advance(60)
-    receipt = store.submit("r01", "r01-0001", {**GRADING, "overall_confidence": 2, "comment": "looked again"})
+    receipt = store.submit("r01", "r01-0001", {**GRADING, "overall_confidence": 2, "comment": "looked again"}, token=token)
     assert receipt.modified
     values = {r.question_key: (r.value, r.revision) for r in store.responses()}
     assert values["overall_confidence"] == (2, 2) and values["lumen_conspicuity"] == (4, 1)
@@ -124,14 +125,14 @@ def test_modification_creates_revisions_only_when_the_study_allows_it(tmp_path, 
     history = [(v.revision, v.value, v.changed_by) for v in store.revisions() if v.question_key == "overall_confidence"]
     assert history == [(1, 4, "reader"), (2, 2, "reader")]
     assert [e["kind"] for e in store.events()][-2:] == ["submit", "modify"]
-    assert store.resume("r01").item_id == "r01-0002"  # modifying does not move the reader
+    assert store.resume("r01", token=token).item_id == "r01-0002"  # modifying does not move the reader
     assert store.integrity_check().ok
     store.close()
 
 
 def test_admin_correction_is_a_logged_revision_with_its_reason(tmp_path, clock):
-    store = _store(tmp_path, clock)
-    store.submit("r01", "r01-0001", GRADING)
+    store, token = _store(tmp_path, clock)
+    store.submit("r01", "r01-0001", GRADING, token=token)
     with pytest.raises(AnswerError, match="needs a reason"):
         store.correct_answer("r01-0001", "overall_confidence", 5, reason=" ", corrected_by="pi")
     with pytest.raises(AnswerError, match="has not been submitted"):
@@ -150,13 +151,13 @@ def test_admin_correction_is_a_logged_revision_with_its_reason(tmp_path, clock):
 def test_questions_are_frozen_once_answered(tmp_path, clock):
     path = _study_file(tmp_path)
     store = create_store(tmp_path / "db.sqlite", load_study(path), clock=clock)
-    store.enrol("r01", seed=1)
+    token = store.enrol("r01", seed=1).token
     config = yaml.safe_load(path.read_text())
     config["tasks"][0]["questions"] = [{"key": "extra", "type": "yes_no", "text": "Any artefact?"}]
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     assert store.update_study(load_study(path))  # no answers yet: questions may still change
     assert "extra" in [q.key for q in store.study.task("grading").questions]
-    store.submit("r01", "r01-0001", {**GRADING, "extra": True})
+    store.submit("r01", "r01-0001", {**GRADING, "extra": True}, token=token)
     config["tasks"][0]["questions"][0]["text"] = "Any artefact at all?"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     with pytest.raises(StudyError) as info:
@@ -175,8 +176,8 @@ def test_questions_are_frozen_once_answered(tmp_path, clock):
 
 
 def test_events_and_revisions_are_append_only_and_tampering_is_detected(tmp_path, clock):
-    store = _store(tmp_path, clock)
-    store.submit("r01", "r01-0001", GRADING)
+    store, token = _store(tmp_path, clock)
+    store.submit("r01", "r01-0001", GRADING, token=token)
     for sql in ("UPDATE events SET kind='x' WHERE seq=1", "DELETE FROM events WHERE seq=1",
                 "UPDATE revisions SET value_json='1'", "DELETE FROM revisions"):
         with pytest.raises(sqlite3.IntegrityError, match="append-only"):
@@ -195,8 +196,8 @@ def test_events_and_revisions_are_append_only_and_tampering_is_detected(tmp_path
 
 
 def test_a_rewritten_event_breaks_the_hash_chain(tmp_path, clock):
-    store = _store(tmp_path, clock)
-    store.submit("r01", "r01-0001", GRADING)
+    store, token = _store(tmp_path, clock)
+    store.submit("r01", "r01-0001", GRADING, token=token)
     store._conn.execute("DROP TRIGGER events_no_update")
     store._conn.execute("UPDATE events SET payload_json='{}' WHERE kind='submit'")
     report = store.integrity_check()
@@ -206,9 +207,9 @@ def test_a_rewritten_event_breaks_the_hash_chain(tmp_path, clock):
 
 
 def test_open_repairs_a_lagging_or_cut_event_log_and_refuses_a_disagreeing_one(tmp_path, clock):
-    store = _store(tmp_path, clock)
+    store, token = _store(tmp_path, clock)
     for k in range(3):
-        store.submit("r01", f"r01-000{k + 1}", GRADING)
+        store.submit("r01", f"r01-000{k + 1}", GRADING, token=token)
     log = store.event_log_path
     store.close()
     lines = log.read_bytes().splitlines(keepends=True)

@@ -9,10 +9,10 @@ import pytest
 import yaml
 
 from DigitalContrastReaderLib.study import templates
+from DigitalContrastReaderLib.study.config import load_study, study_from_config
 from DigitalContrastReaderLib.study.errors import AnswerError, StudyError
 from DigitalContrastReaderLib.study.example import study_config_from_folder, write_example_study, write_study_file
 from DigitalContrastReaderLib.study.questions import Question
-from DigitalContrastReaderLib.study.config import load_study, study_from_config
 
 
 def _touch(path: Path) -> Path:
@@ -201,9 +201,9 @@ def test_example_study_is_valid_and_marked_demo(tmp_path):
         write_example_study(tmp_path / "ex")
 
 
-def test_the_readme_example_study_is_valid(repo_root, tmp_path):
-    readme = (repo_root / "README.md").read_text()
-    section = readme.split("### A study file", 1)[1]
+def test_the_documented_example_study_is_valid(repo_root, tmp_path):
+    readme = (repo_root / "docs" / "reader-study.md").read_text()
+    section = readme.split("## A study file", 1)[1]
     block = section.split("```yaml\n", 1)[1].split("```", 1)[0]
     study = study_from_config(yaml.safe_load(block), base_dir=tmp_path, check_files=False)
     assert [t.type for t in study.tasks] == ["grading", "turing", "preference", "detection"]

@@ -16,9 +16,9 @@ from scipy import ndimage
 
 from DigitalContrastLib.common.errors import InputError
 from DigitalContrastLib.ct.masks import body_mask_from_ct
+from DigitalContrastLib.ct.volume import CTVolume
 from DigitalContrastLib.evaluation.metrics import masked_mae_hu
 from DigitalContrastLib.evaluation.registration import RegistrationResult, register, resample_to
-from DigitalContrastLib.ct.volume import CTVolume
 
 BLOOD_NCCT_HU, BLOOD_CTA_HU = 40.0, 350.0
 AORTA_RADIUS_MM = 12.0

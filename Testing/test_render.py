@@ -7,10 +7,10 @@ import pytest
 from PIL import Image
 
 from DigitalContrastLib.ct import render
-from DigitalContrastLib.phantoms.preview import phantom_preview
 from DigitalContrastLib.ct.labels import LABEL_COLORS, LABELS
-from DigitalContrastLib.phantoms.generator import make_phantom
 from DigitalContrastLib.ct.volume import CTVolume
+from DigitalContrastLib.phantoms.generator import make_phantom
+from DigitalContrastLib.phantoms.preview import phantom_preview
 
 
 def test_window_maps_the_window_edges_to_black_and_white():

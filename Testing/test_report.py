@@ -10,10 +10,10 @@ import pytest
 from PIL import Image
 
 from DigitalContrastLib.common.errors import InputError
-from DigitalContrastReaderLib.exports.report import write_report
 from DigitalContrastReaderLib.analysis.simulated_study import detection_study, grading_study, turing_study
 from DigitalContrastReaderLib.analysis.turing import turing_test
 from DigitalContrastReaderLib.analysis.visual_grading import vgc_analysis
+from DigitalContrastReaderLib.exports.report import write_report
 
 pytestmark = pytest.mark.slow
 

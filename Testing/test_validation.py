@@ -12,9 +12,9 @@ from DigitalContrastLib.training.validation import (
     acceptance,
     case_metrics,
     criterion_intervals,
+    lumen_medians_by_level,
     observer_prediction,
     oracle_prediction,
-    lumen_medians_by_level,
     summarize,
     validate_model,
 )

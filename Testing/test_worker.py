@@ -7,16 +7,6 @@ import sys
 
 import numpy as np
 import pytest
-
-from DigitalContrastLib.worker import protocol
-from DigitalContrastLib.common.checksum import file_sha256
-from DigitalContrastLib.common.errors import (
-    EXIT_BAD_INPUT,
-    EXIT_BAD_JOB,
-    EXIT_MODEL,
-    EXIT_NO_GPU,
-    EXIT_OUTPUT,
-)
 from worker_support import (
     BODY_HU,
     BONE_HU,
@@ -28,6 +18,16 @@ from worker_support import (
     write_mr_like,
     write_tiny_ct,
 )
+
+from DigitalContrastLib.common.checksum import file_sha256
+from DigitalContrastLib.common.errors import (
+    EXIT_BAD_INPUT,
+    EXIT_BAD_JOB,
+    EXIT_MODEL,
+    EXIT_NO_GPU,
+    EXIT_OUTPUT,
+)
+from DigitalContrastLib.worker import protocol
 
 pytestmark = pytest.mark.process
 

@@ -30,8 +30,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "DigitalContrast"))
 
+from DigitalContrastLib.common.atomic import atomic_write_text  # noqa: E402
+from DigitalContrastLib.common.errors import EXIT_BAD_JOB, EXIT_OUTPUT, UserError  # noqa: E402
 from DigitalContrastLib.ct.labels import LABELS
-from DigitalContrastLib.phantoms.generator import make_phantom  # noqa: E402
+from DigitalContrastLib.evaluation.metrics import roi_metrics  # noqa: E402
 from DigitalContrastLib.evaluation.shape_observer import (  # noqa: E402
     EVIDENCE_CLIP_HU,
     disk_lumen_mask,
@@ -41,9 +43,7 @@ from DigitalContrastLib.evaluation.shape_observer import (  # noqa: E402
     placement_thrombus_bias_hu,
     rendered_lumen_prediction,
 )
-from DigitalContrastLib.common.atomic import atomic_write_text  # noqa: E402
-from DigitalContrastLib.common.errors import EXIT_BAD_JOB, EXIT_OUTPUT, UserError  # noqa: E402
-from DigitalContrastLib.evaluation.metrics import roi_metrics  # noqa: E402
+from DigitalContrastLib.phantoms.generator import make_phantom  # noqa: E402
 from DigitalContrastLib.training.validation import THROMBUS_BURDEN_EDGES  # noqa: E402
 
 #: name -> (evidence clip in HU or None, disk radius shrink in voxels)

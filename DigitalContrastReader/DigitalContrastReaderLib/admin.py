@@ -13,55 +13,10 @@ import importlib.util
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from DigitalContrastReaderLib.analysis.long_table import complete_crossed_subset
 from DigitalContrastReaderLib.exports.bundle import ExportResult, export_all
-from DigitalContrastReaderLib.exports.tidy import analysis_table
 from DigitalContrastReaderLib.store.base import AnswerStore
-from DigitalContrastReaderLib.store.sqlite import open_store
-from DigitalContrastReaderLib.study.errors import AnswerError, StoreError, UsageError
-
-STUDY_FILE_SUFFIXES = (".yaml", ".yml", ".json")
-STORE_SUFFIX = ".sqlite"
-
-
-def locate_store(path: str | os.PathLike) -> Path:
-    """The answer store a study path stands for.
-
-    Args:
-        path: the store itself (``.sqlite``); a study file (``study.yaml``: the store is
-            ``study.sqlite`` beside it, as ``digital-contrast-reader init`` names it by default in
-            the README); or a folder holding exactly one store.
-
-    Raises:
-        StoreError: no store (or several) found; the sentence says what to do.
-    """
-    path = Path(path).expanduser()
-    if path.is_dir():
-        stores = sorted(p for p in path.glob(f"*{STORE_SUFFIX}") if p.is_file())
-        if len(stores) == 1:
-            return stores[0]
-        if not stores:
-            raise StoreError(f"{path}: no answer store (*.sqlite) in this folder; choose the study's .sqlite file, or "
-                             "create it with 'digital-contrast-reader init STUDY.yaml --db STUDY.sqlite'.")
-        raise StoreError(f"{path}: {len(stores)} answer stores in this folder ({', '.join(p.name for p in stores)}); "
-                         "choose one of them.")
-    if path.suffix.lower() in STUDY_FILE_SUFFIXES:
-        store = path.with_suffix(STORE_SUFFIX)
-        if store.is_file():
-            return store
-        raise StoreError(f"{path}: this study has no answer store yet ({store.name}); create it with "
-                         f"'digital-contrast-reader init {path.name} --db {store.name}', then choose it here.")
-    if path.is_file():
-        return path
-    raise StoreError(f"{path}: no study there; choose the study's .sqlite file, study file or folder.")
-
-
-def open_study_store(path: str | os.PathLike, **options: Any) -> AnswerStore:
-    """Open the answer store that ``path`` stands for (see :func:`locate_store`)."""
-    return open_store(locate_store(path), **options)
-
+from DigitalContrastReaderLib.study.errors import AnswerError, UsageError
 
 #: Column titles of the admin's progress table (one per field of :class:`ProgressRow`).
 PROGRESS_HEADERS = ("reader", "group", "status", "items", "training", "session", "next opens", "last submit")
@@ -120,65 +75,22 @@ def report_available() -> bool:
     return importlib.util.find_spec(f"{__package__}.exports.report") is not None
 
 
-def _report_question(store: AnswerStore, question: str | None) -> tuple[str, str]:
-    """``(task_id, question_key)`` of the grade the report compares (default: the overall
-    confidence of the first grading task, else its last Likert question)."""
-    grading = [t for t in store.study.tasks if t.type == "grading"]
-    for task in grading:
-        keys = [q.key for q in task.questions if q.type == "likert"]
-        if question is not None and question in keys:
-            return task.task_id, question
-        if question is None and keys:
-            return task.task_id, "overall_confidence" if "overall_confidence" in keys else keys[-1]
-    raise UsageError("The HTML report compares a graded question, but this study has no grading task with "
-                     f"{'the question ' + repr(question) if question else 'a Likert question'}; export the tables instead.")
-
-
 def write_study_report(store: AnswerStore, out_dir: str | os.PathLike, *, question: str | None = None,
                        title: str | None = None) -> Path:
-    """The HTML report of the study (``report.write_report``) from the store's answers.
-
-    The grading table is the chosen Likert question (training excluded) of the first synthetic
-    source against ``real``; the Turing table (when the study has a Turing task with answers) is
-    its derived 1-10 rating (higher = more sure the image is synthetic).
+    """The HTML report of the whole study from the store's answers: every task and question type,
+    fully crossed or split-plot (``exports.study_report.write_study_report``; ``question`` is the
+    grade given the full section, default overall confidence).
 
     Raises:
-        UsageError: the report module is not part of this installation, or the study has no
-            graded question with answers.
+        UsageError: the report module is not part of this installation, or no task has complete answers yet.
     """
     if not report_available():
         raise UsageError("The HTML report is not part of this version of the reader library (no "
                          "DigitalContrastReaderLib.exports.report); use Export and the statistics tools instead.")
     if not str(out_dir).strip() or Path(out_dir) == Path("."):
         raise UsageError("Choose an export folder first.")
-    report = importlib.import_module(f"{__package__}.exports.report")
-    task_id, key = _report_question(store, question)
-    grading = analysis_table(store, key, task_id)
-    synthetic = sorted(m for m in set(grading["modality"]) if str(m).startswith("synthetic"))
-    if not synthetic or "real" not in set(grading["modality"]):
-        raise UsageError(f"Question '{key}' has no answers for both a synthetic and the real image yet; "
-                         "the report compares them, so wait for more answers.")
-    test = synthetic[0]
-    # a study still being read is analysed on its complete, fully crossed part (said in the title)
-    grading, note = complete_crossed_subset(grading[grading["modality"].isin([test, "real"])])
-    if grading.empty:
-        raise UsageError(f"No case has answers to '{key}' from every reader for both images yet; "
-                         "the report compares them, so wait for more answers.")
-    turing = None
-    turing_tasks = [t.task_id for t in store.study.tasks if t.type == "turing"]
-    if turing_tasks:
-        try:
-            turing, _ = complete_crossed_subset(analysis_table(store, "rating", turing_tasks[0]))
-        except UsageError:
-            turing = None  # no Turing answers yet
-        if turing is not None and turing.empty:
-            turing = None
-        # the derived rating is L + confidence for "synthetic", L + 1 - confidence for "real"
-        levels = turing["score"].max() // 2 if turing is not None else 5
-    title = title or f"{store.study.title}: {key}"
-    return Path(report.write_report(grading, out_dir, title=f"{title} ({note})" if note else title, test=test,
-                                    reference="real", turing=turing, synthetic_label=test,
-                                    turing_threshold=float(levels) + 0.5 if turing_tasks else 0.5))
+    report = importlib.import_module(f"{__package__}.exports.study_report")
+    return Path(report.write_study_report(store, out_dir, question=question, title=title))
 
 
 def correct_answer(store: AnswerStore, item_id: str, question_key: str, value_text: str, *, reason: str,

@@ -38,7 +38,14 @@ import numpy as np
 import torch
 
 from DigitalContrastLib.benchmarks.timed_runs import path_figures, time_path
+from DigitalContrastLib.common.errors import OutOfMemoryError
 from DigitalContrastLib.common.hardware import available_cpu_cores
+from DigitalContrastLib.ct.io import read_volume, write_volume
+from DigitalContrastLib.models.cards import resolve_model
+from DigitalContrastLib.models.network import load_network
+from DigitalContrastLib.models.weights import verify_weights_file
+from DigitalContrastLib.phantoms.generator import make_phantom
+from DigitalContrastLib.synthesis.api import load_engine
 from DigitalContrastLib.synthesis.engine import synthesize_volume
 from DigitalContrastLib.synthesis.flip_passes import FLIP_TTA_AXES
 from DigitalContrastLib.synthesis.grid import (
@@ -50,6 +57,7 @@ from DigitalContrastLib.synthesis.grid import (
 )
 from DigitalContrastLib.synthesis.settings import EngineSettings, replace_settings
 from DigitalContrastLib.synthesis.windows import plan_windows
+from DigitalContrastLib.worker.process import SAFE_PATH_FLAGS
 
 DEFAULT_SIZE_XYZ = (512, 512, 300)
 FOV_MM = 358.4
@@ -62,8 +70,6 @@ def default_spacing(size_xyz: tuple[int, int, int]) -> tuple[float, float, float
 
 def phantom_file(folder: Path, size_xyz: tuple[int, int, int], spacing: tuple[float, float, float], seed: int) -> Path:
     """Generate (once) and cache the benchmark phantom's non-contrast scan as raw NRRD."""
-    from DigitalContrastLib.ct.io import write_volume
-    from DigitalContrastLib.phantoms.generator import make_phantom
 
     name = f"phantom-{seed}-{'x'.join(map(str, size_xyz))}-{'x'.join(f'{s:g}' for s in spacing)}.nrrd"
     path = folder / name
@@ -157,10 +163,7 @@ def measure(input_path: str, model_id: str | None, device: str = "cpu", repeats:
     its figure is their median. ``paths`` holds every path's runs, the CPU other processes used
     during each run and stage, and its peak RSS.
     """
-    from DigitalContrastLib.ct.io import read_volume
     from DigitalContrastLib.ct.masks import body_mask_from_ct
-    from DigitalContrastLib.models.network import load_network
-    from DigitalContrastLib.synthesis.api import load_engine
 
     result: dict[str, Any] = {"load_average_before": list(os.getloadavg()) if hasattr(os, "getloadavg") else None}
     t0 = time.perf_counter()
@@ -302,8 +305,6 @@ def bench_phantom(size_xyz: tuple[int, int, int] = DEFAULT_SIZE_XYZ,
                   spacing_xyz_mm: tuple[float, float, float] | None = None, model_id: str | None = None,
                   seed: int = 20240, cache_dir: str | Path = "bench") -> tuple[Path, float]:
     """Check the model, then generate (once) the benchmark phantom: ``(its path, seconds taken)``."""
-    from DigitalContrastLib.models.cards import resolve_model
-    from DigitalContrastLib.models.weights import verify_weights_file
 
     # a missing model or bad weights is the user's error (exit 3, one sentence), found before the
     # phantom is generated, not a failed child process
@@ -320,8 +321,6 @@ def bench_phantom(size_xyz: tuple[int, int, int] = DEFAULT_SIZE_XYZ,
 def measure_in_child(function: str, path: Path, model_id: str | None) -> dict[str, Any]:
     """``function(path, model_id)`` of this package run in a fresh Python process (so its peak RSS is
     the synthesis's, not the phantom generator's); returns its JSON result."""
-    from DigitalContrastLib.common.errors import OutOfMemoryError
-    from DigitalContrastLib.worker.process import SAFE_PATH_FLAGS
 
     module, _, name = function.rpartition(".")
     code = (f"import json, sys; from {module} import {name}; "

@@ -28,10 +28,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from DigitalContrastLib.worker.outcome import Event
-from DigitalContrastLib.worker.client import WorkerClient
-from DigitalContrastLib.worker.protocol import make_job
+from DigitalContrastLib.ct.io import write_volume
+from DigitalContrastLib.phantoms.generator import make_phantom
 from DigitalContrastLib.synthesis.options import SynthesisOptions
+from DigitalContrastLib.worker.client import WorkerClient
+from DigitalContrastLib.worker.outcome import Event
+from DigitalContrastLib.worker.protocol import make_job
 
 TARGET_SECOND_JOB_EXTRA_S = 0.5
 
@@ -127,8 +129,6 @@ def _timed_run(client: WorkerClient, job: dict[str, Any]) -> dict[str, Any]:
 
 def _write_bench_ct(path: Path, shape_zyx: tuple[int, int, int]) -> None:
     """The non-contrast CT of phantom seed 0 on a ``shape_zyx`` grid (whole body in-plane, 3 mm slices)."""
-    from DigitalContrastLib.ct.io import write_volume
-    from DigitalContrastLib.phantoms.generator import make_phantom
 
     z, y, x = shape_zyx
     case = make_phantom(0, size_xyz=(x, y, z), spacing_xyz_mm=(350.0 / x, 350.0 / y, 3.0))

@@ -38,14 +38,21 @@ from typing import Any
 import numpy as np
 
 from DigitalContrastLib.common.atomic import atomic_write_text
-from DigitalContrastLib.common.hardware import physical_cores
-from .carbon import EnergyAssumptions, EnergyMeter
-from .table import STATUS_FAILED, STATUS_OK, CohortCase
+from DigitalContrastLib.common.checksum import file_sha256
 from DigitalContrastLib.common.errors import InputError, JobError, ModelError, NoGPUError, UserError
+from DigitalContrastLib.common.hardware import physical_cores
 from DigitalContrastLib.common.json_values import jsonable
-from DigitalContrastLib.evaluation.metrics import LUMEN_THRESHOLD_HU
+from DigitalContrastLib.ct.io import read_volume, write_volume
+from DigitalContrastLib.ct.masks import body_mask_from_ct
 from DigitalContrastLib.ct.volume import CTVolume
+from DigitalContrastLib.evaluation.metrics import LUMEN_THRESHOLD_HU, body_metrics, roi_metrics
+from DigitalContrastLib.synthesis.gate import check_path
 from DigitalContrastLib.synthesis.options import SynthesisOptions
+from DigitalContrastLib.worker.client import run_synthesis_job
+from DigitalContrastLib.worker.outcome import JobCancelled
+
+from .carbon import EnergyAssumptions, EnergyMeter
+from .table import METRIC_COLUMNS, STATUS_FAILED, STATUS_OK, CohortCase
 
 RESULT_FILE = "result.json"
 RESULT_SCHEMA = 1
@@ -75,6 +82,8 @@ class EvaluationSettings:
         lumen_threshold_hu: enhanced-lumen threshold of the Dice and diameter metrics.
         energy: power figures of the energy estimate (used where no counter is readable).
         case_timeout_s: a synthesis running longer fails its case (None: no limit).
+        server: a synthesis service URL (``digital-contrast serve``): the syntheses run there (the
+            token from ``DIGITAL_CONTRAST_TOKEN``, which is never stored); None: local workers.
     """
 
     model_id: str | None = None
@@ -88,6 +97,7 @@ class EvaluationSettings:
     lumen_threshold_hu: float = LUMEN_THRESHOLD_HU
     energy: EnergyAssumptions = field(default_factory=EnergyAssumptions)
     case_timeout_s: float | None = None
+    server: str | None = None
 
     def __post_init__(self) -> None:
         from DigitalContrastLib.evaluation.registration import METHODS
@@ -153,7 +163,6 @@ def finished_result(case: CohortCase, out_dir: str | os.PathLike, settings: Eval
     result settings from the same inputs (fingerprints), and every output it lists still has the
     SHA-256 recorded there. Failed and incomplete cases return None (they are redone).
     """
-    from DigitalContrastLib.common.checksum import file_sha256
 
     folder = case_folder(out_dir, case.case_id)
     try:
@@ -210,7 +219,6 @@ def picture_focus(noncontrast: CTVolume, synthetic: CTVolume, labels: CTVolume |
 def scored_body_mask(noncontrast: CTVolume, real: CTVolume) -> np.ndarray:
     """``[z, y, x]`` bool: where the non-contrast and the registered real scan both show the body
     (``metrics.body_mask_from_ct`` of each, intersected)."""
-    from DigitalContrastLib.ct.masks import body_mask_from_ct
 
     return body_mask_from_ct(noncontrast.array) & body_mask_from_ct(real.array)
 
@@ -225,8 +233,6 @@ def case_metrics(noncontrast: CTVolume, synthetic: CTVolume, real: CTVolume | No
     body is not scored where it has no data; :func:`scored_body_mask`, or ``body_mask`` when given).
     ROI metrics (``metrics.roi_metrics``) need labels. Without a real scan every metric is ``nan``.
     """
-    from .table import METRIC_COLUMNS
-    from DigitalContrastLib.evaluation.metrics import body_metrics, roi_metrics
 
     out: dict[str, float] = {name: float("nan") for name in METRIC_COLUMNS}
     if real is None:
@@ -263,7 +269,6 @@ def evaluate_case(case: CohortCase, out_dir: str | os.PathLike, settings: Evalua
         RunError: the model is missing or invalid, a GPU was required and none is usable, or a
             job option is wrong: every case would fail the same way.
     """
-    from DigitalContrastLib.common.checksum import file_sha256
 
     started = time.perf_counter()
     device = device or settings.device
@@ -326,8 +331,6 @@ def evaluate_case(case: CohortCase, out_dir: str | os.PathLike, settings: Evalua
 
 
 def _read_inputs(case: CohortCase, folder: Path, result: dict, timings: dict) -> tuple[CTVolume, CTVolume | None, CTVolume | None]:
-    from DigitalContrastLib.synthesis.gate import check_path
-    from DigitalContrastLib.ct.io import read_volume
     from DigitalContrastLib.evaluation.registration import resample_to
 
     t = time.perf_counter()
@@ -357,10 +360,10 @@ def _read_inputs(case: CohortCase, folder: Path, result: dict, timings: dict) ->
 
 def _synthesize(case: CohortCase, output: Path, folder: Path, settings: EvaluationSettings, client: Any,
                 device: str, threads: int, result: dict) -> dict[str, Any]:
-    from DigitalContrastLib.worker.outcome import JobCancelled
-    from DigitalContrastLib.worker.client import run_synthesis_job
 
-    meter = EnergyMeter(device, threads, settings.energy)
+    # on a service this machine's counters do not see the job: the stated estimate only
+    meter = EnergyMeter(device, threads, settings.energy, counter_factory=lambda _device: None) if settings.server \
+        else EnergyMeter(device, threads, settings.energy)
     meter.start()
     result["synthesis_calls"] += 1
     try:
@@ -381,7 +384,6 @@ def _synthesize(case: CohortCase, output: Path, folder: Path, settings: Evaluati
 
 
 def _read_synthetic(path: Path, noncontrast: CTVolume) -> CTVolume:
-    from DigitalContrastLib.ct.io import read_volume
 
     synthetic = read_volume(path)
     if not synthetic.same_geometry(noncontrast):
@@ -391,7 +393,6 @@ def _read_synthetic(path: Path, noncontrast: CTVolume) -> CTVolume:
 
 def _register(noncontrast: CTVolume, real: CTVolume, folder: Path, settings: EvaluationSettings, threads: int,
               result: dict, timings: dict) -> CTVolume:
-    from DigitalContrastLib.ct.io import write_volume
     from DigitalContrastLib.evaluation.registration import register
 
     t = time.perf_counter()

@@ -23,8 +23,11 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from .table import write_cohort_csv
 from DigitalContrastLib.common.errors import JobError
+from DigitalContrastLib.phantoms.generator import make_phantom, summary_line, write_phantom
+from DigitalContrastLib.phantoms.misregistration import RigidMisregistration
+
+from .table import write_cohort_csv
 
 #: Seeds of cohort phantoms start here: far from the training and validation seeds of the
 #: shipped model (a cohort of held-out cases).
@@ -64,8 +67,6 @@ def make_phantom_cohort(out_dir: str | os.PathLike, cases: int = 5, seed_start: 
     """
     import SimpleITK as sitk
 
-    from DigitalContrastLib.phantoms.generator import make_phantom, summary_line, write_phantom
-    from DigitalContrastLib.phantoms.misregistration import RigidMisregistration
 
     if int(cases) < 1:
         raise JobError(f"A cohort needs at least one case, not {cases}: give --cases 1 or more.")

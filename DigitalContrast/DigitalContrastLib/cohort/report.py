@@ -24,9 +24,6 @@ from typing import Any
 import numpy as np
 
 from DigitalContrastLib.common.atomic import atomic_write_text
-from .carbon import CONTRAST_CT_KG_CO2E, CONTRAST_CT_SOURCE
-from .case import PICTURE_FILE
-from .table import STATUS_OK, as_float
 from DigitalContrastLib.common.report_html import (
     BASE_CSS,
     FigureWriter,
@@ -36,6 +33,10 @@ from DigitalContrastLib.common.report_html import (
     html_img,
     html_table,
 )
+
+from .carbon import CONTRAST_CT_KG_CO2E, CONTRAST_CT_SOURCE
+from .case import PICTURE_FILE
+from .table import STATUS_OK, as_float
 
 CSS = BASE_CSS + """
 .failed td { background: #fdecea; } .pictures figure { margin: 1.2em 0; }

@@ -41,13 +41,16 @@ from typing import Any
 
 from DigitalContrastLib import __version__
 from DigitalContrastLib.common.atomic import atomic_write_text
-from DigitalContrastLib.common.hardware import physical_cores
-from .carbon import GridIntensity, co2e_g, gpu_count, grid_intensity, ledger_summary
-from .case import EvaluationSettings, RunError, case_folder, evaluate_case, finished_result
-from DigitalContrastLib.evaluation.stats import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, CONFIDENCE, bland_altman, describe
-from .table import STATUS_FAILED, STATUS_OK, CohortCase, read_cohort_csv, write_metrics_csv
 from DigitalContrastLib.common.errors import EXIT_MODEL, EXIT_NO_GPU, JobError, ModelError, NoGPUError, OutputError
+from DigitalContrastLib.common.hardware import physical_cores
 from DigitalContrastLib.common.json_values import jsonable
+from DigitalContrastLib.evaluation.stats import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, CONFIDENCE, bland_altman, describe
+from DigitalContrastLib.worker.client import WorkerClient
+
+from .carbon import GridIntensity, co2e_g, gpu_count, grid_intensity, ledger_summary
+from .case import PICTURE_FILE, EvaluationSettings, RunError, case_folder, evaluate_case, finished_result
+from .report import write_cohort_report
+from .table import STATUS_FAILED, STATUS_OK, CohortCase, read_cohort_csv, write_metrics_csv
 
 METRICS_CSV = "metrics.csv"
 SUMMARY_JSON = "summary.json"
@@ -140,11 +143,16 @@ _POOL_SLOT: dict[str, Any] = {}
 
 def node_client(settings: EvaluationSettings, threads: int | None) -> Any:
     """This process's persistent :class:`~DigitalContrastLib.worker.client.WorkerClient` for ``settings``
-    (created on first use; the model stays loaded between the cases this process runs)."""
-    from DigitalContrastLib.worker.client import WorkerClient
+    (created on first use; the model stays loaded between the cases this process runs), or, with
+    ``settings.server``, a :class:`~DigitalContrastLib.worker.remote_client.RemoteWorkerClient`."""
 
-    key = (settings.dummy, settings.dummy_seconds, threads)
+    key = (settings.dummy, settings.dummy_seconds, threads, settings.server)
     client = _NODE_CLIENTS.get(key)
+    if client is None and settings.server:
+        from DigitalContrastLib.worker.remote_client import RemoteWorkerClient
+
+        client = RemoteWorkerClient(settings.server)
+        _NODE_CLIENTS[key] = client
     if client is None:
         client = WorkerClient(persistent=True, dummy=settings.dummy, dummy_seconds=settings.dummy_seconds,
                               threads=threads)
@@ -258,7 +266,6 @@ class CohortRun:
 
     def picture(self, case_id: str) -> Path:
         """The side-by-side PNG of a case."""
-        from .case import PICTURE_FILE
 
         return case_folder(self.out_dir, case_id) / PICTURE_FILE
 
@@ -324,6 +331,9 @@ def evaluate_cohort(
     if scheduler:
         where = f"Dask cluster at {scheduler}"
         plan = None
+    elif settings.server:
+        plan = plan_local_pool(workers or 1, "cpu", settings.threads, gpus=0)
+        where = f"syntheses on the service {settings.server}; registration and metrics here ({plan.policy})"
     else:
         plan = plan_local_pool(workers, settings.device, settings.threads)
         where = plan.policy
@@ -367,7 +377,6 @@ def evaluate_cohort(
     summary = summarize(rows, results, settings, grid, where, Path(csv_path).resolve())
     write_metrics_csv(out / METRICS_CSV, rows, extra_columns)
     atomic_write_text(out / SUMMARY_JSON, json.dumps(summary, indent=1, allow_nan=False) + "\n")
-    from .report import write_cohort_report
 
     write_cohort_report(out, rows, summary)
     seconds = time.perf_counter() - started

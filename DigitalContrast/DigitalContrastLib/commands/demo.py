@@ -52,16 +52,17 @@ def shipped_model_id() -> str | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from DigitalContrastLib.common.atomic import atomic_write_text
-    from DigitalContrastLib.cohort.run import evaluate_cohort
     from DigitalContrastLib.cohort.case import EvaluationSettings
     from DigitalContrastLib.cohort.phantom_cohort import make_phantom_cohort
+    from DigitalContrastLib.cohort.run import evaluate_cohort
     from DigitalContrastLib.cohort.table import read_cohort_csv
+    from DigitalContrastLib.common.atomic import atomic_write_text
     from DigitalContrastLib.common.errors import EXIT_BAD_INPUT
-    from DigitalContrastLib.synthesis.gate import check_path
+    from DigitalContrastLib.ct.render import save_png
     from DigitalContrastLib.phantoms.generator import read_phantom
     from DigitalContrastLib.phantoms.preview import phantom_preview
-    from DigitalContrastLib.ct.render import save_png
+    from DigitalContrastLib.synthesis.gate import check_path
+
     from .check import format_report
     from .evaluate import print_case, print_summary
 

@@ -18,7 +18,9 @@ side_by_side.png, result.json), DIR/metrics.csv, DIR/summary.json and DIR/report
 A case that fails (gate error, unreadable file, ...) is reported with its reason; the run goes on.
 Rerunning skips the finished cases (outputs checked by SHA-256) and redoes the others.
 By default the cases run on this machine: one process per GPU, or one process using every core
-without a GPU (--workers overrides). --scheduler runs them on an existing Dask cluster.
+without a GPU (--workers overrides). --scheduler runs them on an existing Dask cluster. --server
+URL sends each synthesis to a synthesis service ('digital-contrast serve'; the token from
+DIGITAL_CONTRAST_TOKEN), where the model stays loaded; registration and metrics run here.
 """
 
 
@@ -35,6 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="CPU threads per worker (default: the physical cores divided among the workers)")
     parser.add_argument("--scheduler", default=None, metavar="ADDRESS",
                         help="Dask scheduler address (tcp://host:8786): run the cases on that cluster")
+    parser.add_argument("--server", default=None, metavar="URL",
+                        help="run the syntheses on a synthesis service (token from DIGITAL_CONTRAST_TOKEN)")
     parser.add_argument("--register", default="rigid", choices=("rigid", "bspline", "none"),
                         help="registration of the real contrast scan onto the non-contrast grid (default: rigid)")
     parser.add_argument("--uncertainty", action="store_true", help="also write each case's uncertainty map")
@@ -63,7 +67,7 @@ def settings_from_args(args: argparse.Namespace):
         model_id=args.model, device=args.device, register=args.register, uncertainty=args.uncertainty,
         dummy=args.dummy, dummy_seconds=args.dummy_seconds, threads=args.threads,
         energy=EnergyAssumptions(cpu_watts_per_core=args.cpu_watts_per_core, gpu_watts=args.gpu_watts),
-        case_timeout_s=args.case_timeout)
+        case_timeout_s=args.case_timeout, server=args.server)
     return settings, grid_intensity(args.grid_country, args.grid_g_per_kwh)
 
 

@@ -48,8 +48,8 @@ def run(args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - started
     paths = write_phantom(case, args.outdir)
     if args.png:
-        from DigitalContrastLib.phantoms.preview import phantom_preview
         from DigitalContrastLib.ct.render import save_png
+        from DigitalContrastLib.phantoms.preview import phantom_preview
 
         paths["preview"] = save_png(phantom_preview(case), paths["params"].parent / "preview.png")
     for key, path in paths.items():

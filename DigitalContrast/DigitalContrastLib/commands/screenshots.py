@@ -24,8 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from DigitalContrastLib.worker.client import WorkerClient
     from DigitalContrastLib.mrml.screenshots import make_review_screenshot
+    from DigitalContrastLib.worker.client import WorkerClient
 
     shot = make_review_screenshot(Path(args.out) / "review.png", client_factory=lambda: WorkerClient(dummy=args.dummy),
                                   model_id=args.model, device=args.device)

@@ -20,6 +20,11 @@ examples:
   digital-contrast synthesize dicom_dir/ synthetic.nii.gz --series 1.2.840... --uncertainty sd.nrrd
   digital-contrast synthesize ncct.nrrd out.nrrd --model aorta-phantom-v1 --device cuda --json
   digital-contrast synthesize ncct.nrrd out.nrrd --backend torch      # not OpenVINO, even where installed
+  DIGITAL_CONTRAST_TOKEN=dc_... digital-contrast synthesize ncct.nrrd out.nrrd --server https://gpu1.example.org
+
+With --server the job runs on a synthesis service ('digital-contrast serve') instead of this
+machine: the input is uploaded, the progress bar, Ctrl-C cancel, input check and provenance are
+the same, and the provenance names the server and its device (--device is then the server's).
 """
 
 
@@ -37,6 +42,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also write a voxel-wise SD map in HU (flip test-time augmentation; 4x the time)")
     parser.add_argument("--overlap", type=float, default=None, help="sliding-window overlap in [0, 1) (default: the card's)")
     parser.add_argument("--series", metavar="UID", default=None, help="DICOM Series Instance UID when the folder holds several")
+    parser.add_argument("--server", metavar="URL", default=None,
+                        help="run on a synthesis service (token from DIGITAL_CONTRAST_TOKEN) instead of locally")
     parser.add_argument("--json", action="store_true", help="print the provenance as JSON on stdout")
 
 
@@ -51,13 +58,24 @@ def run(args: argparse.Namespace) -> int:
     def warn(code: str, message: str) -> None:
         print(f"warning [{code}]: {message}", file=sys.stderr)
 
+    client = None
+    if args.server:
+        from DigitalContrastLib.worker.remote_client import RemoteWorkerClient
+
+        client = RemoteWorkerClient(args.server)
     with ProgressBar("synthesize") as bar:
-        provenance = run_synthesis_job(args.input, args.output, options, progress=bar, on_warning=warn)["provenance"]
+        provenance = run_synthesis_job(args.input, args.output, options, progress=bar, on_warning=warn,
+                                       client=client)["provenance"]
     if args.json:
         print(json.dumps(provenance, indent=2))
     else:
         t = provenance["timings_s"]
         print(f"wrote {provenance['output']['path']} (SYNTHETIC, model {provenance['model']['id']} "
               f"{provenance['model']['version']}, {provenance['device']}, "
-              f"{sum(t.values()):.1f} s) and its provenance {provenance['output']['path']}.json")
+              f"{sum(t.values()):.1f} s{_where(provenance)}) and its provenance {provenance['output']['path']}.json")
     return 0
+
+
+def _where(provenance: dict) -> str:
+    server = provenance.get("server")
+    return f" on {server['url']}" if server else ""

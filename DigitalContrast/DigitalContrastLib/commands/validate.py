@@ -43,9 +43,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from DigitalContrastLib.common.errors import JobError
     from DigitalContrastLib.common.progressbar import ProgressBar
     from DigitalContrastLib.synthesis.api import load_engine
-    from DigitalContrastLib.common.errors import JobError
     from DigitalContrastLib.training.validation import (
         METHODS,
         chest_check,

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from DigitalContrastLib.common.errors import InputError
+
 from .volume import CTVolume
 
 #: Files larger than this that are not DICOM are not even opened while scanning a folder.
@@ -268,7 +269,7 @@ def slice_geometry(positions_lps: np.ndarray, normal: np.ndarray, pixel_spacing_
 def _plain(value: Any) -> Any:
     """DICOM values as JSON-able Python values (numbers stay numbers, MultiValue -> list)."""
     from pydicom.multival import MultiValue
-    from pydicom.valuerep import DSdecimal, DSfloat, IS
+    from pydicom.valuerep import IS, DSdecimal, DSfloat
 
     if value is None or isinstance(value, bool):
         return value

@@ -57,9 +57,10 @@ from typing import Any
 
 import numpy as np
 
-from .display_presets import CONTRAST_PRESET, get_preset
 from DigitalContrastLib.common.errors import JobError, OutputError
 from DigitalContrastLib.common.progress import ProgressCallback
+
+from .display_presets import CONTRAST_PRESET, get_preset
 from .volume import CTVolume
 
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
@@ -67,6 +68,10 @@ SERIES_PREFIX = "SYNTHETIC "
 MANUFACTURER = "DigitalContrast"
 
 #: Patient and study module attributes copied from the source DICOM (or the provenance).
+#: Synthetic Data (0008,001C): set by tag, because pydicom 2.4's dictionary (3D Slicer 5.10) predates the
+#: keyword and would silently drop ``ds.SyntheticData`` from the file.
+SYNTHETIC_DATA_TAG = 0x0008001C
+
 PATIENT_STUDY_KEYWORDS = (
     "PatientName",
     "PatientID",
@@ -306,7 +311,7 @@ def export_synthetic_dicom(
         ds.InstanceNumber = k + 1
         ds.ContentDate, ds.ContentTime = date, time
         ds.ImageType = ["DERIVED", "SECONDARY", "AXIAL"]
-        ds.SyntheticData = "YES"
+        ds.add_new(SYNTHETIC_DATA_TAG, "CS", "YES")  # by tag: pydicom 2.4 (Slicer 5.10) lacks its keyword
         ds.DerivationDescription = derivation_description(provenance)
         ds.DerivationCodeSequence = [
             _code_item("123110", "DCM", "Artificial Intelligence"),

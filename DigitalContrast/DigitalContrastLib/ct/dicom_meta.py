@@ -17,7 +17,6 @@ import numpy as np
 from .dicom import contrast_agent_given
 from .dicom_export import PATIENT_STUDY_KEYWORDS
 
-
 #: DICOM facts kept on a node (what the export and the input gate read).
 DICOM_META_KEYS = (
     "Modality", "StudyInstanceUID", "SeriesInstanceUID", "FrameOfReferenceUID", "SOPClassUID", "SOPInstanceUIDs",

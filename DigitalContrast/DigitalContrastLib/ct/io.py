@@ -25,10 +25,11 @@ from pathlib import Path
 
 import numpy as np
 
-from . import dicom
 from DigitalContrastLib.common.atomic import atomic_path
-from .dicom import DicomSeriesInfo
 from DigitalContrastLib.common.errors import InputError, OutputError
+
+from . import dicom
+from .dicom import DicomSeriesInfo
 from .volume import CTVolume
 
 #: Readable file types (lower-case extension -> format name used in metadata).

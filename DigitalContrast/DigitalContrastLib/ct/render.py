@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from DigitalContrastLib.common.atomic import atomic_path
+
 from .volume import CTVolume
 
 #: Windows (width, level) in HU used in titles and previews.

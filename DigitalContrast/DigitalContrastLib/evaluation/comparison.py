@@ -18,7 +18,6 @@ from DigitalContrastLib.ct.volume import CTVolume
 from .metrics import body_metrics, roi_metrics
 from .registration import register, resample_to
 
-
 NO_LABELS_NOTE = ("No lumen label volume given: body metrics only (MAE, PSNR, SSIM); lumen HU and diameters need a "
                   "label map of the aorta (phantom codes, or 1 = lumen).")
 

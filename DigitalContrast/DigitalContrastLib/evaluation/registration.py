@@ -28,8 +28,8 @@ import numpy as np
 import SimpleITK as sitk
 
 from DigitalContrastLib.common.errors import InputError
-from DigitalContrastLib.ct.masks import body_mask_from_ct
 from DigitalContrastLib.common.progress import ProgressCallback, no_progress
+from DigitalContrastLib.ct.masks import body_mask_from_ct
 from DigitalContrastLib.ct.volume import CTVolume
 
 METHODS = ("rigid", "bspline", "none")

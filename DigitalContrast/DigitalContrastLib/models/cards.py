@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from DigitalContrastLib.common.atomic import atomic_write_text
 from DigitalContrastLib.common.errors import ModelError, require_package
 from DigitalContrastLib.common.paths import MODULE_DIR
 
@@ -269,7 +270,6 @@ def write_model_folder(folder: str | os.PathLike, card_data: dict[str, Any], sta
     The card is validated before anything is written; both files are written atomically.
     Returns the loaded card.
     """
-    from DigitalContrastLib.common.atomic import atomic_write_text
 
     folder = Path(folder)
     data = json.loads(json.dumps(card_data))  # a deep, JSON-only copy

@@ -15,6 +15,8 @@ import torch
 
 from DigitalContrastLib.common.errors import ModelError
 
+from .weights import load_state_dict
+
 #: MONAI classes a card may name (all 3D dense-prediction networks with plain JSON arguments).
 ALLOWED_NETWORKS = ("UNet", "BasicUNet", "AttentionUnet", "SegResNet", "DynUNet", "UNETR", "SwinUNETR")
 
@@ -75,7 +77,6 @@ def load_network(card, device: str | torch.device = "cpu") -> torch.nn.Module:
     Raises:
         ModelError: invalid network description, weights refused, or weights that do not fit.
     """
-    from .weights import load_state_dict
 
     spec = card.data["network"]
     network = build_network(spec["class"], spec["kwargs"], where=str(card.path))

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from DigitalContrastLib.common.atomic import atomic_write_bytes
 from DigitalContrastLib.common.checksum import file_sha256
 from DigitalContrastLib.common.errors import ModelError
 
@@ -113,7 +114,6 @@ def save_state_dict(state: dict[str, "torch.Tensor"], path: str | os.PathLike,
     """Write tensors to ``path`` (.safetensors) atomically; returns ``{file, format, sha256, size_bytes}``."""
     from safetensors.torch import save as save_bytes
 
-    from DigitalContrastLib.common.atomic import atomic_write_bytes
 
     path = Path(path)
     if path.suffix != ".safetensors":

@@ -36,7 +36,7 @@ from DigitalContrastLib.worker.task_process import TaskProcess
 from . import provenance as prov
 from .gui_steps import BlockMonitor, Progress
 from .gui_task import GuiTask, new_workspace, wait_for_process
-from .node_files import VolumeRead, array_to_node, read_volume_steps, write_node_steps
+from .node_files import VolumeRead, array_to_node, node_voxels, read_volume_steps, remove_steps, write_node_steps
 from .table_nodes import metrics_to_table_node
 
 REGISTERED_SUFFIX = " registered"
@@ -46,6 +46,7 @@ FIELD_OF_VIEW_REFERENCE = "DigitalContrast.FieldOfView"
 REGISTERED_FROM = prov.PREFIX + "RegisteredFrom"
 REGISTERED_ONTO = prov.PREFIX + "RegisteredOnto"
 REGISTRATION = prov.PREFIX + "Registration"
+REGISTRATION_TRANSFORM = prov.PREFIX + "RegistrationTransform"
 METRICS_FOR = prov.PREFIX + "MetricsFor"
 METRICS_NOTES = prov.PREFIX + "MetricsNotes"
 #: Methods offered to users: B-spline is marked experimental in the module.
@@ -70,13 +71,20 @@ def write_inputs(files: Sequence[tuple[Any, Path, str]]) -> Generator[Any, None,
             yield Progress(what, fraction)
 
 
-def read_result(path: Path, what: str) -> Generator[Any, None, VolumeRead]:
-    """Pipeline steps reading a raw NRRD the task wrote; returns the filled :class:`VolumeRead`."""
+def read_result(path: Path, what: str, expect_sha256: str | None = None) -> Generator[Any, None, VolumeRead]:
+    """Pipeline steps reading a raw NRRD a worker wrote (checked against its SHA-256 when given); returns
+    the filled :class:`VolumeRead`."""
     read = None
-    for read in read_volume_steps(path):
+    for read in read_volume_steps(path, expect_sha256=expect_sha256):
         yield Progress(what, 1.0 if read.done else 0.5)
     assert read is not None
     return read
+
+
+def remove_files(paths: Sequence[Path]) -> Generator[Any, None, None]:
+    """Pipeline steps deleting the volume files a task no longer needs, a slab per step."""
+    for fraction in remove_steps(list(paths)):
+        yield Progress("cleaning up", fraction)
 
 
 def _remove_nodes_with(scene: Any, attribute: str, value: str) -> None:
@@ -96,13 +104,31 @@ class RegisteredReal:
         field_of_view_node: hidden uint8 mask node, 1 where the real scan has data after the transform.
         figures: method, final stage, metric values, iterations, seconds, ``rigid_parameters``
             (``rotation_deg``, ``translation_mm``, ``center_mm``).
-        transform: the ``SimpleITK.Transform`` from non-contrast points to real-scan points (LPS mm).
+        transform_text: the transform from non-contrast points to real-scan points (LPS mm), as ITK's
+            ``.tfm`` text (also on the node, ``DigitalContrast.RegistrationTransform``); :attr:`transform`
+            reads it.
     """
 
     node: Any
     field_of_view_node: Any
     figures: dict[str, Any]
-    transform: Any
+    transform_text: str = field(repr=False, default="")
+
+    @property
+    def transform(self) -> Any:
+        """The ``SimpleITK.Transform`` (read on first use: SimpleITK is not imported while the GUI polls)."""
+        import os
+        import tempfile
+
+        import SimpleITK as sitk
+
+        handle, name = tempfile.mkstemp(suffix=".tfm")
+        try:
+            with os.fdopen(handle, "w") as out:
+                out.write(self.transform_text)
+            return sitk.ReadTransform(name)
+        finally:
+            os.unlink(name)
 
 
 def start_registration(scene: Any, nc_node: Any, real_node: Any, method: str = "rigid",
@@ -133,17 +159,17 @@ def start_registration(scene: Any, nc_node: Any, real_node: Any, method: str = "
                  "moving_name": f"contrast volume '{real_name}'"}
 
     def pipeline() -> Generator[Any, None, RegisteredReal]:
-        import SimpleITK as sitk
-
         yield from write_inputs([(nc_node, paths["fixed"], "writing the non-contrast scan"),
                                  (real_node, paths["moving"], "writing the contrast scan")])
         process = TaskProcess(["--task", "register"], arguments, launcher=settings.launcher)
         figures = yield from wait_for_process(process, "registration")
         registered = yield from read_result(paths["registered"], "loading the registered scan")
         covered = yield from read_result(paths["field_of_view"], "loading its field of view")
-        transform = sitk.ReadTransform(arguments["transform"])
+        transform = Path(arguments["transform"]).read_text()
+        yield from remove_files([paths[key] for key in ("fixed", "moving", "registered", "field_of_view")])
         _remove_nodes_with(scene, REGISTERED_FROM, real_id)
-        attributes = {REGISTERED_FROM: real_id, REGISTERED_ONTO: nc_id, REGISTRATION: prov.to_json(figures)}
+        attributes = {REGISTERED_FROM: real_id, REGISTERED_ONTO: nc_id, REGISTRATION: prov.to_json(figures),
+                      REGISTRATION_TRANSFORM: transform}
         node = array_to_node(scene, registered.volume(), real_name + REGISTERED_SUFFIX, attributes, CONTRAST_PRESET)
         mask = array_to_node(scene, covered.volume(), real_name + FIELD_OF_VIEW_SUFFIX, {REGISTERED_FROM: real_id},
                              MASK_WINDOW)
@@ -203,6 +229,7 @@ def start_metrics(scene: Any, nc_node: Any, synthetic_node: Any, real_node: Any,
         yield from write_inputs(files)
         process = TaskProcess(["--task", "metrics"], arguments, launcher=settings.launcher)
         value = yield from wait_for_process(process, "metrics")
+        yield from remove_files([path for _, path, _ in files])
         rows, notes = value["rows"], value["notes"]
         _remove_nodes_with(scene, METRICS_FOR, synthetic_id)
         table = metrics_to_table_node(scene, rows, name)
@@ -246,6 +273,7 @@ def start_export(synthetic_node: Any, out_dir: str | os.PathLike, *, source_node
         yield from write_inputs([(synthetic_node, workspace / "synthetic.nrrd", "writing the synthetic volume")])
         process = TaskProcess(["--task", "export"], arguments, launcher=settings.launcher)
         value = yield from wait_for_process(process, "export")
+        yield from remove_files([workspace / "synthetic.nrrd"])
         return [Path(path) for path in value["files"]]
 
     return GuiTask("export", pipeline(), workspace, settings.monitor).start()
@@ -255,7 +283,6 @@ def dicom_meta_steps(node: Any, files: Sequence[str | os.PathLike],
                      settings: TaskSettings | None = None) -> Generator[Any, None, dict[str, Any]]:
     """Pipeline steps reading the headers of the DICOM ``files`` a node was loaded from, in a worker
     process; they set its ``DigitalContrast.DicomMeta`` and return the facts (see :mod:`~DigitalContrastLib.ct.dicom_meta`)."""
-    from .node_files import node_voxels
 
     settings = settings or TaskSettings()
     voxels = node_voxels(node)

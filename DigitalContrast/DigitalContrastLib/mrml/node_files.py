@@ -16,6 +16,7 @@ time budget per timer tick. Arrays are ``[z, y, x]``; geometry on disk is LPS, n
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -27,11 +28,12 @@ import numpy as np
 from DigitalContrastLib.common.errors import InputError
 from DigitalContrastLib.ct.display_presets import WindowLevel, get_preset
 from DigitalContrastLib.ct.volume import CTVolume
+from DigitalContrastLib.worker.outcome import WorkerError
 
 from .volume_nodes import node_geometry_lps, ras_geometry
 
-#: Bytes per step: about 8 ms of memory bandwidth and page-cache writes on a laptop.
-SLAB_BYTES = 8 * 2**20
+#: Bytes per step: a few milliseconds of memory bandwidth and page-cache writes.
+SLAB_BYTES = 4 * 2**20
 
 _NRRD_TYPES = {np.dtype(np.int8): "int8", np.dtype(np.uint8): "uint8", np.dtype(np.int16): "short",
                np.dtype(np.uint16): "ushort", np.dtype(np.int32): "int", np.dtype(np.uint32): "uint",
@@ -170,8 +172,13 @@ def read_nrrd_header(path: str | os.PathLike) -> tuple[dict[str, str], int]:
     return fields, offset
 
 
-def read_volume_steps(path: str | os.PathLike, slab_bytes: int = SLAB_BYTES) -> Iterator[VolumeRead]:
-    """Read a raw NRRD slab by slab; yields the same :class:`VolumeRead` after each slab (``done`` at the end)."""
+def read_volume_steps(path: str | os.PathLike, slab_bytes: int = SLAB_BYTES,
+                      expect_sha256: str | None = None) -> Iterator[VolumeRead]:
+    """Read a raw NRRD slab by slab; yields the same :class:`VolumeRead` after each slab (``done`` at the end).
+
+    ``expect_sha256``: the file's SHA-256 as its writer reported it; the bytes are hashed as they are
+    read, and a mismatch raises :class:`~DigitalContrastLib.worker.outcome.WorkerError` before ``done``.
+    """
     fields, offset = read_nrrd_header(path)
     nx, ny, nz = (int(v) for v in fields["sizes"].split())
     dtype = np.dtype(_NUMPY_TYPES[fields["type"]]).newbyteorder("<")
@@ -184,15 +191,44 @@ def read_volume_steps(path: str | os.PathLike, slab_bytes: int = SLAB_BYTES) -> 
     read = VolumeRead(np.empty((nz, ny, nx), dtype=dtype.newbyteorder("=")), spacing, origin, direction, Path(path))
     flat = read.array.reshape(nz, ny * nx)
     slices_per_step = max(1, slab_bytes // max(1, flat[0].nbytes))
+    digest = hashlib.sha256() if expect_sha256 else None
     with open(path, "rb") as handle:
-        handle.seek(offset)
+        header = handle.read(offset)
+        if digest is not None:
+            digest.update(header)
         for start in range(0, nz, slices_per_step):
-            view = flat[start:start + slices_per_step]
-            if handle.readinto(memoryview(view).cast("B")) != view.nbytes:
+            view = memoryview(flat[start:start + slices_per_step]).cast("B")
+            if handle.readinto(view) != view.nbytes:
                 raise InputError(f"{path} is truncated; this is a bug, report it with the log.")
+            if digest is not None:
+                digest.update(view)
             yield read
+        if digest is not None:
+            digest.update(handle.read())  # anything after the voxels is part of the file too
+    if digest is not None and digest.hexdigest() != expect_sha256:
+        raise WorkerError(f"the worker's output {Path(path).name} does not match the SHA-256 it reported; "
+                          "nothing was added.", code="checksum_mismatch")
     read.done = True
     yield read
+
+
+def remove_steps(paths: list[Path], slab_bytes: int = 8 * SLAB_BYTES) -> Iterator[float]:
+    """Delete files a slab at a time (shrinking each from its end, then unlinking it); yields the fraction done.
+
+    Freeing a 150 MB file's pages at once takes tens of milliseconds (more on a RAM-backed folder),
+    so a GUI thread gives them back in slabs.
+    """
+    for index, path in enumerate(paths):
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            continue
+        while size > 0:
+            size = max(0, size - slab_bytes)
+            os.truncate(path, size)
+            yield index / len(paths)
+        path.unlink(missing_ok=True)
+        yield (index + 1) / len(paths)
 
 
 def array_to_node(scene: Any, volume: CTVolume, name: str, attributes: dict[str, Any] | None = None,

@@ -17,7 +17,6 @@ from DigitalContrastLib.ct.volume import CTVolume
 from .node_files import array_to_node, node_voxels
 from .volume_nodes import set_window_level
 
-
 #: Attribute that marks nodes this module computed for a synthetic volume (overlay reuse).
 OVERLAY_FOR_ATTRIBUTE = "DigitalContrast.OverlayFor"
 

@@ -38,9 +38,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-
-from DigitalContrastLib.ct.dicom_meta import jsonable_value, dicom_meta_subset
+from DigitalContrastLib import __version__
+from DigitalContrastLib.ct.dicom_meta import dicom_meta_subset, jsonable_value
+from DigitalContrastLib.ct.io import read_volume
 from DigitalContrastLib.ct.volume import CTVolume
+
+from .volume_nodes import node_to_volume, volume_to_node
 
 PREFIX = "DigitalContrast."
 SYNTHETIC = PREFIX + "Synthetic"
@@ -81,7 +84,6 @@ def json_attribute(node: Any, name: str, default: Any = None) -> Any:
 def volume_of_node(node: Any) -> CTVolume:
     """``node_to_volume(node)`` plus what the input gate and the export read from the node:
     ``metadata["dicom"]`` from ``DigitalContrast.DicomMeta`` and ``source_path`` naming the node."""
-    from .volume_nodes import node_to_volume
 
     volume = node_to_volume(node)
     meta = json_attribute(node, DICOM_META)
@@ -109,8 +111,6 @@ def load_volume_node(scene: Any, path: str | os.PathLike, name: str | None = Non
     Raises:
         InputError: the file cannot be read (one sentence naming it).
     """
-    from DigitalContrastLib.ct.io import read_volume
-    from .volume_nodes import volume_to_node
 
     volume = read_volume(path, series_uid=series_uid)
     meta = volume.metadata.get("dicom")
@@ -147,7 +147,6 @@ def export_provenance(synthetic_node: Any) -> dict[str, Any]:
 
     A dummy synthesis (self-tests) has no weights: its label says so instead of a hash.
     """
-    from DigitalContrastLib import __version__
 
     record = json_attribute(synthetic_node, PROVENANCE, {}) or {}
     dummy = bool(record.get("dummy"))

@@ -21,7 +21,13 @@ from typing import Any
 
 import numpy as np
 
-from .synthesis_logic import ClientFactory
+from DigitalContrastLib.ct.labels import LABELS
+from DigitalContrastLib.phantoms.generator import make_phantom
+
+from .headless import make_headless_scene
+from .synthesis_logic import ClientFactory, SynthesisLogic
+from .view_png import panel_offset_px, ras_to_view_pixel, render_views_png
+from .volume_nodes import volume_to_node
 
 #: The phantom of the README screenshot (an aneurysm with thrombus at this seed).
 REVIEW_SEED = 2
@@ -85,12 +91,6 @@ def make_review_screenshot(
     Returns:
         A :class:`ReviewScreenshot` with the nodes and the measured lumen grey levels.
     """
-    from .headless import make_headless_scene
-    from .view_png import panel_offset_px, ras_to_view_pixel, render_views_png
-    from .synthesis_logic import SynthesisLogic
-    from .volume_nodes import volume_to_node
-    from DigitalContrastLib.ct.labels import LABELS
-    from DigitalContrastLib.phantoms.generator import make_phantom
 
     case = make_phantom(seed, size_xyz=size_xyz, spacing_xyz_mm=spacing_xyz_mm)
     scene, app_logic = make_headless_scene()

@@ -26,6 +26,7 @@ and reachable from here too (:meth:`register_real`, :meth:`compute_metrics`, :me
 
 from __future__ import annotations
 
+import getpass
 import os
 import shutil
 import time
@@ -34,7 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from DigitalContrastLib.common.errors import GateWarningError, InputError, JobError
+from DigitalContrastLib.common.errors import GateWarningError, InputError, JobError, MissingPackageError
+from DigitalContrastLib.common.paths import transfer_dir
 from DigitalContrastLib.ct.display_presets import CONTRAST_PRESET, WindowLevel
 from DigitalContrastLib.ct.volume import CTVolume
 from DigitalContrastLib.synthesis.gate import GateReport
@@ -50,6 +52,7 @@ from .compare_logic import (
     TaskSettings,
     dicom_meta_steps,
     read_result,
+    remove_files,
     start_dicom_meta,
     start_export,
     start_metrics,
@@ -57,9 +60,10 @@ from .compare_logic import (
     write_inputs,
 )
 from .gui_steps import WAIT, BlockMonitor, StepRunner
-from .gui_task import new_workspace, wait_for_process
+from .gui_task import GuiTask, new_workspace, wait_for_process
 from .node_files import array_to_node, node_voxels
 from .overlays import OVERLAY_FOR_ATTRIBUTE, OVERLAY_KIND_ATTRIBUTE
+from .review_layout import show_review
 
 #: Name of the synthetic node: the input's name plus this.
 SYNTHETIC_SUFFIX = " SYNTHETIC contrast"
@@ -143,6 +147,14 @@ def _duration(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
 
 
+def _warm_job_checks() -> None:
+    """Load the job schema's validator now (jsonschema's first use takes about 0.1 s), not in a GUI tick."""
+    try:
+        make_job("warm-up.nrrd", "warm-up-output.nrrd")
+    except MissingPackageError:  # a stock Slicer before its first install: the first job pays it once
+        pass
+
+
 def default_client_factory() -> WorkerClient:
     """A worker client running ``python -m DigitalContrastLib.worker`` with this Python."""
     return WorkerClient()
@@ -159,7 +171,8 @@ class SynthesisLogic:
             at the first job, and again after :meth:`set_client_factory`). In Slicer:
             ``lambda: WorkerClient(worker_script_launcher(PythonSlicer), persistent=True)``; in
             tests ``lambda: WorkerClient(dummy=True)``.
-        work_dir: where the private job folders go (default: the system temp folder).
+        work_dir: where the private job folders go (default: ``DigitalContrast`` in a RAM-backed folder where
+            there is one, ``common.paths.transfer_dir``; the volumes handed to workers pass there).
         launcher: how ``--task`` processes start (input check, registration, metrics, export);
             in Slicer the same ``worker_script_launcher(PythonSlicer)``; default: this Python.
     """
@@ -170,18 +183,24 @@ class SynthesisLogic:
         self.app_logic = app_logic
         self._client_factory = client_factory or default_client_factory
         self._client: WorkerClient | None = None
-        self.work_dir = Path(work_dir) if work_dir else None
+        self.work_dir = Path(work_dir) if work_dir else transfer_dir() / f"DigitalContrast-{getpass.getuser()}"
         self.monitor = BlockMonitor()
         self.tasks = TaskSettings(launcher, self.work_dir, self.monitor)
         self.job: SynthesisJob | None = None
         self._runner: StepRunner | None = None
         self._events: list[Event] = []
+        self._held_end: Event | None = None
+        _warm_job_checks()
 
     # ------------------------------------------------------------------ client
     @property
     def client(self) -> WorkerClient:
+        """The worker client. Its job folders go beside this logic's (so delivery is a rename, not a copy),
+        and it leaves the SHA-256 check to this logic, which hashes the output as it reads it, a slab per tick."""
         if self._client is None:
             self._client = self._client_factory()
+            self._client.work_root = self.work_dir
+            self._client.verify_outputs = False
         return self._client
 
     def set_client_factory(self, factory: ClientFactory) -> None:
@@ -255,7 +274,7 @@ class SynthesisLogic:
                           "direction": voxels.direction, "shape_zyx": tuple(voxels.array.shape)},
                 source_dicom_meta=prov.json_attribute(nc_node, prov.DICOM_META),
                 warnings_accepted=allow_warnings)
-            self.job, self._events = job, []
+            self.job, self._events, self._held_end = job, [], None
             self._runner = StepRunner(self._pipeline(job, nc_node, options, list(dicom_files)))
             self._advance(job)
             return job
@@ -286,9 +305,10 @@ class SynthesisLogic:
         while True:
             for event in self.client.poll():
                 self._note(job, event)
-                self._events.append(event)
-                if event.type == "end":
+                if event.type == "end":  # handed out once the result is in the scene: the job's last event
+                    self._held_end = event
                     break
+                self._events.append(event)
             else:
                 yield WAIT
                 continue
@@ -301,6 +321,7 @@ class SynthesisLogic:
             job.status = "error"
             return
         yield from self._add_result_nodes(job, outcome)
+        yield from remove_files(sorted(p for p in job.workspace.iterdir() if p.suffix == ".nrrd"))
         job.status = "ok"
 
     def accept_warnings(self) -> None:
@@ -334,6 +355,9 @@ class SynthesisLogic:
             self._runner = None
             shutil.rmtree(job.workspace, ignore_errors=True)
             job.eta_s = None
+            if self._held_end is not None:
+                self._events.append(self._held_end)
+                self._held_end = None
 
     def _note(self, job: SynthesisJob, event: Event) -> None:
         if event.overall_fraction is not None:
@@ -350,7 +374,8 @@ class SynthesisLogic:
         result = outcome.result or {}
         grid = job.geometry
         job.stage = "loading the result"
-        read = yield from read_result(Path(result["output"]), "loading the result")
+        sha256_of = {str(item.get("path")): item.get("sha256") for item in result.get("files") or []}
+        read = yield from read_result(Path(result["output"]), "loading the result", result.get("sha256"))
         expected = CTVolume(read.array, grid["spacing_mm"], grid["origin_mm"], grid["direction"])
         if not read.volume().same_geometry(expected) or read.array.shape != tuple(grid["shape_zyx"]):
             raise InputError(f"The synthesis of '{job.input_name}' came back on another grid than its input; "
@@ -381,7 +406,8 @@ class SynthesisLogic:
         job.result_node_id = node.GetID()
 
         if result.get("uncertainty_output"):
-            sd = yield from read_result(Path(result["uncertainty_output"]), "loading the uncertainty map")
+            sd = yield from read_result(Path(result["uncertainty_output"]), "loading the uncertainty map",
+                                        sha256_of.get(str(result["uncertainty_output"])))
             sd_node = array_to_node(
                 self.scene, CTVolume(sd.array, grid["spacing_mm"], grid["origin_mm"], grid["direction"]),
                 job.input_name + UNCERTAINTY_SUFFIX,
@@ -489,12 +515,34 @@ class SynthesisLogic:
         """The running task that reads a DICOM-loaded node's headers (see :func:`.compare_logic.start_dicom_meta`)."""
         return start_dicom_meta(node, files, self.tasks)
 
-    def show_review(self, nc_node: Any, synthetic_node: Any, real_node: Any | None = None, **options: Any) -> Any:
-        """The review layout (``mrml.review_layout.show_review``) in this logic's scene."""
-        from .review_layout import show_review
+    def start_probe(self) -> Any:
+        """A running task asking a worker process which device it sees (torch is imported there, not here)."""
+        process = TaskProcess(["--probe"], launcher=self.tasks.launcher)
+        return GuiTask("probe", wait_for_process(process, "probe"), monitor=self.monitor).start()
 
+    def start_server_check(self, url: str, token: str | None) -> Any:
+        """A running task asking the synthesis service at ``url`` for its device and models (checks the token)."""
+        process = TaskProcess(["--task", "server_check"], {"url": url, "token": token}, launcher=self.tasks.launcher)
+        return GuiTask("probe", wait_for_process(process, "server check"), monitor=self.monitor).start()
+
+    def show_review(self, nc_node: Any, synthetic_node: Any, real_node: Any | None = None, *,
+                    overlay: str | Any | None = None, **options: Any) -> Any:
+        """The review layout (``mrml.review_layout.show_review``) in this logic's scene.
+
+        ``overlay``: None, ``"difference"``, ``"uncertainty"`` (the synthetic node's uncertainty map) or a node.
+
+        Raises:
+            JobError: ``"uncertainty"`` for a synthetic volume that has no uncertainty map.
+        """
+
+        if overlay == "uncertainty":
+            overlay = synthetic_node.GetNodeReference(UNCERTAINTY_REFERENCE)
+            if overlay is None:
+                raise JobError("This synthetic volume has no uncertainty map: tick 'Uncertainty map' and Apply again.",
+                               code="no_uncertainty_map")
         if self.app_logic is None:
             raise JobError("the review layout needs the application logic; pass app_logic to SynthesisLogic.",
                            code="no_app_logic")
         with self.monitor.measure("show_review"):
-            return show_review(self.scene, self.app_logic, nc_node, synthetic_node, real_node, **options)
+            return show_review(self.scene, self.app_logic, nc_node, synthetic_node, real_node, overlay=overlay,
+                               **options)

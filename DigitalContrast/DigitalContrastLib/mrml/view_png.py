@@ -17,7 +17,6 @@ from DigitalContrastLib.common.atomic import atomic_path
 from .overlays import OVERLAY_KIND_ATTRIBUTE
 from .views import slice_logic_for_view
 
-
 TITLE_HEIGHT_PX = 42
 
 

@@ -25,9 +25,11 @@ from typing import Any
 import numpy as np
 
 from DigitalContrastLib.common.atomic import atomic_path
-from DigitalContrastLib.ct.display_presets import WindowLevel, get_preset
 from DigitalContrastLib.common.errors import InputError, OutputError
+from DigitalContrastLib.ct.display_presets import WindowLevel, get_preset
 from DigitalContrastLib.ct.volume import CTVolume
+
+from .headless import volumes_logic_for
 
 #: LPS <-> RAS: negate the first two axes (its own inverse).
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
@@ -187,7 +189,6 @@ def load_volume_file(scene: Any, path: str | os.PathLike, name: str, app_logic: 
     Raises:
         InputError: the file does not exist or Slicer's readers cannot read it.
     """
-    from .headless import volumes_logic_for
 
     path = Path(path)
     if not path.is_file():

@@ -53,6 +53,7 @@ import numpy as np
 
 from DigitalContrastLib.common.atomic import atomic_write_text
 from DigitalContrastLib.common.errors import InputError, JobError, OutputError
+from DigitalContrastLib.ct.io import read_volume, write_volume
 from DigitalContrastLib.ct.labels import LABELS
 from DigitalContrastLib.ct.paired_case import CASE_FILES, PHANTOM_PARAMS_FILE
 from DigitalContrastLib.ct.volume import IDENTITY_DIRECTION, CTVolume
@@ -318,7 +319,6 @@ def write_phantom(case: PhantomCase, outdir) -> dict[str, Path]:
     Raises:
         OutputError: the folder or a file cannot be written (the message names it).
     """
-    from DigitalContrastLib.ct.io import write_volume
 
     out = Path(outdir)
     paths: dict[str, Path] = {}
@@ -344,7 +344,6 @@ def read_phantom(outdir) -> PhantomCase:
     Raises:
         InputError: a file is missing or unreadable (the message names it).
     """
-    from DigitalContrastLib.ct.io import read_volume
 
     folder = Path(outdir)
     volumes = {}

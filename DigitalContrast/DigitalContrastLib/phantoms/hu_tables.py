@@ -52,7 +52,6 @@ import numpy as np
 
 from .canvas import uniform
 
-
 #: Documented range of each label's noise-free level: ``name -> ((nc_lo, nc_hi), (c_lo, c_hi))``.
 #: The vena cava's contrast range is the unenhanced part below the renal veins.
 HU_RANGES: dict[str, tuple[tuple[float, float], tuple[float, float]]] = {

@@ -25,12 +25,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from DigitalContrastLib import __version__
+from DigitalContrastLib.common.atomic import atomic_write_text
+from DigitalContrastLib.common.checksum import file_sha256
 from DigitalContrastLib.common.errors import OutputError
-from DigitalContrastLib.models.cards import ModelCard, resolve_model
 from DigitalContrastLib.common.progress import ProgressCallback, no_progress
+from DigitalContrastLib.ct.io import read_volume, write_volume
 from DigitalContrastLib.ct.volume import CTVolume
+from DigitalContrastLib.models.cards import ModelCard, resolve_model
+from DigitalContrastLib.models.network import load_network
+from DigitalContrastLib.models.weights import verify_weights_file
+from DigitalContrastLib.synthesis import device as _devices
+from DigitalContrastLib.synthesis import engine as _engine
 from DigitalContrastLib.synthesis.settings import EngineSettings
 
+from .gate import gate_or_raise
 from .options import SynthesisOptions
 
 WarningCallback = Callable[[str, str], None]
@@ -80,9 +89,6 @@ class SynthesisEngine:
 
     def __init__(self, card: ModelCard, device: str = "auto") -> None:
         # torch and MONAI: imported only when an engine is built, so this module imports anywhere
-        from DigitalContrastLib.models.network import load_network
-        from DigitalContrastLib.synthesis import device as _devices
-        from DigitalContrastLib.synthesis import engine as _engine
 
         self._engine = _engine
         self._devices = _devices
@@ -193,7 +199,6 @@ def load_engine(model_id: str | None = None, device: str = "auto") -> SynthesisE
         ModelError: model missing, invalid card, weights refused.
         NoGPUError: ``device`` forces a GPU that is absent.
     """
-    from DigitalContrastLib.models.weights import verify_weights_file
 
     card = resolve_model(model_id)
     verify_weights_file(card.weights)
@@ -211,7 +216,6 @@ def load_engine(model_id: str | None = None, device: str = "auto") -> SynthesisE
 
 def sha256_input(path: str | os.PathLike) -> str:
     """sha256 of a file, or of a folder (a DICOM series: sorted relative names and file contents)."""
-    from DigitalContrastLib.common.checksum import file_sha256
 
     path = Path(path)
     if path.is_file():
@@ -225,7 +229,6 @@ def sha256_input(path: str | os.PathLike) -> str:
 
 def software_versions(extra: tuple[str, ...] = ()) -> dict[str, str]:
     """Versions of the software that shaped an output (``extra``: packages beyond the usual, e.g. the backend's)."""
-    from DigitalContrastLib import __version__
 
     versions = {"digital-contrast": __version__, "python": platform.python_version()}
     for name in ("torch", "monai", "numpy", "SimpleITK", "safetensors", *extra):
@@ -269,9 +272,6 @@ def synthesize_file(
         InputError: unreadable input or the input gate found an error (its sentence).
         ModelError, NoGPUError, OutOfMemoryError, OutputError: as their names say.
     """
-    from .gate import gate_or_raise
-    from DigitalContrastLib.ct.io import read_volume, write_volume
-    from DigitalContrastLib.common.checksum import file_sha256
 
     progress = progress or no_progress
     timings: dict[str, float] = {}
@@ -343,7 +343,6 @@ def synthesize_file(
             }
         timings["write"] = time.perf_counter() - t0
         provenance["timings_s"]["write"] = round(timings["write"], 4)
-        from DigitalContrastLib.common.atomic import atomic_write_text
 
         try:
             atomic_write_text(provenance_path(output_path), json.dumps(provenance, indent=2) + "\n")

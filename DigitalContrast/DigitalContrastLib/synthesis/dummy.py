@@ -28,10 +28,11 @@ import numpy as np
 from DigitalContrastLib.common.atomic import atomic_write_text
 from DigitalContrastLib.common.checksum import file_sha256
 from DigitalContrastLib.common.errors import ModelError, NoGPUError
+from DigitalContrastLib.common.progress import ProgressCallback, no_progress
+from DigitalContrastLib.ct.io import read_volume, write_volume
+
 from .gate import gate_or_raise
 from .options import SynthesisOptions
-from DigitalContrastLib.ct.io import read_volume, write_volume
-from DigitalContrastLib.common.progress import ProgressCallback, no_progress
 
 DUMMY_MODEL_ID = "dummy"
 DUMMY_MODEL_VERSION = "0.0.0"

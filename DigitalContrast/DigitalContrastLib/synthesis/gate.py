@@ -43,15 +43,18 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from DigitalContrastLib.common.errors import InputError
+from DigitalContrastLib.ct.io import read_volume
 from DigitalContrastLib.ct.volume import CTVolume
+
+from .contrast_evidence import find_contrast_evidence
 
 MIN_SLICES = 16                 # a volume with fewer slices is not a CT scan to synthesize
 MIN_IN_PLANE = 16               # voxels across a slice
@@ -298,7 +301,6 @@ def _check_warnings(volume: CTVolume, f: _Findings, name: str, report: GateRepor
     evidence_from_tag = bool(meta.get("contrast_agent_given"))
     evidence = None
     if judge_image:
-        from .contrast_evidence import find_contrast_evidence
 
         evidence = find_contrast_evidence(volume)
         report.contrast_evidence = evidence.to_dict()
@@ -318,11 +320,14 @@ def _check_warnings(volume: CTVolume, f: _Findings, name: str, report: GateRepor
         report.contrast_enhanced = evidence.enhanced
 
 
-def check_volume(volume: CTVolume) -> GateReport:
+def check_volume(volume: CTVolume, with_warnings: bool = True) -> GateReport:
     """Judge a volume in memory; never raises for a bad volume (its problems become errors).
 
     Args:
         volume: the candidate input, ``array[z, y, x]`` in HU with LPS geometry.
+        with_warnings: also look for what only warns (thick slices, a large volume, signs of
+            contrast: the image evidence is most of the time); False gives the errors alone, which
+            decide whether the input is refused (the synthesis service's check at upload).
 
     Returns:
         A :class:`GateReport`; ``ok`` is False when there is at least one error.
@@ -344,26 +349,27 @@ def check_volume(volume: CTVolume) -> GateReport:
     codes = {m.code for m in f.errors}
     # the image detector needs HU and a usable grid; otherwise contrast is judged by the tag alone
     judge_image = not codes & {"not_ct_hu", "non_finite", "bad_spacing", "bad_direction", "too_small"}
-    _check_warnings(volume, f, name, report, judge_image)
+    if with_warnings:
+        _check_warnings(volume, f, name, report, judge_image)
     report.errors, report.warnings = f.errors, f.warnings
     report.ok = not f.errors
     return report
 
 
-def check_path(path: str | os.PathLike, series_uid: str | None = None) -> tuple[GateReport, CTVolume | None]:
+def check_path(path: str | os.PathLike, series_uid: str | None = None,
+               with_warnings: bool = True) -> tuple[GateReport, CTVolume | None]:
     """Read ``path`` (see :func:`DigitalContrastLib.ct.io.read_volume`) and judge it.
 
     Never raises for a problem the user caused: a file that cannot be read gives a report with
     one error (its code and sentence) and ``None`` for the volume.
     """
-    from DigitalContrastLib.ct.io import read_volume
 
     try:
         volume = read_volume(path, series_uid=series_uid)
     except InputError as error:
         report = GateReport(ok=False, source=str(Path(path).expanduser()), errors=[GateMessage(error.code, error.message)])
         return report, None
-    report = check_volume(volume)
+    report = check_volume(volume, with_warnings)
     return report, volume
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-
 #: Large-window budget written into new model cards: 256^3 voxels. The UNet's first layer has
 #: stride 2, so such a window costs about 350 MB of activations in bf16 on a CPU (measured).
 DEFAULT_MAX_WINDOW_VOXELS = 256**3

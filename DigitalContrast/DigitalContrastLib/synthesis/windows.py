@@ -23,7 +23,6 @@ import torch
 
 from DigitalContrastLib.synthesis.settings import EngineSettings
 
-
 #: Model-grid voxels kept around the body's bounding box when the engine crops to it (before the
 #: box is aligned to the network's stride): the zero padding at the box's edge stays this far from
 #: the body. Measured on the held-out seeds 10000-10007 with the shipped model: aligned crops with

@@ -28,7 +28,6 @@ from DigitalContrastLib.synthesis.grid import canonical_orientation, hu_to_model
 
 from .config import TrainConfig
 
-
 ENHANCEMENT_FALLBACK_HU = 100.0  # without labels: a vessel is where HU rises by more than this
 
 

@@ -22,7 +22,6 @@ from DigitalContrastLib.models.weights import (
 
 from .config import TrainConfig
 
-
 CHECKPOINT_DIR = "training"
 CHECKPOINT_FILE = "checkpoint.safetensors"
 HISTORY_FILE = "history.json"

@@ -11,7 +11,6 @@ import torch
 
 from DigitalContrastLib.evaluation.metrics import LUMEN_THRESHOLD_HU
 
-
 SSIM_WINDOW_HU = (-160.0, 540.0)  # a CTA window (W 700 / L 190) for the SSIM term
 
 

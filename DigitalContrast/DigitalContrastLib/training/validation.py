@@ -43,9 +43,14 @@ from typing import Any
 
 import numpy as np
 
+from DigitalContrastLib.common.atomic import atomic_write_text
 from DigitalContrastLib.common.json_values import jsonable
 from DigitalContrastLib.common.progress import ProgressCallback, no_progress
+from DigitalContrastLib.ct.io import read_volume
+from DigitalContrastLib.ct.labels import LABELS
 from DigitalContrastLib.ct.volume import CTVolume
+from DigitalContrastLib.evaluation.stats import bootstrap_ci
+from DigitalContrastLib.phantoms.generator import CHEST_CENTER_Z_MM, make_phantom
 
 ORACLE_LUMEN_HU = 350.0
 #: Smoothing of the intensity observer, in mm (best of 1, 2 and 3 mm on seeds 10000-10007).
@@ -82,7 +87,6 @@ def case_metrics(pred_hu: np.ndarray, ref_hu: np.ndarray, noncontrast_hu: np.nda
 
 def oracle_prediction(noncontrast_hu: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """The non-contrast scan with the true aortic lumen set to :data:`ORACLE_LUMEN_HU` (int16)."""
-    from DigitalContrastLib.ct.labels import LABELS
 
     oracle = np.array(noncontrast_hu, dtype=np.int16, copy=True)
     oracle[np.asarray(labels) == LABELS["aortic_lumen"]] = int(ORACLE_LUMEN_HU)
@@ -100,7 +104,6 @@ def observer_prediction(noncontrast_hu: np.ndarray, labels: np.ndarray, spacing_
     """
     from scipy import ndimage
 
-    from DigitalContrastLib.ct.labels import LABELS
 
     labels = np.asarray(labels)
     lumen, thrombus = labels == LABELS["aortic_lumen"], labels == LABELS["thrombus"]
@@ -179,7 +182,6 @@ def criterion_intervals(cases: list[dict[str, Any]]) -> dict[str, dict[str, Any]
     Returns ``{criterion: {"figure", "statistic", "n", "ci95": [low, high] or None}}``; the intervals
     come from :func:`~DigitalContrastLib.evaluation.stats.bootstrap_ci` (seeded, so reproducible).
     """
-    from DigitalContrastLib.evaluation.stats import bootstrap_ci
 
     out = {}
     for name, values in _criterion_values(cases).items():
@@ -275,7 +277,6 @@ def validate_model(
         last is the mean over the cases with thrombus of each case's ``placement_thrombus_bias_hu``.
         ``training_seed_overlap`` lists seeds also named in the card's training seeds (should be empty).
     """
-    from DigitalContrastLib.phantoms.generator import make_phantom
     from DigitalContrastLib.synthesis.api import load_engine
 
     progress = progress or no_progress
@@ -321,7 +322,6 @@ def validate_model(
 
 def _placement(case: Any, synthetic_hu: np.ndarray) -> dict[str, float]:
     """Thrombus bias (HU) from where the model and the shape observer put the lumen (:mod:`.shape_observer`)."""
-    from DigitalContrastLib.ct.labels import LABELS
     from DigitalContrastLib.evaluation.shape_observer import placement_beside_shape_observer
 
     labels = case.labels.array
@@ -397,7 +397,6 @@ def realdata_check(cta_path: str | Path, mask_path: str | Path, model_id: str | 
     (:func:`lumen_medians_by_level`): where along the aorta a miss lies, and how enhanced the real
     scan itself is there.
     """
-    from DigitalContrastLib.ct.io import read_volume
     from DigitalContrastLib.synthesis.api import load_engine
 
     engine = engine or load_engine(model_id, device)
@@ -435,8 +434,6 @@ def chest_check(seeds: Sequence[int], engine: Any, size_xyz: Sequence[int] = (25
     structure left enhanced); and the true contrast median. Passed when every case's thoracic
     median from the non-contrast scan lies inside 250-450 HU.
     """
-    from DigitalContrastLib.phantoms.generator import CHEST_CENTER_Z_MM, make_phantom
-    from DigitalContrastLib.ct.labels import LABELS
 
     progress = progress or no_progress
     cases = []
@@ -479,10 +476,9 @@ def write_validation_to_card(card: Any, report: dict[str, Any]) -> Path:
     """Store a validation report in the card's ``validation`` section (weights untouched), atomically."""
     import json
 
-    from DigitalContrastLib.common.atomic import atomic_write_text
-    from DigitalContrastLib.models.cards import load_card, validate_card_data
     from DigitalContrastLib.evaluation.metrics import LUMEN_THRESHOLD_HU
     from DigitalContrastLib.evaluation.shape_observer import EVIDENCE_CLIP_HU
+    from DigitalContrastLib.models.cards import load_card, validate_card_data
 
     data = json.loads(card.path.read_text(encoding="utf-8"))
     during = data.get("validation", {}).get("during_training")

@@ -72,7 +72,15 @@ from DigitalContrastLib.common.progress import STAGES, ProgressCallback, overall
 from DigitalContrastLib.synthesis.options import SynthesisOptions
 
 from . import protocol
-from .delivery import JOB_FOLDER_PREFIX, RunningJob, deliver, final_result, remove_stale_job_folders, require_writable_folder
+from .client_base import JobClientBase
+from .delivery import (
+    JOB_FOLDER_PREFIX,
+    RunningJob,
+    deliver,
+    final_result,
+    remove_stale_job_folders,
+    require_writable_folder,
+)
 from .outcome import Event, JobOutcome, WorkerError, describe_exit
 from .process import EXIT_GRACE_S, Launcher, WorkerProcess, default_launcher, reap, worker_environment
 
@@ -102,7 +110,7 @@ def _kill_workers_at_exit() -> None:
 
 
 # ---------------------------------------------------------------------------- the client
-class WorkerClient:
+class WorkerClient(JobClientBase):
     """Starts the worker, follows one job at a time, delivers its output or reports why not.
 
     Args:
@@ -114,19 +122,26 @@ class WorkerClient:
         threads: OMP/MKL threads of the worker (default: physical cores).
         work_root: where job folders are made (default: the system temp folder).
         log_lines: how many plain log lines to keep for error reports.
+        verify_outputs: check each delivered file's SHA-256 here (default). A caller that reads the
+            output and checks the hash the result reports itself (the Slicer logic, a slab per GUI
+            tick) turns it off: hashing 150 MB at once would hold a GUI thread.
+        env: extra environment variables of the worker (the relay's token: never on a command line).
 
     Not thread-safe: call it from one thread (a GUI timer, or the CLI's main thread).
     """
 
     def __init__(self, launcher: Launcher | None = None, *, persistent: bool = False, dummy: bool = False,
                  dummy_seconds: float = 0.0, worker_args: Sequence[str] = (), threads: int | None = None,
-                 work_root: str | os.PathLike | None = None, log_lines: int = 200) -> None:
+                 work_root: str | os.PathLike | None = None, log_lines: int = 200, verify_outputs: bool = True,
+                 env: Mapping[str, str] | None = None) -> None:
         self._launcher = launcher or default_launcher()
+        self._extra_env = dict(env or {})
         self.persistent = persistent
         self._worker_args = [*(["--serve"] if persistent else []),
                              *(["--dummy", "--dummy-seconds", str(dummy_seconds)] if dummy else []), *worker_args]
         self._threads = threads
-        self._work_root = Path(work_root) if work_root else Path(tempfile.gettempdir())
+        self.work_root = Path(work_root) if work_root else Path(tempfile.gettempdir())
+        self.verify_outputs = verify_outputs
         self._log: collections.deque[str] = collections.deque(maxlen=log_lines)
         self._proc: WorkerProcess | None = None
         self._job: RunningJob | None = None
@@ -179,8 +194,8 @@ class WorkerClient:
             if final:
                 require_writable_folder(Path(final).parent)
 
-        remove_stale_job_folders(self._work_root)
-        folder = Path(tempfile.mkdtemp(prefix=JOB_FOLDER_PREFIX, dir=self._work_root))
+        remove_stale_job_folders(self.work_root)
+        folder = Path(tempfile.mkdtemp(prefix=JOB_FOLDER_PREFIX, dir=self.work_root))
         (folder / "owner.pid").write_text(str(os.getpid()))
         worker_job = {**job, "output": str(folder / "out" / Path(job["output"]).name), "options": dict(job["options"])}
         if job["options"]["uncertainty_output"]:
@@ -200,7 +215,7 @@ class WorkerClient:
         return job["job_id"]
 
     def _worker_for(self, device: str) -> WorkerProcess:
-        env = worker_environment(device, self._threads)
+        env = {**worker_environment(device, self._threads), **self._extra_env}
         env_key = (env.get("CUDA_VISIBLE_DEVICES"), env.get("OMP_NUM_THREADS"))
         proc = self._proc
         if proc is not None and proc.env_key == env_key and proc.popen.poll() is None:
@@ -260,22 +275,6 @@ class WorkerClient:
             else:
                 time.sleep(0.01)
 
-    def run(self, job: Mapping[str, Any], on_event: Callable[[Event], None] | None = None,
-            timeout: float | None = None) -> JobOutcome:
-        """Start ``job`` and wait for it; on timeout or Ctrl-C the job is cancelled (and Ctrl-C re-raised)."""
-        self.start(job)
-        try:
-            return self.wait(timeout, on_event)
-        except TimeoutError:
-            outcome = self.cancel(f"timed out after {timeout:g} s")
-            for event in self.poll():
-                if on_event:
-                    on_event(event)
-            return outcome  # type: ignore[return-value]
-        except BaseException:
-            self.cancel("interrupted")
-            raise
-
     def cancel(self, reason: str = "cancelled by the user", wait: bool = True) -> JobOutcome | None:
         """Kill the worker's whole process tree, remove the job folder; the outcome is ``cancelled``.
 
@@ -311,12 +310,6 @@ class WorkerClient:
                 pass
         proc.kill()
 
-    def __enter__(self) -> "WorkerClient":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
     # -------------------------------------------------------------- message handling
     def _handle(self, proc: WorkerProcess, item: tuple[str, str | None]) -> list[Event]:
         stream, text = item
@@ -336,7 +329,7 @@ class WorkerClient:
             return []  # a late message of a finished or cancelled job
         if kind in ("stage", "progress"):
             total = int(message.get("total", 1))
-            self._advance(job, message["stage"], int(message.get("done", 0)), total)
+            self._advance(job, message["stage"], int(message.get("done", 0)), total, message.get("overall_fraction"))
         elif kind == "result":
             job.result = message
         elif kind == "error":
@@ -346,9 +339,12 @@ class WorkerClient:
             events += self._finish(process_exit=None)
         return events
 
-    def _advance(self, job: RunningJob, stage: str, done: int, total: int) -> None:
+    def _advance(self, job: RunningJob, stage: str, done: int, total: int, fraction: float | None = None) -> None:
+        """``fraction``: the overall fraction a relay reports (a remote job's stages include upload and download)."""
         now = time.monotonic()
-        job.fraction = max(job.fraction, overall_fraction(stage, done, total, job.weights))
+        if fraction is None:
+            fraction = overall_fraction(stage, done, total, job.weights)
+        job.fraction = max(job.fraction, min(1.0, float(fraction)))
         elapsed = now - job.started
         if job.fraction >= 0.02 and elapsed > 0:
             estimate = elapsed * (1.0 - job.fraction) / job.fraction
@@ -394,7 +390,7 @@ class WorkerClient:
         healthy_exit = process_exit == 0 or (self.persistent and process_exit is None)
         if job.result is not None and healthy_exit:
             try:
-                outcome.output_path = deliver(job)
+                outcome.output_path = deliver(job, verify=self.verify_outputs)
                 outcome.status, outcome.result = "ok", final_result(job)
             except UserError as error:
                 outcome.error = error.to_dict()
@@ -446,7 +442,8 @@ def run_synthesis_job(
     The blocking path the CLI and batch code use (Slicer uses the same client, polling). The
     arguments mirror ``synthesis.synthesize_file``; ``progress(stage, done, total)``,
     ``on_warning(code, message)`` and ``on_log(line)`` are called as events arrive. Pass a
-    persistent ``client`` to keep the model loaded across calls.
+    persistent ``client`` to keep the model loaded across calls, or a
+    :class:`~.remote_client.RemoteWorkerClient` to run on a synthesis service.
 
     Returns the worker's ``result`` fields (``output`` = ``output_path``, ``sha256``,
     ``model``, ``device``, ``timings``, ``provenance``...). Raises the UserError subclass of the

@@ -28,7 +28,6 @@ from DigitalContrastLib.common.paths import MODULE_DIR
 from . import protocol
 from .outcome import WorkerError
 
-
 #: ``launcher(worker_args, env) -> Popen`` with ``stdin``, ``stdout`` and ``stderr`` pipes
 #: (``stderr`` may be merged into ``stdout``); ``env`` is the child's complete environment.
 Launcher = Callable[[Sequence[str], Mapping[str, str]], subprocess.Popen]

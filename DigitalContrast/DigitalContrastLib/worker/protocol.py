@@ -23,6 +23,8 @@ hello        protocol, pid, mode (engine | dummy | probe), python, packages,
              device {kind, name, free_memory_mb, total_memory_mb}, startup_s
 stage        job_id, stage (a name from ``progress.STAGES``)
 progress     job_id, stage, done, total (throttled; ``done == total`` always sent)
+             (a ``--server`` relay adds overall_fraction to both, and server_url and
+             server_job_id to its ``queued`` stage)
 warning      job_id, code, message
 result       job_id, output, sha256, files [{path, sha256}], model {id, version,
              weights_sha256}, device, timings {model_load_s, synthesis_s, job_s,
@@ -42,8 +44,8 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from DigitalContrastLib.synthesis.options import BACKENDS, SynthesisOptions
 from DigitalContrastLib.common.errors import JobError, require_package
+from DigitalContrastLib.synthesis.options import BACKENDS, SynthesisOptions
 
 #: Marks a protocol line; the digit is the protocol version.
 PREFIX = "@@DC1 "

@@ -55,10 +55,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from DigitalContrastLib import __version__
-from . import protocol
 from DigitalContrastLib.common.checksum import file_sha256
-from DigitalContrastLib.common.hardware import memory_mb, physical_cores
-from DigitalContrastLib.synthesis.options import SynthesisOptions
 from DigitalContrastLib.common.errors import (
     EXIT_BAD_JOB,
     EXIT_INTERNAL,
@@ -69,6 +66,11 @@ from DigitalContrastLib.common.errors import (
     OutputError,
     UserError,
 )
+from DigitalContrastLib.common.hardware import memory_mb, physical_cores
+from DigitalContrastLib.synthesis import dummy as dummy_synthesis
+from DigitalContrastLib.synthesis.options import SynthesisOptions
+
+from . import protocol, tasks
 
 #: At most this many ``progress`` messages per second per stage (``done == total`` always goes).
 PROGRESS_MESSAGES_PER_S = 5.0
@@ -265,7 +267,6 @@ class JobRunner:
 
     def _module(self):
         if self.dummy:
-            from DigitalContrastLib.synthesis import dummy as dummy_synthesis
 
             return dummy_synthesis
         from DigitalContrastLib.synthesis import api as synthesis  # imports torch: only on the real path
@@ -382,8 +383,9 @@ def _sidecars(output: Path) -> set[Path]:
             if p.is_file() and p.name.startswith(stem + ".") and p != output and not p.name.startswith(".")}
 
 
-def run_job_text(text: str, source: str, runner: JobRunner, channel: MessageChannel) -> int:
-    """Parse and run one job, sending its messages; returns its exit code (never raises)."""
+def run_job_text(text: str, source: str, runner: Any, channel: MessageChannel) -> int:
+    """Parse and run one job with ``runner`` (a JobRunner or a ``relay.RelayRunner``), sending its messages;
+    returns its exit code (never raises)."""
     state: dict[str, Any] = {"job_id": None}
 
     def body() -> None:
@@ -396,7 +398,6 @@ def run_job_text(text: str, source: str, runner: JobRunner, channel: MessageChan
 
 def run_task_text(name: str, text: str, channel: MessageChannel) -> int:
     """Run ``--task NAME`` on one JSON line of arguments, sending ``task_result`` or ``error``; never raises."""
-    from . import tasks
 
     def body() -> None:
         try:
@@ -445,6 +446,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--probe", action="store_true", help="print the hello message (torch, device, memory) and exit")
     parser.add_argument("--task", metavar="NAME", help="run one task of tasks.py (input check, registration, metrics, "
                                                        "DICOM export) on one JSON line of arguments, then exit")
+    parser.add_argument("--server", metavar="URL", help="run each job on the synthesis service at URL (the token in "
+                                                       "DIGITAL_CONTRAST_TOKEN): the 'Remote server' device, relay.py")
     parser.add_argument("--dummy", action="store_true", help="numpy-only fake synthesis, no torch (self-tests)")
     parser.add_argument("--dummy-seconds", type=float, default=0.0, help="make the dummy inference last this long")
     parser.add_argument("--dummy-model-seconds", type=float, default=0.2, help="fake model load time of the dummy")
@@ -475,9 +478,14 @@ def _main(argv: Sequence[str] | None, stdin: TextIO | None) -> int:
         return EXIT_OK
     if args.task:
         return run_task_text(args.task, stdin.readline(), channel)
-    runner = JobRunner(dummy=args.dummy, dummy_seconds=args.dummy_seconds,
-                       dummy_model_seconds=args.dummy_model_seconds, dummy_spawn_child=args.dummy_spawn_child)
-    channel.send("hello", **describe_environment(runner.mode, import_torch=not args.dummy))
+    if args.server:
+        from .relay import RelayRunner  # the remote path: no torch, no engine in this process
+
+        runner = RelayRunner(args.server)
+    else:
+        runner = JobRunner(dummy=args.dummy, dummy_seconds=args.dummy_seconds,
+                           dummy_model_seconds=args.dummy_model_seconds, dummy_spawn_child=args.dummy_spawn_child)
+    channel.send("hello", **describe_environment(runner.mode, import_torch=not (args.dummy or args.server)))
     if args.serve:
         for number, line in enumerate(stdin, start=1):
             if line.strip():

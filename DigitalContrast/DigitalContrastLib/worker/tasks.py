@@ -15,6 +15,8 @@ register       fixed, moving, method, options, registered, field_of_view, transf
 metrics        noncontrast, synthetic, real, labels?, field_of_view? -> {rows, notes}
 export         synthetic, out_dir, provenance, source_dicom_meta, overwrite -> {files}
 dicom_meta     files (a series' DICOM files), slices, direction (the volume's) -> the series' facts
+server_check   url, token -> the synthesis service's health and models (checks the token)
+server_cancel  url, token, job_id -> the job's status once cancelled on the service
 =============  ====================================================================================
 """
 
@@ -28,8 +30,11 @@ import numpy as np
 
 from DigitalContrastLib.common.errors import InputError, JobError
 from DigitalContrastLib.common.progress import ProgressCallback, no_progress
+from DigitalContrastLib.ct.dicom_export import export_synthetic_dicom
+from DigitalContrastLib.ct.dicom_meta import dicom_meta_from_files
 from DigitalContrastLib.ct.io import read_volume, write_volume
 from DigitalContrastLib.ct.volume import CTVolume
+from DigitalContrastLib.synthesis.gate import check_volume
 
 TaskFunction = Callable[[Mapping[str, Any], ProgressCallback], Any]
 
@@ -42,7 +47,6 @@ def _volume(arguments: Mapping[str, Any], key: str, what: str) -> CTVolume:
 
 def gate_task(arguments: Mapping[str, Any], progress: ProgressCallback) -> dict[str, Any]:
     """The input gate on a node's voxels, with the DICOM facts the node carried."""
-    from DigitalContrastLib.synthesis.gate import check_volume
 
     progress("gate", 0, 1)
     volume = read_volume(arguments["input"])
@@ -101,7 +105,6 @@ def metrics_task(arguments: Mapping[str, Any], progress: ProgressCallback) -> di
 
 def export_task(arguments: Mapping[str, Any], progress: ProgressCallback) -> dict[str, Any]:
     """The synthetic volume as a labelled DICOM series."""
-    from DigitalContrastLib.ct.dicom_export import export_synthetic_dicom
 
     volume = read_volume(arguments["synthetic"])
     files = export_synthetic_dicom(volume, arguments["out_dir"], arguments["provenance"],
@@ -112,7 +115,6 @@ def export_task(arguments: Mapping[str, Any], progress: ProgressCallback) -> dic
 
 def dicom_meta_task(arguments: Mapping[str, Any], progress: ProgressCallback) -> dict[str, Any]:
     """The DICOM facts of a series Slicer loaded (every header read here, not in the GUI)."""
-    from DigitalContrastLib.ct.dicom_meta import dicom_meta_from_files
 
     progress("read", 0, 1)
     meta = dicom_meta_from_files(arguments["files"], int(arguments["slices"]), arguments["direction"])
@@ -121,12 +123,28 @@ def dicom_meta_task(arguments: Mapping[str, Any], progress: ProgressCallback) ->
 
 
 #: task name -> (function, the arguments it requires).
+def server_check_task(arguments: Mapping[str, Any], progress: ProgressCallback) -> dict[str, Any]:
+    """The 'Remote server' device's Check button: health and models of the service (HTTP in this process)."""
+    from .relay import check_server
+
+    return check_server(arguments)
+
+
+def server_cancel_task(arguments: Mapping[str, Any], progress: ProgressCallback) -> dict[str, Any]:
+    """Cancel a job on the service after its relay was killed."""
+    from .relay import cancel_on_server
+
+    return cancel_on_server(arguments)
+
+
 TASKS: dict[str, tuple[TaskFunction, tuple[str, ...]]] = {
     "gate": (gate_task, ("input",)),
     "register": (register_task, ("fixed", "moving", "registered", "field_of_view")),
     "metrics": (metrics_task, ("noncontrast", "synthetic", "real")),
     "export": (export_task, ("synthetic", "out_dir", "provenance")),
     "dicom_meta": (dicom_meta_task, ("files", "slices", "direction")),
+    "server_check": (server_check_task, ("url",)),
+    "server_cancel": (server_cancel_task, ("url", "job_id")),
 }
 
 

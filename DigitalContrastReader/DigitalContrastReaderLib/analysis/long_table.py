@@ -1,4 +1,4 @@
-"""The long reading table every analysis takes, its checks, and its fully crossed array form.
+"""The long reading table every analysis takes, its checks, and its complete part while a study is read.
 
 One row per read: ``reader_id, case_id, modality, truth, score``.
 
@@ -8,13 +8,13 @@ One row per read: ``reader_id, case_id, modality, truth, score``.
 - ``score``: the reader's answer as a number (a rating, a confidence, a grade, a 0/1 call).
 
 The study export writes exactly this table (``exports/tidy.py``); extra columns are kept and ignored.
+Its array form by reader group (fully crossed or split-plot) is ``reading_design.py``.
 A user who feeds a broken table gets one ``InputError`` sentence naming the table and the fix.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -115,79 +115,6 @@ def validate_long_table(frame: pd.DataFrame, source: str = "the reading table") 
     return out
 
 
-@dataclass(frozen=True)
-class CrossedScores:
-    """A fully crossed reading table as arrays.
-
-    Attributes:
-        scores: float array ``[modality, reader, case]``.
-        truth: float array ``[case]``: 0, 1 or NaN.
-        modalities, readers, cases: the labels along each axis (strings).
-    """
-
-    scores: np.ndarray
-    truth: np.ndarray
-    modalities: tuple[str, ...]
-    readers: tuple[str, ...]
-    cases: tuple[str, ...]
-
-    def modality_index(self, modality: str) -> int:
-        return self.modalities.index(str(modality))
-
-
-def crossed_scores(
-    frame: pd.DataFrame,
-    modalities: Sequence[str] | None = None,
-    source: str = "the reading table",
-) -> CrossedScores:
-    """Arrange a checked long table as ``[modality, reader, case]``; every reader reads every case in every modality.
-
-    ``modalities`` chooses and orders the modalities (default: all, in natural order).
-    Raises ``InputError`` naming a missing (reader, case, modality) read when the design is unbalanced.
-    """
-    frame = validate_long_table(frame, source)
-    present = _natural_order(frame["modality"].unique())
-    if modalities is None:
-        chosen = present
-    else:
-        chosen = [str(m) for m in modalities]
-        unknown = [m for m in chosen if m not in present]
-        if unknown:
-            raise InputError(
-                f"{source}: modality {unknown[0]!r} does not occur in the table (it has {', '.join(present)}); pick one of those.",
-                code="unknown_modality",
-            )
-        frame = frame[frame["modality"].isin(chosen)]
-    readers = _natural_order(frame["reader_id"].unique())
-    cases = _natural_order(frame["case_id"].unique())
-    table = frame.pivot(index=["modality", "reader_id"], columns="case_id", values="score")
-    full_index = pd.MultiIndex.from_product([chosen, readers], names=["modality", "reader_id"])
-    table = table.reindex(index=full_index, columns=cases)
-    values = table.to_numpy(dtype=float)
-    if np.isnan(values).any():
-        flat = int(np.flatnonzero(np.isnan(values))[0])
-        row, col = divmod(flat, values.shape[1])
-        modality, reader = full_index[row]
-        n_missing = int(np.isnan(values).sum())
-        raise InputError(
-            f"{source}: the design is unbalanced ({n_missing} read(s) missing, e.g. reader {reader!r}, case {cases[col]!r}, "
-            f"modality {modality!r}); this analysis needs every reader to read every case in every modality, "
-            "so drop the incomplete readers or cases first.",
-            code="unbalanced",
-        )
-    scores = values.reshape(len(chosen), len(readers), len(cases))
-    per_case = frame.groupby("case_id")["truth"].agg(lambda t: t.dropna().nunique())
-    if (per_case > 1).any():
-        case = per_case.index[per_case.to_numpy() > 1][0]
-        raise InputError(
-            f"{source}: case {case!r} has a different truth in different modalities; a paired analysis needs one truth "
-            "per case (for a Turing test use the Turing analysis).",
-            code="inconsistent_truth",
-        )
-    truth = frame.groupby("case_id")["truth"].first().reindex(cases).to_numpy(dtype=float)
-    return CrossedScores(scores, truth, tuple(chosen), tuple(readers), tuple(cases))
-
-
 def complete_crossed_subset(frame: pd.DataFrame, min_cases: int = 2) -> tuple[pd.DataFrame, str]:
     """The largest fully crossed part of a long table that is still being read (interim analyses).
 
@@ -218,3 +145,35 @@ def complete_crossed_subset(frame: pd.DataFrame, min_cases: int = 2) -> tuple[pd
         note = (f"interim: {len(readers)} of {all_readers} readers x {len(cases)} of {all_cases} cases are complete "
                 "in every modality and analysed")
     return subset.reset_index(drop=True), note
+
+
+def complete_design_subset(
+    frame: pd.DataFrame,
+    reader_groups: Mapping[str, str | None] | None = None,
+    min_cases: int = 2,
+    planned: tuple[int, int] | None = None,
+) -> tuple[pd.DataFrame, str]:
+    """:func:`complete_crossed_subset` within each reader group of a split-plot study.
+
+    Args:
+        frame: a long table of a study still (or no longer) being read.
+        reader_groups: reader -> group of the study's design (None: one group, fully crossed).
+        min_cases: fewest complete cases a group keeps.
+        planned: ``(readers, cases)`` of the whole study (default: those with reads in ``frame``).
+
+    Returns:
+        ``(subset, note)``: every group's complete readers and cases, and what was left out ("" when nothing).
+    """
+    members: dict[str | None, list[str]] = {}
+    for reader in frame["reader_id"].unique():
+        members.setdefault((reader_groups or {}).get(str(reader)), []).append(reader)
+    parts = [complete_crossed_subset(frame[frame["reader_id"].isin(readers)], min_cases)[0] for readers in members.values()]
+    subset = pd.concat(parts, ignore_index=True) if parts else frame.iloc[:0]
+    all_readers, all_cases = planned or (frame["reader_id"].nunique(), frame["case_id"].nunique())
+    kept_readers, kept_cases = subset["reader_id"].nunique(), subset["case_id"].nunique()
+    note = ""
+    if kept_readers < all_readers or kept_cases < all_cases:
+        unit = " (within their reader group)" if len(members) > 1 else ""
+        note = (f"interim: {kept_readers} of {all_readers} readers x {kept_cases} of {all_cases} cases are complete "
+                f"in every modality{unit} and analysed")
+    return subset, note

@@ -17,8 +17,12 @@ RJafroc, whose published Van Dyke and Federica-Zanca outputs the tests reproduce
 
 The figure of merit is pluggable (``FigureOfMerit``): ROC AUC (trapezoidal = Wilcoxon), mean score,
 proportion acceptable (score ≥ threshold), proportion correct, or any function of the scores.
-The design must be fully crossed (every reader reads every case in every modality); split-plot
-and other unpaired designs are not handled here.
+
+Designs: fully crossed (every reader reads every case in every modality) and split-plot (reader
+groups, each reading its own cases in every modality; Obuchowski, Gallas & Hillis 2012; Hillis
+2014). The design is found from the reads (:mod:`~DigitalContrastReaderLib.analysis.reading_design`);
+in a split-plot the jackknife runs within each group and readers of different groups have zero
+error covariance, after which the formulas above hold unchanged (see ``or_variance.py``).
 
 The variance components are :mod:`~DigitalContrastReaderLib.analysis.or_variance`, the result
 objects :mod:`~DigitalContrastReaderLib.analysis.mrmc_result`.
@@ -37,7 +41,6 @@ from scipy import stats
 from DigitalContrastLib.common.errors import InputError, JobError
 
 from .formatting import interval
-from .long_table import crossed_scores
 from .mrmc_result import (
     Analysis,
     Difference,
@@ -48,7 +51,8 @@ from .mrmc_result import (
     ReaderDifference,
     find_difference,
 )
-from .or_variance import ORComponents, or_components, rrrc_f_test
+from .or_variance import ORComponents, or_components_from_covariance, rrrc_f_test
+from .reading_design import ReaderGroup, ReadingDesign, crossed_design, reading_design
 
 # ---------------------------------------------------------------------------------------------
 # Figures of merit. Each maps scores [..., case] (+ truth [case]) to a value [...] and, for the
@@ -193,15 +197,35 @@ def _estimate(modality: str, estimate: float, se: float, df: float, alpha: float
     return ModalityEstimate(modality, float(estimate), float(se), float(df), lower, upper)
 
 
+def fom_per_group(fom: FigureOfMerit) -> Callable[[ReaderGroup], tuple[np.ndarray, np.ndarray]]:
+    """``group -> (θ [modality, reader], jackknife [modality, reader, case])`` of ``fom`` for :meth:`ReadingDesign.covariance`."""
+    return lambda group: (fom.values(group.scores, group.truth), fom.jackknife(group.scores, group.truth))
+
+
+def analyse_design(
+    design: ReadingDesign,
+    per_group: Callable[[ReaderGroup], tuple[np.ndarray, np.ndarray]],
+    modalities: Sequence[str],
+    alpha: float = 0.05,
+) -> tuple[np.ndarray, ORComponents, Analysis, Analysis, Analysis, tuple[str, ...]]:
+    """θ ``[modality, reader]`` and RRRC, FRRC, RRFC of a figure of merit computed group by group (``per_group``)."""
+    theta, cov = design.covariance(per_group)
+    return (theta, *analyse_fom(theta, cov, modalities, design.readers, alpha, n_cases=design.n_cases,
+                                same_group=design.same_group()))
+
+
 def analyse_fom(
     theta: np.ndarray,
-    theta_jack: np.ndarray,
+    covariance: np.ndarray,
     modalities: Sequence[str],
     readers: Sequence[str],
     alpha: float = 0.05,
+    n_cases: int = 0,
+    same_group: np.ndarray | None = None,
 ) -> tuple[ORComponents, Analysis, Analysis, Analysis, tuple[str, ...]]:
-    """RRRC, FRRC and RRFC from θ ``[modality, reader]`` and its case jackknife ``[modality, reader, case]``."""
-    c = or_components(theta, theta_jack)
+    """RRRC, FRRC and RRFC from θ ``[modality, reader]`` and its error covariance ``[modality, reader, modality, reader]``
+    (``same_group[reader, reader]``: reader pairs of one split-plot group; default all)."""
+    c = or_components_from_covariance(theta, covariance, n_cases, same_group)
     n_mod, n_rdr = c.n_modalities, c.n_readers
     mod_mean = theta.mean(axis=1)
     notes: list[str] = []
@@ -309,12 +333,21 @@ def mrmc_from_arrays(
     test: str | None = None,
 ) -> MRMCResult:
     """The analysis on a crossed array ``scores[modality, reader, case]`` with ``truth[case]`` (0/1/NaN)."""
-    modalities = tuple(str(m) for m in modalities)
-    readers = tuple(str(r) for r in readers)
-    n_cases = scores.shape[-1]
-    theta = fom.values(scores, truth)
-    theta_jack = fom.jackknife(scores, truth)
-    components, rrrc, frrc, rrfc, notes = analyse_fom(theta, theta_jack, modalities, readers, alpha)
+    return mrmc_from_design(crossed_design(scores, truth, modalities, readers), fom, alpha, margin, reference, test)
+
+
+def mrmc_from_design(
+    design: ReadingDesign,
+    fom: FigureOfMerit,
+    alpha: float = 0.05,
+    margin: float | None = None,
+    reference: str | None = None,
+    test: str | None = None,
+) -> MRMCResult:
+    """The analysis of a fully crossed or split-plot design (:func:`~.reading_design.reading_design`)."""
+    modalities, readers = design.modalities, design.readers
+    theta, components, rrrc, frrc, rrfc, notes = analyse_design(design, fom_per_group(fom), modalities, alpha)
+    truth = design.truth
     has_truth = not np.isnan(truth).any()
     ni = None
     if margin is not None:
@@ -336,7 +369,7 @@ def mrmc_from_arrays(
         alpha=alpha,
         modalities=modalities,
         readers=readers,
-        n_cases=n_cases,
+        n_cases=design.n_cases,
         n_positive=int(np.sum(truth == 1)) if has_truth else None,
         n_negative=int(np.sum(truth == 0)) if has_truth else None,
         reader_fom=theta,
@@ -346,11 +379,13 @@ def mrmc_from_arrays(
         rrfc=rrfc,
         non_inferiority=ni,
         notes=notes,
+        design=design.describe(),
+        reader_groups=tuple(g.readers for g in design.groups),
     )
 
 
-def check_truth_for(fom: FigureOfMerit, truth: np.ndarray, source: str) -> None:
-    """``InputError`` unless every case has a 0/1 truth (and, for AUC, at least two of each)."""
+def check_truth_for(fom: FigureOfMerit, truth: np.ndarray, source: str, where: str = "the table has") -> None:
+    """``InputError`` unless every case has a 0/1 truth (and, for AUC, at least two of each in ``where``)."""
     if not fom.needs_truth:
         return
     if np.isnan(truth).any():
@@ -362,7 +397,7 @@ def check_truth_for(fom: FigureOfMerit, truth: np.ndarray, source: str) -> None:
     if fom.name == "auc" and (np.sum(truth == 1) < 2 or np.sum(truth == 0) < 2):
         raise InputError(
             f"{source}: the AUC needs at least two positive (truth 1) and two negative (truth 0) cases; "
-            f"the table has {int(np.sum(truth == 1))} and {int(np.sum(truth == 0))}.",
+            f"{where} {int(np.sum(truth == 1))} and {int(np.sum(truth == 0))}.",
             code="one_class",
         )
 
@@ -381,7 +416,7 @@ def mrmc_analysis(
     """Obuchowski–Rockette–Hillis MRMC analysis of a long reading table.
 
     Args:
-        frame: long table ``reader_id, case_id, modality, truth, score`` (fully crossed).
+        frame: long table ``reader_id, case_id, modality, truth, score`` (fully crossed or split-plot).
         fom: ``auc`` | ``mean`` | ``proportion`` | ``proportion_correct`` or a ``FigureOfMerit``.
         threshold: for ``proportion`` (score ≥ threshold is acceptable) and ``proportion_correct``.
         alpha: two-sided level of the confidence intervals (0.05 → 95% CIs).
@@ -390,17 +425,16 @@ def mrmc_analysis(
         modalities: subset and order of modalities (default all, natural order).
         source: how errors name the table (a file name).
     """
-    crossed = crossed_scores(frame, modalities, source)
+    design = reading_design(frame, modalities, source)
     figure = figure_of_merit(fom, threshold) if isinstance(fom, str) else fom
-    check_truth_for(figure, crossed.truth, source)
-    if crossed.scores.shape[-1] < 2:
-        raise InputError(f"{source}: the jackknife needs at least two cases; read more cases.", code="too_few_cases")
-    return mrmc_from_arrays(
-        crossed.scores,
-        crossed.truth,
+    for group in design.groups:
+        where = f"the cases of readers {', '.join(group.readers)}" if design.is_split_plot else "the table"
+        check_truth_for(figure, group.truth, source, where + (" have" if design.is_split_plot else " has"))
+        if len(group.cases) < 2:
+            raise InputError(f"{source}: the jackknife needs at least two cases in {where}; read more cases.", code="too_few_cases")
+    return mrmc_from_design(
+        design,
         figure,
-        crossed.modalities,
-        crossed.readers,
         alpha=alpha,
         margin=margin,
         reference=None if reference is None else str(reference),

@@ -124,6 +124,8 @@ class MRMCResult:
     rrfc: Analysis
     non_inferiority: NonInferiority | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
+    design: str = "fully crossed"
+    reader_groups: tuple[tuple[str, ...], ...] = ()
 
     @property
     def modality_fom(self) -> dict[str, float]:
@@ -139,6 +141,8 @@ class MRMCResult:
             "figure_of_merit": {"name": self.fom_name, "label": self.fom_label},
             "alpha": self.alpha,
             "design": {
+                "description": self.design,
+                "reader_groups": [list(g) for g in self.reader_groups],
                 "modalities": list(self.modalities),
                 "readers": list(self.readers),
                 "n_cases": self.n_cases,
@@ -165,6 +169,13 @@ class MRMCResult:
         if self.n_positive is not None:
             cases += f" ({self.n_positive} positive, {self.n_negative} negative)"
         lines.append(f"{len(self.readers)} readers x {cases} x {len(self.modalities)} modalities")
+        if len(self.reader_groups) > 1:
+            c = self.components
+            lines.append(f"Design: {self.design}")
+            within = (f"within groups Cov2 = {c.cov2_within_group:.8g}, Cov3 = {c.cov3_within_group:.8g} "
+                      f"({100 * c.same_group_pair_fraction:.1f}% of reader pairs share a group)"
+                      if c.same_group_pair_fraction > 0 else "one reader per group, so Cov2 = Cov3 = 0")
+            lines.append(f"  Cov2 and Cov3 are zero between groups (independent cases); {within}")
         lines.append("")
         rows = [[r, *(f"{self.reader_fom[i, j]:.4f}" for i in range(len(self.modalities)))] for j, r in enumerate(self.readers)]
         rows.append(["mean", *(f"{v:.4f}" for v in self.modality_fom.values())])

@@ -2,6 +2,15 @@
 mean squares of the modality × reader ANOVA and the jackknife error covariances (Var, Cov1,
 Cov2, Cov3), and the RRRC F test with Hillis denominator degrees of freedom.
 
+The covariances are averages over all pairs of the given error covariance matrix. In a
+split-plot design (``reading_design.py``) the pairs of readers in different groups have zero
+covariance (independent cases), so Cov2 and Cov3 are ``p`` times their within-group values, ``p``
+the share of reader pairs that are in the same group; with them the OR expected mean squares,
+the F test, its Hillis df and the CIs of the crossed design hold unchanged
+(E[MS(TR)] = σ²_TR + Var − Cov1 − Cov2 + Cov3 and Var(θ̄_1· − θ̄_2·) = 2/J·[σ²_TR + Var − Cov1 +
+(J − 1)(Cov2 − Cov3)] with these averages). ``p`` = 1 is the crossed design; ``p`` = 0 (one reader
+per group) gives Cov2 = Cov3 = 0, MRMCaov's "cases nested within readers".
+
 See :mod:`~DigitalContrastReaderLib.analysis.mrmc` for the analyses built on them.
 """
 
@@ -23,6 +32,9 @@ class ORComponents:
     """Mean squares of the reader figures of merit and jackknife error covariances.
 
     ``var_r`` and ``var_tr`` are the OR variance components (ANOVA estimates; can be negative).
+    ``cov2``/``cov3`` average over all reader pairs; ``same_group_pair_fraction`` is the share of
+    reader pairs in the same split-plot group (1 when fully crossed) and ``cov2_within_group``/
+    ``cov3_within_group`` the averages over those pairs only.
     Per-modality and per-reader tuples follow the modality and reader order of the analysis.
     """
 
@@ -38,6 +50,9 @@ class ORComponents:
     cov3: float
     var_r: float
     var_tr: float
+    same_group_pair_fraction: float
+    cov2_within_group: float
+    cov3_within_group: float
     ms_r_per_modality: tuple[float, ...]
     var_error_per_modality: tuple[float, ...]
     cov2_per_modality: tuple[float, ...]
@@ -45,12 +60,30 @@ class ORComponents:
     cov1_per_reader: tuple[float, ...]
 
 
-def or_components(theta: np.ndarray, theta_jack: np.ndarray) -> ORComponents:
-    """OR mean squares and covariances from θ ``[modality, reader]`` and its jackknife ``[modality, reader, case]``."""
-    n_mod, n_rdr, n_cases = theta_jack.shape
+def jackknife_covariance(theta_jack: np.ndarray) -> np.ndarray:
+    """``cov[i, j, i', j']`` = (K−1)/K · Σ_k (θ_ij(−k) − mean)(θ_i'j'(−k) − mean) from ``[modality, reader, case]``."""
+    n_cases = theta_jack.shape[-1]
     dev = theta_jack - theta_jack.mean(axis=-1, keepdims=True)
-    # cov[i, j, i', j'] over the case jackknife
-    cov = np.einsum("ijk,lmk->ijlm", dev, dev) * ((n_cases - 1) / n_cases)
+    return np.einsum("ijk,lmk->ijlm", dev, dev) * ((n_cases - 1) / n_cases)
+
+
+def or_components(theta: np.ndarray, theta_jack: np.ndarray) -> ORComponents:
+    """OR mean squares and covariances of a crossed design: θ ``[modality, reader]``, jackknife ``[modality, reader, case]``."""
+    return or_components_from_covariance(theta, jackknife_covariance(theta_jack), n_cases=theta_jack.shape[-1])
+
+
+def or_components_from_covariance(
+    theta: np.ndarray, cov: np.ndarray, n_cases: int, same_group: np.ndarray | None = None
+) -> ORComponents:
+    """OR mean squares and covariances from θ ``[modality, reader]`` and the error covariance
+    ``cov[modality, reader, modality, reader]``; ``same_group[reader, reader]`` (default: all True)
+    marks the reader pairs that read the same cases (split-plot groups)."""
+    n_mod, n_rdr = theta.shape
+    if same_group is None:
+        same_group = np.ones((n_rdr, n_rdr), dtype=bool)
+    off_diagonal = ~np.eye(n_rdr, dtype=bool)
+    pairs = int(off_diagonal.sum())
+    fraction = float((same_group & off_diagonal).sum() / pairs) if pairs else math.nan
     same_mod = np.eye(n_mod, dtype=bool)[:, None, :, None]
     same_rdr = np.eye(n_rdr, dtype=bool)[None, :, None, :]
     var_error = _mean_or_nan(cov[same_mod & same_rdr])
@@ -90,6 +123,9 @@ def or_components(theta: np.ndarray, theta_jack: np.ndarray) -> ORComponents:
         cov3=cov3,
         var_r=float(var_r),
         var_tr=float(var_tr),
+        same_group_pair_fraction=fraction,
+        cov2_within_group=cov2 / fraction if fraction > 0 else math.nan,
+        cov3_within_group=cov3 / fraction if fraction > 0 else math.nan,
         ms_r_per_modality=ms_r_i,
         var_error_per_modality=tuple(float(np.diag(m).mean()) for m in per_mod),
         cov2_per_modality=tuple(_mean_or_nan(m[off_r]) for m in per_mod),

@@ -31,8 +31,9 @@ from scipy import stats
 from DigitalContrastLib.common.errors import InputError
 
 from .formatting import JsonResult, format_p, format_table
-from .long_table import validate_long_table, crossed_scores
-from .mrmc import AUC, analyse_fom, proportion_correct
+from .long_table import validate_long_table
+from .mrmc import AUC, analyse_design, fom_per_group, proportion_correct
+from .reading_design import reading_design
 
 
 @dataclass(frozen=True)
@@ -193,23 +194,24 @@ def turing_test(
     notes: list[str] = []
     accuracy = auc = None
     try:
-        crossed = crossed_scores(work, source=source)
+        design = reading_design(work, source=source)
     except InputError:
-        crossed = None
+        design = None
         notes.append(
-            "readers did not all read the same images, so no reader- and image-aware pooled CI is given; "
-            "see the per-reader exact intervals"
+            "readers did not read the images in reader groups (every reader of a group every image of the group), "
+            "so no reader- and image-aware pooled CI is given; see the per-reader exact intervals"
         )
-    if crossed is not None and len(crossed.readers) < 2:
+    if design is not None and len(design.readers) < 2:
         notes.append("one reader: pooled random-reader intervals need at least two readers")
-        crossed = None
-    if crossed is not None:
+        design = None
+    if design is not None and min(len(g.cases) for g in design.groups) < 2:
+        notes.append("a reader group read fewer than two images: no pooled CI")
+        design = None
+    if design is not None:
         for fom, name in ((proportion_correct(threshold), "mean reader accuracy"), (AUC, "mean reader AUC of the 'synthetic?' score")):
-            if fom is AUC and (np.sum(crossed.truth == 1) < 2 or np.sum(crossed.truth == 0) < 2):
+            if fom is AUC and any(np.sum(g.truth == 1) < 2 or np.sum(g.truth == 0) < 2 for g in design.groups):
                 continue
-            theta = fom.values(crossed.scores, crossed.truth)
-            jack = fom.jackknife(crossed.scores, crossed.truth)
-            _, rrrc, _, _, _ = analyse_fom(theta, jack, ["turing"], crossed.readers, alpha)
+            _, _, rrrc, _, _, _ = analyse_design(design, fom_per_group(fom), ["turing"], alpha)
             m = rrrc.modalities[0]
             estimate = _pooled(name, m.estimate, m.std_error, m.df, margin, alpha)
             if fom is AUC:

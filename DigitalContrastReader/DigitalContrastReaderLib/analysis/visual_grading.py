@@ -1,8 +1,9 @@
 """Visual grading: VGC analysis, paired ordinal tests, and the mean paired score difference.
 
 Inputs are the long reading table (``reader_id, case_id, modality, truth, score``) with image-quality
-grades as scores (truth may be empty), read fully crossed: every reader grades every case in the
-test modality (e.g. ``synthetic``) and in the reference modality (e.g. ``real``).
+grades as scores (truth may be empty): every reader grades every case of their reader group in the
+test modality (e.g. ``synthetic``) and in the reference modality (e.g. ``real``) -- fully crossed (one
+group) or split-plot (``reading_design.py``).
 
 - **VGC** (Båth & Månsson, Br J Radiol 2007;80:169-176): per reader,
   AUC_VGC = P(X_test > X_ref) + ½·P(X_test = X_ref), the Mann–Whitney statistic with the modality as
@@ -32,9 +33,9 @@ from statsmodels.stats.contingency_tables import SquareTable
 from DigitalContrastLib.common.errors import InputError
 
 from .formatting import JsonResult, format_p, format_table, interval
-from .long_table import crossed_scores
-from .mrmc import MEAN_SCORE, analyse_fom, mrmc_from_arrays
+from .mrmc import MEAN_SCORE, analyse_design, mrmc_from_design
 from .mrmc_result import NonInferiority
+from .reading_design import ReaderGroup, ReadingDesign, reading_design
 
 # ---------------------------------------------------------------------------------------------
 # VGC
@@ -117,11 +118,24 @@ class VGCResult(JsonResult):
         return "\n".join(lines)
 
 
-def _two_modalities(frame: pd.DataFrame, test: str, reference: str, source: str):
-    crossed = crossed_scores(frame, [str(test), str(reference)], source)
-    if crossed.scores.shape[-1] < 3:
-        raise InputError(f"{source}: the jackknife needs at least three cases graded in both modalities.", code="too_few_cases")
-    return crossed
+def _two_modalities(frame: pd.DataFrame, test: str, reference: str, source: str) -> ReadingDesign:
+    design = reading_design(frame, [str(test), str(reference)], source)
+    if min(len(g.cases) for g in design.groups) < 3:
+        where = "by each reader group" if design.is_split_plot else ""
+        raise InputError(f"{source}: the jackknife needs at least three cases graded in both modalities{' ' + where if where else ''}.",
+                         code="too_few_cases")
+    return design
+
+
+def _vgc_per_group(group: ReaderGroup) -> tuple[np.ndarray, np.ndarray]:
+    t_scores, r_scores = group.scores[0], group.scores[1]  # [reader, case]
+    return _vgc_kernel(t_scores, r_scores).mean(axis=(-2, -1))[None], vgc_leave_one_out(t_scores, r_scores)[None]
+
+
+def _pooled_pairs(design: ReadingDesign) -> tuple[np.ndarray, np.ndarray]:
+    """All (test, reference) grades of the design, flattened reader by reader ``[read]``."""
+    return (np.concatenate([g.scores[0].ravel() for g in design.groups]),
+            np.concatenate([g.scores[1].ravel() for g in design.groups]))
 
 
 def vgc_analysis(
@@ -132,11 +146,9 @@ def vgc_analysis(
     source: str = "the reading table",
 ) -> VGCResult:
     """VGC AUC per reader and reader-averaged with OR (RRRC and FRRC) confidence intervals."""
-    crossed = _two_modalities(frame, test, reference, source)
-    t_scores, r_scores = crossed.scores[0], crossed.scores[1]  # [reader, case]
-    theta = _vgc_kernel(t_scores, r_scores).mean(axis=(-2, -1))
-    jack = vgc_leave_one_out(t_scores, r_scores)
-    _, rrrc, frrc, _, _ = analyse_fom(theta[None], jack[None], ["vgc"], crossed.readers, alpha)
+    design = _two_modalities(frame, test, reference, source)
+    theta, _, rrrc, frrc, _, _ = analyse_design(design, _vgc_per_group, ["vgc"], alpha)
+    theta = theta[0]
     estimate = float(theta.mean())
     if rrrc.modalities:
         random = rrrc.modalities[0]
@@ -145,17 +157,20 @@ def vgc_analysis(
     else:  # one reader: only the fixed-reader interval exists
         se = df = lower = upper = p_value = math.nan
     fixed = frrc.modalities[0]
-    x, y = vgc_curve(t_scores.ravel(), r_scores.ravel())
+    t_all, r_all = _pooled_pairs(design)
+    x, y = vgc_curve(t_all, r_all)
     reader_curves = {}
-    for j, r in enumerate(crossed.readers):
-        rx, ry = vgc_curve(t_scores[j], r_scores[j])
-        reader_curves[r] = (tuple(rx), tuple(ry))
+    for group in design.groups:
+        for j, r in enumerate(group.readers):
+            rx, ry = vgc_curve(group.scores[0, j], group.scores[1, j])
+            reader_curves[r] = (tuple(rx), tuple(ry))
+    reader_curves = {r: reader_curves[r] for r in design.readers}
     return VGCResult(
-        test_modality=crossed.modalities[0],
-        reference_modality=crossed.modalities[1],
-        readers=crossed.readers,
-        n_cases=t_scores.shape[-1],
-        reader_auc={r: float(a) for r, a in zip(crossed.readers, theta)},
+        test_modality=design.modalities[0],
+        reference_modality=design.modalities[1],
+        readers=design.readers,
+        n_cases=design.n_cases,
+        reader_auc={r: float(a) for r, a in zip(design.readers, theta)},
         auc=estimate,
         std_error=float(se),
         df=float(df),
@@ -165,7 +180,7 @@ def vgc_analysis(
         std_error_fixed_readers=fixed.std_error,
         ci_lower_fixed_readers=fixed.ci_lower,
         ci_upper_fixed_readers=fixed.ci_upper,
-        pooled_auc=vgc_auc(t_scores.ravel(), r_scores.ravel()),
+        pooled_auc=vgc_auc(t_all, r_all),
         curve=(tuple(x), tuple(y)),
         reader_curves=reader_curves,
         alpha=alpha,
@@ -214,9 +229,8 @@ def paired_ordinal_tests(
     frame: pd.DataFrame, test: str = "synthetic", reference: str = "real", source: str = "the reading table"
 ) -> PairedOrdinalResult:
     """Stuart–Maxwell and Bowker tests on the paired grade table (grades not used by either modality are dropped)."""
-    crossed = crossed_scores(frame, [str(test), str(reference)], source)
-    t_scores = crossed.scores[0].ravel()
-    r_scores = crossed.scores[1].ravel()
+    design = reading_design(frame, [str(test), str(reference)], source)
+    t_scores, r_scores = _pooled_pairs(design)
     grades = np.unique(np.concatenate([t_scores, r_scores]))
     index = {g: i for i, g in enumerate(grades)}
     table = np.zeros((len(grades), len(grades)), dtype=int)
@@ -237,8 +251,8 @@ def paired_ordinal_tests(
         if not np.isfinite(sm.statistic):
             note = "the marginal covariance is singular (e.g. no discordant pairs): Stuart-Maxwell is undefined. " + note
     return PairedOrdinalResult(
-        test_modality=crossed.modalities[0],
-        reference_modality=crossed.modalities[1],
+        test_modality=design.modalities[0],
+        reference_modality=design.modalities[1],
         grades=tuple(float(g) for g in grades),
         table=tuple(tuple(int(v) for v in row) for row in table),
         n_pairs=int(table.sum()),
@@ -317,24 +331,23 @@ def mean_paired_difference(
 
     ``margin`` (grade units, > 0) adds a one-sided non-inferiority test of H0: difference ≤ −margin.
     """
-    crossed = _two_modalities(frame, test, reference, source)
-    result = mrmc_from_arrays(
-        crossed.scores, crossed.truth, MEAN_SCORE, crossed.modalities, crossed.readers, alpha=alpha,
-        margin=margin, reference=crossed.modalities[1] if margin is not None else None,
-    )
-    d = result.difference(crossed.modalities[0], crossed.modalities[1], "rrrc") if result.rrrc.differences else None
+    design = _two_modalities(frame, test, reference, source)
+    test, reference = design.modalities
+    result = mrmc_from_design(design, MEAN_SCORE, alpha=alpha, margin=margin,
+                              reference=reference if margin is not None else None)
+    d = result.difference(test, reference, "rrrc") if result.rrrc.differences else None
     per_reader = tuple(
         ReaderMeanDifference(r.reader, r.estimate, r.std_error, r.ci_lower, r.ci_upper) for r in result.frrc.reader_differences
     )
     means = result.modality_fom
     return MeanDifferenceResult(
-        test_modality=crossed.modalities[0],
-        reference_modality=crossed.modalities[1],
-        n_readers=len(crossed.readers),
-        n_cases=crossed.scores.shape[-1],
-        mean_test=means[crossed.modalities[0]],
-        mean_reference=means[crossed.modalities[1]],
-        difference=means[crossed.modalities[0]] - means[crossed.modalities[1]],
+        test_modality=test,
+        reference_modality=reference,
+        n_readers=len(design.readers),
+        n_cases=design.n_cases,
+        mean_test=means[test],
+        mean_reference=means[reference],
+        difference=means[test] - means[reference],
         std_error=d.std_error if d else math.nan,
         df=d.df if d else math.nan,
         ci_lower=d.ci_lower if d else math.nan,

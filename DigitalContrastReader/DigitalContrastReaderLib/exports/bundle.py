@@ -1,7 +1,9 @@
 """Every export of a study at once (:func:`export_all`): the tidy CSV, the analysis tables and
 MRMC files of every scored question, the schedules (CSV and JSON), the revisions (every change
-of an answer), a data dictionary (CSV and Markdown) of every column, and a ``manifest.json``
-with checksums.
+of an answer), the study versions (with the reason of every accepted change of display or
+scheduling), a data dictionary (CSV and Markdown) of every column, and a ``manifest.json`` with
+checksums. Answers given while the study was a demo are marked ``simulated`` in the tidy CSV, the
+revisions and the analysis tables, counted in the manifest and named in the iMRMC header.
 """
 
 from __future__ import annotations
@@ -15,15 +17,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from DigitalContrastLib.common.atomic import atomic_write_text
-
 from DigitalContrastReaderLib.store.base import AnswerStore
 from DigitalContrastReaderLib.study.canonical import canonical_json
 from DigitalContrastReaderLib.study.errors import UsageError
 from DigitalContrastReaderLib.study.templates import RATING_QUESTIONS
+
 from .columns import (
     ANALYSIS_COLUMNS,
     REVISION_COLUMNS,
     SCHEDULE_COLUMNS,
+    STUDY_VERSION_COLUMNS,
     TIDY_COLUMNS,
     TRUTH_COLUMN_DESCRIPTION,
     TRUTH_PREFIX,
@@ -76,12 +79,21 @@ def schedules_json(store: AnswerStore) -> str:
 
 
 def revision_table(store: AnswerStore) -> pd.DataFrame:
+    simulated = {r.response_id: r.simulated for r in store.responses()}
     rows = [{
         "reader_id": r.reader_id, "item_id": r.item_id, "question_key": r.question_key, "revision": r.revision,
         "value": canonical_json(r.value), "changed_at": r.changed_at, "changed_by": r.changed_by, "reason": r.reason,
-        "study_sha256": r.study_sha256,
+        "study_sha256": r.study_sha256, "simulated": simulated.get(r.response_id, False),
     } for r in store.revisions()]
     return frame_of_rows(rows, REVISION_COLUMNS)
+
+
+def study_version_table(store: AnswerStore) -> pd.DataFrame:
+    """Every study version loaded into the store, with the reason of an accepted change."""
+    rows = [{"version": v["version"], "study_sha256": v["study_sha256"], "loaded_at": v["loaded_at"],
+             "active": bool(v["active"]), "accepted_change": v.get("accepted_change"),
+             "changes": canonical_json(v.get("changes", []))} for v in store.study_versions()]
+    return frame_of_rows(rows, STUDY_VERSION_COLUMNS)
 
 
 def data_dictionary(truth_columns: Sequence[str] = ()) -> list[dict[str, str]]:
@@ -92,6 +104,7 @@ def data_dictionary(truth_columns: Sequence[str] = ()) -> list[dict[str, str]]:
         ("analysis_<task>_<question>.csv", ANALYSIS_COLUMNS),
         ("schedules.csv", SCHEDULE_COLUMNS),
         ("revisions.csv", REVISION_COLUMNS),
+        ("study_versions.csv", STUDY_VERSION_COLUMNS),
     ):
         for c in columns:
             entries.append({"file": file, "column": c.name, "type": c.dtype, "description": c.description})
@@ -100,6 +113,8 @@ def data_dictionary(truth_columns: Sequence[str] = ()) -> list[dict[str, str]]:
                 entries.append({"file": file, "column": TRUTH_PREFIX + name, "type": "Float64 or string",
                                 "description": TRUTH_COLUMN_DESCRIPTION.replace("<name>", name)})
     entries += [
+        {"file": "analysis_<task>_<question>.csv", "column": "simulated", "type": "boolean",
+         "description": "True when the read is a simulated answer (a demo study): never a real reading."},
         {"file": "<task>_<question>.imrmc", "column": "header", "type": "text",
          "description": "Free lines incl. 'reader|case|modality <n> = <id>' mappings, then NR/N0/N1/NM and 'BEGIN DATA:'."},
         {"file": "<task>_<question>.imrmc", "column": "data", "type": "text",
@@ -158,7 +173,7 @@ def _scored_questions(store: AnswerStore) -> list[tuple[str, str]]:
 
 def export_all(store: AnswerStore, out_dir: str | Path) -> ExportResult:
     """Write every export of ``store`` into ``out_dir`` (each file atomically):
-    ``responses_tidy.csv``, ``revisions.csv``, ``schedules.csv``, ``schedules.json``,
+    ``responses_tidy.csv``, ``revisions.csv``, ``schedules.csv``, ``schedules.json``, ``study_versions.csv``,
     ``analysis_<task>_<question>.csv`` per scored question, ``<task>_<question>.imrmc`` and
     ``.jafroc.xlsx`` for detection tasks, ``data_dictionary.csv``/``.md`` and ``manifest.json``."""
     pd = require_pandas()
@@ -170,7 +185,13 @@ def export_all(store: AnswerStore, out_dir: str | Path) -> ExportResult:
     result.files.append(atomic_write_text(out / "revisions.csv", csv_text(revision_table(store))))
     result.files.append(atomic_write_text(out / "schedules.csv", csv_text(schedule_table(store))))
     result.files.append(atomic_write_text(out / "schedules.json", schedules_json(store)))
+    result.files.append(atomic_write_text(out / "study_versions.csv", csv_text(study_version_table(store))))
     study = store.study
+    simulated_reads = {(r, c, s) for r, c, s, sim in zip(tidy["reader_id"], tidy["case_id"], tidy["source"],
+                                                         tidy["simulated"]) if bool(sim)}
+    if simulated_reads:
+        result.notes.append(f"{int(tidy['simulated'].astype(bool).sum())} of {len(tidy)} answers are SIMULATED (given "
+                            "while the study was a demo); they are marked in every file")
     for task_id, key in _scored_questions(store):
         stem = f"{task_id}_{key}"
         try:
@@ -178,11 +199,16 @@ def export_all(store: AnswerStore, out_dir: str | Path) -> ExportResult:
         except UsageError:
             result.notes.append(f"{stem}: no answers yet, no analysis table")
             continue
-        result.files.append(atomic_write_text(out / f"analysis_{stem}.csv", csv_text(table)))
+        marked = table.assign(simulated=[(r, c, m) in simulated_reads for r, c, m in
+                                         zip(table["reader_id"], table["case_id"], table["modality"])])
+        result.files.append(atomic_write_text(out / f"analysis_{stem}.csv", csv_text(marked)))
         if study.task(task_id).type != "detection":
             continue
         description = [f"study: {study.study_id} version {study.version} sha256 {study.sha256}",
                        f"task: {task_id}; question: {key}; training items excluded"]
+        if marked["simulated"].any():
+            description.append(f"SIMULATED READS: {int(marked['simulated'].sum())} of {len(marked)} scores come from "
+                               "simulated readers (a demo study), not real readings")
         try:
             result.files.append(write_imrmc(table, out / f"{stem}.imrmc", description=description))
             result.files.append(write_jafroc_xlsx(table, out / f"{stem}.jafroc.xlsx"))
@@ -195,6 +221,7 @@ def export_all(store: AnswerStore, out_dir: str | Path) -> ExportResult:
         "study_id": study.study_id,
         "study_version": study.version,
         "study_sha256": study.sha256,
+        "simulated_answers": int(tidy["simulated"].astype(bool).sum()),
         "exported_at": datetime.now(timezone.utc).isoformat(),
         "files": {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in result.files},
         "notes": result.notes,

@@ -92,6 +92,8 @@ TIDY_COLUMNS: tuple[Column, ...] = (
     Column("submitted_at", "string", "UTC time of the first submit of the item."),
     Column("active_seconds", "Float64", "Seconds spent on the item (reported by the UI, else display to submit)."),
     Column("visits", "Int64", "Number of displays of the item (revisits = visits - 1)."),
+    Column("simulated", "boolean", "True for an answer given while the study was a demo (simulated readers or trial "
+                                   "reads): never a real reading."),
 )
 
 
@@ -142,6 +144,19 @@ REVISION_COLUMNS: tuple[Column, ...] = (
     Column("changed_by", "string", "reader, or admin:<name> for a correction."),
     Column("reason", "string", "Reason given for an admin correction."),
     Column("study_sha256", "string", "sha256 of the study file in force."),
+    Column("simulated", "boolean", "True for an answer given while the study was a demo (never a real reading)."),
+)
+
+
+STUDY_VERSION_COLUMNS: tuple[Column, ...] = (
+    Column("version", "string", "The store's name of the version: the file's version string, with +1, +2... when "
+                                "the file changed but kept its version string."),
+    Column("study_sha256", "string", "sha256 of the study file."),
+    Column("loaded_at", "string", "UTC time the version was loaded (init)."),
+    Column("active", "boolean", "The version in force now."),
+    Column("accepted_change", "string", "The admin's reason for changing how items are shown or scheduled in a study "
+                                        "that had answers (init --accept-change); empty otherwise."),
+    Column("changes", "string", "What changed in display or scheduling, as JSON: [\"field: old -> new\", ...]."),
 )
 
 

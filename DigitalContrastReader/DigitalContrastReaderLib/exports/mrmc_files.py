@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from DigitalContrastLib.common.atomic import atomic_path, atomic_write_text
-
 from DigitalContrastReaderLib.study.errors import StudyError, UsageError
+
 from .columns import ANALYSIS_COLUMNS, as_dtype, require_pandas
 
 if TYPE_CHECKING:  # pandas is in the `reader` extra; imported when a table is made

@@ -8,6 +8,11 @@ reading tables (``long_table.py``):
   fully crossed. If it has a ``clinical_use`` column, the report has one section per use.
   If every case has a 0/1 truth, an MRMC ROC analysis (AUC) is added.
 - ``turing`` (optional): a visual Turing test table (``turing.py``); same ``clinical_use`` rule.
+- ``detection``, ``preference``, ``other_grades`` (optional, by task or question name): detection
+  ratings with truth (MRMC ROC AUC), preference scores (1 test preferred, 0 the other, 0.5 none),
+  and more graded questions (one table row each); see ``report_sections.py``.
+
+Every table may be fully crossed or split-plot (reader groups reading their own cases).
 
 Figures: grade distributions per modality, VGC curves (per reader and pooled), a per-reader
 forest plot of the mean grade difference with the reader-and-case-aware pooled estimate, and
@@ -19,6 +24,7 @@ from __future__ import annotations
 
 import html
 import re
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -33,9 +39,7 @@ from DigitalContrastLib.common.report_html import format_ci as _ci
 from DigitalContrastLib.common.report_html import format_number as _f
 from DigitalContrastLib.common.report_html import html_img as _img
 from DigitalContrastLib.common.report_html import html_table as _table
-
 from DigitalContrastReaderLib import __version__
-from DigitalContrastReaderLib.analysis.agreement import agreement_analysis
 from DigitalContrastReaderLib.analysis.formatting import format_p
 from DigitalContrastReaderLib.analysis.long_table import validate_long_table
 from DigitalContrastReaderLib.analysis.mrmc import mrmc_analysis
@@ -47,6 +51,8 @@ from DigitalContrastReaderLib.analysis.visual_grading import (
     paired_ordinal_tests,
     vgc_analysis,
 )
+
+from .report_sections import agreement_rows, detection_section, graded_questions_section, preference_section
 
 
 def _slug(text: str) -> str:
@@ -202,19 +208,11 @@ def _grading_section(frame, use: str, figures: _Figures, test: str, reference: s
         f"p = {format_p(ordinal.bowker_p)}.</p><p class=\"note\">{html.escape(ordinal.note)}</p>"
     )
 
-    if n_readers >= 2:
+    rows = agreement_rows(frame, modalities) if n_readers >= 2 else []
+    if rows:
         parts.append("<h3>Inter-reader agreement</h3>")
-        rows = []
-        for m in modalities:
-            a = agreement_analysis(frame, m)
-            icc = {i.form: i for i in a.icc}
-            rows.append(
-                [m, _f(a.mean_kappa["none"], 3), _f(a.mean_kappa["linear"], 3), _f(a.mean_kappa["quadratic"], 3), _f(a.fleiss_kappa, 3),
-                 _f(a.krippendorff["ordinal"], 3), _f(icc["ICC(2,1)"].value, 3) if "ICC(2,1)" in icc else "n/a",
-                 _f(icc["ICC(2,k)"].value, 3) if "ICC(2,k)" in icc else "n/a"]
-            )
         parts.append(_table(["modality", "Cohen κ", "linear κ", "quadratic κ", "Fleiss κ", "Krippendorff α (ordinal)", "ICC(2,1)", "ICC(2,k)"], rows))
-        parts.append('<p class="note">Cohen&apos;s kappas are means over reader pairs.</p>')
+        parts.append('<p class="note">Cohen&apos;s kappas are means over reader pairs (in a split-plot study: pairs of one reader group).</p>')
 
     if frame["truth"].notna().all() and frame["truth"].nunique() == 2:
         result = mrmc_analysis(frame, fom="auc", alpha=alpha, modalities=[test, reference])
@@ -269,6 +267,12 @@ def write_report(
     turing_threshold: float = 0.5,
     turing_margin: float = 0.10,
     alpha: float = 0.05,
+    detection: Mapping[str, pd.DataFrame] | None = None,
+    preference: Mapping[str, pd.DataFrame] | None = None,
+    other_grades: Mapping[str, pd.DataFrame] | None = None,
+    grading_question: str | None = None,
+    notes: Sequence[str] = (),
+    design: str | None = None,
 ) -> Path:
     """Write ``out_dir/report.html`` (+ ``figures/*.png``) and return the HTML path.
 
@@ -279,13 +283,19 @@ def write_report(
         title: report heading; also the section name when there is no ``clinical_use`` column.
         test, reference: modalities compared (difference = test − reference).
         turing: optional long table of a visual Turing test.
+        detection, preference, other_grades: optional tables by task (question) name (module docstring).
+        grading_question: the question ``grading`` holds (named in its heading).
+        notes: what an interim analysis left out (shown under the title, which then says "interim").
+        design: one line on the study design, shown under the title.
         margin: optional non-inferiority margin for the mean grade difference (grade units).
         synthetic_label, turing_threshold, turing_margin: Turing-test settings (``turing.py``).
         alpha: CIs are (1 − alpha).
     """
-    grading_uses = _by_use(grading, title, "the grading table")
-    turing_uses = _by_use(turing, title, "the Turing-test table")
-    if not grading_uses and not turing_uses:
+    grading_name = f"{title}: {grading_question}" if grading_question else title
+    grading_uses = _by_use(grading, grading_name, "the grading table")
+    turing_uses = _by_use(turing, grading_name if grading_question is None else f"{title}: Turing test", "the Turing-test table")
+    detection, preference, other_grades = dict(detection or {}), dict(preference or {}), dict(other_grades or {})
+    if not (grading_uses or turing_uses or detection or preference or other_grades):
         raise InputError("the report has no data: give a grading table, a Turing-test table or both.", code="empty")
     out_dir = Path(out_dir)
     try:
@@ -301,10 +311,20 @@ def write_report(
         if use in turing_uses:
             body.append(_turing_section(turing_uses[use], use, figures, str(synthetic_label), turing_threshold, turing_margin, alpha))
         sections.append("\n".join(body))
+    if other_grades:
+        sections.append(f'<h2 id="graded-questions">Graded questions</h2>\n{graded_questions_section(other_grades, str(test), str(reference), alpha)}')
+    for name, frame in detection.items():
+        sections.append(f'<h2 id="{_slug(name)}-detection">Detection: {html.escape(name)}</h2>\n'
+                        + detection_section(name, validate_long_table(frame, f"detection task {name}"), str(reference), alpha))
+    for name, frame in preference.items():
+        sections.append(f'<h2 id="{_slug(name)}-preference">Preference: {html.escape(name)}</h2>\n'
+                        + preference_section(name, validate_long_table(frame, f"preference task {name}"), alpha))
+    heading = f"{title} (interim)" if notes else title
+    preamble = "".join(f'<p class="note">{html.escape(text)}</p>' for text in ([design] if design else []) + list(notes))
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     document = (
         f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
-        f"<style>{CSS}</style></head><body>\n<h1>{html.escape(title)}</h1>\n"
+        f"<style>{CSS}</style></head><body>\n<h1>{html.escape(heading)}</h1>\n{preamble}"
         f'<p class="note">DigitalContrast reader-study statistics {__version__}, {stamp}. Confidence intervals are '
         f"{100 * (1 - alpha):g}% two-sided unless stated; MRMC inference by Obuchowski&ndash;Rockette with Hillis df.</p>\n"
         + "\n".join(sections)

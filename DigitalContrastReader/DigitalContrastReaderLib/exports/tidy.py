@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from DigitalContrastLib.common.atomic import atomic_write_text
-
 from DigitalContrastReaderLib.store.base import AnswerStore
 from DigitalContrastReaderLib.study.canonical import canonical_json
 from DigitalContrastReaderLib.study.errors import UsageError
 from DigitalContrastReaderLib.study.study import Study, source_kind, source_model
 from DigitalContrastReaderLib.study.templates import RATING_QUESTIONS
+
 from .columns import (
     TIDY_COLUMNS,
     TRUTH_PREFIX,
@@ -115,6 +115,7 @@ def tidy_rows(store: AnswerStore) -> list[dict[str, Any]]:
             "submitted_at": item.submitted_at,
             "active_seconds": item.active_seconds,
             "visits": item.visits,
+            "simulated": response.simulated,
         }
         for name in study.truth_columns:
             row[TRUTH_PREFIX + name] = case.truth.get(name)

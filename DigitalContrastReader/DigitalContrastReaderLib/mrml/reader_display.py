@@ -39,11 +39,11 @@ from DigitalContrastLib.mrml.views import (
     volume_center_ras,
 )
 from DigitalContrastLib.mrml.volume_nodes import volume_to_node
-
 from DigitalContrastReaderLib.reading.session import ReadingSession
-from DigitalContrastReaderLib.store.base import AnswerStore
+from DigitalContrastReaderLib.store.base import ReaderStore
 from DigitalContrastReaderLib.study.blinding import HANDLE_SINGLE, HANDLES_PAIR, ReaderItem
 from DigitalContrastReaderLib.study.errors import StudyError
+
 from .scene_audit import string_list
 
 #: Layout ids of the reader layouts (Slicer's built-in ids are below 100; the review uses 3917-3920).
@@ -341,15 +341,15 @@ class MRMLReaderDisplay:
             self._interaction()
 
 
-def mrml_reading_session(scene: Any, app_logic: Any, store: AnswerStore, reader_id: str, *,
+def mrml_reading_session(scene: Any, app_logic: Any, store: ReaderStore, reader_id: str, *,
                          image_reader: Callable[[str | Path], CTVolume] = read_image_blind,
                          **options: Any) -> ReadingSession:
     """A :class:`~DigitalContrastReaderLib.reading.session.ReadingSession` of ``reader_id`` shown in
-    ``scene`` (``options``: ``enrol``, ``idle_after_seconds``, ``clock`` of the session).
+    ``scene`` (``options``: ``token``, ``idle_after_seconds``, ``clock`` of the session).
 
     The Slicer module does exactly this::
 
-        session = mrml_reading_session(slicer.mrmlScene, slicer.app.applicationLogic(), store, "r01")
+        session = mrml_reading_session(slicer.mrmlScene, slicer.app.applicationLogic(), store, "r01", token=token)
         item = session.start()
     """
     return ReadingSession(store, MRMLReaderDisplay(scene, app_logic, image_reader), reader_id, **options)

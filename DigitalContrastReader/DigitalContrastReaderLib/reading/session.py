@@ -1,8 +1,9 @@
 """A reader's reading session: the state machine that drives one reader through their stored
-schedule, over an :class:`~DigitalContrastReaderLib.store.base.AnswerStore` and a :class:`ReaderDisplay`.
+schedule, over an :class:`~DigitalContrastReaderLib.store.base.ReaderStore` and a :class:`ReaderDisplay`.
 
-* :meth:`ReadingSession.start` enrols the reader if needed and resumes at the first unfinished
-  item (the order is the stored schedule's; nothing is recomputed);
+* :meth:`ReadingSession.start` signs the reader in (reader id and token, checked by the store)
+  and resumes at the first unfinished item (the order is the stored schedule's; nothing is
+  recomputed);
 * each item is recorded as displayed (``store.open_item``), handed to the display and timed
   (:class:`~DigitalContrastReaderLib.reading.active_time.ActiveTimeCounter`, idle time left out);
 * :meth:`ReadingSession.submit` commits the answers through the store (one transaction, on disk
@@ -24,9 +25,10 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Protocol
 
-from DigitalContrastReaderLib.store.base import AnswerStore, SubmitReceipt
+from DigitalContrastReaderLib.store.base import ReaderStore, SubmitReceipt
 from DigitalContrastReaderLib.study.blinding import ReaderItem
-from DigitalContrastReaderLib.study.errors import AnswerError
+from DigitalContrastReaderLib.study.errors import AnswerError, TokenError
+
 from .active_time import DEFAULT_IDLE_AFTER_SECONDS, ActiveTimeCounter
 
 STATE_IDLE = "idle"  # not started
@@ -121,29 +123,30 @@ class ReadingSession:
     """One reader's session.
 
     Args:
-        store: the study's answer store (open).
+        store: the study's store (open): any :class:`~DigitalContrastReaderLib.store.base.ReaderStore`,
+            e.g. a PostgreSQL store connected as the study's reader role.
         display: where the items are shown.
-        reader_id: the reader's code (listed in the study).
-        enrol: enrol a listed reader who is not enrolled yet when the session starts.
+        reader_id: the reader's code (enrolled by the study admin).
+        token: the reader's token (printed at enrolment); every call of the store checks it.
         idle_after_seconds: time without interaction after which active time stops counting.
         clock: monotonic seconds for active time (tests pass a fake).
 
     Typical use (the Slicer widget does exactly this, through
     :func:`~DigitalContrastReaderLib.mrml.reader_display.mrml_reading_session`)::
 
-        session = ReadingSession(store, display, "r01")
+        session = ReadingSession(store, display, "r01", token=token)
         item = session.start()            # ReaderItem on screen (or None: washout / finished)
         receipt = session.submit(answers) # on disk when it returns
         item = session.next()
     """
 
-    def __init__(self, store: AnswerStore, display: ReaderDisplay, reader_id: str, *, enrol: bool = True,
+    def __init__(self, store: ReaderStore, display: ReaderDisplay, reader_id: str, *, token: str | None = None,
                  idle_after_seconds: float = DEFAULT_IDLE_AFTER_SECONDS,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.store = store
         self.display = display
         self.reader_id = reader_id.strip()
-        self.enrol = enrol
+        self.token = (token or "").strip()
         self.active_time = ActiveTimeCounter(idle_after_seconds, clock)
         self.state = STATE_IDLE
         self.current_item: ReaderItem | None = None
@@ -154,20 +157,22 @@ class ReadingSession:
 
     # -- flow ------------------------------------------------------------------------------
     def start(self) -> ReaderItem | None:
-        """Enrol if needed, then resume at the first unfinished item and show it.
+        """Sign in (the store checks the reader id and token), then resume at the first
+        unfinished item and show it.
 
         Returns the item on screen, or None when the reader has finished or the next item is
         still closed by a washout (see :attr:`state` and :meth:`progress`).
+
+        Raises:
+            AnswerError: no reader code, or a reader who is not enrolled.
+            TokenError: no token, or the wrong one.
         """
         if not self.reader_id:
             raise AnswerError("Enter your reader code to start.", code="no_reader")
-        self.store.study.reader(self.reader_id)  # unknown code: one sentence naming the study
-        enrolled = {r.reader_id for r in self.store.readers()}
-        if self.reader_id not in enrolled:
-            if not self.enrol:
-                raise AnswerError(f"Reader '{self.reader_id}' is not enrolled yet; ask the study admin to enrol you.",
-                                  code="not_enrolled")
-            self.store.enrol(self.reader_id)
+        if not self.token:
+            raise TokenError("Enter your token to start (the study admin gave it to you with your reader code).",
+                             code="no_token")
+        self.store.reader_progress(self.reader_id, token=self.token)  # one sentence if the sign-in fails
         return self._advance()
 
     def next(self) -> ReaderItem | None:
@@ -177,7 +182,7 @@ class ReadingSession:
         return self._advance()
 
     def _advance(self) -> ReaderItem | None:
-        item = self.store.resume(self.reader_id)
+        item = self.store.resume(self.reader_id, token=self.token)
         if item is None:
             self._clear()
             self.current_item, self.state = None, STATE_FINISHED
@@ -186,7 +191,7 @@ class ReadingSession:
             self._clear()
             self.current_item, self.state = item, STATE_WASHOUT
             return None
-        item = self.store.open_item(self.reader_id, item.item_id)
+        item = self.store.open_item(self.reader_id, item.item_id, token=self.token)
         self.load_item(item)
         return item
 
@@ -212,7 +217,8 @@ class ReadingSession:
         if self.state != STATE_READING or self.current_item is None:
             raise AnswerError("There is no unanswered item on screen to submit.", code="nothing_to_submit")
         seconds = round(self.active_time.tick(), 3)
-        receipt = self.store.submit(self.reader_id, self.current_item.item_id, dict(answers), active_seconds=seconds)
+        receipt = self.store.submit(self.reader_id, self.current_item.item_id, dict(answers), token=self.token,
+                                    active_seconds=seconds)
         self.active_time.stop()
         self.last_receipt = receipt
         self.state = STATE_SUBMITTED
@@ -231,7 +237,7 @@ class ReadingSession:
         self.active_time.interaction()
         if not self._interaction_marked:
             self._interaction_marked = True
-            self.store.mark_interaction(self.reader_id, self.current_item.item_id)
+            self.store.mark_interaction(self.reader_id, self.current_item.item_id, token=self.token)
         if self.on_interaction is not None:
             self.on_interaction()
 
@@ -257,9 +263,7 @@ class ReadingSession:
 
     def progress(self) -> SessionProgress:
         """Where the reader is, for the "k of N" line."""
-        record = next((p for p in self.store.progress() if p.reader_id == self.reader_id), None)
-        if record is None or not record.enrolled:
-            return SessionProgress(self.reader_id, self.state, 0, 0, None, False, 0, 0, None, 0, None, None, None)
+        record = self.store.reader_progress(self.reader_id, token=self.token)
         shown = self.current_item if self.state in (STATE_READING, STATE_SUBMITTED) else None
         training = bool(shown and shown.training)
         number = None

@@ -5,6 +5,10 @@ person would (resume, open, interact, submit), with plausible answers: real imag
 little better than synthetic ones, detection right about 80% of the time, the Turing test near
 chance. Its clock is simulated too: it starts after the last event in the store, advances a few
 seconds per item, and jumps over washouts, so a whole multi-month schedule fills in seconds.
+
+Every answer given while a study is a demo is marked ``simulated`` in the store and in every
+export; ``demo`` cannot be switched on in a store with real answers, nor off in one with
+simulated answers (:func:`~DigitalContrastReaderLib.store.rules.check_study_update`).
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ from DigitalContrastReaderLib.store.base import AnswerStore, SubmitReceipt
 from DigitalContrastReaderLib.study.blinding import ReaderItem
 from DigitalContrastReaderLib.study.errors import AnswerError
 from DigitalContrastReaderLib.study.questions import Question
-from DigitalContrastReaderLib.study.study import Task, source_kind
+from DigitalContrastReaderLib.study.study import Study, Task, source_kind
+
 from .form import QuestionForm
 
 
@@ -105,40 +110,49 @@ def random_form_answers(questions: Sequence[Mapping[str, Any]], rng: random.Rand
     return form.answers()
 
 
+def check_demo(study: Study) -> None:
+    """Simulated readers only fill demo studies (``demo: true``), never a real one."""
+    if not study.demo:
+        raise AnswerError(
+            f"Study '{study.study_id}' is not a demo study; simulated readers only fill studies marked "
+            "'demo: true', never a real one.", code="not_demo",
+        )
+
+
 def simulate_reader(
     store: AnswerStore,
     reader_id: str,
     rng: random.Random,
     *,
     clock: SimulatedClock,
+    token: str | None = None,
     count: int | None = None,
     on_submit: Callable[[SubmitReceipt], None] | None = None,
 ) -> int:
     """Answer up to ``count`` items (all remaining when None) of ``reader_id``; returns how many.
 
-    ``store`` must have been opened with ``clock``. ``on_submit`` is called after each submit
-    has returned, i.e. once the answer is on disk.
+    ``store`` must have been opened with ``clock``. ``token``: the reader's token; None issues a
+    new one (the reader's earlier token stops working: demo studies only). ``on_submit`` is
+    called after each submit has returned, i.e. once the answer is on disk.
     """
-    if not store.study.demo:
-        raise AnswerError(
-            f"Study '{store.study.study_id}' is not a demo study; simulated readers only fill studies marked "
-            "'demo: true', never a real one.", code="not_demo",
-        )
+    check_demo(store.study)
+    if token is None:
+        token = store.issue_token(reader_id)
     done = 0
     while count is None or done < count:
-        item: ReaderItem | None = store.resume(reader_id)
+        item: ReaderItem | None = store.resume(reader_id, token=token)
         if item is None:
             break
         if item.opens_at:
             clock.jump_to(datetime.fromisoformat(item.opens_at) + timedelta(minutes=rng.randint(1, 600)))
-        store.open_item(reader_id, item.item_id)
+        store.open_item(reader_id, item.item_id, token=token)
         clock.advance(rng.uniform(1, 6))
-        store.mark_interaction(reader_id, item.item_id)
+        store.mark_interaction(reader_id, item.item_id, token=token)
         clock.advance(rng.uniform(5, 40))
         record = store.item(item.item_id)
         task = store.study.task(record.task_id)
         answers = simulated_answers(task, record.sources, store.study.case(record.case_id).truth, rng)
-        receipt = store.submit(reader_id, item.item_id, answers)
+        receipt = store.submit(reader_id, item.item_id, answers, token=token)
         done += 1
         if on_submit is not None:
             on_submit(receipt)

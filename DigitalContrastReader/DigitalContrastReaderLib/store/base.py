@@ -1,10 +1,22 @@
-"""The answer store's interface: the :class:`AnswerStore` protocol and the records it returns.
+"""The answer store's interface: the :class:`ReaderStore` and :class:`AnswerStore` protocols and
+the records they return.
 
-A reader UI (Slicer, a web reading station), the command line, the admin panel and the exports
-talk to a store only through :class:`AnswerStore`. :class:`~DigitalContrastReaderLib.store.sqlite.SQLiteAnswerStore`
-implements it on one SQLite file; a store for several sites (PostgreSQL) implements the same
-protocol and calls the same domain rules (:mod:`~DigitalContrastReaderLib.store.rules`) and the
-same integrity check (:mod:`~DigitalContrastReaderLib.store.integrity`).
+Two protocols, because a store has two kinds of caller:
+
+* a **reading client** (the Slicer module, a web reading station, ``next``/``answer``) signs in
+  with a reader id and that reader's token and needs only :class:`ReaderStore`: every method
+  takes the token, and returns neutral item ids, image references and the reader's own answers,
+  never a case id, a source or another reader's data. A PostgreSQL reading station connects
+  as the study's reader role and gets exactly this (``store.postgres_reading``);
+* the **study admin** (the command line, the admin panel, the exports, ``merge``) needs
+  :class:`AnswerStore`, which adds enrolment, corrections, progress, the integrity check and
+  the admin views of items, images, answers and events.
+
+:class:`~DigitalContrastReaderLib.store.sqlite.SQLiteAnswerStore` (one site) and
+:class:`~DigitalContrastReaderLib.store.postgres.PostgresAnswerStore` (several sites) implement
+both over the same domain rules (:mod:`~DigitalContrastReaderLib.store.rules`) and integrity
+check (:mod:`~DigitalContrastReaderLib.store.integrity`); :mod:`~DigitalContrastReaderLib.store.location`
+opens either from a path or a ``postgresql://`` URL.
 
 Times in records are ISO 8601 strings in UTC (:func:`iso_utc`); ``None`` means "not yet".
 """
@@ -12,7 +24,7 @@ Times in records are ISO 8601 strings in UTC (:func:`iso_utc`); ``None`` means "
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -20,6 +32,8 @@ from typing import Any, Protocol, runtime_checkable
 from DigitalContrastReaderLib.study.blinding import ReaderItem
 from DigitalContrastReaderLib.study.schedule import Schedule
 from DigitalContrastReaderLib.study.study import Study
+
+from .tokens import TokenHash
 
 DEFAULT_BACKUP_EVERY = 25
 DEFAULT_BACKUP_KEEP = 10
@@ -51,7 +65,9 @@ def parse_iso(text: str) -> datetime:
 
 @dataclass(frozen=True)
 class SubmitReceipt:
-    """What a submit returns once the answer is on disk in the database AND the event log."""
+    """What a submit returns once the answer is durable in the database (and, for SQLite, in
+    the event log). ``warnings``: what went wrong after the commit (a backup that could not
+    be written), to be shown to the user; the answer is saved."""
 
     item_id: str
     submitted_at: str
@@ -59,6 +75,15 @@ class SubmitReceipt:
     modified: bool  # True when this changed an earlier submit (a revision)
     next_item_id: str | None
     finished: bool
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Enrolment:
+    """A new reader's stored schedule and their token (shown once: the store keeps a hash)."""
+
+    schedule: Schedule
+    token: str
 
 
 @dataclass(frozen=True)
@@ -82,8 +107,9 @@ class ReaderProgress:
 
 
 @dataclass(frozen=True)
-class ItemRecord:
-    """An item with its sources and timing: the ADMIN view (never give it to a reader UI)."""
+class NeutralItem:
+    """An item as a reading client may know it: its place in the schedule and its timing,
+    nothing of its case or sources (:class:`ItemRecord` adds those for the admin)."""
 
     item_id: str
     reader_id: str
@@ -91,12 +117,9 @@ class ItemRecord:
     position_in_session: int
     order_index: int
     task_id: str
-    case_id: str
     training: bool
     layout: str
     wave: int
-    source_a: str
-    source_b: str | None
     shown_at: str | None
     last_shown_at: str | None
     first_interaction_at: str | None
@@ -104,9 +127,74 @@ class ItemRecord:
     active_seconds: float | None
     visits: int
 
+
+@dataclass(frozen=True)
+class ItemRecord(NeutralItem):
+    """An item with its case and sources: the ADMIN view (never give it to a reader UI).
+    ``source_a`` is shown as "Image" (single) or "Image A" (left), ``source_b`` as "Image B"."""
+
+    case_id: str
+    source_a: str
+    source_b: str | None
+
     @property
     def sources(self) -> tuple[str, ...]:
         return (self.source_a,) if self.source_b is None else (self.source_a, self.source_b)
+
+    def neutral(self) -> NeutralItem:
+        """The same item without its case and sources (what a reading client may know)."""
+        return NeutralItem(**{f.name: getattr(self, f.name) for f in fields(NeutralItem)})
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    """A neutral image reference: the blinded file name (random token + extension) and sha256."""
+
+    ref: str
+    sha256: str | None
+
+
+@dataclass(frozen=True)
+class ReaderCounts:
+    """How far a reader is: items and training items (total, submitted), sessions, last submit."""
+
+    items_total: int
+    items_done: int
+    training_total: int
+    training_done: int
+    sessions_total: int
+    last_submit_at: str | None
+
+
+@dataclass(frozen=True)
+class ReaderState:
+    """What a store reads for one reading call, in one transaction (see ``reader_access``).
+
+    Attributes:
+        now: the store's time of the call (ISO UTC): a PostgreSQL server's clock for a reader.
+        study_sha256: the study version in force.
+        item: the item asked for, or the reader's next unfinished one (None: finished).
+        next_item_id: the reader's next unfinished item.
+        session_opens_at / washout_after_wave / washout_wave_last_submit: the planned opening
+            of the item's session, the wave its washout follows and that wave's last submit.
+        items_in_session: items in the item's session.
+        answers: the item's answers, question key -> (value, revision).
+        images: the item's images, in display order.
+        head: (seq, hash) of the last event, when the call locked the event chain.
+    """
+
+    now: str
+    study_sha256: str
+    item: NeutralItem | None
+    next_item_id: str | None
+    session_opens_at: str | None
+    washout_after_wave: int | None
+    washout_wave_last_submit: str | None
+    items_in_session: int
+    counts: ReaderCounts
+    answers: dict[str, tuple[Any, int]]
+    images: tuple[ImageRef, ...]
+    head: tuple[int, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -121,6 +209,7 @@ class ResponseRecord:
     study_sha256: str
     answered_at: str
     modified_at: str
+    simulated: bool = False  # given while the study was a demo (simulated readers, trial reads)
 
 
 @dataclass(frozen=True)
@@ -135,6 +224,7 @@ class RevisionRecord:
     changed_by: str
     reason: str
     study_sha256: str
+    event_seq: int = 0
 
 
 @dataclass(frozen=True)
@@ -144,17 +234,22 @@ class ReaderRecord:
     enrolled_at: str
     seed: int
     schedule_sha256: str
+    token: TokenHash | None = None  # None: no token issued yet (a store made by an older version)
 
 
 @dataclass(frozen=True)
 class ImageRecord:
-    """An image the store knows (ADMIN view): its case, source, original file and size in bytes
-    when it was loaded (None when it was not a file, e.g. a DICOM folder)."""
+    """An image the store knows (ADMIN view): its case and source, the file as recorded
+    (``relative``: relative to the study folder, or absolute) and where that is now (``path``),
+    its size in bytes (None for a folder), sha256 and neutral file name."""
 
     case_id: str
     source: str
     path: Path
     size_bytes: int | None
+    sha256: str | None = None
+    relative: str = ""
+    blind_name: str = ""
 
 
 @dataclass
@@ -174,41 +269,67 @@ class IntegrityReport:
 
 
 # --------------------------------------------------------------------------------------------
-# The interface
+# The interfaces
 # --------------------------------------------------------------------------------------------
 
 
 @runtime_checkable
-class AnswerStore(Protocol):
-    """What a reader UI, the CLI, the admin panel and the exports need from a store of answers.
+class ReaderStore(Protocol):
+    """What a reading client needs: sign in with a reader id and token, read in order, submit.
+
+    Every method checks the token on the store's side (a PostgreSQL server inside its stored
+    functions) and raises :class:`~DigitalContrastReaderLib.study.errors.TokenError` when it is
+    missing or wrong, with nothing stored. Items come back as blinded
+    :class:`~DigitalContrastReaderLib.study.blinding.ReaderItem` objects whose images were
+    verified against their sha256. Every write is one transaction, durable when the call returns.
+    """
+
+    def __enter__(self) -> ReaderStore: ...
+    def __exit__(self, *exc: object) -> None: ...
+    def close(self) -> None: ...
+
+    def verify_token(self, reader_id: str, token: str) -> bool: ...
+    def resume(self, reader_id: str, *, token: str) -> ReaderItem | None: ...
+    def peek_item(self, reader_id: str, item_id: str, *, token: str) -> ReaderItem: ...
+    def open_item(self, reader_id: str, item_id: str, *, token: str) -> ReaderItem: ...
+    def mark_interaction(self, reader_id: str, item_id: str, *, token: str) -> None: ...
+    def submit(self, reader_id: str, item_id: str, answers: Mapping[str, Any], *, token: str,
+               active_seconds: float | None = None) -> SubmitReceipt: ...
+    def reader_progress(self, reader_id: str, *, token: str) -> ReaderProgress: ...
+
+
+@runtime_checkable
+class AnswerStore(ReaderStore, Protocol):
+    """What the study admin, the exports and ``merge`` need besides reading.
 
     Attributes:
         study: the study version in force (the last one loaded).
-        event_log_path: the append-only JSONL copy of the events.
-        backup_dir: where backup copies of the store are written.
+        location: the store's path or URL (passwords left out), for messages.
+        store_id: a random id given at creation (``merge`` records the origin of events by it).
+        site: the name of the site the store belongs to.
+        event_log_path: the append-only JSONL copy of the events (None: the store keeps none).
+        backup_dir: where backup copies are written.
+        warnings: what went wrong after a commit (backups), to be shown; answers are safe.
 
-    A store is a context manager: leaving the ``with`` block closes it (with a backup when
-    anything changed). Every write is one transaction that is on disk when the call returns.
+    A store is a context manager: leaving the ``with`` block closes it (a SQLite store backs up
+    when anything changed). Every write is one transaction that is durable when the call returns.
     """
 
     study: Study
-    event_log_path: Path
+    location: str
+    store_id: str
+    site: str
+    event_log_path: Path | None
     backup_dir: Path
+    warnings: list[str]
 
     def __enter__(self) -> AnswerStore: ...
-    def __exit__(self, *exc: object) -> None: ...
 
     # -- study and readers
-    def update_study(self, study: Study) -> bool: ...
-    def enrol(self, reader_id: str, *, seed: int | None = None) -> Schedule: ...
+    def update_study(self, study: Study, *, accept_change: str | None = None) -> bool: ...
+    def enrol(self, reader_id: str, *, seed: int | None = None) -> Enrolment: ...
+    def issue_token(self, reader_id: str) -> str: ...
     def schedule(self, reader_id: str) -> Schedule: ...
-
-    # -- reading (what a reader UI calls)
-    def resume(self, reader_id: str) -> ReaderItem | None: ...
-    def open_item(self, reader_id: str, item_id: str) -> ReaderItem: ...
-    def mark_interaction(self, reader_id: str, item_id: str) -> None: ...
-    def submit(self, reader_id: str, item_id: str, answers: Mapping[str, Any], *,
-               active_seconds: float | None = None) -> SubmitReceipt: ...
     def opens_at(self, reader_id: str, session_no: int) -> datetime: ...
 
     # -- administration
@@ -217,7 +338,7 @@ class AnswerStore(Protocol):
     def progress(self) -> list[ReaderProgress]: ...
     def integrity_check(self) -> IntegrityReport: ...
     def backup(self) -> Path: ...
-    def close(self) -> None: ...
+    def import_records(self, batch: Any) -> dict[str, int]: ...
 
     # -- reading back (admin views; never for a reader UI)
     def readers(self) -> list[ReaderRecord]: ...

@@ -7,11 +7,14 @@ What must hold (a problem makes the report fail):
 * every answer belongs to a submitted item of its reader and task, answers a question of that
   task, once, and matches the last of its revisions; every submitted item has its required
   answers, and is submitted in the events too;
+* every answer is a valid value of its question (a client that bypassed the rules is caught);
 * every reader's items are their stored schedule (whose sha256 matches), submitted in order,
-  with the washout between readings of a case.
+  with the washout between readings of a case;
+* every image of the study is where it was recorded, with the sha256 recorded when it was
+  loaded (a missing or changed image is a problem: the answers were given on other images).
 
 A store adds its own low-level checks in front (SQLite: ``PRAGMA integrity_check`` and the
-foreign keys) and its recovery notes. Missing or resized image files are notes, not problems.
+foreign keys) and its recovery notes.
 """
 
 from __future__ import annotations
@@ -20,7 +23,10 @@ from collections import Counter
 from collections.abc import Sequence
 
 from DigitalContrastReaderLib.study.canonical import canonical_json
-from .base import AnswerStore, IntegrityReport, ResponseRecord, RevisionRecord
+from DigitalContrastReaderLib.study.errors import AnswerError
+from DigitalContrastReaderLib.study.images import ImageVerifier
+
+from .base import AnswerStore, ImageRecord, IntegrityReport, ResponseRecord, RevisionRecord
 from .eventlog import JsonlLog, chain_problems
 from .rules import washout_problems
 
@@ -45,7 +51,7 @@ def event_log_problems(log: JsonlLog, db_events: list[dict]) -> list[str]:
 
 
 def check_integrity(store: AnswerStore, *, event_log: JsonlLog | None, low_level_problems: Sequence[str] = (),
-                    notes: Sequence[str] = ()) -> IntegrityReport:
+                    notes: Sequence[str] = (), verifier: ImageVerifier | None = None) -> IntegrityReport:
     """Check everything that must hold (see the module docstring).
 
     Args:
@@ -53,6 +59,7 @@ def check_integrity(store: AnswerStore, *, event_log: JsonlLog | None, low_level
         event_log: the store's JSONL copy of the events (None: the store keeps none).
         low_level_problems: the store's own checks of its storage, reported first.
         notes: the store's notes (e.g. what recovery repaired when it was opened), reported first.
+        verifier: checks the images against their sha256 (default: a new one).
     """
     problems = list(low_level_problems)
     notes = list(notes)
@@ -73,8 +80,15 @@ def check_integrity(store: AnswerStore, *, event_log: JsonlLog | None, low_level
         if item.reader_id != r.reader_id or item.task_id != r.task_id:
             problems.append(f"response {r.response_id} names reader/task {r.reader_id}/{r.task_id} but its item is "
                             f"{item.reader_id}/{item.task_id}")
-        if r.question_key not in task_questions.get(item.task_id, {}):
+        question = task_questions.get(item.task_id, {}).get(r.question_key)
+        if question is None:
             problems.append(f"response {r.response_id} answers '{r.question_key}', not a question of task '{item.task_id}'")
+        else:
+            try:
+                question.validate(r.value)
+            except AnswerError:
+                problems.append(f"response {r.response_id} ('{r.question_key}' of item '{r.item_id}') holds "
+                                f"{r.value!r}, not a valid answer to that question")
         if item.submitted_at is None:
             problems.append(f"response {r.response_id} belongs to item '{r.item_id}' that was never submitted")
         answered.setdefault(r.item_id, set()).add(r.question_key)
@@ -114,11 +128,8 @@ def check_integrity(store: AnswerStore, *, event_log: JsonlLog | None, low_level
             problems.append(f"reader '{reader.reader_id}' has a submitted item after an unfinished one")
         problems += washout_problems(order, store.study.design.washout_days)
 
-    for image in store.images():
-        if not image.path.exists():
-            notes.append(f"image of case '{image.case_id}' ({image.source}) is missing: {image.path}")
-        elif image.size_bytes is not None and image.path.is_file() and image.path.stat().st_size != image.size_bytes:
-            notes.append(f"image of case '{image.case_id}' ({image.source}) changed size since it was loaded: {image.path}")
+    images = store.images()
+    problems += image_problems(images, verifier or ImageVerifier())
 
     counts = {
         "readers": len(readers),
@@ -126,6 +137,7 @@ def check_integrity(store: AnswerStore, *, event_log: JsonlLog | None, low_level
         "submitted": len(submitted),
         "responses": len(responses),
         "events": len(db_events),
+        "images": len(images),
     }
     return IntegrityReport(ok=not problems, problems=problems, notes=notes, counts=counts)
 
@@ -142,4 +154,15 @@ def revision_problems(responses: Sequence[ResponseRecord], revisions: Sequence[R
         last = next((canonical_json(v.value) for v in revisions if v.revision == top), None)
         if len(revisions) != r.revision or top != r.revision or last != canonical_json(r.value):
             problems.append(f"response {r.response_id} does not match its revision history")
+    return problems
+
+
+def image_problems(images: Sequence[ImageRecord], verifier: ImageVerifier) -> list[str]:
+    """Images that are missing, or whose bytes differ from the sha256 recorded when they were loaded."""
+    problems = []
+    for image in images:
+        problem = verifier.problem(image.path, image.sha256)
+        if problem is not None:
+            problems.append(f"the {image.source} image of case '{image.case_id}' is {problem}: {image.path}"
+                            + ("" if image.sha256 is None else f" (recorded sha256 {image.sha256[:12]}...)"))
     return problems

@@ -27,9 +27,10 @@ from typing import Any
 
 from DigitalContrastReaderLib.study.blinding import ReaderItem, image_handles
 from DigitalContrastReaderLib.study.errors import AnswerError, StudyError
-from DigitalContrastReaderLib.study.study import Reader, Study, Task
-from .base import ItemRecord, ReaderProgress, ReaderRecord, iso_utc, parse_iso
+from DigitalContrastReaderLib.study.reader_view import ReaderStudyView, ReaderTask
+from DigitalContrastReaderLib.study.study import Study, Task
 
+from .base import ItemRecord, NeutralItem, ReaderCounts, ReaderProgress, ReaderRecord, iso_utc, parse_iso
 
 # --------------------------------------------------------------------------------------------
 # Enrolment and study versions
@@ -53,21 +54,54 @@ def check_not_enrolled(reader_id: str, existing: ReaderRecord | None) -> None:
         )
 
 
-def check_study_update(old: Study, new: Study, *, store_name: str, answered: bool, scheduled_cases: set[str],
-                       enrolled: set[str], scheduled_tasks: set[str]) -> None:
-    """Refuse (StudyError) a new study version that would change what existing answers mean.
+def presentation_changes(old: Study, new: Study) -> list[str]:
+    """How ``new`` changes the way items are shown or scheduled, one ``"field: old -> new"`` per
+    change: display (window/level), layout, answer modification, the design (type, washout,
+    session size, group blocks) and each kept task's instructions and sources."""
+    changes = []
+
+    def compare(name: str, a: Any, b: Any) -> None:
+        if a != b:
+            changes.append(f"{name}: {a!r} -> {b!r}")
+
+    for key in sorted(set(old.display) | set(new.display)):
+        compare(f"display.{key}", old.display.get(key), new.display.get(key))
+    for key in sorted(set(old.layout) | set(new.layout)):
+        compare(f"layout.{key}", old.layout.get(key), new.layout.get(key))
+    compare("allow_answer_modification", old.allow_answer_modification, new.allow_answer_modification)
+    for name in ("type", "washout_days", "max_items_per_session", "group_blocks"):
+        compare(f"design.{name}", getattr(old.design, name), getattr(new.design, name))
+    new_tasks = {t.task_id: t for t in new.tasks}
+    for task in old.tasks:
+        if task.task_id in new_tasks:
+            for name in ("instructions", "sources", "compare"):
+                compare(f"tasks.{task.task_id}.{name}", getattr(task, name), getattr(new_tasks[task.task_id], name))
+    return changes
+
+
+def check_study_update(old: Study, new: Study, *, store_name: str, answered: bool, simulated: bool,
+                       scheduled_cases: set[str], enrolled: set[str], scheduled_tasks: set[str],
+                       old_images: Mapping[tuple[str, str], str | None], new_images: Mapping[tuple[str, str], str],
+                       accept_change: str | None = None) -> list[str]:
+    """Refuse (StudyError) a new study version that would change what existing answers mean;
+    return how it changes the way items are shown or scheduled (:func:`presentation_changes`).
 
     Args:
         old, new: the study in force and the version to load.
-        store_name: the store's name for the messages (a file name).
+        store_name: the store's name for the messages.
         answered: the store holds at least one answer (questions are frozen then).
+        simulated: some of those answers were given while the study was a demo.
         scheduled_cases / scheduled_tasks: cases and tasks in stored schedules.
         enrolled: the enrolled readers.
+        old_images / new_images: ``(case_id, source) -> sha256`` recorded and now.
+        accept_change: the admin's reason for changing how items are shown or scheduled in a
+            study that has answers (required then; the change is logged with it).
 
-    Questions are frozen once any answer exists; the images of a case in stored schedules, the
-    cases and tasks of stored schedules and enrolled readers cannot be removed or changed.
-    Added cases, readers and tasks only affect readers enrolled afterwards; truth values may be
-    corrected.
+    Questions are frozen once any answer exists; the images of a case in stored schedules (their
+    bytes), the cases and tasks of stored schedules and enrolled readers cannot be removed or
+    changed; ``demo`` cannot be switched on in a store with real answers, nor off in one with
+    simulated answers. Added cases, readers and tasks only affect readers enrolled afterwards;
+    truth values may be corrected.
     """
     name = new.path.name if new.path else "the study file"
     if new.study_id != old.study_id:
@@ -82,20 +116,60 @@ def check_study_update(old: Study, new: Study, *, store_name: str, answered: boo
                     f"{name}: question '{key[1]}' of task '{key[0]}' differs from the one already answered in "
                     f"{store_name}; questions are frozen once answered, so restore it or start a new study database."
                 )
+    if new.demo and not old.demo and answered and not simulated:
+        raise StudyError(f"{name}: 'demo: true' cannot be switched on in {store_name}, which holds real answers; "
+                         "try the demo in a new store.", code="demo_switch")
+    if old.demo and not new.demo and simulated:
+        raise StudyError(f"{name}: 'demo' cannot be switched off in {store_name}, which holds simulated answers; "
+                         "create a new store for the real study.", code="demo_switch")
     new_cases = {c.case_id: c for c in new.cases}
     for case in old.cases:
         if case.case_id not in new_cases:
             if case.case_id in scheduled_cases:
                 raise StudyError(f"{name}: case '{case.case_id}' is missing but is in stored schedules; put it back.")
-        elif case.case_id in scheduled_cases and new_cases[case.case_id].images != case.images:
+            continue
+        if case.case_id not in scheduled_cases:
+            continue
+        if set(new_cases[case.case_id].images) != set(case.images):
             raise StudyError(f"{name}: the images of case '{case.case_id}' changed but it is in stored schedules; "
-                             "restore its paths (or start a new study database).")
+                             "restore them (or start a new study database).")
+        for source in case.images:
+            before = old_images.get((case.case_id, source))
+            if before is not None and new_images.get((case.case_id, source)) != before:
+                raise StudyError(f"{name}: the {source} image of case '{case.case_id}' is not the one recorded "
+                                 f"(sha256 {before[:12]}...) but the case is in stored schedules; restore that file "
+                                 "(or start a new study database).", code="image_changed")
     missing_readers = sorted(enrolled - {r.reader_id for r in new.readers})
     if missing_readers:
         raise StudyError(f"{name}: reader '{missing_readers[0]}' is enrolled but no longer listed; put them back.")
     missing_tasks = sorted(scheduled_tasks - {t.task_id for t in new.tasks})
     if missing_tasks:
         raise StudyError(f"{name}: task '{missing_tasks[0]}' is in stored schedules but no longer listed; put it back.")
+    changes = presentation_changes(old, new)
+    if changes and answered and not (accept_change and accept_change.strip()):
+        raise StudyError(
+            f"{name}: {changes[0]} changes how items are shown or scheduled in a study that already has answers; "
+            "if that is intended, run init again with --accept-change \"REASON\" (the study version is bumped and "
+            "the change logged).", code="needs_accept_change")
+    return changes
+
+
+def version_label(file_version: str, earlier_labels: Sequence[str]) -> str:
+    """The version name a store gives a newly loaded study version: the file's own version
+    string, or, when an earlier version already used it, ``<version>+<k>`` (k = 1, 2, ...), so
+    that answers given under different contents never share a version name."""
+    if file_version not in earlier_labels:
+        return file_version
+    k = 1
+    while f"{file_version}+{k}" in earlier_labels:
+        k += 1
+    return f"{file_version}+{k}"
+
+
+def not_enrolled_reader_error(reader_id: str) -> AnswerError:
+    """The error of a reading client for a reader the store has no schedule of."""
+    return AnswerError(f"Reader '{reader_id}' is not enrolled in this study; check the reader id, or ask the study "
+                       "admin to enrol you.", code="not_enrolled")
 
 
 # --------------------------------------------------------------------------------------------
@@ -107,7 +181,7 @@ def unknown_item_error(item_id: str, store_name: str) -> AnswerError:
     return AnswerError(f"There is no item '{item_id}' in {store_name}; check the item id.", code="unknown_item")
 
 
-def check_owner(item: ItemRecord, reader_id: str) -> None:
+def check_owner(item: NeutralItem | ItemRecord, reader_id: str) -> None:
     """An item is read (and shown) only by the reader whose schedule holds it."""
     if item.reader_id != reader_id:
         raise AnswerError(f"Item '{item.item_id}' belongs to another reader, not '{reader_id}'; check the reader id.",
@@ -120,19 +194,18 @@ def next_item(items: Sequence[ItemRecord]) -> ItemRecord | None:
     return min(unfinished, key=lambda i: i.order_index) if unfinished else None
 
 
-def check_is_next(item: ItemRecord, next_unfinished: ItemRecord | None) -> None:
-    """Items are read in their stored order: only the reader's next unfinished item may be
-    shown or submitted for the first time."""
-    if next_unfinished is None or next_unfinished.item_id != item.item_id:
+def check_is_next(item: NeutralItem | ItemRecord, next_item_id: str | None) -> None:
+    """Items are read in their stored order: only the reader's next unfinished item
+    (``next_item_id``) may be shown or submitted for the first time."""
+    if next_item_id != item.item_id:
         raise AnswerError(
             f"Item '{item.item_id}' is not the next item of reader '{item.reader_id}' "
-            f"(the next is '{next_unfinished.item_id if next_unfinished else 'none'}'); items are read in their "
-            "stored order.",
+            f"(the next is '{next_item_id or 'none'}'); items are read in their stored order.",
             code="not_next",
         )
 
 
-def check_is_open(item: ItemRecord, opens_at: datetime, now: datetime, washout_days: float) -> None:
+def check_is_open(item: NeutralItem | ItemRecord, opens_at: datetime, now: datetime, washout_days: float) -> None:
     """An item's session must be open (its washout over) before it is read."""
     if opens_at > now:
         raise AnswerError(
@@ -181,7 +254,7 @@ def check_active_seconds(active_seconds: Any) -> None:
         raise AnswerError(f"active_seconds must be a non-negative number, not {active_seconds!r}; correct it.")
 
 
-def validated_answers(task: Task, answers: Mapping[str, Any]) -> dict[str, Any]:
+def validated_answers(task: Task | ReaderTask, answers: Mapping[str, Any]) -> dict[str, Any]:
     """Every question of ``task`` -> its validated answer (None: optional and not answered).
 
     Unknown keys are refused; each value is validated by its question (required ones included).
@@ -194,7 +267,7 @@ def validated_answers(task: Task, answers: Mapping[str, Any]) -> dict[str, Any]:
     return {q.key: q.validate(answers.get(q.key)) for q in task.questions}
 
 
-def check_may_submit_again(item: ItemRecord, study: Study) -> bool:
+def check_may_submit_again(item: NeutralItem | ItemRecord, study: Study | ReaderStudyView) -> bool:
     """Whether this submit changes an earlier one (True) or is the first (False); a second
     submit is refused unless the study allows answer modification."""
     modified = item.submitted_at is not None
@@ -206,7 +279,7 @@ def check_may_submit_again(item: ItemRecord, study: Study) -> bool:
     return modified
 
 
-def active_seconds_of_submit(active_seconds: float | None, item: ItemRecord, now: datetime) -> float | None:
+def active_seconds_of_submit(active_seconds: float | None, item: NeutralItem | ItemRecord, now: datetime) -> float | None:
     """The reading time stored with a first submit: what the UI measured, else the seconds
     from the last display to ``now`` (None when the item was never displayed)."""
     if active_seconds is None and item.last_shown_at is not None:
@@ -262,11 +335,12 @@ def validated_correction(study: Study, item: ItemRecord, question_key: str, valu
 # --------------------------------------------------------------------------------------------
 
 
-def reader_item(study: Study, item: ItemRecord, *, image_paths: Sequence[Path], answers: Mapping[str, Any],
-                sessions_total: int, items_in_session: int, items_total: int, opens_at: datetime,
-                now: datetime) -> ReaderItem:
-    """The blinded view of ``item`` for a reader UI: neutral image handles and links
-    (``image_paths``, in the item's source order), the questions and the answers given so far.
+def reader_item(study: Study | ReaderStudyView, item: NeutralItem | ItemRecord, *,
+                images: Sequence[tuple[str, Path]], answers: Mapping[str, Any], sessions_total: int,
+                items_in_session: int, items_total: int, opens_at: datetime, now: datetime) -> ReaderItem:
+    """The blinded view of ``item`` for a reader UI: neutral image handles, references and
+    verified paths (``images``: ``(ref, path)`` in the item's source order), the questions and
+    the answers given so far.
 
     ``editable`` unless submitted in a study that forbids changes; ``opens_at`` set only while a
     washout still closes the item.
@@ -286,7 +360,8 @@ def reader_item(study: Study, item: ItemRecord, *, image_paths: Sequence[Path], 
         instructions=task.instructions,
         training=item.training,
         layout=item.layout,
-        images=tuple({"handle": h, "path": str(p)} for h, p in zip(image_handles(item.layout), image_paths)),
+        images=tuple({"handle": h, "ref": ref, "path": str(path)}
+                     for h, (ref, path) in zip(image_handles(item.layout), images)),
         display={**study.display, **study.layout},
         questions=tuple(q.spec() for q in task.questions),
         answers=dict(answers),
@@ -296,28 +371,25 @@ def reader_item(study: Study, item: ItemRecord, *, image_paths: Sequence[Path], 
     )
 
 
-def reader_progress(reader: Reader, items: Sequence[ItemRecord], *, sessions_total: int,
+def reader_progress(reader_id: str, group: str | None, counts: ReaderCounts, *, next_item: NeutralItem | ItemRecord | None,
                     next_opens_at: datetime | None, now: datetime) -> ReaderProgress:
     """The progress of an enrolled reader (one not enrolled is ``ReaderProgress(id, group, enrolled=False)``).
 
     Args:
-        reader: the reader as listed in the study.
-        items: the reader's stored items.
-        sessions_total: sessions in the reader's schedule.
-        next_opens_at: when the session of the next unfinished item opens (None when finished).
+        counts: the reader's items (total, submitted), training items and sessions.
+        next_item: the reader's next unfinished item (None when finished).
+        next_opens_at: when that item's session opens.
         now: the store's current time (a later opening is a washout still running).
     """
-    nxt = next_item(items)
-    submitted = [i.submitted_at for i in items if i.submitted_at is not None]
     return ReaderProgress(
-        reader.reader_id, reader.group, True,
-        items_total=len(items),
-        items_done=len(submitted),
-        training_total=sum(1 for i in items if i.training),
-        training_done=sum(1 for i in items if i.training and i.submitted_at is not None),
-        sessions_total=sessions_total,
-        current_session=nxt.session_no if nxt else None,
-        next_item_id=nxt.item_id if nxt else None,
-        next_opens_at=iso_utc(next_opens_at) if next_opens_at and next_opens_at > now else None,
-        last_submit_at=max(submitted) if submitted else None,
+        reader_id, group, True,
+        items_total=counts.items_total,
+        items_done=counts.items_done,
+        training_total=counts.training_total,
+        training_done=counts.training_done,
+        sessions_total=counts.sessions_total,
+        current_session=next_item.session_no if next_item else None,
+        next_item_id=next_item.item_id if next_item else None,
+        next_opens_at=iso_utc(next_opens_at) if next_item and next_opens_at and next_opens_at > now else None,
+        last_submit_at=counts.last_submit_at,
     )

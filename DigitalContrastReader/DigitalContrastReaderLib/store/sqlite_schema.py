@@ -1,34 +1,32 @@
-"""The SQLite answer store's file: its connection settings, its tables, and how study
-versions and schedules fill them and rows become records.
+"""The SQLite answer store's file: its connection settings, its tables, and the migration of
+older files.
 
 Tables (``SCHEMA_SQL``): ``meta``, ``studies`` (every loaded version of the study file, with
-its sha256), ``readers`` (with the stored schedule), ``cases``, ``images`` (path and neutral
-link name per case and source), ``tasks``, ``questions`` (frozen once answered), ``sessions``,
-``items`` (the stored schedule, with the timing of each item), ``responses`` (one per reader,
-item and question), ``revisions`` (every value a response ever had, who set it and why) and
-``events`` (append-only, hash-chained). ``events`` and ``revisions`` refuse UPDATE and DELETE.
+its sha256, the store's version name for it and the reason of an accepted change), ``readers``
+(with the stored schedule and the token hash), ``cases``, ``images`` (path relative to the study
+folder, size, sha256, geometry and neutral file name per case and source), ``tasks``,
+``questions`` (frozen once answered), ``sessions``, ``items`` (the stored schedule, with the
+timing of each item), ``responses`` (one per reader, item and question), ``revisions`` (every
+value a response ever had, who set it and why), ``events`` (append-only, hash-chained) and
+``origins`` (events imported by ``merge``: their store and sequence number there). ``events``
+and ``revisions`` refuse UPDATE and DELETE. The PostgreSQL store has the same tables and
+columns (``postgres_schema.py``); rows are written and read by ``sql_rows.py`` for both.
 
-``STORE_FORMAT`` (in the ``meta`` table) versions this layout: a store of another format is
-refused when opened.
+``STORE_FORMAT`` (``meta.format``) versions this layout: a file of format 1 is migrated when it is
+opened (``MIGRATE_1_TO_2`` here, the rest in ``sqlite.py``); a newer format is refused.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from DigitalContrastReaderLib.study.blinding import new_blind_name
-from DigitalContrastReaderLib.study.canonical import canonical_json
 from DigitalContrastReaderLib.study.errors import StoreError
-from DigitalContrastReaderLib.study.schedule import Schedule
-from DigitalContrastReaderLib.study.study import Study, source_kind, source_model
-from .base import ItemRecord, ReaderRecord, ResponseRecord, RevisionRecord
 
-STORE_FORMAT = 1
+STORE_FORMAT = 2
 
 SCHEMA_SQL = """
 CREATE TABLE meta (
@@ -41,9 +39,14 @@ CREATE TABLE studies (
     version TEXT NOT NULL,
     config_json TEXT NOT NULL,              -- the parsed study file (canonical JSON)
     source_path TEXT,                       -- where it was loaded from
-    base_dir TEXT NOT NULL,                 -- image paths were relative to this folder
+    base_dir TEXT NOT NULL,                 -- image paths are relative to this folder (absolute)
+    base_dir_rel TEXT,                      -- the same, relative to the store's folder
     loaded_at TEXT NOT NULL,
-    active INTEGER NOT NULL CHECK (active IN (0, 1))
+    active INTEGER NOT NULL CHECK (active IN (0, 1)),
+    demo INTEGER NOT NULL DEFAULT 0 CHECK (demo IN (0, 1)),
+    accepted_change TEXT,                   -- the admin's reason for a change of display or scheduling
+    changes_json TEXT NOT NULL DEFAULT '[]',
+    reader_view_json TEXT NOT NULL DEFAULT '{}'
 );
 CREATE TABLE readers (
     reader_id TEXT PRIMARY KEY,
@@ -52,7 +55,12 @@ CREATE TABLE readers (
     seed INTEGER NOT NULL,
     study_sha256 TEXT NOT NULL REFERENCES studies(study_sha256),
     schedule_json TEXT NOT NULL,            -- the schedule as generated, never recomputed
-    schedule_sha256 TEXT NOT NULL
+    schedule_sha256 TEXT NOT NULL,
+    token_salt TEXT,                        -- the token's scrypt salt (hex) and parameters
+    token_n INTEGER,
+    token_r INTEGER,
+    token_p INTEGER,
+    token_digest TEXT                       -- sha256 (hex) of scrypt(token): never the token
 );
 CREATE TABLE cases (
     case_id TEXT PRIMARY KEY,
@@ -65,8 +73,10 @@ CREATE TABLE images (
     source TEXT NOT NULL,                   -- real | noncontrast | synthetic | synthetic:<model>
     source_kind TEXT NOT NULL,
     model_id TEXT,
-    path TEXT NOT NULL,                     -- absolute path of the original file
+    path TEXT NOT NULL,                     -- relative to the study folder (POSIX), or absolute
     size_bytes INTEGER,
+    sha256 TEXT,
+    geometry_json TEXT,
     blind_name TEXT NOT NULL UNIQUE,        -- neutral link name given to reader UIs
     PRIMARY KEY (case_id, source)
 );
@@ -128,9 +138,11 @@ CREATE TABLE responses (
     study_sha256 TEXT NOT NULL,             -- the study version the answer was given under
     answered_at TEXT NOT NULL,
     modified_at TEXT NOT NULL,
+    simulated INTEGER NOT NULL DEFAULT 0 CHECK (simulated IN (0, 1)),
     UNIQUE (reader_id, item_id, question_key),
     FOREIGN KEY (task_id, question_key) REFERENCES questions(task_id, question_key)
 );
+CREATE INDEX responses_item ON responses(item_id, question_key);
 CREATE TABLE revisions (
     response_id INTEGER NOT NULL REFERENCES responses(response_id),
     revision INTEGER NOT NULL,
@@ -152,10 +164,47 @@ CREATE TABLE events (
     prev_hash TEXT NOT NULL,
     hash TEXT NOT NULL UNIQUE
 );
+CREATE TABLE origins (
+    origin_store_id TEXT NOT NULL,          -- the store an imported event comes from
+    origin_seq INTEGER NOT NULL,            -- its number there
+    origin_hash TEXT NOT NULL,
+    seq INTEGER NOT NULL UNIQUE REFERENCES events(seq),
+    PRIMARY KEY (origin_store_id, origin_seq)
+);
 CREATE TRIGGER events_no_update BEFORE UPDATE ON events BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;
 CREATE TRIGGER events_no_delete BEFORE DELETE ON events BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;
 CREATE TRIGGER revisions_no_update BEFORE UPDATE ON revisions BEGIN SELECT RAISE(ABORT, 'revisions are append-only'); END;
 CREATE TRIGGER revisions_no_delete BEFORE DELETE ON revisions BEGIN SELECT RAISE(ABORT, 'revisions are append-only'); END;
+CREATE TRIGGER origins_no_update BEFORE UPDATE ON origins BEGIN SELECT RAISE(ABORT, 'origins are append-only'); END;
+CREATE TRIGGER origins_no_delete BEFORE DELETE ON origins BEGIN SELECT RAISE(ABORT, 'origins are append-only'); END;
+"""
+
+#: Format 1 -> 2 (tokens, image hashes and relative paths, simulated answers, accepted changes,
+#: merge origins). ``sqlite.py`` then fills what needs Python (sha256 of the images, ...).
+MIGRATE_1_TO_2 = """
+ALTER TABLE studies ADD COLUMN base_dir_rel TEXT;
+ALTER TABLE studies ADD COLUMN demo INTEGER NOT NULL DEFAULT 0 CHECK (demo IN (0, 1));
+ALTER TABLE studies ADD COLUMN accepted_change TEXT;
+ALTER TABLE studies ADD COLUMN changes_json TEXT NOT NULL DEFAULT '[]';
+ALTER TABLE studies ADD COLUMN reader_view_json TEXT NOT NULL DEFAULT '{}';
+ALTER TABLE readers ADD COLUMN token_salt TEXT;
+ALTER TABLE readers ADD COLUMN token_n INTEGER;
+ALTER TABLE readers ADD COLUMN token_r INTEGER;
+ALTER TABLE readers ADD COLUMN token_p INTEGER;
+ALTER TABLE readers ADD COLUMN token_digest TEXT;
+ALTER TABLE images ADD COLUMN sha256 TEXT;
+ALTER TABLE images ADD COLUMN geometry_json TEXT;
+ALTER TABLE responses ADD COLUMN simulated INTEGER NOT NULL DEFAULT 0 CHECK (simulated IN (0, 1));
+CREATE INDEX IF NOT EXISTS responses_item ON responses(item_id, question_key);
+CREATE TABLE origins (
+    origin_store_id TEXT NOT NULL,
+    origin_seq INTEGER NOT NULL,
+    origin_hash TEXT NOT NULL,
+    seq INTEGER NOT NULL UNIQUE REFERENCES events(seq),
+    PRIMARY KEY (origin_store_id, origin_seq)
+);
+CREATE TRIGGER origins_no_update BEFORE UPDATE ON origins BEGIN SELECT RAISE(ABORT, 'origins are append-only'); END;
+CREATE TRIGGER origins_no_delete BEFORE DELETE ON origins BEGIN SELECT RAISE(ABORT, 'origins are append-only'); END;
 """
 
 
@@ -169,61 +218,6 @@ def schema_statements(script: str = SCHEMA_SQL) -> list[str]:
             statements.append(text)
             current = []
     return statements
-
-
-def write_study_rows(conn: sqlite3.Connection, study: Study, loaded_at: str) -> None:
-    """Make ``study`` the active version: its row in ``studies`` and its cases, images, tasks
-    and questions (inside the caller's transaction).
-
-    An image keeps its neutral link name while its path is unchanged and gets a new one when
-    the path changes; ``size_bytes`` is recorded for files (the integrity check compares it).
-    """
-    conn.execute("UPDATE studies SET active = 0")
-    conn.execute(
-        "INSERT OR REPLACE INTO studies(study_sha256, study_id, version, config_json, source_path, base_dir, "
-        "loaded_at, active) VALUES (?,?,?,?,?,?,?,1)",
-        (study.sha256, study.study_id, study.version, study.config_json(),
-         str(study.path.resolve()) if study.path else None, str(study.base_dir), loaded_at),
-    )
-    for case in study.cases:
-        conn.execute(
-            "INSERT INTO cases(case_id, training, block, truth_json) VALUES (?,?,?,?) "
-            "ON CONFLICT(case_id) DO UPDATE SET training=excluded.training, block=excluded.block, "
-            "truth_json=excluded.truth_json",
-            (case.case_id, int(case.training), case.block, canonical_json(case.truth)),
-        )
-        for source, path in case.images.items():
-            known = conn.execute("SELECT path FROM images WHERE case_id=? AND source=?", (case.case_id, source)).fetchone()
-            size = path.stat().st_size if path.is_file() else None
-            if known is None:
-                conn.execute(
-                    "INSERT INTO images(case_id, source, source_kind, model_id, path, size_bytes, blind_name) "
-                    "VALUES (?,?,?,?,?,?,?)",
-                    (case.case_id, source, source_kind(source), source_model(source), str(path), size, new_blind_name(path)),
-                )
-            elif known["path"] != str(path):
-                conn.execute("UPDATE images SET path=?, size_bytes=?, blind_name=? WHERE case_id=? AND source=?",
-                             (str(path), size, new_blind_name(path), case.case_id, source))
-    wanted = {(t.task_id, q.key) for t in study.tasks for q in t.questions}
-    for row in conn.execute("SELECT task_id, question_key FROM questions").fetchall():
-        if (row["task_id"], row["question_key"]) not in wanted:  # never answered (frozen otherwise)
-            conn.execute("DELETE FROM questions WHERE task_id=? AND question_key=?", tuple(row))
-    for position, task in enumerate(study.tasks):
-        spec = {"type": task.type, "sources": list(task.sources), "compare": list(task.compare or []),
-                "truth_column": task.truth_column, "finding": task.finding, "instructions": task.instructions}
-        conn.execute(
-            "INSERT INTO tasks(task_id, task_type, position, spec_json) VALUES (?,?,?,?) "
-            "ON CONFLICT(task_id) DO UPDATE SET task_type=excluded.task_type, position=excluded.position, "
-            "spec_json=excluded.spec_json",
-            (task.task_id, task.type, position, canonical_json(spec)),
-        )
-        for qpos, q in enumerate(task.questions):
-            conn.execute(
-                "INSERT INTO questions(task_id, question_key, position, question_type, required, spec_json) "
-                "VALUES (?,?,?,?,?,?) ON CONFLICT(task_id, question_key) DO UPDATE SET position=excluded.position, "
-                "question_type=excluded.question_type, required=excluded.required, spec_json=excluded.spec_json",
-                (task.task_id, q.key, qpos, q.type, int(q.required), canonical_json(q.spec())),
-            )
 
 
 def connect(db_path: Path) -> sqlite3.Connection:
@@ -262,57 +256,34 @@ def create_database(db_path: Path, meta: Mapping[str, str]) -> sqlite3.Connectio
     return conn
 
 
-def write_schedule_rows(conn: sqlite3.Connection, schedule: Schedule, study_sha256: str) -> None:
-    """Store a reader's schedule as generated: the ``readers`` row (with the schedule's JSON and
-    sha256), its ``sessions`` and its ``items`` (inside the caller's transaction)."""
-    reader_id = schedule.reader_id
-    conn.execute(
-        "INSERT INTO readers(reader_id, reader_group, enrolled_at, seed, study_sha256, schedule_json, "
-        "schedule_sha256) VALUES (?,?,?,?,?,?,?)",
-        (reader_id, schedule.reader_group, schedule.created_at, schedule.seed, study_sha256,
-         canonical_json(schedule.to_dict()), schedule.sha256()),
-    )
-    conn.executemany(
-        "INSERT INTO sessions(reader_id, session_no, kind, wave, opens_at, washout_after_wave) VALUES (?,?,?,?,?,?)",
-        [(reader_id, s.session_no, s.kind, s.wave, s.opens_at, s.washout_after_wave) for s in schedule.sessions],
-    )
-    conn.executemany(
-        "INSERT INTO items(item_id, reader_id, session_no, position_in_session, order_index, task_id, case_id, "
-        "training, layout, wave, source_a, source_b) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-        [(i.item_id, reader_id, i.session_no, i.position_in_session, i.order_index, i.task_id, i.case_id,
-          int(i.training), i.layout, i.wave, i.sources[0], i.sources[1] if len(i.sources) > 1 else None)
-         for i in schedule.items],
-    )
+def remove_database_files(db_path: Path) -> None:
+    """Delete a database file with its WAL, shared-memory and lock files (a failed creation)."""
+    for leftover in (db_path, Path(str(db_path) + "-wal"), Path(str(db_path) + "-shm"), Path(str(db_path) + ".lock")):
+        with contextlib.suppress(FileNotFoundError):
+            leftover.unlink()
 
 
-# --------------------------------------------------------------------------------------------
-# Rows -> records
-# --------------------------------------------------------------------------------------------
+class SQLiteDb:
+    """:class:`~DigitalContrastReaderLib.store.sql_rows.SqlDb` on a ``sqlite3`` connection."""
 
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
 
-def item_record(row: sqlite3.Row) -> ItemRecord:
-    return ItemRecord(**{k: (bool(row[k]) if k == "training" else row[k]) for k in row.keys()})
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
+        return self.conn.execute(sql, tuple(params))
 
+    def many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        self.conn.executemany(sql, [tuple(r) for r in rows])
 
-def reader_record(row: sqlite3.Row) -> ReaderRecord:
-    return ReaderRecord(row["reader_id"], row["reader_group"], row["enrolled_at"], row["seed"], row["schedule_sha256"])
+    def all(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        return self.conn.execute(sql, tuple(params)).fetchall()
 
+    def one(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Row | None:
+        return self.conn.execute(sql, tuple(params)).fetchone()
 
-def response_record(r: sqlite3.Row) -> ResponseRecord:
-    return ResponseRecord(r["response_id"], r["item_id"], r["reader_id"], r["task_id"], r["question_key"],
-                          json.loads(r["value_json"]), r["revision"], r["study_sha256"], r["answered_at"],
-                          r["modified_at"])
+    def scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        row = self.conn.execute(sql, tuple(params)).fetchone()
+        return None if row is None else row[0]
 
-
-def revision_record(r: sqlite3.Row) -> RevisionRecord:
-    """A row of ``revisions`` joined with its response's item, reader and question key."""
-    return RevisionRecord(r["response_id"], r["item_id"], r["reader_id"], r["question_key"], r["revision"],
-                          json.loads(r["value_json"]), r["changed_at"], r["changed_by"], r["reason"],
-                          r["study_sha256"])
-
-
-def event_from_row(r: sqlite3.Row) -> dict[str, Any]:
-    return {
-        "seq": r["seq"], "at": r["at"], "kind": r["kind"], "reader_id": r["reader_id"], "item_id": r["item_id"],
-        "payload": json.loads(r["payload_json"]), "prev_hash": r["prev_hash"], "hash": r["hash"],
-    }
+    def insert_id(self, sql: str, params: Sequence[Any], id_column: str) -> int:
+        return self.conn.execute(sql, tuple(params)).lastrowid

@@ -3,9 +3,11 @@
 A reader-facing UI receives :class:`ReaderItem` objects: neutral image handles (``Image`` for a
 single image, ``Image A`` = left / ``Image B`` = right for a pair), a path to load each image
 from, the questions and the reader's own answers. It never receives the case id, the source
-(real/synthetic), a model id or an original file name: the paths point at neutral links
-(``<db>-images/<random token>.<ext>``) that the store makes beside its database. The mapping
-handle -> source lives only in the store (``items.source_a`` / ``source_b``).
+(real/synthetic), a model id or an original file name: each image is a neutral reference (a
+random token and the format's extension) and the path of a hard link or copy of the image under
+that name, in a folder of such files (``<db>-images/`` beside a SQLite store, or the folder a
+reading station is given); never a symbolic link, whose target would name the original. The
+mapping handle -> source lives only in the store (``items.source_a`` / ``source_b``).
 
 One leak this cannot hide is the file format: if the real and synthetic images of a case are
 stored in different formats the extension differs; :func:`~DigitalContrastReaderLib.study.config.load_study`
@@ -14,10 +16,7 @@ warns about it.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import secrets
-import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -43,31 +42,6 @@ def new_blind_name(original: Path) -> str:
     return secrets.token_hex(8) + ext
 
 
-def ensure_blind_link(original: Path, link: Path) -> Path:
-    """Make ``link`` show the content of ``original``: a symbolic link, else a hard link, else a
-    copy (Windows without developer mode). Re-creates a link that dangles after a move."""
-    if link.exists():
-        return link
-    link.parent.mkdir(parents=True, exist_ok=True)
-    with contextlib.suppress(FileNotFoundError):
-        link.unlink()  # a dangling symlink
-    try:
-        os.symlink(original, link, target_is_directory=original.is_dir())
-        return link
-    except (OSError, NotImplementedError):
-        pass
-    if original.is_file():
-        try:
-            os.link(original, link)
-            return link
-        except OSError:
-            pass
-        shutil.copy2(original, link)
-    else:
-        shutil.copytree(original, link)
-    return link
-
-
 @dataclass(frozen=True)
 class ReaderItem:
     """One item as a reader-facing UI sees it (blinded).
@@ -79,7 +53,8 @@ class ReaderItem:
         task_id, task_type, instructions: the task (the same for every item of the task).
         training: a training item (not analysed).
         layout: ``single`` or ``pair``.
-        images: ``[{"handle": "Image"|"Image A"|"Image B", "path": <neutral link>}]`` left to right.
+        images: ``[{"handle": "Image"|"Image A"|"Image B", "ref": <neutral file name>, "path": <its
+            verified copy or hard link>}]``, left to right.
         display: window/level in HU and the layout of views.
         questions: the question specs of the task (identical for every item of the task).
         answers: the reader's current answers (``{}`` before the first submit).

@@ -7,6 +7,7 @@ import hashlib
 import json
 from typing import Any
 
+
 def canonical_json(data: Any) -> str:
     """Deterministic JSON (sorted keys, no spaces): what is hashed and stored."""
     return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)

@@ -22,6 +22,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from DigitalContrastLib.common.errors import require_package
+
 from . import templates
 from .canonical import sha256_json
 from .errors import StudyError
@@ -126,7 +128,7 @@ def read_study_file(path: str | Path) -> tuple[dict[str, Any], bytes]:
                 f"{path.name}: not valid JSON (line {error.lineno}, column {error.colno}: {error.msg}); fix the syntax."
             ) from None
     elif path.suffix.lower() in (".yaml", ".yml"):
-        import yaml  # lazy: a stock Slicer does not bundle PyYAML (module docstring)
+        yaml = require_package("yaml", "PyYAML", f"Reading the study file {path.name}")  # not bundled with Slicer
 
         try:
             data = yaml.safe_load(text)
@@ -144,7 +146,7 @@ def read_study_file(path: str | Path) -> tuple[dict[str, Any], bytes]:
 
 def validate_study_config(config: Mapping[str, Any], filename: str = "study") -> None:
     """Check ``config`` against the JSON schema; raise :class:`StudyError` with one sentence."""
-    import jsonschema  # lazy: a stock Slicer does not bundle jsonschema (module docstring)
+    jsonschema = require_package("jsonschema", "jsonschema", "Checking the study file")  # not bundled with Slicer
 
     validator = jsonschema.Draft202012Validator(study_schema())
     error = jsonschema.exceptions.best_match(validator.iter_errors(config))

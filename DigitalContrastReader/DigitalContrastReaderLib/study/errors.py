@@ -12,6 +12,7 @@ code  class               meaning
 3     StoreError          the answer store cannot be opened or written, or fails its
                           integrity check
 4     AnswerError         an answer, item or option value is not acceptable
+6     TokenError          a reader's token is missing or wrong (nothing was stored)
 64    UsageError          command-line usage error (unknown option, missing argument)
 ====  ==================  ============================================================
 """
@@ -24,6 +25,8 @@ EXIT_OK = 0
 EXIT_BAD_STUDY = 2
 EXIT_STORE = 3
 EXIT_BAD_ANSWER = 4
+#: 6, not 5: the shared command-line runner exits 5 on MemoryError.
+EXIT_TOKEN = 6
 
 __all__ = [
     "EXIT_OK",
@@ -31,11 +34,13 @@ __all__ = [
     "EXIT_BAD_STUDY",
     "EXIT_STORE",
     "EXIT_BAD_ANSWER",
+    "EXIT_TOKEN",
     "EXIT_USAGE",
     "UserError",
     "StudyError",
     "StoreError",
     "AnswerError",
+    "TokenError",
     "UsageError",
 ]
 
@@ -59,6 +64,13 @@ class AnswerError(UserError):
 
     exit_code = EXIT_BAD_ANSWER
     default_code = "bad_answer"
+
+
+class TokenError(UserError):
+    """A reader's token is missing or does not match the one issued at enrolment (nothing stored)."""
+
+    exit_code = EXIT_TOKEN
+    default_code = "bad_token"
 
 
 class UsageError(UserError):

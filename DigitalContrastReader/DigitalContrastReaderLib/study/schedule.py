@@ -215,3 +215,10 @@ def generate_schedule(study: Study, reader_id: str, *, seed: int, start: datetim
         sessions=tuple(sessions),
         items=tuple(items),
     )
+
+
+def waves_per_reader(study: Study) -> int:
+    """How many waves each reader's schedule has (training not counted): one per source of every
+    single-image task, one per preference task. Wave ``w`` opens ``washout_days`` after wave ``w - 1``,
+    so a reading takes at least ``(waves - 1) * washout_days`` days."""
+    return sum(len(task.sources) if task.type in SINGLE_IMAGE_TASKS else 1 for task in study.tasks)

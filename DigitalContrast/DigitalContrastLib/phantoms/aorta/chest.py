@@ -38,8 +38,19 @@ import numpy as np
 
 from ..canvas import Box, Canvas, uniform
 from .body import BodyOnGrid
-from .layout import FINE_Z, Aorta, AorticArch, AortaLayout, Body, Chest, Heart, Levels, Periaortic, \
-    PulmonaryArteries, Spine
+from .layout import (
+    FINE_Z,
+    Aorta,
+    AortaLayout,
+    AorticArch,
+    Body,
+    Chest,
+    Heart,
+    Levels,
+    Periaortic,
+    PulmonaryArteries,
+    Spine,
+)
 from .skeleton import paint_rib
 
 SOFT = ("lung", "fat", "muscle", "soft_tissue")  # what the chest's bones and organs paint over

@@ -13,8 +13,18 @@ from __future__ import annotations
 import numpy as np
 
 from ..canvas import Canvas, SliceTube, smoothstep, uniform
-from .layout import FINE_Z, Aorta, AortaLayout, BranchArteries, IliacArteries, Levels, Organs, Spine, VenaCava, \
-    VisceralVeins
+from .layout import (
+    FINE_Z,
+    Aorta,
+    AortaLayout,
+    BranchArteries,
+    IliacArteries,
+    Levels,
+    Organs,
+    Spine,
+    VenaCava,
+    VisceralVeins,
+)
 
 
 def sample_vena_cava(rng: np.random.Generator, levels: Levels, spine: Spine, aorta: Aorta,

@@ -1,0 +1,1 @@
+"""The synthesis service: the worker's jobs behind an authenticated HTTP API (``digital-contrast serve``)."""

@@ -1,0 +1,1 @@
+"""Stand-in for CTK's Python module (nothing of it runs without the Slicer application)."""
