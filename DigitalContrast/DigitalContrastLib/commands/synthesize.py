@@ -24,7 +24,8 @@ examples:
 
 With --server the job runs on a synthesis service ('digital-contrast serve') instead of this
 machine: the input is uploaded, the progress bar, Ctrl-C cancel, input check and provenance are
-the same, and the provenance names the server and its device (--device is then the server's).
+the same, and the provenance names the server and its device (--device is then the server's;
+--backend is passed on to the server's worker).
 """
 
 
