@@ -116,9 +116,10 @@ def openvino_installed() -> bool:
 def choose_backend(requested: str, device: torch.device) -> str:
     """``"torch"`` or ``"openvino"`` for a network on ``device``.
 
-    ``auto`` takes OpenVINO on an x86-64 CPU where it is installed: there it ran the shipped UNet
-    1.8-2x faster than torch eager in fp32 and in bf16 alike (docs/performance.md); on GPUs, on
-    other CPUs (not measured) and without the package, torch.
+    ``auto`` takes OpenVINO on an x86-64 CPU where it is installed: on a 2-core AMD EPYC it ran the
+    shipped UNet 1.4x faster than torch eager in fp32 and about as fast in native bf16 (1.05x) on a
+    quiet machine, 1.4-1.6x faster with one core busy (docs/performance.md); on GPUs, on other
+    CPUs (not measured) and without the package, torch.
 
     Raises:
         JobError: an unknown name, OpenVINO asked for a GPU, or asked where it is not installed.
