@@ -92,17 +92,18 @@ def test_bf16_stays_within_the_accuracy_guard_of_fp32(tiny_engine):
 
 
 def _synthesize_with_hook(engine: SynthesisEngine, volume, hook):
-    """``engine.synthesize(volume)`` with ``hook`` called before each sliding-window attempt."""
+    """``engine.synthesize(volume)`` on torch (the runner the references use) with ``hook`` called
+    before each sliding-window attempt."""
     engine.attempt_hook = hook
     try:
-        return engine.synthesize(volume)
+        return engine.synthesize(volume, backend="torch")
     finally:
         engine.attempt_hook = None
 
 
 def test_out_of_memory_walks_down_the_fallback_chain(tiny_engine):
     volume = body_volume(seed=4)
-    reference = tiny_engine.synthesize(volume).synthetic.array
+    reference = tiny_engine.synthesize(volume, backend="torch").synthetic.array
     # the CUDA chain, re-targeted at the CPU (no GPU here): same steps, same bookkeeping
     chain = plan_attempts(torch.device("cuda", 0), sw_batch_size=3)
     assert [(a.compute_device, a.stitch_device, a.sw_batch_size) for a in chain] == [
@@ -247,7 +248,7 @@ def test_benchmark_measures_both_paths_on_the_same_model(tmp_path):
 
     card = write_tiny_model(tmp_path / "models" / "tiny-bench")
     path = write_volume(body_volume(shape_zyx=(40, 64, 128)), tmp_path / "ct.nrrd")
-    figures = measure(str(path), str(card.folder))
+    figures = measure(str(path), str(card.folder), repeats=1)
     assert figures["shape_zyx"] == [40, 64, 128] and figures["model"]["id"] == card.id
     assert 0 < figures["windows_run"] <= figures["windows_total"]
     assert figures["synthesize_s"] > 0 and figures["naive_s"] > 0 and figures["peak_rss_mb"] > 0
@@ -256,6 +257,15 @@ def test_benchmark_measures_both_paths_on_the_same_model(tmp_path):
     # both times are printed rounded to 1 ms: on a file this small that moves their ratio by a few per cent
     assert figures["speedup"] == pytest.approx(figures["naive_s"] / figures["synthesize_s"], rel=0.05)
     assert figures["mean_abs_diff_hu_in_body"] <= 2.0, figures
+    # every path: its backend, its own peak RSS, and each run with the CPU others used meanwhile
+    paths = figures["paths"]
+    assert paths["engine"]["backend"] == figures["backend"] and paths["naive"]["precision"] == "fp32"
+    assert set(figures["peak_rss_per_path_mb"]) == set(paths) and all(v > 0 for v in figures["peak_rss_per_path_mb"].values())
+    for path in paths.values():
+        assert path["runs"] and all(run["others_cpu_s"] >= 0 for run in path["runs"])
+        assert path["contended"] == all(run["contended"] for run in path["runs"])
+        assert {"preprocess", "inference", "postprocess"} <= set(path["runs"][0]["stage_others_cpu_s"])
+    assert figures["cpu"]["physical_cores"] >= 1 and isinstance(figures["cpu"]["native_bf16"], bool)
 
 
 def _coverage(plan: WindowPlan, shape) -> np.ndarray:
@@ -389,7 +399,7 @@ def test_benchmark_of_a_flip_mean_card_compares_the_same_function(tmp_path):
                             inference={**TINY_CARD["inference"], "max_window_voxels": LARGE_WINDOW_VOXELS,
                                        "prediction": "flip-tta-mean"})
     path = write_volume(body_volume(shape_zyx=(40, 64, 128), seed=8), tmp_path / "ct.nrrd")
-    figures = measure(str(path), str(card.folder))
+    figures = measure(str(path), str(card.folder), repeats=1)
     assert figures["prediction"] == "flip-tta-mean" and figures["passes"] == 4
     assert figures["windows_run"] == 1 and figures["naive_windows"] > 1
     assert figures["gflop_naive"] > figures["gflop_synthesize"] > 0

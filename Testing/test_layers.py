@@ -78,7 +78,8 @@ ALLOWED: dict[str, set[str]] = {
 #: torch is imported only where a model runs, never by code that a GUI process loads (in synthesis/:
 #: the engine's modules and the API that builds it; settings, gate, dummy and contrast_evidence stay torch-free).
 TORCH_ROOMS = {f"{L}.synthesis.engine", f"{L}.synthesis.device", f"{L}.synthesis.grid", f"{L}.synthesis.windows",
-               f"{L}.synthesis.sliding_window", f"{L}.synthesis.flip_passes", f"{L}.synthesis.api",
+               f"{L}.synthesis.sliding_window", f"{L}.synthesis.flip_passes", f"{L}.synthesis.slab_threads",
+               f"{L}.synthesis.api", f"{L}.synthesis.openvino_runner",
                f"{L}.models.network", f"{L}.models.weights",
                f"{L}.training", f"{L}.worker.server", f"{L}.benchmarks", f"{L}.commands.train"}
 #: pandas is in the ``reader`` extra: the rooms a reading-only install loads (a stock Slicer reading
@@ -88,6 +89,8 @@ THIRD_PARTY: dict[str, set[str]] = {
     "torch": TORCH_ROOMS,
     "monai": TORCH_ROOMS,
     "safetensors": TORCH_ROOMS,
+    # the optional OpenVINO backend (the ``cpu-fast`` extra): one module of the engine, nothing else
+    "openvino": {f"{L}.synthesis.openvino_runner"},
     "slicer": {f"{L}.mrml", f"{R}.mrml"},
     "vtk": {f"{L}.mrml", f"{R}.mrml"},
     "qt": set(),

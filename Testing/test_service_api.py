@@ -170,7 +170,8 @@ def test_a_zip_of_one_dicom_series_is_synthesized_with_its_dicom_facts(service, 
 
 def test_bad_query_values_are_refused_with_one_sentence(service, ncct):
     for query, word in (("filename=ncct.nrrd&overlap=1.5", "overlap"), ("filename=a/b.nrrd", "file name"),
-                        ("overlap=0.5", "filename"), ("filename=ncct.nrrd&model=..%2Fetc", "model")):
+                        ("overlap=0.5", "filename"), ("filename=ncct.nrrd&model=..%2Fetc", "model"),
+                        ("filename=ncct.nrrd&backend=tensorrt", "backend")):
         status, body = service.json("POST", f"/v1/jobs?{query}", user="alice", body=ncct.read_bytes())
         assert status == 422, (query, body)
         assert word in one_sentence(body), (query, body)

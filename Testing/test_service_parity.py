@@ -18,17 +18,19 @@ pytest.importorskip("torch", reason="the engine extra is not installed")
 
 
 def test_a_phantom_synthesized_on_the_server_matches_a_local_run_within_1_hu(tmp_path):
+    """Both on torch eager, asked for by the client: --backend reaches the server's worker."""
     from DigitalContrastLib.ct.io import write_volume
     from DigitalContrastLib.phantoms.generator import make_phantom
 
     case = make_phantom(3, size_xyz=(96, 96, 40), spacing_xyz_mm=(3.6, 3.6, 3.0))
     ncct = write_volume(case.noncontrast, tmp_path / "ncct.nrrd")
-    local = cli("synthesize", str(ncct), str(tmp_path / "local.nrrd"), "--device", "cpu", "--json")
+    local = cli("synthesize", str(ncct), str(tmp_path / "local.nrrd"), "--device", "cpu", "--backend", "torch",
+                "--json")
     assert local.returncode == 0, local.stderr
     service = start_service(tmp_path, users=("alice",), dummy=False, extra=("--device", "cpu"))
     try:
-        remote = cli("synthesize", str(ncct), str(tmp_path / "remote.nrrd"), "--server", service.url, "--json",
-                     env={"DIGITAL_CONTRAST_TOKEN": service.tokens["alice"]})
+        remote = cli("synthesize", str(ncct), str(tmp_path / "remote.nrrd"), "--server", service.url,
+                     "--backend", "torch", "--json", env={"DIGITAL_CONTRAST_TOKEN": service.tokens["alice"]})
         assert remote.returncode == 0, remote.stderr
         provenance = json.loads(remote.stdout)
         status, _, body = service.request("GET", f"/v1/jobs/{provenance['server']['job_id']}/dicom", user="alice")
@@ -45,6 +47,7 @@ def test_a_phantom_synthesized_on_the_server_matches_a_local_run_within_1_hu(tmp
     assert provenance["model"] == local_provenance["model"] and provenance["device"] == local_provenance["device"]
     assert provenance["server"]["url"] == service.url and provenance["server"]["device"] == "cpu"
     assert provenance["model"]["id"] == "aorta-phantom-v1"
+    assert provenance["backend"] == local_provenance["backend"] == "torch"
     # the labelled DICOM series, zipped
     assert status == 200
     import pydicom

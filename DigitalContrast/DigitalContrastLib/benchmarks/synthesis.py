@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from DigitalContrastLib.benchmarks.timed_runs import path_figures, time_path
 from DigitalContrastLib.common.errors import OutOfMemoryError
 from DigitalContrastLib.common.hardware import available_cpu_cores
 from DigitalContrastLib.ct.io import read_volume, write_volume
@@ -49,6 +50,7 @@ from DigitalContrastLib.synthesis.engine import synthesize_volume
 from DigitalContrastLib.synthesis.flip_passes import FLIP_TTA_AXES
 from DigitalContrastLib.synthesis.grid import (
     canonical_orientation,
+    empty_int16_volume,
     hu_to_model_grid,
     model_grid_shape,
     model_grid_to_input,
@@ -94,17 +96,20 @@ def _peak_rss_mb() -> float:
 
 
 def naive_synthesis(volume, network: torch.nn.Module, settings: EngineSettings,
-                    flips: Sequence[tuple[int, ...]] = ((),)) -> tuple[np.ndarray, dict[str, float], int]:
+                    flips: Sequence[tuple[int, ...]] = ((),),
+                    progress: Callable[[str, int, int], None] = lambda *_: None) -> tuple[np.ndarray, dict[str, float], int]:
     """The baseline: same preprocessing and postprocessing, MONAI's default sliding window, fp32, batch 1.
 
     ``flips`` (``[z, y, x]`` axes per pass): the residual is the mean over these flipped passes, so a
     card whose prediction is the flip mean is compared with the same function computed naively.
     The network runs where its weights are (the CPU for ``make bench``; a GPU in ``Testing/gpu_check.py``).
+    ``progress(stage, done, total)`` marks each stage's start and end, as the engine's does.
     Returns ``(int16 synthetic [z, y, x], timings_s, windows per pass)``.
     """
     from monai.inferers import sliding_window_inference
 
     timings = {}
+    progress("preprocess", 0, 1)
     t0 = time.perf_counter()
     orientation = canonical_orientation(volume.direction)
     canonical = orientation.to_canonical(np.asarray(volume.array))
@@ -115,6 +120,8 @@ def naive_synthesis(volume, network: torch.nn.Module, settings: EngineSettings,
     image = hu_to_model_grid(canonical, grid).clamp_(*settings.clip_hu).sub_(settings.offset_hu).div_(settings.scale_hu)
     image = image.to(device)
     timings["preprocess"] = time.perf_counter() - t0
+    progress("preprocess", 1, 1)
+    progress("inference", 0, 1)
     t0 = time.perf_counter()
     outputs = []
     with torch.inference_mode():
@@ -126,12 +133,15 @@ def naive_synthesis(volume, network: torch.nn.Module, settings: EngineSettings,
     if device.type == "cuda":
         torch.cuda.synchronize(device)  # the inference, not the copy back, is what is timed here
     timings["inference"] = time.perf_counter() - t0
+    progress("inference", 1, 1)
     windows = len(plan_windows(grid, settings, 0.25).windows)  # MONAI's grid of the card's windows
+    progress("postprocess", 0, 1)
     t0 = time.perf_counter()
-    out = np.empty(volume.array.shape, dtype=np.int16)
+    out = empty_int16_volume(volume.array.shape)
     model_grid_to_input(output.float().cpu() * settings.output_scale_hu, orientation.to_canonical(out),
                         base_hu=canonical, threshold_hu=settings.body_threshold_hu)
     timings["postprocess"] = time.perf_counter() - t0
+    progress("postprocess", 1, 1)
     return out, timings, windows
 
 
@@ -141,32 +151,17 @@ def _diff_in_body(a: np.ndarray, b: np.ndarray, body: np.ndarray) -> tuple[int, 
     return (int(diff.max()), round(float(diff.mean()), 4)) if diff.size else (0, 0.0)
 
 
-#: Timed runs of each path (after its untimed warm-up); the median is the figure. These machines
-#: are shared: one 1-2 s run can be twice as slow as the next for reasons outside the process.
+#: Uncontended timed runs of each path (after its untimed warm-up); their median is the figure.
 TIMED_RUNS = 3
 
 
-def _median_run(run: Callable[[], Any], repeats: int,
-                timings_of: Callable[[Any], dict[str, float]]) -> tuple[Any, float, dict[str, float], list[float]]:
-    """Call ``run`` ``repeats`` times (each path's output is the same every time).
-
-    Returns ``(the last call's result, the median seconds, that call's stage timings, all seconds)``.
-    """
-    result, seconds, timings = None, [], []
-    for _ in range(max(1, repeats)):
-        result = None  # free the previous output (hundreds of MB) before the next call
-        t0 = time.perf_counter()
-        result = run()
-        seconds.append(time.perf_counter() - t0)
-        timings.append(timings_of(result))
-    median = sorted(range(len(seconds)), key=seconds.__getitem__)[len(seconds) // 2]
-    return result, seconds[median], timings[median], [round(v, 3) for v in seconds]
-
-
 def measure(input_path: str, model_id: str | None, device: str = "cpu", repeats: int = TIMED_RUNS) -> dict[str, Any]:
-    """Run in the child process: time the engine and the naive baseline on one file.
+    """Run in the child process: time the engine (``--backend auto``; torch too when auto picked
+    another) and the naive baseline on one file.
 
-    Each path runs once untimed, then ``repeats`` timed times; the median run is reported.
+    Each path runs once untimed, then until ``repeats`` runs were uncontended (:func:`.timed_runs.time_path`);
+    its figure is their median. ``paths`` holds every path's runs, the CPU other processes used
+    during each run and stage, and its peak RSS.
     """
     from DigitalContrastLib.ct.masks import body_mask_from_ct
 
@@ -178,33 +173,44 @@ def measure(input_path: str, model_id: str | None, device: str = "cpu", repeats:
     volume = read_volume(input_path)
     result["read_s"] = round(time.perf_counter() - t0, 3)
     # Steady state, as in a worker that synthesizes a cohort: each path first runs once untimed, so
-    # one-time costs (network copies, kernels for the shape, the first touch of the memory a
-    # volume of this size needs) are not counted. The engine's first call is reported on its own.
+    # one-time costs (network copies, OpenVINO's conversion and compilation for the shape, the first
+    # touch of the memory a volume of this size needs) are not counted. The first call is reported.
     t0 = time.perf_counter()
     first = engine.synthesize(volume)
     first_s = time.perf_counter() - t0
     first_timings = {k: round(v, 3) for k, v in first.timings_s.items()}
+    backend, first_notes = first.backend, first.notes
     del first
-    fast, fast_s, fast_timings, fast_runs = _median_run(lambda: engine.synthesize(volume), repeats,
-                                                        lambda r: r.timings_s)
-    rss_fast = _peak_rss_mb()
+    paths: dict[str, dict[str, Any]] = {}
+    fast, runs, rss = time_path(lambda ledger: engine.synthesize(volume, progress=ledger, backend=backend),
+                                lambda r: r.timings_s, repeats)
+    paths["engine"] = path_figures(runs, rss, backend=backend, precision=fast.precision)
+    if backend != "torch":  # the same engine on torch eager, for comparison
+        engine.synthesize(volume, backend="torch")
+        _, runs, rss = time_path(lambda ledger: engine.synthesize(volume, progress=ledger, backend="torch"),
+                                 lambda r: r.timings_s, repeats)
+        paths["engine_torch"] = path_figures(runs, rss, backend="torch", precision=engine.precision)
 
     network = load_network(engine.card, "cpu")  # the same weights, fp32, plain memory layout
     settings = engine.settings
     naive_synthesis(volume, network, settings)  # untimed warm-up of the baseline (one pass)
     flip_mean = settings.prediction == "flip-tta-mean"
     passes = len(FLIP_TTA_AXES) if flip_mean else 1
-    (naive, _, naive_windows), naive_s, naive_timings, naive_runs = _median_run(
-        lambda: naive_synthesis(volume, network, settings, FLIP_TTA_AXES if flip_mean else ((),)), repeats,
-        lambda r: r[1])
+    flips = FLIP_TTA_AXES if flip_mean else ((),)
+    (naive, _, naive_windows), runs, rss = time_path(
+        lambda ledger: naive_synthesis(volume, network, settings, flips, progress=ledger), lambda r: r[1], repeats)
+    paths["naive"] = path_figures(runs, rss, backend="torch (MONAI sliding_window_inference)", precision="fp32")
     body = body_mask_from_ct(volume.array)
     max_diff, mean_diff = _diff_in_body(fast.synthetic.array, naive, body)
+    fast_s, naive_s = paths["engine"]["s"], paths["naive"]["s"]
+    fast_timings, naive_timings = paths["engine"]["timings_s"], paths["naive"]["timings_s"]
 
     # a card that averages the flips: one pass of each path too (engine with prediction single-pass)
     single_figures = None
     if flip_mean:
+        runner = engine.runner_for(backend)[0]
         t0 = time.perf_counter()
-        one = synthesize_volume(volume, engine._runner, replace_settings(settings, prediction="single-pass"),
+        one = synthesize_volume(volume, runner, replace_settings(settings, prediction="single-pass"),
                                 engine._torch_device)
         one_s = time.perf_counter() - t0
         t0 = time.perf_counter()
@@ -231,22 +237,27 @@ def measure(input_path: str, model_id: str | None, device: str = "cpu", repeats:
         "model": {"id": engine.card.id, "version": engine.card.version, "roi_size_zyx": list(settings.roi_size_zyx),
                   "target_spacing_xyz_mm": list(settings.target_spacing_xyz_mm or [])},
         "device": fast.device,
-        "precision": engine.precision,
+        "backend": backend,
+        "precision": fast.precision,
         "threads": torch.get_num_threads(),
+        "cpu": cpu_description(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        "synthesize_s": round(fast_s, 3),
-        "synthesize_runs_s": fast_runs,
+        "synthesize_s": fast_s,
+        "synthesize_runs_s": [run["s"] for run in paths["engine"]["runs"]],
+        "contended": any(path["contended"] for path in paths.values()),
         "first_synthesize_s": round(first_s, 3),
         "first_synthesize_timings_s": first_timings,
-        "synthesize_timings_s": {k: round(v, 3) for k, v in fast_timings.items()},
+        "first_synthesize_notes": first_notes,
+        "synthesize_timings_s": fast_timings,
         "synthesize_notes": fast.notes,
         "prediction": engine.settings.prediction,
         "single_pass": single_figures,
-        "naive_s": round(naive_s, 3),
-        "naive_timings_s": {k: round(v, 3) for k, v in naive_timings.items()},
-        "naive_runs_s": naive_runs,
+        "naive_s": naive_s,
+        "naive_timings_s": naive_timings,
+        "naive_runs_s": [run["s"] for run in paths["naive"]["runs"]],
         "speedup": round(naive_s / fast_s, 2),
         "inference_speedup": round(naive_timings["inference"] / fast_timings["inference"], 2),
+        "speedup_torch_backend": (round(naive_s / paths["engine_torch"]["s"], 2) if "engine_torch" in paths else None),
         "naive_windows": naive_windows,
         "naive_window_zyx": list(settings.roi_size_zyx),
         "windows_run": fast.windows_run,
@@ -255,8 +266,9 @@ def measure(input_path: str, model_id: str | None, device: str = "cpu", repeats:
         "body_voxels": int(body.sum()),
         "max_abs_diff_hu_in_body": max_diff,
         "mean_abs_diff_hu_in_body": mean_diff,
-        "peak_rss_mb": round(rss_fast, 1),
-        "peak_rss_mb_including_naive": round(_peak_rss_mb(), 1),
+        "peak_rss_mb": paths["engine"]["peak_rss_mb"],
+        "peak_rss_per_path_mb": {name: path["peak_rss_mb"] for name, path in paths.items()},
+        "paths": paths,
         "passes": passes,
         "gflop_naive": round(flops * naive_windows * passes / 1e9, 1),
         "gflop_synthesize": round(fast_flops / 1e9, 1),
@@ -270,26 +282,49 @@ def measure(input_path: str, model_id: str | None, device: str = "cpu", repeats:
     return result
 
 
-def run_bench(size_xyz: tuple[int, int, int] = DEFAULT_SIZE_XYZ, spacing_xyz_mm: tuple[float, float, float] | None = None,
-              model_id: str | None = None, seed: int = 20240, cache_dir: str | Path = "bench") -> dict[str, Any]:
-    """Generate/cache the phantom, measure in a child process and return the figures."""
+def cpu_description() -> dict[str, Any]:
+    """The CPU the figures came from: model name, cores, and the flags that decide the precision."""
+    from DigitalContrastLib.common.hardware import physical_cores
+    from DigitalContrastLib.synthesis.device import cpu_has_fast_bf16
+
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text(errors="ignore").splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and model == (platform.processor() or platform.machine()):
+                model = value.strip()
+            elif key.strip() == "flags" and not flags:
+                flags = set(value.split())
+    except OSError:
+        pass
+    return {"model": model, "physical_cores": physical_cores(), "native_bf16": cpu_has_fast_bf16(),
+            "flags": sorted(flags & {"avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "avx512_vnni"})}
+
+
+def bench_phantom(size_xyz: tuple[int, int, int] = DEFAULT_SIZE_XYZ,
+                  spacing_xyz_mm: tuple[float, float, float] | None = None, model_id: str | None = None,
+                  seed: int = 20240, cache_dir: str | Path = "bench") -> tuple[Path, float]:
+    """Check the model, then generate (once) the benchmark phantom: ``(its path, seconds taken)``."""
 
     # a missing model or bad weights is the user's error (exit 3, one sentence), found before the
     # phantom is generated, not a failed child process
     verify_weights_file(resolve_model(model_id).weights)
-
     size_xyz = tuple(int(v) for v in size_xyz)  # type: ignore[assignment]
     spacing = tuple(spacing_xyz_mm) if spacing_xyz_mm else default_spacing(size_xyz)  # type: ignore[arg-type]
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     path = phantom_file(cache_dir, size_xyz, spacing, seed)
-    phantom_s = time.perf_counter() - t0
-    code = (
-        "import json, sys; from DigitalContrastLib.benchmarks.synthesis import measure; "
-        "print('BENCH-RESULT ' + json.dumps(measure(sys.argv[1], sys.argv[2] or None)))"
-    )
+    return path, time.perf_counter() - t0
 
+
+def measure_in_child(function: str, path: Path, model_id: str | None) -> dict[str, Any]:
+    """``function(path, model_id)`` of this package run in a fresh Python process (so its peak RSS is
+    the synthesis's, not the phantom generator's); returns its JSON result."""
+
+    module, _, name = function.rpartition(".")
+    code = (f"import json, sys; from {module} import {name}; "
+            f"print('BENCH-RESULT ' + json.dumps({name}(sys.argv[1], sys.argv[2] or None)))")
     child = subprocess.run([sys.executable, *SAFE_PATH_FLAGS, "-c", code, str(path), model_id or ""],
                            capture_output=True, text=True)
     lines = [line for line in child.stdout.splitlines() if line.startswith("BENCH-RESULT ")]
@@ -298,7 +333,14 @@ def run_bench(size_xyz: tuple[int, int, int] = DEFAULT_SIZE_XYZ, spacing_xyz_mm:
         if child.returncode in (-9, 137):
             raise OutOfMemoryError(f"The benchmark child was killed (out of memory?) on {path}; try a smaller --size.")
         raise RuntimeError(f"benchmark child failed (exit {child.returncode}):\n{tail}")
-    result = json.loads(lines[-1][len("BENCH-RESULT "):])
+    return json.loads(lines[-1][len("BENCH-RESULT "):])
+
+
+def run_bench(size_xyz: tuple[int, int, int] = DEFAULT_SIZE_XYZ, spacing_xyz_mm: tuple[float, float, float] | None = None,
+              model_id: str | None = None, seed: int = 20240, cache_dir: str | Path = "bench") -> dict[str, Any]:
+    """Generate/cache the phantom, measure in a child process and return the figures."""
+    path, phantom_s = bench_phantom(size_xyz, spacing_xyz_mm, model_id, seed, cache_dir)
+    result = measure_in_child("DigitalContrastLib.benchmarks.synthesis.measure", path, model_id)
     result["phantom_generation_s"] = round(phantom_s, 1)
     result["targets"] = {
         "speedup_min": 5.0, "mean_abs_diff_hu_max": 2.0, "synthesize_s_max": 20.0, "peak_rss_mb_max": 4096.0,
@@ -307,6 +349,10 @@ def run_bench(size_xyz: tuple[int, int, int] = DEFAULT_SIZE_XYZ, spacing_xyz_mm:
         "speedup": result["speedup"] >= 5.0,
         "mean_abs_diff": result["mean_abs_diff_hu_in_body"] <= 2.0,
         "synthesize_time": result["synthesize_s"] <= 20.0,
-        "peak_rss": result["peak_rss_mb"] <= 4096.0,
+        "peak_rss": max(result["peak_rss_per_path_mb"][name] for name in ("engine", "engine_torch")
+                        if name in result["peak_rss_per_path_mb"]) <= 4096.0,
     }
+    if result["contended"]:
+        result["contended_note"] = ("every timed run of at least one path was contended (other processes used more "
+                                    "than 10% of the CPU): these figures are not the code's; rerun on a quiet machine")
     return result

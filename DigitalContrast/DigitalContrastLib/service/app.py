@@ -32,7 +32,7 @@ import json
 import threading
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi import Path as PathParam
@@ -262,6 +262,9 @@ def create_app(settings: ServiceSettings, plan: DevicePlan) -> FastAPI:
                                                         description="model id (default: the server's)")] = None,
                      uncertainty: bool = False,
                      overlap: Annotated[float | None, Query(ge=0.0, lt=1.0)] = None,
+                     backend: Annotated[Literal["auto", "torch", "openvino"], Query(
+                         description="which library runs the network on the server's device (see --backend)")]
+                     = "auto",
                      series: Annotated[str | None, Query(min_length=1, max_length=64, pattern=r"^[0-9.]+$",
                                                          description="the DICOM series, when a zip holds several")]
                      = None) -> JSONResponse:
@@ -277,7 +280,7 @@ def create_app(settings: ServiceSettings, plan: DevicePlan) -> FastAPI:
                                                    "server; wait for one to end or cancel one.")
         job = ServiceJob(id=new_job_id(), user=user, folder=settings.jobs_dir / "pending", input_name=filename,
                          options={"model_id": model, "uncertainty": bool(uncertainty), "overlap": overlap,
-                                  "series_uid": series})
+                                  "series_uid": series, "backend": backend})
         job.folder = settings.jobs_dir / job.id
         job.folder.mkdir(parents=True)
         try:

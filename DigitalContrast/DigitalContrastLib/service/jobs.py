@@ -51,7 +51,8 @@ class ServiceJob:
         folder: the job's folder.
         input_name: the upload's file name as the client gave it (never a server path).
         input_path: the input the worker reads (a file, or the folder of a DICOM series).
-        options: ``model_id`` (None: the default model), ``uncertainty`` (bool), ``overlap`` (None: the card's).
+        options: ``model_id`` (None: the default model), ``uncertainty`` (bool), ``overlap`` (None: the card's),
+            ``series_uid``, ``backend`` (``auto``, ``torch`` or ``openvino``).
         status: ``queued``, ``running``, ``ok``, ``error`` or ``cancelled``.
         created, started, ended: UNIX times (s).
         stage, fraction, eta_s: the latest progress (fraction in [0, 1] of the whole job).

@@ -172,7 +172,7 @@ class WorkerSlot(threading.Thread):
         job.result_dir.mkdir(parents=True, exist_ok=True)
         options = SynthesisOptions(
             model_id=job.options.get("model_id"), device=self.device, overlap=job.options.get("overlap"),
-            series_uid=job.options.get("series_uid"),
+            series_uid=job.options.get("series_uid"), backend=job.options.get("backend") or "auto",
             uncertainty_output=str(job.result_dir / UNCERTAINTY_NAME) if job.options.get("uncertainty") else None)
         try:
             self.client.start(make_job(job.input_path, job.result_dir / RESULT_NAME, options, job_id=job.id))

@@ -20,6 +20,7 @@ class JobOptions(BaseModel):
     uncertainty: bool = False
     overlap: float | None = None
     series_uid: str | None = None
+    backend: str = "auto"
 
 
 class WorkerInfo(BaseModel):

@@ -59,6 +59,8 @@ class SynthesisResult:
         peak_memory_mb: peak GPU memory allocated (CUDA) or this process's peak RSS (CPU), MiB.
         windows_run, windows_total: network windows run, and in the plan before empty ones were skipped.
         window_zyx: size of those windows in model-grid voxels ``(z, y, x)``.
+        backend: the library that ran the network: ``"torch"`` or ``"openvino"``.
+        precision: the precision it ran in (``fp32``, ``bf16``, ``autocast-bf16``...).
     """
 
     synthetic: CTVolume
@@ -70,6 +72,8 @@ class SynthesisResult:
     windows_run: int = 0
     windows_total: int = 0
     window_zyx: tuple[int, int, int] = (0, 0, 0)
+    backend: str = "torch"
+    precision: str = ""
 
 
 class SynthesisEngine:
@@ -96,6 +100,8 @@ class SynthesisEngine:
         network = load_network(card, device="cpu")
         settings = self.settings
         self._runner = _devices.NetworkRunner(network, lambda d: _devices.choose_precision(d, settings))
+        self._openvino: Any = None  # the OpenVINO runner, built on first use (its compiled models stay with it)
+        self._openvino_failure: str | None = None  # why OpenVINO could not take this model, once found
         self.attempt_hook: Callable[[Any], None] | None = None
         self._lock = threading.Lock()
 
@@ -104,12 +110,46 @@ class SynthesisEngine:
         """The precision policy on the engine's device (``fp32``, ``bf16``, ``autocast-bf16``...)."""
         return self._devices.choose_precision(self._torch_device, self.settings)
 
+    def runner_for(self, backend: str = "auto") -> tuple[Any, list[str]]:
+        """The runner of ``backend`` (``auto``, ``torch`` or ``openvino``, see :func:`.device.choose_backend`)
+        on the engine's device, and notes on the choice.
+
+        The OpenVINO runner is built (the network converted) on first use and kept, with every
+        model it compiles. Where ``auto`` chose OpenVINO but it cannot take this model, torch runs
+        it and a note says why.
+
+        Raises:
+            JobError: the backend is unknown, or OpenVINO was asked where it cannot run.
+            ModelError: OpenVINO was asked by name and cannot convert this model.
+        """
+        chosen = self._devices.choose_backend(backend, self._torch_device)
+        if chosen == "torch":
+            return self._runner, []
+        if self._openvino is None and self._openvino_failure is None:
+            try:
+                from DigitalContrastLib.synthesis.openvino_runner import OpenVinoRunner
+
+                runner = OpenVinoRunner(self._runner.base, self._runner.precision_for)
+                runner.converted()
+                self._openvino = runner
+            except Exception as error:  # noqa: BLE001 - any failure of an optional backend
+                self._openvino_failure = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+        if self._openvino is not None:
+            return self._openvino, self._openvino.take_notes()
+        if (backend or "auto").strip().lower() == "openvino":
+            from DigitalContrastLib.common.errors import ModelError
+
+            raise ModelError(f"OpenVINO cannot run model {self.card.id} ({self._openvino_failure}); use --backend torch.",
+                             code="backend_failed")
+        return self._runner, [f"OpenVINO could not run this model ({self._openvino_failure}); torch ran it"]
+
     def synthesize(
         self,
         volume: CTVolume,
         progress: ProgressCallback | None = None,
         uncertainty: bool = False,
         overlap: float | None = None,
+        backend: str = "auto",
     ) -> SynthesisResult:
         """Synthesize a CTA from ``volume`` (a non-contrast CT in HU).
 
@@ -119,15 +159,18 @@ class SynthesisEngine:
                 ``uncertainty`` (if asked) and ``postprocess``; ``done`` never decreases within a stage.
             uncertainty: also return the flip-TTA SD map (4 network passes instead of 1).
             overlap: window overlap in ``[0, 1)``; None takes the card's.
+            backend: ``auto``, ``torch`` or ``openvino`` (:meth:`runner_for`).
         Returns:
             :class:`SynthesisResult`; ``synthetic`` has the input's exact geometry, int16 HU.
         """
         with self._lock:  # one synthesis at a time per engine (the network copies are shared)
+            runner, backend_notes = self.runner_for(backend)
             out = self._engine.synthesize_volume(
-                volume, self._runner, self.settings, self._torch_device,
+                volume, runner, self.settings, self._torch_device,
                 progress=progress, uncertainty=uncertainty, overlap=overlap, attempt_hook=self.attempt_hook,
             )
-        notes = [f"precision {out.precision} on {out.device}", *out.notes]
+            backend_notes += runner.take_notes() if hasattr(runner, "take_notes") else []
+        notes = [f"precision {out.precision} on {out.device} ({runner.backend})", *backend_notes, *out.notes]
         return SynthesisResult(
             synthetic=out.synthetic,
             uncertainty=out.uncertainty,
@@ -138,6 +181,8 @@ class SynthesisEngine:
             windows_run=out.windows_run,
             windows_total=out.windows_total,
             window_zyx=out.window_zyx,
+            backend=runner.backend,
+            precision=out.precision,
         )
 
 
@@ -183,11 +228,11 @@ def sha256_input(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def software_versions() -> dict[str, str]:
-    """Versions of the software that shaped an output."""
+def software_versions(extra: tuple[str, ...] = ()) -> dict[str, str]:
+    """Versions of the software that shaped an output (``extra``: packages beyond the usual, e.g. the backend's)."""
 
     versions = {"digital-contrast": __version__, "python": platform.python_version()}
-    for name in ("torch", "monai", "numpy", "SimpleITK", "safetensors"):
+    for name in ("torch", "monai", "numpy", "SimpleITK", "safetensors", *extra):
         try:
             from importlib.metadata import version
 
@@ -262,7 +307,8 @@ def synthesize_file(
     progress("model", 1, 1)
     timings["model"] = time.perf_counter() - t0
 
-    result = engine.synthesize(volume, progress=progress, uncertainty=uncertainty_path is not None, overlap=overlap)
+    result = engine.synthesize(volume, progress=progress, uncertainty=uncertainty_path is not None, overlap=overlap,
+                               backend=options.backend)
     timings.update(result.timings_s)
 
     t0 = time.perf_counter()
@@ -286,6 +332,8 @@ def synthesize_file(
                 "card": str(engine.card.path),
             },
             "device": result.device,
+            "backend": result.backend,
+            "precision": result.precision,
             "overlap": engine.settings.overlap if overlap is None else overlap,
             "timings_s": {k: round(v, 4) for k, v in timings.items()},
             "peak_memory_mb": round(result.peak_memory_mb, 1),
@@ -293,7 +341,7 @@ def synthesize_file(
             "gate_warnings": gate_warnings,
             "ood": gate.ood,
             "geometry": result.synthetic.geometry(),
-            "software": software_versions(),
+            "software": software_versions(("openvino",) if result.backend == "openvino" else ()),
         }
         provenance["output"]["sha256"] = provenance["output_sha256"]
         if uncertainty_path is not None and result.uncertainty is not None:

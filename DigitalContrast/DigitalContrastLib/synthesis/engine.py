@@ -22,7 +22,8 @@ while processing):
    the EXACT input grid and added to the ORIGINAL input HU (so the input's texture and noise are
    kept); voxels at or below ``body_threshold_hu`` (air, lung) keep their input value; rounded to int16.
 
-Where and in which precision the network runs: :mod:`.device`; what the card sets: :mod:`.settings`.
+Where and in which precision the network runs: :mod:`.device` (torch eager) or
+:mod:`.openvino_runner` (OpenVINO, CPUs); what the card sets: :mod:`.settings`.
 """
 
 from __future__ import annotations
@@ -37,11 +38,12 @@ import torch
 from DigitalContrastLib.common.errors import JobError
 from DigitalContrastLib.common.progress import ProgressCallback, no_progress
 from DigitalContrastLib.ct.volume import CTVolume
-from DigitalContrastLib.synthesis.device import NetworkRunner, use_all_cpu_cores
+from DigitalContrastLib.synthesis.device import WindowRunner, use_all_cpu_cores
 from DigitalContrastLib.synthesis.flip_passes import FLIP_MEAN_NOTE, FlipPasses
 from DigitalContrastLib.synthesis.grid import (
     Orientation,
     canonical_orientation,
+    empty_int16_volume,
     hu_to_model_grid,
     model_grid_shape,
     model_grid_to_input,
@@ -92,7 +94,7 @@ def body_mask_hu(hu: np.ndarray | torch.Tensor, threshold_hu: float) -> np.ndarr
 
 def synthesize_volume(
     volume: CTVolume,
-    runner: NetworkRunner,
+    runner: WindowRunner,
     settings: EngineSettings,
     device: torch.device,
     progress: ProgressCallback | None = None,
@@ -130,7 +132,7 @@ def synthesize_volume(
                                        progress=passes.progress(0), attempt_hook=attempt_hook)
     notes = [*run.notes, *_window_notes(run, tuple(model.image.shape))]
     used = torch.device(run.attempt.compute_device)
-    precision = runner.placed(used)[1]
+    precision = runner.precision(used)
     passes.add(run.output)
 
     # ---- the other flip passes: the prediction's mean and/or the uncertainty's SD
@@ -211,7 +213,7 @@ def _postprocess(volume: CTVolume, model: _ModelInput, output: torch.Tensor, spr
     """The residual (``output`` in network units, scaled in place to HU) back onto the exact input grid,
     added to the original HU; the SD map (HU) onto the same grid, 0 outside the body (the ``postprocess`` stage)."""
     report("postprocess", 0, 2)
-    out_array = np.empty(volume.array.shape, dtype=np.int16)
+    out_array = empty_int16_volume(volume.array.shape)
     model_grid_to_input(
         output.mul_(settings.output_scale_hu), model.orientation.to_canonical(out_array),
         base_hu=model.canonical_hu, threshold_hu=settings.body_threshold_hu,

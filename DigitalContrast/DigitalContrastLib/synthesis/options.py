@@ -10,6 +10,10 @@ import os
 from dataclasses import dataclass, replace
 from typing import Any
 
+#: Which library runs the network (``--backend``): ``auto`` takes OpenVINO on an x86-64 CPU where the
+#: ``openvino`` package is installed (the ``cpu-fast`` extra), torch everywhere else (GPUs included).
+BACKENDS = ("auto", "torch", "openvino")
+
 
 @dataclass(frozen=True)
 class SynthesisOptions:
@@ -22,6 +26,7 @@ class SynthesisOptions:
             (int16 HU, same grid as the input), or None to skip it.
         overlap: window overlap in ``[0, 1)``; None takes the model card's.
         series_uid: which DICOM series, when the input folder holds several.
+        backend: ``auto``, ``torch`` or ``openvino`` (:data:`BACKENDS`); the provenance records the one used.
     """
 
     model_id: str | None = None
@@ -29,6 +34,7 @@ class SynthesisOptions:
     uncertainty_output: str | None = None
     overlap: float | None = None
     series_uid: str | None = None
+    backend: str = "auto"
 
     def with_absolute_paths(self) -> "SynthesisOptions":
         """The same options with ``uncertainty_output`` made absolute."""
@@ -42,7 +48,7 @@ class SynthesisOptions:
             "model_id": self.model_id,
             "device": self.device,
             "options": {"uncertainty_output": self.uncertainty_output, "overlap": self.overlap,
-                        "series_uid": self.series_uid},
+                        "series_uid": self.series_uid, "backend": self.backend},
         }
 
     @classmethod
@@ -51,4 +57,4 @@ class SynthesisOptions:
         options = job.get("options") or {}
         return cls(model_id=job.get("model_id"), device=job.get("device") or "auto",
                    uncertainty_output=options.get("uncertainty_output"), overlap=options.get("overlap"),
-                   series_uid=options.get("series_uid"))
+                   series_uid=options.get("series_uid"), backend=options.get("backend") or "auto")

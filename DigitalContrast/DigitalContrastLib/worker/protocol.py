@@ -7,11 +7,11 @@ Job (worker stdin, one line, or a JSON file given as the worker's argument)::
 
     {"job_id": "a1b2", "input": "/data/ncct.nrrd", "output": "/data/synthetic.nrrd",
      "model_id": null, "device": "auto",
-     "options": {"uncertainty_output": null, "overlap": null, "series_uid": null}}
+     "options": {"uncertainty_output": null, "overlap": null, "series_uid": null, "backend": "auto"}}
 
 ``input`` and ``output`` are required; ``job_id`` defaults to ``"job"``; ``device`` is
 ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``; ``overlap`` is the sliding-window overlap in
-``[0, 1)``. Unknown keys are refused, so a typo never passes silently.
+``[0, 1)``; ``backend`` is ``auto``, ``torch`` or ``openvino``. Unknown keys are refused, so a typo never passes silently.
 
 Messages (worker stdout): each is ONE line, :data:`PREFIX` then compact JSON with a ``type``:
 
@@ -45,7 +45,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from DigitalContrastLib.common.errors import JobError, require_package
-from DigitalContrastLib.synthesis.options import SynthesisOptions
+from DigitalContrastLib.synthesis.options import BACKENDS, SynthesisOptions
 
 #: Marks a protocol line; the digit is the protocol version.
 PREFIX = "@@DC1 "
@@ -81,6 +81,7 @@ JOB_SCHEMA: dict[str, Any] = {
                 "uncertainty_output": {"type": ["string", "null"], "minLength": 1},
                 "overlap": {"type": ["number", "null"], "minimum": 0, "exclusiveMaximum": 1},
                 "series_uid": {"type": ["string", "null"], "minLength": 1},
+                "backend": {"enum": [*BACKENDS, None]},
             },
         },
     },
@@ -188,6 +189,7 @@ def validate_job(job: Any, source: str = "") -> dict[str, Any]:
             "uncertainty_output": options.get("uncertainty_output"),
             "overlap": options.get("overlap"),
             "series_uid": options.get("series_uid"),
+            "backend": options.get("backend") or "auto",
         },
     }
 

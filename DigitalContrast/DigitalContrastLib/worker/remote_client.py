@@ -311,7 +311,8 @@ class RemoteWorkerClient(JobClientBase):
                 upload, filename = source, source.name
             options = job["options"]
             query = {"filename": filename, "model": job.get("model_id"), "overlap": options.get("overlap"),
-                     "uncertainty": bool(options.get("uncertainty_output")), "series": options.get("series_uid")}
+                     "uncertainty": bool(options.get("uncertainty_output")), "series": options.get("series_uid"),
+                     "backend": options.get("backend") or "auto"}
             size = upload.stat().st_size
             total_mib = max(1, -(-size // CHUNK_BYTES))
             self._put(remote, Event("stage", {"stage": "upload", "job_id": remote.job_id}, remote.job_id, 0.0))
