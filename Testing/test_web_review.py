@@ -103,3 +103,19 @@ def test_the_review_page_uploads_runs_to_100_percent_and_renders_three_views(tmp
     (tmp_path / "views.png").write_bytes(shot)
     if os.environ.get("DC_UPDATE_SCREENSHOTS"):
         shutil.copyfile(tmp_path / "page.png", SCREENSHOT)
+
+
+def test_the_review_page_process_ends_with_a_killed_service(tmp_path):
+    """'serve --web-port' starts the page as a child: a SIGKILLed service must not leave it running."""
+    psutil = pytest.importorskip("psutil")
+    web_port = free_port()
+    service = start_service(tmp_path, users=("reader",), extra=("--web-port", str(web_port)))
+    try:
+        wait_for_http(f"http://127.0.0.1:{web_port}/")
+        pages = [child for child in psutil.Process(service.process.pid).children()
+                 if "DigitalContrastLib.web" in " ".join(child.cmdline())]
+        assert len(pages) == 1, pages
+    finally:
+        service.stop(kill=True)
+    gone, alive = psutil.wait_procs(pages, timeout=15)
+    assert alive == [], f"the review page outlived its service: {alive}"

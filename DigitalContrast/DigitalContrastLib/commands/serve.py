@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -96,14 +97,18 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if web is not None:
             web.terminate()
-            web.wait(10)
+            try:
+                web.wait(10)
+            except subprocess.TimeoutExpired:
+                web.kill()
+                web.wait(10)
     return 0
 
 
 def _start_web(args: argparse.Namespace):
-    """The review page beside the API: its own process (trame serves its own web socket)."""
-    import subprocess
-
+    """The review page beside the API: its own process (trame serves its own web socket). It holds the
+    read end of a pipe whose write end only this process has, so it ends with us even after a SIGKILL."""
     api = f"http://{'127.0.0.1' if args.host in ('0.0.0.0', '::') else args.host}:{args.port}"
     return subprocess.Popen([sys.executable, "-m", "DigitalContrastLib.web", "--server", api, "--host", args.host,
-                             "--port", str(args.web_port)], env=dict(os.environ))
+                             "--port", str(args.web_port), "--exit-with-stdin"],
+                            stdin=subprocess.PIPE, env=dict(os.environ))
