@@ -46,12 +46,11 @@ def column_variances(png: bytes, columns: int = 3) -> list[float]:
     return [float(image[:, k * width:(k + 1) * width].var()) for k in range(columns)]
 
 
-def test_the_review_page_uploads_runs_to_100_percent_and_renders_three_views(tmp_path):
+def run_review_page(tmp_path, case) -> dict:
+    """Upload ``case``'s scans on the review page, run them to 100 %, and return what the page showed."""
     chromium = require_chromium()
     from DigitalContrastLib.ct.io import write_volume
-    from DigitalContrastLib.phantoms.generator import make_phantom
 
-    case = make_phantom(5, size_xyz=(128, 128, 48), spacing_xyz_mm=(2.8, 2.8, 3.0))
     ncct = write_volume(case.noncontrast, tmp_path / "ncct.nrrd")
     real = write_volume(case.contrast, tmp_path / "cta.nrrd")
     web_port = free_port()
@@ -90,19 +89,45 @@ def test_the_review_page_uploads_runs_to_100_percent_and_renders_three_views(tmp
                 time.sleep(0.1)
             assert "done" in status.inner_text()
             time.sleep(2.0)  # the remote views' last frames
+            message = page.get_by_test_id("message").inner_text() if page.get_by_test_id("message").count() else ""
+            overlay = page.get_by_test_id("overlay").inner_text() if page.get_by_test_id("overlay").count() else ""
             views = page.get_by_test_id("views")
             shot = views.screenshot()
-            variances = column_variances(shot)
             page.screenshot(path=str(tmp_path / "page.png"))
             browser.close()
     finally:
         service.stop()
-    assert all(v > 100 for v in variances), variances  # three views rendered, none blank
-    outside = [url for url in requested if not url.startswith(("http://127.0.0.1", "ws://127.0.0.1", "data:", "blob:"))]
-    assert outside == [], outside  # every asset from the installed packages, no CDN
     (tmp_path / "views.png").write_bytes(shot)
+    return {"views": shot, "message": message, "overlay": overlay, "requested": requested, "page": tmp_path / "page.png"}
+
+
+def test_the_review_page_uploads_runs_to_100_percent_and_renders_three_views(tmp_path):
+    from DigitalContrastLib.phantoms.generator import make_phantom
+
+    # on the training phantoms' grid (a coarser one has another noise grain and is rightly called unusual)
+    seen = run_review_page(tmp_path, make_phantom(5, size_xyz=(256, 256, 48), spacing_xyz_mm=(1.4, 1.4, 2.5)))
+    variances = column_variances(seen["views"])
+    assert all(v > 100 for v in variances), variances  # three views rendered, none blank
+    outside = [url for url in seen["requested"]
+               if not url.startswith(("http://127.0.0.1", "ws://127.0.0.1", "data:", "blob:"))]
+    assert outside == [], outside  # every asset from the installed packages, no CDN
+    assert "unlike the model's training data" not in seen["message"], seen["message"]
+    assert seen["overlay"] == "", seen["overlay"]  # a phantom like the training data: no overlay
     if os.environ.get("DC_UPDATE_SCREENSHOTS"):
-        shutil.copyfile(tmp_path / "page.png", SCREENSHOT)
+        shutil.copyfile(seen["page"], SCREENSHOT)
+
+
+def test_an_input_unlike_the_training_data_is_said_first_and_opens_with_its_uncertainty_map(tmp_path):
+    """As in the Slicer module: a scanner calibrated 150 HU off warns, and the synthetic view shows the map."""
+    from DigitalContrastLib.phantoms.generator import make_phantom
+
+    case = make_phantom(5, size_xyz=(256, 256, 48), spacing_xyz_mm=(1.4, 1.4, 2.5))
+    nc = case.noncontrast
+    case.noncontrast = nc.with_array(np.where(nc.array > -500, nc.array + 150, nc.array).astype(np.int16))
+    seen = run_review_page(tmp_path, case)
+    assert seen["message"].startswith("This scan is unlike the model's training data:"), seen["message"]
+    # the service's dummy worker writes a zero map (transparent in its colour table): the page says what it shows
+    assert seen["overlay"].startswith("Over the synthetic view: its uncertainty map"), seen["overlay"]
 
 
 def test_the_review_page_process_ends_with_a_killed_service(tmp_path):

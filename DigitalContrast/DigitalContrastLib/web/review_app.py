@@ -36,7 +36,8 @@ from trame_slicer.views import Layout, LayoutDirection, ViewLayoutDefinition
 
 from DigitalContrastLib.common.errors import UserError
 from DigitalContrastLib.mrml.review_layout import COLUMNS, show_review
-from DigitalContrastLib.mrml.synthesis_logic import SynthesisLogic
+from DigitalContrastLib.mrml.provenance import out_of_distribution_warning
+from DigitalContrastLib.mrml.synthesis_logic import UNCERTAINTY_REFERENCE, SynthesisLogic
 from DigitalContrastLib.mrml.volume_nodes import load_volume_file
 from DigitalContrastLib.worker.remote_client import RemoteWorkerClient
 from DigitalContrastLib.worker.remote_http import ServerConnection
@@ -68,7 +69,7 @@ class ReviewApp(TrameApp):
         self._chunks: dict[str, list[dict]] = {"noncontrast": [], "contrast": []}
         self._poller: asyncio.Task | None = None
         self.state.update({"token": "", "noncontrast_name": "", "contrast_name": "", "running": False,
-                           "progress": 0, "stage": "", "message": "", "message_type": "info", "done": False,
+                           "progress": 0, "stage": "", "message": "", "message_type": "info", "done": False, "overlay": "",
                            "trame__title": "DigitalContrast review"})
         self._build_ui()
         self.layouts.set_layout(REVIEW_LAYOUT)
@@ -104,11 +105,14 @@ class ReviewApp(TrameApp):
                     with v3.VProgressLinear(model_value=("progress",), height=22, color="orange",
                                             **testid("progress")):
                         html.Span("{{ Math.round(progress) }} % {{ stage }}", **testid("status"))
-                    v3.VAlert(v_if=("message",), text=("message",), type=("message_type",), density="compact")
+                    v3.VAlert(v_if=("message",), text=("message",), type=("message_type",), density="compact",
+                              **testid("message"))
                     with html.Div(style="display: flex;"):
                         for column in COLUMNS:  # which scan each view shows, in the view's frame colour
                             html.Div(column.label, style=f"flex: 1; text-align: center; font-weight: 600; "
                                                          f"color: white; background: {column.color};")
+                    html.Div("{{ overlay }}", v_if=("overlay",), style="text-align: center; font-size: 90%;",
+                             **testid("overlay"))
                     with html.Div(style="flex: 1 1 auto; position: relative; min-height: 420px;", **testid("views")):
                         self.layouts.initialize_layout_grid(page)
 
@@ -184,6 +188,8 @@ class ReviewApp(TrameApp):
             with self.state:
                 self.state.progress = round(100 * job.overall_fraction, 1)
                 self.state.stage = job.status_text()
+                if job.ood_warning:  # an input unlike the training data: said first, while it runs
+                    self.state.message, self.state.message_type = str(job.ood.get("message")), "warning"
             await asyncio.sleep(POLL_S)
         with self.state:
             self.state.running = False
@@ -196,7 +202,12 @@ class ReviewApp(TrameApp):
                 self.state.message, self.state.message_type = job.status_text(), (
                     "info" if job.status == "cancelled" else "error")
         if job.ok:
-            self._replace_node("synthetic", self.slicer.scene.GetNodeByID(job.result_node_id))
+            synthetic = self.slicer.scene.GetNodeByID(job.result_node_id)
+            self._replace_node("synthetic", synthetic)
+            sentence = out_of_distribution_warning(synthetic)
+            if sentence:  # above any other warning of the input check
+                with self.state:
+                    self.state.message, self.state.message_type = sentence, "warning"
             self._show()
 
     def cancel(self) -> None:
@@ -209,8 +220,14 @@ class ReviewApp(TrameApp):
         if nc is None:
             return
         backgrounds = {"nc": nc, "synthetic": synthetic or nc, "real": real or synthetic or nc}
+        # as in the Slicer module: an input unlike the training data opens with its uncertainty map
+        overlay = synthetic.GetNodeReference(UNCERTAINTY_REFERENCE) if (
+            synthetic is not None and SynthesisLogic.review_overlay(synthetic) == "uncertainty") else None
         show_review(self.slicer.scene, self.slicer.app_logic, backgrounds["nc"], backgrounds["synthetic"],
-                    backgrounds["real"])
+                    backgrounds["real"], overlay=overlay)
+        with self.state:
+            self.state.overlay = ("Over the synthetic view: its uncertainty map (voxel-wise SD, yellow to red)"
+                                  if overlay is not None else "")
         for view in self.slicer.view_manager.get_slice_views():
             view.schedule_render()
 
