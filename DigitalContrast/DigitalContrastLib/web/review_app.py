@@ -35,8 +35,8 @@ from trame_slicer.rca_view import register_rca_factories
 from trame_slicer.views import Layout, LayoutDirection, ViewLayoutDefinition
 
 from DigitalContrastLib.common.errors import UserError
-from DigitalContrastLib.mrml.review_layout import COLUMNS, show_review
 from DigitalContrastLib.mrml.provenance import out_of_distribution_warning
+from DigitalContrastLib.mrml.review_layout import COLUMNS, show_review
 from DigitalContrastLib.mrml.synthesis_logic import UNCERTAINTY_REFERENCE, SynthesisLogic
 from DigitalContrastLib.mrml.volume_nodes import load_volume_file
 from DigitalContrastLib.worker.remote_client import RemoteWorkerClient
