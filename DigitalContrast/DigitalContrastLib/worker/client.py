@@ -153,26 +153,9 @@ class WorkerClient(JobClientBase):
 
     # -------------------------------------------------------------- state
     @property
-    def running(self) -> bool:
-        """True while a job is started and not yet ended (call poll() or wait() to advance)."""
-        return self._job is not None
-
-    @property
     def worker_pid(self) -> int | None:
         """PID of the launched process (with Slicer's launcher: the launcher, parent of the worker)."""
         return self._proc.popen.pid if self._proc else None
-
-    @property
-    def overall_fraction(self) -> float:
-        return self._job.fraction if self._job else (1.0 if self.outcome and self.outcome.ok else 0.0)
-
-    @property
-    def eta_s(self) -> float | None:
-        return self._job.eta_s if self._job else None
-
-    @property
-    def log_tail(self) -> list[str]:
-        return list(self._log)
 
     # -------------------------------------------------------------- starting
     def start(self, job: Mapping[str, Any]) -> str:

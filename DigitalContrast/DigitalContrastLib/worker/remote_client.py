@@ -118,10 +118,6 @@ class RemoteWorkerClient(JobClientBase):
 
     # -------------------------------------------------------------- state
     @property
-    def running(self) -> bool:
-        return self._job is not None
-
-    @property
     def server_job_id(self) -> str | None:
         return self._job.server_id if self._job else (self.outcome.result or {}).get("server", {}).get("job_id") \
             if self.outcome and self.outcome.result else None
@@ -129,18 +125,6 @@ class RemoteWorkerClient(JobClientBase):
     @property
     def worker_pid(self) -> int | None:
         return None  # the worker runs on the server
-
-    @property
-    def overall_fraction(self) -> float:
-        return self._job.fraction if self._job else (1.0 if self.outcome and self.outcome.ok else 0.0)
-
-    @property
-    def eta_s(self) -> float | None:
-        return self._job.eta_s if self._job else None
-
-    @property
-    def log_tail(self) -> list[str]:
-        return list(self._log)
 
     # -------------------------------------------------------------- starting
     def start(self, job: Mapping[str, Any]) -> str:
