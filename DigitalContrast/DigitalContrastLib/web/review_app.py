@@ -35,7 +35,7 @@ from trame_slicer.rca_view import register_rca_factories
 from trame_slicer.views import Layout, LayoutDirection, ViewLayoutDefinition
 
 from DigitalContrastLib.common.errors import UserError
-from DigitalContrastLib.mrml.provenance import out_of_distribution_warning
+from DigitalContrastLib.mrml.panel_text import distribution_warning
 from DigitalContrastLib.mrml.review_layout import COLUMNS, show_review
 from DigitalContrastLib.mrml.synthesis_logic import UNCERTAINTY_REFERENCE, SynthesisLogic
 from DigitalContrastLib.mrml.volume_nodes import load_volume_file
@@ -188,8 +188,9 @@ class ReviewApp(TrameApp):
             with self.state:
                 self.state.progress = round(100 * job.overall_fraction, 1)
                 self.state.stage = job.status_text()
-                if job.ood_warning:  # an input unlike the training data: said first, while it runs
-                    self.state.message, self.state.message_type = str(job.ood.get("message")), "warning"
+                sentence = distribution_warning(job, None)  # an input unlike the training data: said first
+                if sentence and self.state.message != sentence:
+                    self.state.message, self.state.message_type = sentence, "warning"
             await asyncio.sleep(POLL_S)
         with self.state:
             self.state.running = False
@@ -204,7 +205,7 @@ class ReviewApp(TrameApp):
         if job.ok:
             synthetic = self.slicer.scene.GetNodeByID(job.result_node_id)
             self._replace_node("synthetic", synthetic)
-            sentence = out_of_distribution_warning(synthetic)
+            sentence = distribution_warning(job, synthetic)
             if sentence:  # above any other warning of the input check
                 with self.state:
                     self.state.message, self.state.message_type = sentence, "warning"
